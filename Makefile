@@ -1,0 +1,45 @@
+# batch-serving: every target installs what it needs first (fresh machine: Python 3.11 + Java 17).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+ROWS ?= 200000
+DATE ?= 2026-11-22
+export PYSPARK_PYTHON := $(abspath $(PY))
+export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint typecheck check clean
+
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements/jobs.txt
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11"; exit 1; }
+	@command -v java >/dev/null || { echo "java not found: install Java 17 (Spark needs it)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements/jobs.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv with the pinned jobs stack and the package (editable)
+
+demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
+	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
+
+test: $(STAMP) ## run the whole test suite (real Spark, real MLflow registry)
+	$(PY) -m pytest -q
+
+lint: $(STAMP) ## ruff
+	$(VENV)/bin/ruff check src jobs tests
+	$(VENV)/bin/ruff format --check src jobs tests
+
+typecheck: $(STAMP) ## mypy
+	$(VENV)/bin/mypy
+
+check: lint typecheck test ## lint, typecheck and test
+
+clean: ## remove generated data (keeps venvs)
+	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data

@@ -1,0 +1,16 @@
+"""Nightly scoring job: spark-submit entry point (thin; all logic lives in batch_serving).
+
+    spark-submit --master local[2] jobs/score.py \
+        --config conf/jobs/churn.yaml --run-date 2026-11-22 [--model-alias champion]
+
+Same options and exit codes as ``batch-serving score --help``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from batch_serving.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["score", *sys.argv[1:]]))

@@ -1,0 +1,144 @@
+"""``batch-serving`` command line: thin argument parsing around the library.
+
+Exit codes: 0 success; 1 unexpected error; 2 config/usage; 3 registry/model; 4 input
+validation; 5 scoring; 6 output validation; 7 storage/I-O.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from batch_serving.errors import BatchServingError
+
+log = logging.getLogger("batch_serving")
+
+EXIT_CODES = """exit codes:
+  0  success
+  1  unexpected error (bug): rerun with --verbose for the traceback
+  2  invalid config or arguments
+  3  model registry unreachable, model/alias/version unknown, or model not loadable
+  4  input validation failed (missing partition, missing column, wrong type)
+  5  scoring failed (the model raised)
+  6  output validation failed (row counts do not reconcile); nothing committed
+  7  storage error (unreadable file, failed commit)
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="batch-serving",
+        description="Score warehouse Parquet with MLflow registry models on Spark.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    score = sub.add_parser(
+        "score",
+        help="score one date partition and commit its predictions",
+        description="Resolve the model once, score the input partition of --run-date, and "
+        "atomically replace predictions/<model>/ds=<run-date>/ (other dates untouched).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(score)
+    model = score.add_mutually_exclusive_group()
+    model.add_argument("--model-alias", help="registry alias to score with (overrides config)")
+    model.add_argument(
+        "--model-version", type=int, help="registry version to score with (overrides config)"
+    )
+    score.add_argument(
+        "--tracking-uri", help="MLflow tracking/registry URI (overrides model.tracking_uri)"
+    )
+    score.set_defaults(func=_cmd_score)
+
+    demo = sub.add_parser(
+        "demo",
+        help="generate sample data and demo models, then score one date end to end",
+        description="Creates a sample warehouse table and a local SQLite MLflow registry with "
+        "demo models (alias 'champion'), at the locations named in --config, then runs the "
+        "score job for --run-date. Safe to run again: existing data and models are reused.",
+    )
+    demo.add_argument("--config", default="conf/jobs/churn.yaml", help="job config (YAML)")
+    demo.add_argument("--run-date", default="2026-11-22", help="date to score (YYYY-MM-DD)")
+    demo.add_argument("--rows", type=int, default=200_000, help="rows per date partition")
+    demo.add_argument("--days", type=int, default=3, help="date partitions to generate")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", required=True, help="job config YAML, e.g. conf/jobs/churn.yaml"
+    )
+    parser.add_argument("--run-date", required=True, help="partition date to process, YYYY-MM-DD")
+    parser.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console-script entry point; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(args.verbose)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except BatchServingError as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        return 1
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.job import run_score
+    from batch_serving.report import summary_lines
+    from batch_serving.session import build_session
+
+    run_date = parse_run_date(args.run_date)
+    cfg = load_config(args.config, env=args.env).with_overrides(
+        model_alias=args.model_alias,
+        model_version=args.model_version,
+        tracking_uri=args.tracking_uri,
+    )
+    spark = build_session(cfg.spark, app_name=f"batch-serving-{cfg.job}")
+    result = run_score(spark, cfg, run_date)
+    print("\n".join(summary_lines(result.manifest)))
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from batch_serving.config import parse_run_date
+    from batch_serving.demo import run_demo
+
+    lines = run_demo(
+        Path(args.config), parse_run_date(args.run_date), rows=args.rows, days=args.days
+    )
+    print("\n".join(lines))
+    return 0
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("py4j", "mlflow", "alembic", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,240 @@
+"""Job configuration: YAML in ``conf/`` validated once into typed, frozen objects.
+
+A job file (``conf/jobs/<job>.yaml``) may be overlaid by ``conf/<env>/jobs/<job>.yaml``
+(deep merge, the overlay wins). Relative paths and SQLite URIs are resolved against the
+working directory at load time, so Spark workers never depend on their own cwd.
+This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from batch_serving.errors import ConfigError
+
+LoadingStrategy = Literal["auto", "broadcast", "per_partition"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModelConfig(_Frozen):
+    """Which registered model to score with, and how to read its outputs."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    alias: str | None = None
+    version: int | None = Field(default=None, ge=1)
+    tracking_uri: str
+    registry_uri: str | None = None
+    positive_label: str | int | bool | None = None
+    skops_trusted_types: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _alias_xor_version(self) -> ModelConfig:
+        if (self.alias is None) == (self.version is None):
+            raise ValueError("set exactly one of model.alias or model.version")
+        return self
+
+    @property
+    def effective_registry_uri(self) -> str:
+        return self.registry_uri or self.tracking_uri
+
+    @property
+    def selector(self) -> str:
+        """Human-readable registry reference, e.g. ``models:/churn@champion``."""
+        return (
+            f"models:/{self.name}@{self.alias}"
+            if self.alias is not None
+            else f"models:/{self.name}/{self.version}"
+        )
+
+
+class InputConfig(_Frozen):
+    """Where the warehouse table lives and how it is partitioned by date."""
+
+    path: str
+    partition_column: str = "ds"
+
+
+class OutputConfig(_Frozen):
+    """Root under which ``predictions/<model>/`` (and staging) are created."""
+
+    root: str
+    score_column: str = "score"
+
+
+class LoadingConfig(_Frozen):
+    """How the model reaches the executors."""
+
+    strategy: LoadingStrategy = "auto"
+    broadcast_max_mb: float = Field(default=256.0, gt=0)
+
+
+class SparkConfig(_Frozen):
+    """Session settings; ``master`` is ignored when the job runs under spark-submit."""
+
+    master: str = "local[2]"
+    app_name: str | None = None
+    conf: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("conf", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
+            }
+        return value
+
+
+class JobConfig(_Frozen):
+    """One scoring job: model -> input partition -> predictions partition."""
+
+    job: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    model: ModelConfig
+    input: InputConfig
+    entity_columns: tuple[str, ...] = Field(min_length=1)
+    features: Literal["from_signature"] | tuple[str, ...] = "from_signature"
+    output: OutputConfig
+    loading: LoadingConfig = LoadingConfig()
+    spark: SparkConfig = SparkConfig()
+
+    def digest(self) -> str:
+        """Stable hash of the effective config, recorded in every manifest."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    def with_overrides(
+        self,
+        *,
+        model_alias: str | None = None,
+        model_version: int | None = None,
+        tracking_uri: str | None = None,
+    ) -> JobConfig:
+        """Apply CLI overrides; an alias or a version replaces whichever the file had."""
+        model_update: dict[str, Any] = {}
+        if model_alias is not None and model_version is not None:
+            raise ConfigError("give --model-alias or --model-version, not both")
+        if model_alias is not None:
+            model_update.update(alias=model_alias, version=None)
+        if model_version is not None:
+            model_update.update(alias=None, version=model_version)
+        if tracking_uri is not None:
+            model_update.update(tracking_uri=_absolutize_uri(tracking_uri))
+        if not model_update:
+            return self
+        data = self.model_dump()
+        data["model"].update(model_update)
+        return _validate(data, source="command-line overrides")
+
+
+def parse_run_date(value: str) -> dt.date:
+    """Parse ``YYYY-MM-DD``; anything else is a config error naming the value."""
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise ConfigError(f"--run-date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def load_config(path: str | Path, env: str | None = None) -> JobConfig:
+    """Read a job YAML, overlay ``conf/<env>/...`` if ``env`` is given, validate, absolutize."""
+    base_path = Path(path)
+    data = _read_yaml(base_path)
+    if env:
+        overlay_path = overlay_path_for(base_path, env)
+        if not overlay_path.is_file():
+            raise ConfigError(f"environment overlay {overlay_path} not found for --env {env!r}")
+        data = _deep_merge(data, _read_yaml(overlay_path))
+    return _validate(_absolutize(data), source=str(base_path))
+
+
+def overlay_path_for(path: Path, env: str) -> Path:
+    """``conf/jobs/churn.yaml`` + ``prod`` -> ``conf/prod/jobs/churn.yaml``."""
+    resolved = path.resolve()
+    for parent in resolved.parents:
+        if parent.name == "conf":
+            return parent / env / resolved.relative_to(parent)
+    return resolved.parent / env / resolved.name
+
+
+def running_under_spark_submit() -> bool:
+    """spark-submit launches Python with a gateway port; its --master must then win."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def default_worker_python(executable: str) -> None:
+    """Python workers use ``$PYSPARK_PYTHON`` (not a Spark conf); default it to our venv."""
+    os.environ.setdefault("PYSPARK_PYTHON", executable)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping at the top level")
+    return data
+
+
+def _validate(data: dict[str, Any], source: str) -> JobConfig:
+    try:
+        return JobConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid config {source}: {problems}") from None
+
+
+def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _absolutize(data: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(data, default=str))
+    for section, key in (("input", "path"), ("output", "root")):
+        if isinstance(out.get(section), dict) and isinstance(out[section].get(key), str):
+            out[section][key] = _absolutize_path(out[section][key])
+    model = out.get("model")
+    if isinstance(model, dict):
+        for key in ("tracking_uri", "registry_uri"):
+            if isinstance(model.get(key), str):
+                model[key] = _absolutize_uri(model[key])
+    return out
+
+
+def _absolutize_path(value: str) -> str:
+    if "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
+
+
+def _absolutize_uri(uri: str) -> str:
+    """``sqlite:///rel/x.db`` -> ``sqlite:////abs/rel/x.db``; plain paths -> absolute paths."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri[len(prefix) :]).resolve())
+    if "://" not in uri and ":" not in uri[:3]:
+        return str(Path(uri).resolve())
+    return uri

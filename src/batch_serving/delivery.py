@@ -1,0 +1,114 @@
+"""Ship the model to executors: broadcast it once, or let workers fetch it from the registry.
+
+Either way a ``ModelHandle`` travels inside the UDF closure; ``handle.get()`` on a worker goes
+through ``model_cache`` so a worker loads each model version at most once. Accumulators count
+real loads and the distinct worker processes that asked, so a run can report both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cloudpickle
+from pyspark.accumulators import Accumulator, AccumulatorParam
+from pyspark.broadcast import Broadcast
+from pyspark.sql import SparkSession
+
+from batch_serving import model_cache
+from batch_serving.config import LoadingConfig
+from batch_serving.errors import ModelLoadError
+from batch_serving.model_io import fetch_and_load
+from batch_serving.registry import ModelRef
+
+Strategy = Literal["broadcast", "per_partition"]
+
+
+class _UnionParam(AccumulatorParam[frozenset[int]]):
+    def zero(self, value: frozenset[int]) -> frozenset[int]:
+        return frozenset()
+
+    def addInPlace(self, a: frozenset[int], b: frozenset[int]) -> frozenset[int]:
+        return frozenset(a) | frozenset(b)
+
+
+@dataclass(frozen=True)
+class ModelHandle:
+    """Picklable pointer to a model; resolves to the loaded model inside a Python worker."""
+
+    ref: ModelRef
+    strategy: Strategy
+    extra_trusted_types: tuple[str, ...]
+    payload: Broadcast[bytes] | None
+    loads: Accumulator[int]
+    workers: Accumulator[frozenset[int]]
+
+    def get(self) -> Any:
+        model, loaded_now = model_cache.get_or_load(self.ref.cache_key, self._load)
+        if loaded_now:
+            self.loads.add(1)
+        self.workers.add(frozenset([os.getpid()]))
+        return model
+
+    def _load(self) -> Any:
+        if self.payload is not None:
+            return cloudpickle.loads(self.payload.value)
+        return fetch_and_load(self.ref, self.extra_trusted_types).obj
+
+
+@dataclass(frozen=True)
+class DeliveryPlan:
+    handle: ModelHandle
+    artifact_mb: float
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.handle.strategy
+
+
+def plan_delivery(
+    spark: SparkSession,
+    ref: ModelRef,
+    model_obj: Any,
+    model_dir: Path,
+    loading: LoadingConfig,
+    extra_trusted_types: tuple[str, ...] = (),
+) -> DeliveryPlan:
+    """Choose the strategy (``auto``: by artifact size vs ``broadcast_max_mb``) and prepare it."""
+    size_mb = directory_size_mb(model_dir)
+    strategy: Strategy
+    if loading.strategy == "auto":
+        strategy = "broadcast" if size_mb <= loading.broadcast_max_mb else "per_partition"
+    else:
+        strategy = loading.strategy
+    sc = spark.sparkContext
+    payload = None
+    if strategy == "broadcast":
+        try:
+            payload = sc.broadcast(cloudpickle.dumps(model_obj))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{ref.uri} cannot be serialized for broadcast ({exc}); "
+                "use loading.strategy: per_partition"
+            ) from None
+    handle = ModelHandle(
+        ref=ref,
+        strategy=strategy,
+        extra_trusted_types=extra_trusted_types,
+        payload=payload,
+        loads=sc.accumulator(0),
+        workers=sc.accumulator(frozenset(), _UnionParam()),
+    )
+    return DeliveryPlan(handle=handle, artifact_mb=size_mb)
+
+
+def release(plan: DeliveryPlan) -> None:
+    """Free the broadcast blocks once the job is done."""
+    if plan.handle.payload is not None:
+        plan.handle.payload.unpersist()
+
+
+def directory_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6

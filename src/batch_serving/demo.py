@@ -1,0 +1,127 @@
+"""``make demo``: sample warehouse + demo models in a local registry, then one scoring run.
+
+Everything is placed where the job config says (input path, tracking URI), so the demo and
+the nightly job read the same config. Reruns reuse existing data and models.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from urllib.parse import urlparse
+
+from batch_serving import sample_data
+from batch_serving.config import JobConfig, load_config
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "batch-serving-demo"
+HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
+
+
+def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list[str]:
+    """Prepare data and models if missing, score ``run_date``; return the summary lines."""
+    from batch_serving.job import run_score
+    from batch_serving.report import summary_lines
+    from batch_serving.session import build_session
+
+    cfg = load_config(config_path)
+    dates = [run_date - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
+    ensure_warehouse(cfg, dates, rows)
+    ensure_models(cfg, train_rows=min(rows, 50_000))
+    spark = build_session(cfg.spark, app_name=f"batch-serving-demo-{cfg.job}")
+    result = run_score(spark, cfg, run_date)
+    return summary_lines(result.manifest)
+
+
+def ensure_warehouse(cfg: JobConfig, dates: list[dt.date], rows: int) -> None:
+    root = Path(cfg.input.path)
+    missing = [d for d in dates if not (root / f"{cfg.input.partition_column}={d}").is_dir()]
+    if missing:
+        log.info("writing %d sample partitions of %d rows to %s", len(missing), rows, root)
+        sample_data.write_warehouse(root, missing, rows)
+    else:
+        log.info("sample warehouse %s already present", root)
+
+
+def ensure_models(cfg: JobConfig, train_rows: int) -> None:
+    """Register ``champion`` (HGB pipeline) and ``challenger`` (LogReg pipeline) once."""
+    from mlflow import MlflowClient
+
+    uri = cfg.model.tracking_uri
+    _prepare_sqlite_dir(uri)
+    client = MlflowClient(tracking_uri=uri, registry_uri=cfg.model.effective_registry_uri)
+    try:
+        aliases = client.get_registered_model(cfg.model.name).aliases or {}
+    except Exception:
+        aliases = {}
+    if "champion" in aliases:
+        log.info("model %s@champion already registered (v%s)", cfg.model.name, aliases["champion"])
+        return
+    frame = sample_data.customer_features(train_rows, seed=1234)
+    for alias, estimator in (("champion", "hgb"), ("challenger", "logreg")):
+        version = register_pipeline(uri, cfg.model.name, frame, estimator)
+        client.set_registered_model_alias(cfg.model.name, alias, str(version))
+        log.info("registered %s v%s as @%s", cfg.model.name, version, alias)
+
+
+def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: str) -> int:
+    """Fit a preprocessing+model pipeline on the sample frame and register it."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    assert isinstance(frame, pd.DataFrame)
+    x = frame[list(sample_data.FEATURES)]
+    y = frame["churned"]
+    cat = list(sample_data.CATEGORICAL)
+    num = list(sample_data.NUMERIC)
+    if estimator == "hgb":
+        pre = ColumnTransformer(
+            [("cat", OneHotEncoder(handle_unknown="ignore"), cat)], remainder="passthrough"
+        )
+        model = Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=100))])
+    else:
+        pre = ColumnTransformer(
+            [("cat", OneHotEncoder(handle_unknown="ignore"), cat), ("num", StandardScaler(), num)]
+        )
+        model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+    model.fit(x, y)
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment
+        else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(tracking_uri))
+    )
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{estimator}"):
+        mlflow.log_params({"estimator": estimator, "train_rows": len(frame)})
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(x.head(100), model.predict_proba(x.head(100))),
+            registered_model_name=name,
+            skops_trusted_types=HGB_TRUSTED if estimator == "hgb" else None,
+        )
+    return int(info.registered_model_version)
+
+
+def artifact_location(tracking_uri: str) -> str:
+    """Artifacts beside the SQLite DB (``<db dir>/artifacts``), never relative to cwd."""
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        return (Path(parsed.path).parent / "artifacts").resolve().as_uri()
+    raise ValueError(f"demo registry must be sqlite:///..., got {tracking_uri}")
+
+
+def _prepare_sqlite_dir(tracking_uri: str) -> None:
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "sqlite":
+        Path(parsed.path).parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,42 @@
+"""The one place that creates a SparkSession, from the job's ``spark:`` config."""
+
+from __future__ import annotations
+
+import sys
+
+from pyspark.sql import SparkSession
+
+from batch_serving.config import SparkConfig, default_worker_python, running_under_spark_submit
+
+# Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
+DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "10000",
+    "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    "spark.sql.session.timeZone": "UTC",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.ui.enabled": "false",
+    "spark.python.worker.reuse": "true",
+}
+
+
+def build_session(cfg: SparkConfig, app_name: str) -> SparkSession:
+    """Local runs use ``cfg.master`` and ``cfg.conf``; under spark-submit its flags win.
+
+    With spark-submit, settings set in code would override ``--conf``, so there we only fill
+    in the runtime (``spark.sql.*``) settings that the submit command did not give.
+    """
+    settings = {**DEFAULT_CONF, **cfg.conf}
+    builder = SparkSession.builder.appName(cfg.app_name or app_name)
+    if running_under_spark_submit():
+        spark = builder.getOrCreate()
+        submitted = spark.sparkContext.getConf()
+        for key, value in settings.items():
+            if key.startswith("spark.sql.") and not submitted.contains(key):
+                spark.conf.set(key, value)
+        return spark
+    default_worker_python(sys.executable)
+    builder = builder.master(cfg.master)
+    for key, value in settings.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
