@@ -125,16 +125,20 @@ def recover(layout: TableLayout, run_date: dt.date) -> None:
 def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) -> Committed:
     """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched."""
     target = layout.partition_dir(run_date)
+    trash = layout.trash_dir(run_date, run_id)
     rows, files = count_rows(staged), len(data_files(staged))
+    recover(layout, run_date)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    moved_old = False
     try:
-        recover(layout, run_date)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        trash = layout.trash_dir(run_date, run_id)
         if target.exists():
             trash.parent.mkdir(parents=True, exist_ok=True)
             _rename(target, trash)
+            moved_old = True
         _rename(staged, target)
     except OSError as exc:
+        if moved_old and not target.exists():
+            os.rename(trash, target)  # put the previous partition back right away
         raise StorageError(f"commit of {target} failed: {exc}") from None
     shutil.rmtree(trash, ignore_errors=True)
     return Committed(path=target, rows=rows, files=files)

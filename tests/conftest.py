@@ -1,0 +1,141 @@
+"""Shared fixtures: ONE local[2] SparkSession and ONE SQLite MLflow registry per test session.
+
+Builders (``warehouse``, ``register``, ``job_config``) create the rows, models and configs a
+test needs inside ``tmp_path``; every registered model gets a unique name so each test starts
+with cold per-worker model caches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from pyspark.sql import SparkSession
+
+from batch_serving import sample_data
+from batch_serving.config import JobConfig, SparkConfig
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+RUN_DATE = dt.date(2026, 11, 22)
+TEST_SPARK_CONF = {
+    "spark.sql.shuffle.partitions": "2",
+    "spark.default.parallelism": "2",
+    "spark.sql.execution.arrow.maxRecordsPerBatch": "250",
+}
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[SparkSession]:
+    from batch_serving.session import build_session
+
+    session = build_session(SparkConfig(master="local[2]", conf=TEST_SPARK_CONF), "tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real SQLite-backed registry with a file artifact store, shared by all tests."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.create_experiment("tests", artifact_location=(root / "artifacts").as_uri())
+    mlflow.set_experiment("tests")
+    return uri
+
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def register(tracking_uri: str) -> Callable[..., tuple[str, int]]:
+    """Log + register a model under a fresh name; returns (name, version)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    def _register(
+        model: Any,
+        sample: pd.DataFrame | None = None,
+        *,
+        name: str | None = None,
+        alias: str = "champion",
+        pyfunc: bool = False,
+        trusted: list[str] | None = None,
+        signature: bool = True,
+    ) -> tuple[str, int]:
+        model_name = name or f"m{next(_names)}"
+        mlflow.set_tracking_uri(tracking_uri)
+        sig = infer_signature(sample) if (signature and sample is not None) else None
+        with mlflow.start_run():
+            if pyfunc:
+                info = mlflow.pyfunc.log_model(
+                    name="model", python_model=model, signature=sig,
+                    registered_model_name=model_name,
+                )
+            else:
+                info = mlflow.sklearn.log_model(
+                    model, name="model", signature=sig, registered_model_name=model_name,
+                    skops_trusted_types=trusted,
+                )
+        version = int(info.registered_model_version)
+        MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, str(version))
+        return model_name, version
+
+    return _register
+
+
+@pytest.fixture
+def warehouse(tmp_path: Path) -> Callable[..., Path]:
+    """Write a frame as the input partition for a date (2 files); returns the table root."""
+    root = tmp_path / "warehouse" / "features"
+
+    def _write(frame: pd.DataFrame, run_date: dt.date = RUN_DATE, files: int = 2) -> Path:
+        sample_data.write_partition(root, run_date, frame, files=files)
+        return root
+
+    return _write
+
+
+@pytest.fixture
+def job_config(tmp_path: Path, tracking_uri: str) -> Callable[..., JobConfig]:
+    """A valid JobConfig pointing at this test's tmp dirs; keyword overrides per section."""
+
+    def _config(model_name: str, **overrides: Any) -> JobConfig:
+        data: dict[str, Any] = {
+            "job": "test_job",
+            "model": {"name": model_name, "alias": "champion", "tracking_uri": tracking_uri},
+            "input": {"path": str(tmp_path / "warehouse" / "features")},
+            "entity_columns": [sample_data.ENTITY],
+            "output": {"root": str(tmp_path / "out")},
+            "spark": {"master": "local[2]", "conf": TEST_SPARK_CONF},
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key] = {**data[key], **value}
+            else:
+                data[key] = value
+        return JobConfig.model_validate(data)
+
+    return _config
+
+
+def customers(rows: int = 600, seed: int = 3) -> pd.DataFrame:
+    """Test rows: the sample customer table (numeric + categorical features, no label)."""
+    return sample_data.customer_features(rows, seed=seed).drop(columns=["churned"])
+
+
+def labelled(rows: int = 600, seed: int = 3) -> pd.DataFrame:
+    return sample_data.customer_features(rows, seed=seed)
