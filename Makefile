@@ -10,7 +10,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck check clean
+.PHONY: help install demo test lint typecheck clean
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ install: $(STAMP) ## create .venv with the pinned jobs stack and the package (ed
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
 
-test: $(STAMP) ## run the whole test suite (real Spark, real MLflow registry)
+test: $(STAMP) lint typecheck ## lint, typecheck, then the whole suite (real Spark, real MLflow registry)
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
@@ -39,7 +39,6 @@ lint: $(STAMP) ## ruff
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
 
-check: lint typecheck test ## lint, typecheck and test
 
 clean: ## remove generated data (keeps venvs)
 	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data

@@ -82,12 +82,17 @@ def register(tracking_uri: str) -> Callable[..., tuple[str, int]]:
         with mlflow.start_run():
             if pyfunc:
                 info = mlflow.pyfunc.log_model(
-                    name="model", python_model=model, signature=sig,
+                    name="model",
+                    python_model=model,
+                    signature=sig,
                     registered_model_name=model_name,
                 )
             else:
                 info = mlflow.sklearn.log_model(
-                    model, name="model", signature=sig, registered_model_name=model_name,
+                    model,
+                    name="model",
+                    signature=sig,
+                    registered_model_name=model_name,
                     skops_trusted_types=trusted,
                 )
         version = int(info.registered_model_version)

@@ -1,4 +1,4 @@
-"""The command line as users run it: exit codes and one-line messages, nothing written on failure."""
+"""The command line as users run it: exit codes, one-line messages, nothing written on failure."""
 
 from __future__ import annotations
 
@@ -62,7 +62,9 @@ def test_unknown_alias_names_alias_and_lists_existing(spark, scored_setup, capsy
 
 def test_unknown_model_version(spark, scored_setup, capsys) -> None:
     cfg, path = scored_setup
-    code = main(["score", "--config", str(path), "--run-date", str(RUN_DATE), "--model-version", "9"])
+    code = main(
+        ["score", "--config", str(path), "--run-date", str(RUN_DATE), "--model-version", "9"]
+    )
     assert code == 3
     assert f"version 9 of model '{cfg.model.name}' not found" in capsys.readouterr().err
 
@@ -82,7 +84,9 @@ def test_unreachable_tracking_server(spark, scored_setup, capsys) -> None:
 def test_missing_sqlite_registry_file(spark, scored_setup, tmp_path, capsys) -> None:
     _, path = scored_setup
     uri = f"sqlite:///{tmp_path / 'nope' / 'mlflow.db'}"
-    code = main(["score", "--config", str(path), "--run-date", str(RUN_DATE), "--tracking-uri", uri])
+    code = main(
+        ["score", "--config", str(path), "--run-date", str(RUN_DATE), "--tracking-uri", uri]
+    )
     assert code == 3
     assert "does not exist" in capsys.readouterr().err
     assert not (tmp_path / "nope").exists()  # no empty registry was created by accident
@@ -130,10 +134,18 @@ def test_bad_run_date(tmp_path, capsys) -> None:
 def test_help_documents_every_option_and_exit_codes() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "batch_serving.cli", "score", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
-    for option in ("--config", "--run-date", "--env", "--model-alias", "--model-version",
-                   "--tracking-uri"):
+    for option in (
+        "--config",
+        "--run-date",
+        "--env",
+        "--model-alias",
+        "--model-version",
+        "--tracking-uri",
+    ):
         assert option in out
     assert "exit codes" in out and "3  model registry unreachable" in out
 
@@ -141,20 +153,45 @@ def test_help_documents_every_option_and_exit_codes() -> None:
 @pytest.mark.slow
 def test_spark_submit_entry_point(scored_setup) -> None:
     """The documented spark-submit command, as a real subprocess."""
-    cfg, path = scored_setup
+    _, path = scored_setup
     spark_submit = Path(sys.executable).parent / "spark-submit"
-    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+    python = sys.executable
+    env = {**os.environ, "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
     proc = subprocess.run(
-        [str(spark_submit), "--master", "local[2]", str(REPO / "jobs" / "score.py"),
-         "--config", str(path), "--run-date", str(RUN_DATE)],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            str(spark_submit),
+            "--master",
+            "local[2]",
+            str(REPO / "jobs" / "score.py"),
+            "--config",
+            str(path),
+            "--run-date",
+            str(RUN_DATE),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "300 in -> 300 out" in proc.stdout
     bad = subprocess.run(
-        [str(spark_submit), "--master", "local[1]", str(REPO / "jobs" / "score.py"),
-         "--config", str(path), "--run-date", str(RUN_DATE), "--model-alias", "nope"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            str(spark_submit),
+            "--master",
+            "local[1]",
+            str(REPO / "jobs" / "score.py"),
+            "--config",
+            str(path),
+            "--run-date",
+            str(RUN_DATE),
+            "--model-alias",
+            "nope",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert bad.returncode == 3
     # spark-submit's PythonRunner merges the Python driver's stderr into its stdout

@@ -43,8 +43,10 @@ def test_relative_paths_and_sqlite_uri_resolve_against_cwd(tmp_path, monkeypatch
 
 def test_env_overlay_deep_merges(tmp_path) -> None:
     base = write(tmp_path / "conf" / "jobs" / "churn.yaml", BASE)
-    write(tmp_path / "conf" / "prod" / "jobs" / "churn.yaml",
-          {"model": {"tracking_uri": "http://mlflow.internal:5000"}, "spark": {"master": "yarn"}})
+    write(
+        tmp_path / "conf" / "prod" / "jobs" / "churn.yaml",
+        {"model": {"tracking_uri": "http://mlflow.internal:5000"}, "spark": {"master": "yarn"}},
+    )
     assert overlay_path_for(base, "prod") == tmp_path / "conf" / "prod" / "jobs" / "churn.yaml"
     cfg = load_config(base, env="prod")
     assert cfg.model.tracking_uri == "http://mlflow.internal:5000"
@@ -54,7 +56,7 @@ def test_env_overlay_deep_merges(tmp_path) -> None:
 
 def test_missing_overlay_is_an_error(tmp_path) -> None:
     base = write(tmp_path / "conf" / "jobs" / "churn.yaml", BASE)
-    with pytest.raises(ConfigError, match="environment overlay .*prod.* not found"):
+    with pytest.raises(ConfigError, match=r"environment overlay .*prod.* not found"):
         load_config(base, env="prod")
 
 

@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end_and_is_idempotent(spark, tmp_path, monkeypatch) ->
     assert table.num_rows == 3000
     scores = table.column("score").to_numpy()
     assert ((scores > 0) & (scores < 1)).all()
-    assert sorted(p.name for p in (tmp_path / "data" / "warehouse" / "customer_features").iterdir()) == [
-        "ds=2026-11-21", "ds=2026-11-22"
-    ]
+    assert sorted(
+        p.name for p in (tmp_path / "data" / "warehouse" / "customer_features").iterdir()
+    ) == ["ds=2026-11-21", "ds=2026-11-22"]
     assert Path(tmp_path / "mlruns" / "mlflow.db").is_file()

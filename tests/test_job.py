@@ -124,16 +124,20 @@ def test_rerun_replaces_only_that_date(spark, register, warehouse, job_config) -
     drop = ["scored_at"]
     assert_df_equality(
         spark.read.parquet(str(second.committed.path)).drop(*drop),
-        spark.createDataFrame(read_partition(first.committed.path).drop(columns=["ds"], errors="ignore")).drop(*drop),
+        spark.createDataFrame(
+            read_partition(first.committed.path).drop(columns=["ds"], errors="ignore")
+        ).drop(*drop),
         ignore_row_order=True,
         ignore_nullable=True,
     )
-    assert not any(storage.TableLayout(Path(cfg.output.root), "predictions", name).root.joinpath("_staging").rglob("*.parquet"))
+    assert not any(
+        storage.TableLayout(Path(cfg.output.root), "predictions", name)
+        .root.joinpath("_staging")
+        .rglob("*.parquet")
+    )
 
 
-def test_failure_mid_write_keeps_previous_partition(
-    spark, register, warehouse, job_config
-) -> None:
+def test_failure_mid_write_keeps_previous_partition(spark, register, warehouse, job_config) -> None:
     rows = customers(600)
     good, _ = builders.custom_pyfunc(labelled(10))
     name, _ = register(good, rows[PYFUNC_INPUTS], pyfunc=True)
@@ -142,7 +146,9 @@ def test_failure_mid_write_keeps_previous_partition(
     committed = run_score(spark, cfg, RUN_DATE).committed.path
     before = tree_digest(committed)
 
-    register(builders.FailsOnSomeRows(), rows[["customer_id", *PYFUNC_INPUTS]], name=name, pyfunc=True)
+    register(
+        builders.FailsOnSomeRows(), rows[["customer_id", *PYFUNC_INPUTS]], name=name, pyfunc=True
+    )
     with pytest.raises(ScoringError, match="injected failure while scoring"):
         run_score(spark, cfg, RUN_DATE)
 

@@ -58,7 +58,9 @@ def test_regressor_and_empty_batch() -> None:
     model = LinearRegression().fit(X, X[:, 0] * 2)
     spec = build_spec(LoadedModel("sklearn", model, INPUTS), None, None, "score", "m")
     assert spec.kind == "regression"
-    np.testing.assert_array_equal(predict_batch(spec, model, batch())[0].to_numpy(), model.predict(X))
+    np.testing.assert_array_equal(
+        predict_batch(spec, model, batch())[0].to_numpy(), model.predict(X)
+    )
     (empty,) = predict_batch(spec, model, batch().slice(0, 0))
     assert len(empty) == 0 and empty.type == pa.float64()
 

@@ -171,9 +171,15 @@ def running_under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
-def default_worker_python(executable: str) -> None:
-    """Python workers use ``$PYSPARK_PYTHON`` (not a Spark conf); default it to our venv."""
-    os.environ.setdefault("PYSPARK_PYTHON", executable)
+def prepare_process_env(worker_python: str | None) -> None:
+    """Process-wide settings that libraries only take from the environment.
+
+    Python workers use ``$PYSPARK_PYTHON`` (not a Spark conf), so local runs default it to our
+    interpreter; MLflow's per-file download progress bars would flood nightly job logs.
+    """
+    if worker_python is not None:
+        os.environ.setdefault("PYSPARK_PYTHON", worker_python)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

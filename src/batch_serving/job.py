@@ -121,12 +121,13 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             _write_staged(with_model_columns(scored, ref, started), staged)
         with timer.step("reconcile"):
             output_rows = storage.count_rows(staged)
+            output_files = len(storage.data_files(staged))
             if output_rows != input_rows:
                 raise OutputValidationError(
                     f"staged output has {output_rows} rows but input {where} has "
                     f"{input_rows}; nothing committed"
                 )
-        manifest = {
+        manifest: dict[str, Any] = {
             "job": cfg.job,
             "run_id": run_id,
             "run_date": run_date.isoformat(),
@@ -135,7 +136,11 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             "model": _model_section(ref),
             "scoring": _scoring_section(spec, plan),
             "input": {"path": where, "rows": input_rows},
-            "output": {"path": str(layout.partition_dir(run_date)), "rows": output_rows},
+            "output": {
+                "path": str(layout.partition_dir(run_date)),
+                "rows": output_rows,
+                "files": output_files,
+            },
             "versions": {"batch_serving": __version__, "spark": spark.version},
         }
         with timer.step("commit"):
@@ -145,7 +150,6 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
     finally:
         storage.discard(staged)
         release(plan)
-    manifest["output"]["files"] = committed.files
     log.info("committed %d rows to %s", committed.rows, committed.path)
     return RunResult(manifest=manifest, committed=committed)
 

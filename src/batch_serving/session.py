@@ -6,7 +6,7 @@ import sys
 
 from pyspark.sql import SparkSession
 
-from batch_serving.config import SparkConfig, default_worker_python, running_under_spark_submit
+from batch_serving.config import SparkConfig, prepare_process_env, running_under_spark_submit
 
 # Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
 DEFAULT_CONF: dict[str, str] = {
@@ -29,13 +29,14 @@ def build_session(cfg: SparkConfig, app_name: str) -> SparkSession:
     settings = {**DEFAULT_CONF, **cfg.conf}
     builder = SparkSession.builder.appName(cfg.app_name or app_name)
     if running_under_spark_submit():
+        prepare_process_env(worker_python=None)
         spark = builder.getOrCreate()
         submitted = spark.sparkContext.getConf()
         for key, value in settings.items():
             if key.startswith("spark.sql.") and not submitted.contains(key):
                 spark.conf.set(key, value)
         return spark
-    default_worker_python(sys.executable)
+    prepare_process_env(worker_python=sys.executable)
     builder = builder.master(cfg.master)
     for key, value in settings.items():
         builder = builder.config(key, value)
