@@ -49,10 +49,13 @@ def tree_digest(path: Path) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("strategy", ["broadcast", "per_partition"])
+@pytest.mark.parametrize(
+    ("strategy", "engine"),
+    [("broadcast", "dataframe"), ("per_partition", "dataframe"), ("per_partition", "arrow_direct")],
+)
 @pytest.mark.parametrize("case", list(CASES))
 def test_scores_equal_in_process_model(
-    spark, register, warehouse, job_config, case: str, strategy: str
+    spark, register, warehouse, job_config, case: str, strategy: str, engine: str
 ) -> None:
     build, trusted, is_pyfunc, inputs = CASES[case]
     model, oracle = build(labelled(800))
@@ -60,7 +63,8 @@ def test_scores_equal_in_process_model(
     name, version = register(model, rows[inputs], trusted=trusted, pyfunc=is_pyfunc)
     warehouse(rows)
 
-    result = run_score(spark, job_config(name, loading={"strategy": strategy}), RUN_DATE)
+    cfg = job_config(name, loading={"strategy": strategy}, engine=engine)
+    result = run_score(spark, cfg, RUN_DATE)
 
     got = read_partition(result.committed.path)
     expected = oracle(rows.sort_values("customer_id").reset_index(drop=True))
@@ -77,7 +81,7 @@ def test_scores_equal_in_process_model(
     assert set(got["model_name"]) == {name}
     assert set(got["model_version"]) == {version}
     scoring = result.manifest["scoring"]
-    assert scoring["delivery"] == strategy
+    assert (scoring["delivery"], scoring["engine"]) == (strategy, engine)
     # one load per Python worker per job (cold cache: a fresh model name per test)
     assert scoring["model_loads"] == scoring["python_workers"] >= 1
 

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from batch_serving.errors import ConfigError
 
 LoadingStrategy = Literal["auto", "broadcast", "per_partition"]
+Engine = Literal["auto", "dataframe", "arrow_direct"]
 
 
 class _Frozen(BaseModel):
@@ -106,6 +107,7 @@ class JobConfig(_Frozen):
     features: Literal["from_signature"] | tuple[str, ...] = "from_signature"
     output: OutputConfig
     loading: LoadingConfig = LoadingConfig()
+    engine: Engine = "auto"
     spark: SparkConfig = SparkConfig()
 
     def digest(self) -> str:

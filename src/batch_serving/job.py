@@ -8,11 +8,12 @@ partition as it was.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,9 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
-from batch_serving import __version__, storage
+from batch_serving import __version__, arrow_engine, storage
 from batch_serving.config import JobConfig
-from batch_serving.delivery import plan_delivery, release
+from batch_serving.delivery import DeliveryPlan, plan_delivery, release
 from batch_serving.errors import (
     BatchServingError,
     OutputValidationError,
@@ -30,11 +31,16 @@ from batch_serving.errors import (
     StorageError,
 )
 from batch_serving.model_io import download_model, load_model_dir
-from batch_serving.reader import partition_path, read_partition
+from batch_serving.reader import (
+    missing_partition,
+    partition_exists,
+    partition_path,
+    read_partition,
+)
 from batch_serving.registry import ModelRef, resolve_model
 from batch_serving.scorer import ScoringSpec, build_spec
 from batch_serving.scoring import score, with_model_columns
-from batch_serving.validate import select_for_scoring
+from batch_serving.validate import plan_casts, select_for_scoring
 
 log = logging.getLogger(__name__)
 
@@ -107,18 +113,16 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
         plan.artifact_mb,
     )
     where = partition_path(cfg.input, run_date)
+    engine = choose_engine(cfg)
     try:
-        with timer.step("read"):
-            df = read_partition(spark, cfg.input, run_date)
-            input_rows = df.count()
-        log.info("input %s: %d rows", where, input_rows)
-        with timer.step("validate"):
-            selected = select_for_scoring(
-                df, cfg.entity_columns, spec.features, feature_types, spec.feed == "numpy", where
+        if engine == "arrow_direct":
+            input_rows = _run_arrow_direct(
+                spark, cfg, run_date, spec, feature_types, plan, ref, started, staged, timer
             )
-        with timer.step("score_and_stage"):
-            scored = score(selected, cfg.entity_columns, spec, plan.handle)
-            _write_staged(with_model_columns(scored, ref, started), staged)
+        else:
+            input_rows = _run_dataframe(
+                spark, cfg, run_date, spec, feature_types, plan, ref, started, staged, timer
+            )
         with timer.step("reconcile"):
             output_rows = storage.count_rows(staged)
             output_files = len(storage.data_files(staged))
@@ -134,7 +138,7 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             "started_at": started.isoformat(),
             "config_digest": cfg.digest(),
             "model": _model_section(ref),
-            "scoring": _scoring_section(spec, plan),
+            "scoring": {"engine": engine, **_scoring_section(spec, plan)},
             "input": {"path": where, "rows": input_rows},
             "output": {
                 "path": str(layout.partition_dir(run_date)),
@@ -154,10 +158,97 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
     return RunResult(manifest=manifest, committed=committed)
 
 
+def choose_engine(cfg: JobConfig) -> str:
+    """``auto``: arrow_direct for plain Parquet on a filesystem path, else dataframe."""
+    if cfg.engine != "auto":
+        return cfg.engine
+    return "arrow_direct" if arrow_engine.is_local_path(cfg.input.path) else "dataframe"
+
+
+def _run_dataframe(
+    spark: SparkSession,
+    cfg: JobConfig,
+    run_date: dt.date,
+    spec: ScoringSpec,
+    feature_types: dict[str, str] | None,
+    plan: DeliveryPlan,
+    ref: ModelRef,
+    started: dt.datetime,
+    staged: Path,
+    timer: StepTimer,
+) -> int:
+    where = partition_path(cfg.input, run_date)
+    with timer.step("read"):
+        df = read_partition(spark, cfg.input, run_date)
+        input_rows = df.count()
+    log.info("input %s: %d rows (engine dataframe)", where, input_rows)
+    with timer.step("validate"):
+        selected = select_for_scoring(
+            df, cfg.entity_columns, spec.features, feature_types, spec.feed == "numpy", where
+        )
+    with timer.step("score_and_stage"):
+        scored = score(selected, cfg.entity_columns, spec, plan.handle)
+        _write_staged(with_model_columns(scored, ref, started), staged)
+    return input_rows
+
+
+def _run_arrow_direct(
+    spark: SparkSession,
+    cfg: JobConfig,
+    run_date: dt.date,
+    spec: ScoringSpec,
+    feature_types: dict[str, str] | None,
+    plan: DeliveryPlan,
+    ref: ModelRef,
+    started: dt.datetime,
+    staged: Path,
+    timer: StepTimer,
+) -> int:
+    where = partition_path(cfg.input, run_date)
+    with timer.step("read"):
+        if not partition_exists(cfg.input, run_date):
+            raise missing_partition(cfg.input, run_date)
+        arrow_input = arrow_engine.inspect_input(where)
+    log.info(
+        "input %s: %d rows in %d files (engine arrow_direct)",
+        where,
+        arrow_input.rows,
+        len(arrow_input.files),
+    )
+    with timer.step("validate"):
+        casts = plan_casts(
+            arrow_engine.spark_schema(arrow_input),
+            cfg.entity_columns,
+            spec.features,
+            feature_types,
+            spec.feed == "numpy",
+            where,
+        )
+    with timer.step("score_and_stage"):
+        run = functools.partial(
+            arrow_engine.run,
+            spark,
+            arrow_input,
+            cfg.entity_columns,
+            casts,
+            spec,
+            plan.handle,
+            ref,
+            started,
+            staged,
+        )
+        _run_classified(run, staged)
+    return arrow_input.rows
+
+
 def _write_staged(df: Any, staged: Path) -> None:
+    _run_classified(lambda: df.write.mode("overwrite").parquet(str(staged)), staged)
+
+
+def _run_classified(action: Callable[[], object], staged: Path) -> None:
     """Run the Spark job that scores and writes; classify what went wrong if it fails."""
     try:
-        df.write.mode("overwrite").parquet(str(staged))
+        action()
     except BatchServingError:
         raise
     except Exception as exc:
@@ -194,9 +285,8 @@ def _model_section(ref: ModelRef) -> dict[str, Any]:
     }
 
 
-def _scoring_section(spec: ScoringSpec, plan: Any) -> dict[str, Any]:
+def _scoring_section(spec: ScoringSpec, plan: DeliveryPlan) -> dict[str, Any]:
     return {
-        "engine": "dataframe",
         "kind": spec.kind,
         "features": list(spec.features),
         "classes": list(spec.classes),

@@ -25,6 +25,19 @@ def available_dates(cfg: InputConfig) -> list[str]:
     return sorted(p.name[len(prefix) :] for p in root.iterdir() if p.name.startswith(prefix))
 
 
+def missing_partition(cfg: InputConfig, run_date: dt.date) -> InputNotFoundError:
+    dates = available_dates(cfg)
+    shown = dates[-5:] if dates else "none"
+    return InputNotFoundError(
+        f"input partition {partition_path(cfg, run_date)} for {run_date} does not exist; "
+        f"latest dates present: {shown}"
+    )
+
+
+def partition_exists(cfg: InputConfig, run_date: dt.date) -> bool:
+    return Path(partition_path(cfg, run_date).removeprefix("file://")).is_dir()
+
+
 def read_partition(spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> DataFrame:
     """The partition's rows; a missing partition names the path and the dates that exist."""
     path = partition_path(cfg, run_date)
@@ -32,12 +45,7 @@ def read_partition(spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> 
         return spark.read.parquet(path)
     except AnalysisException as exc:
         if "PATH_NOT_FOUND" in str(exc) or "does not exist" in str(exc):
-            dates = available_dates(cfg)
-            shown = dates[-5:] if dates else "none"
-            raise InputNotFoundError(
-                f"input partition {path} for {run_date} does not exist; latest dates present: "
-                f"{shown}"
-            ) from None
+            raise missing_partition(cfg, run_date) from None
         raise StorageError(f"cannot read input partition {path}: {_first_line(exc)}") from None
 
 

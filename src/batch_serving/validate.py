@@ -35,11 +35,30 @@ _NUMERIC = (
 )
 
 
-def require_columns(df: DataFrame, columns: Sequence[str], where: str) -> None:
-    present = df.columns
-    missing = [c for c in columns if c not in present]
+def plan_casts(
+    schema: T.StructType,
+    entity_columns: Sequence[str],
+    features: Sequence[str],
+    feature_types: dict[str, str] | None,
+    numeric_only: bool,
+    where: str,
+) -> dict[str, T.DataType | None]:
+    """Feature -> the type to cast it to (``None``: keep as is). Shared by both engines."""
+    wanted = list(dict.fromkeys([*entity_columns, *features]))
+    present = [f.name for f in schema.fields]
+    missing = [c for c in wanted if c not in present]
     if missing:
         raise MissingColumnsError(missing, present, where)
+    actual = {f.name: f.dataType for f in schema.fields}
+    casts: dict[str, T.DataType | None] = {}
+    for name in features:
+        if name in entity_columns:
+            continue
+        expected = (feature_types or {}).get(name)
+        if expected is None and numeric_only:
+            expected = "double"
+        casts[name] = _target(name, actual[name], expected, where)
+    return casts
 
 
 def select_for_scoring(
@@ -51,30 +70,22 @@ def select_for_scoring(
     where: str,
 ) -> DataFrame:
     """Entity columns + features, each feature cast to its declared type."""
-    wanted = list(dict.fromkeys([*entity_columns, *features]))
-    require_columns(df, wanted, where)
-    schema = {f.name: f.dataType for f in df.schema.fields}
+    casts = plan_casts(df.schema, entity_columns, features, feature_types, numeric_only, where)
     exprs: list[Column] = [F.col(c) for c in entity_columns]
-    for name in features:
-        if name in entity_columns:
-            continue
-        expected = (feature_types or {}).get(name)
-        if expected is None and numeric_only:
-            expected = "double"
-        exprs.append(_cast(name, schema[name], expected, where))
+    exprs += [F.col(n) if t is None else F.col(n).cast(t).alias(n) for n, t in casts.items()]
     return df.select(*exprs)
 
 
-def _cast(name: str, actual: T.DataType, expected: str | None, where: str) -> Column:
+def _target(name: str, actual: T.DataType, expected: str | None, where: str) -> T.DataType | None:
     if expected is None or expected not in _SPARK_TYPES:
-        return F.col(name)
+        return None
     target = _SPARK_TYPES[expected]
     if actual == target:
-        return F.col(name)
+        return None
     if isinstance(target, _NUMERIC) and isinstance(actual, _NUMERIC):
-        return F.col(name).cast(target).alias(name)
+        return target
     if isinstance(target, T.StringType) and isinstance(actual, T.StringType | T.CharType):
-        return F.col(name)
+        return None
     raise ColumnTypeError(
         f"column {name!r} in {where} has type {actual.simpleString()}; the model expects {expected}"
     )
