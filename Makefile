@@ -33,8 +33,8 @@ test: $(STAMP) lint typecheck ## lint, typecheck, then the whole suite (real Spa
 	$(PY) -m pytest -q
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src jobs tests
-	$(VENV)/bin/ruff format --check src jobs tests
+	$(VENV)/bin/ruff check src jobs tests bench
+	$(VENV)/bin/ruff format --check src jobs tests bench
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
@@ -42,3 +42,8 @@ typecheck: $(STAMP) ## mypy
 
 clean: ## remove generated data (keeps venvs)
 	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data
+
+SCALE ?= 2M
+.PHONY: bench
+bench: $(STAMP) ## scoring benchmark: in-process limit vs arrow_direct vs dataframe vs mlflow spark_udf (SCALE=2M|20M)
+	$(PY) bench/score_bench.py --scale $(SCALE)

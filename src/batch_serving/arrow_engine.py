@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -164,7 +165,7 @@ def _score_unit(
 ) -> int:
     final = os.path.join(staged_dir, f"part-{unit.index:05d}.parquet")
     tmp = os.path.join(staged_dir, f".part-{unit.index:05d}.{uuid.uuid4().hex}.tmp")
-    name, version, run_id, scored_at = lineage
+    constants = _lineage_arrays(lineage, BATCH_ROWS)
     rows = 0
     source = pq.ParquetFile(unit.path)
     with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
@@ -178,16 +179,27 @@ def _score_unit(
             n = batch.num_rows
             arrays = [batch.column(batch.schema.get_field_index(c)) for c in entities]
             arrays += predict_batch(spec, model, batch)
-            arrays += [
-                pa.array([name] * n, pa.string()),
-                pa.array([version] * n, pa.int32()),
-                pa.array([run_id] * n, pa.string()),
-                pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
-            ]
+            arrays += [c.slice(0, n) for c in constants]
             writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
             rows += n
     os.replace(tmp, final)
     return rows
+
+
+def _lineage_arrays(
+    lineage: tuple[str, int, str | None, dt.datetime], size: int
+) -> list[pa.Array]:
+    """The run-constant columns, built once per task at full batch size and sliced per batch
+    (building them per batch from Python lists cost more than scoring a LogisticRegression)."""
+    name, version, run_id, scored_at = lineage
+    zeros = pa.array(np.zeros(size, dtype=np.int32))
+    micros = int(scored_at.timestamp() * 1_000_000)
+    return [
+        pa.DictionaryArray.from_arrays(zeros, pa.array([name])).cast(pa.string()),
+        pa.array(np.full(size, version, dtype=np.int32)),
+        pa.DictionaryArray.from_arrays(zeros, pa.array([run_id], pa.string())).cast(pa.string()),
+        pa.array(np.full(size, micros, dtype=np.int64)).view(pa.timestamp("us", tz="UTC")),
+    ]
 
 
 def _cast(batch: pa.RecordBatch, casts: dict[str, pa.DataType]) -> pa.RecordBatch:
