@@ -29,8 +29,10 @@ from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_type
 
 from batch_serving.delivery import ModelHandle
 from batch_serving.errors import InputNotFoundError, StorageError
+from batch_serving.isolation import CAST_ERROR_COLUMN, ERROR_FIELDS, score_and_split
 from batch_serving.registry import ModelRef
-from batch_serving.scorer import ScoringSpec, predict_batch
+from batch_serving.scorer import ScoringSpec
+from batch_serving.validate import cast_error_prefix
 
 BATCH_ROWS = 65_536
 
@@ -115,28 +117,36 @@ def run(
     ref: ModelRef,
     scored_at: dt.datetime,
     staged: Path,
-) -> int:
-    """Score every unit as a Spark task; returns the number of rows written."""
+    staged_quarantine: Path,
+    run_id: str,
+) -> tuple[int, int]:
+    """Score every unit as a Spark task; returns (rows scored, rows quarantined)."""
     target = max(spark.sparkContext.defaultParallelism * 2, 1)
     units = plan_units(arrow_input, target)
     staged.mkdir(parents=True, exist_ok=True)
+    staged_quarantine.mkdir(parents=True, exist_ok=True)
     entities = list(entity_columns)
-    arrow_casts = {n: to_arrow_type(t) for n, t in casts.items() if t is not None}
+    arrow_casts = {
+        n: (to_arrow_type(t), t.simpleString()) for n, t in casts.items() if t is not None
+    }
     columns = list(dict.fromkeys([*entities, *spec.features]))
-    out_schema = output_schema(arrow_input.schema, entities, spec)
-    lineage = (ref.name, ref.version, ref.run_id, scored_at)
-    staged_dir = str(staged)
+    schemas = (
+        output_schema(arrow_input.schema, entities, spec),
+        quarantine_schema(arrow_input.schema, entities),
+    )
+    lineage = (ref.name, ref.version, ref.run_id, scored_at, run_id)
+    dirs = (str(staged), str(staged_quarantine))
 
-    def score_units(it: Iterable[WorkUnit]) -> Iterable[int]:
+    def score_units(it: Iterable[WorkUnit]) -> Iterable[tuple[int, int]]:
         model = handle.get()
         for unit in it:
             yield _score_unit(
-                unit, model, spec, columns, entities, arrow_casts, out_schema, lineage, staged_dir
+                unit, model, spec, columns, entities, arrow_casts, schemas, lineage, dirs
             )
 
     rdd = spark.sparkContext.parallelize(units, len(units))
-    written: list[int] = rdd.mapPartitions(score_units).collect()
-    return sum(written)
+    counts: list[tuple[int, int]] = rdd.mapPartitions(score_units).collect()
+    return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
 
 def output_schema(input_schema: pa.Schema, entities: Sequence[str], spec: ScoringSpec) -> pa.Schema:
@@ -152,43 +162,85 @@ def output_schema(input_schema: pa.Schema, entities: Sequence[str], spec: Scorin
     return pa.schema(fields)
 
 
+def quarantine_schema(input_schema: pa.Schema, entities: Sequence[str]) -> pa.Schema:
+    """Same columns and types as the DataFrame engine's quarantine table."""
+    fields = [input_schema.field(c) for c in entities]
+    fields += ERROR_FIELDS
+    fields += [
+        pa.field("model_name", pa.string(), nullable=False),
+        pa.field("model_version", pa.int32(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("scored_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    ]
+    return pa.schema(fields)
+
+
 def _score_unit(
     unit: WorkUnit,
     model: object,
     spec: ScoringSpec,
     columns: list[str],
     entities: list[str],
-    casts: dict[str, pa.DataType],
-    schema: pa.Schema,
-    lineage: tuple[str, int, str | None, dt.datetime],
-    staged_dir: str,
-) -> int:
-    final = os.path.join(staged_dir, f"part-{unit.index:05d}.parquet")
-    tmp = os.path.join(staged_dir, f".part-{unit.index:05d}.{uuid.uuid4().hex}.tmp")
-    constants = _lineage_arrays(lineage, BATCH_ROWS)
-    rows = 0
+    casts: dict[str, tuple[pa.DataType, str]],
+    schemas: tuple[pa.Schema, pa.Schema],
+    lineage: tuple[str, int, str | None, dt.datetime, str],
+    dirs: tuple[str, str],
+) -> tuple[int, int]:
+    """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
+    name, version, model_run_id, scored_at, run_id = lineage
+    constants = _lineage_arrays((name, version, model_run_id, scored_at), BATCH_ROWS)
+    q_constants = _lineage_arrays((name, version, run_id, scored_at), BATCH_ROWS)
+    scored = bad = 0
+    quarantined: list[pa.RecordBatch] = []
     source = pq.ParquetFile(unit.path)
-    with pq.ParquetWriter(tmp, schema, compression="snappy") as writer:
+    with _AtomicWriter(dirs[0], unit.index, schemas[0]) as writer:
         batches = (
             source.iter_batches(BATCH_ROWS, row_groups=list(unit.row_groups), columns=columns)
             if unit.row_groups
             else iter(())
         )
         for batch in batches:
-            batch = _cast(batch, casts)
-            n = batch.num_rows
-            arrays = [batch.column(batch.schema.get_field_index(c)) for c in entities]
-            arrays += predict_batch(spec, model, batch)
-            arrays += [c.slice(0, n) for c in constants]
-            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            rows += n
-    os.replace(tmp, final)
-    return rows
+            split = score_and_split(spec, model, _cast(batch, casts), entities)
+            n = len(split.scored[0])
+            arrays = split.scored + [c.slice(0, n) for c in constants]
+            writer.write(pa.RecordBatch.from_arrays(arrays, schema=schemas[0]))
+            scored += n
+            m = len(split.quarantined[0])
+            if m:
+                arrays = split.quarantined + [c.slice(0, m) for c in q_constants]
+                quarantined.append(pa.RecordBatch.from_arrays(arrays, schema=schemas[1]))
+                bad += m
+    if quarantined:
+        with _AtomicWriter(dirs[1], unit.index, schemas[1]) as writer:
+            for qbatch in quarantined:
+                writer.write(qbatch)
+    return scored, bad
 
 
-def _lineage_arrays(
-    lineage: tuple[str, int, str | None, dt.datetime], size: int
-) -> list[pa.Array]:
+class _AtomicWriter:
+    """``part-<index>.parquet`` written under a temporary name and renamed on success, so task
+    retries and speculative copies replace each other instead of adding files."""
+
+    def __init__(self, directory: str, index: int, schema: pa.Schema) -> None:
+        self.final = os.path.join(directory, f"part-{index:05d}.parquet")
+        self.tmp = os.path.join(directory, f".part-{index:05d}.{uuid.uuid4().hex}.tmp")
+        self.writer = pq.ParquetWriter(self.tmp, schema, compression="snappy")
+
+    def __enter__(self) -> _AtomicWriter:
+        return self
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        self.writer.write_batch(batch)
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self.writer.close()
+        if exc_type is None:
+            os.replace(self.tmp, self.final)
+        else:
+            os.unlink(self.tmp)
+
+
+def _lineage_arrays(lineage: tuple[str, int, str | None, dt.datetime], size: int) -> list[pa.Array]:
     """The run-constant columns, built once per task at full batch size and sliced per batch
     (building them per batch from Python lists cost more than scoring a LogisticRegression)."""
     name, version, run_id, scored_at = lineage
@@ -202,11 +254,43 @@ def _lineage_arrays(
     ]
 
 
-def _cast(batch: pa.RecordBatch, casts: dict[str, pa.DataType]) -> pa.RecordBatch:
+def _cast(batch: pa.RecordBatch, casts: dict[str, tuple[pa.DataType, str]]) -> pa.RecordBatch:
+    """Cast features like the DataFrame engine does; strings that do not parse flag their row
+    in ``_cast_error`` (same message as the DataFrame engine) instead of failing the batch."""
     if not casts:
         return batch
-    arrays = [
-        pc.cast(batch.column(i), casts[f.name]) if f.name in casts else batch.column(i)
-        for i, f in enumerate(batch.schema)
-    ]
-    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
+    arrays, names, errors = [], [], None
+    for i, field in enumerate(batch.schema):
+        column = batch.column(i)
+        if field.name in casts:
+            target, label = casts[field.name]
+            column, flagged = _cast_column(field.name, column, target, label)
+            if flagged is not None:
+                errors = flagged if errors is None else pc.coalesce(errors, flagged)
+        arrays.append(column)
+        names.append(field.name)
+    if errors is not None:
+        arrays.append(errors)
+        names.append(CAST_ERROR_COLUMN)
+    return pa.RecordBatch.from_arrays(arrays, names=names)
+
+
+def _cast_column(
+    name: str, column: pa.Array, target: pa.DataType, label: str
+) -> tuple[pa.Array, pa.Array | None]:
+    try:
+        return pc.cast(column, target), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
+            raise
+    parse = int if pa.types.is_integer(target) else float
+    values: list[object] = []
+    messages: list[str | None] = []
+    for raw in column.to_pylist():
+        try:
+            values.append(None if raw is None else parse(raw.strip()))
+            messages.append(None)
+        except ValueError:
+            values.append(None)
+            messages.append(f"{cast_error_prefix(name)}{raw}' to {label}")
+    return pa.array(values, target), pa.array(messages, pa.string())

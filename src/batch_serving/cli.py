@@ -23,7 +23,7 @@ EXIT_CODES = """exit codes:
   2  invalid config or arguments
   3  model registry unreachable, model/alias/version unknown, or model not loadable
   4  input validation failed (missing partition, missing column, wrong type)
-  5  scoring failed (the model raised)
+  5  more rows could not be scored than validation.max_bad_rows allows
   6  output validation failed (row counts do not reconcile); nothing committed
   7  storage error (unreadable file, failed commit)
 """

@@ -80,6 +80,36 @@ class LoadingConfig(_Frozen):
     broadcast_max_mb: float = Field(default=256.0, gt=0)
 
 
+class ValidationConfig(_Frozen):
+    """What bad input is tolerated; everything else fails the run before anything is committed."""
+
+    max_bad_rows: int | str = 0
+    allow_empty: bool = False
+    duplicate_ids: Literal["fail", "keep_last", "allow"] = "fail"
+
+    @field_validator("max_bad_rows")
+    @classmethod
+    def _count_or_percent(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 0:
+                raise ValueError("must be >= 0")
+            return value
+        text = value.strip()
+        try:
+            percent = float(text.removesuffix("%"))
+        except ValueError:
+            percent = -1.0
+        if not text.endswith("%") or not 0 <= percent <= 100:
+            raise ValueError("must be a row count (e.g. 10) or a percentage (e.g. '0.5%')")
+        return text
+
+    def allowed_bad_rows(self, input_rows: int) -> int:
+        """The threshold in rows for this run's input size."""
+        if isinstance(self.max_bad_rows, int):
+            return self.max_bad_rows
+        return int(float(self.max_bad_rows.removesuffix("%")) / 100.0 * input_rows)
+
+
 class SparkConfig(_Frozen):
     """Session settings; ``master`` is ignored when the job runs under spark-submit."""
 
@@ -108,6 +138,7 @@ class JobConfig(_Frozen):
     output: OutputConfig
     loading: LoadingConfig = LoadingConfig()
     engine: Engine = "auto"
+    validation: ValidationConfig = ValidationConfig()
     spark: SparkConfig = SparkConfig()
 
     def digest(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import re
 import tempfile
 import time
 import uuid
@@ -39,12 +40,22 @@ from batch_serving.reader import (
 )
 from batch_serving.registry import ModelRef, resolve_model
 from batch_serving.scorer import ScoringSpec, build_spec
-from batch_serving.scoring import score, with_model_columns
-from batch_serving.validate import plan_casts, select_for_scoring
+from batch_serving.scoring import score, split_scored, with_model_columns, with_quarantine_columns
+from batch_serving.validate import (
+    check_duplicates,
+    check_not_empty,
+    duplicate_ids_arrow,
+    duplicate_ids_spark,
+    keep_last,
+    log_ignored_columns,
+    plan_casts,
+    select_for_scoring,
+)
 
 log = logging.getLogger(__name__)
 
 PREDICTIONS = "predictions"
+QUARANTINE = "quarantine"
 
 
 @dataclass
@@ -82,13 +93,30 @@ def output_layout(cfg: JobConfig) -> storage.TableLayout:
     return storage.TableLayout(Path(cfg.output.root), PREDICTIONS, cfg.model.name)
 
 
+def quarantine_layout(cfg: JobConfig) -> storage.TableLayout:
+    return storage.TableLayout(Path(cfg.output.root), QUARANTINE, cfg.model.name)
+
+
+@dataclass(frozen=True)
+class Staged:
+    """Where this run stages its two outputs, and the run's identity for lineage columns."""
+
+    predictions: Path
+    quarantine: Path
+    run_id: str
+    started: dt.datetime
+
+
 def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResult:
     """Score ``run_date`` and commit its predictions partition; raise on any failure."""
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     run_id = new_run_id(started)
     timer = StepTimer()
     layout = output_layout(cfg)
+    q_layout = quarantine_layout(cfg)
     staged = layout.staging_dir(run_id)
+    staged_q = q_layout.staging_dir(run_id)
+    out = Staged(staged, staged_q, run_id, started)
     trusted = cfg.model.skops_trusted_types
     log.info("run %s: job %s, date %s, model %s", run_id, cfg.job, run_date, cfg.model.selector)
 
@@ -115,22 +143,27 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
     where = partition_path(cfg.input, run_date)
     engine = choose_engine(cfg)
     try:
-        if engine == "arrow_direct":
-            input_rows = _run_arrow_direct(
-                spark, cfg, run_date, spec, feature_types, plan, ref, started, staged, timer
-            )
-        else:
-            input_rows = _run_dataframe(
-                spark, cfg, run_date, spec, feature_types, plan, ref, started, staged, timer
-            )
+        runner = _run_arrow_direct if engine == "arrow_direct" else _run_dataframe
+        input_rows = runner(spark, cfg, run_date, spec, feature_types, plan, ref, out, timer)
         with timer.step("reconcile"):
             output_rows = storage.count_rows(staged)
             output_files = len(storage.data_files(staged))
-            if output_rows != input_rows:
+            bad_rows = storage.count_rows(staged_q)
+            if output_rows + bad_rows != input_rows:
                 raise OutputValidationError(
-                    f"staged output has {output_rows} rows but input {where} has "
-                    f"{input_rows}; nothing committed"
+                    f"staged output has {output_rows} scored + {bad_rows} quarantined rows but "
+                    f"input {where} has {input_rows}; nothing committed"
                 )
+            allowed = cfg.validation.allowed_bad_rows(input_rows)
+            if bad_rows:
+                log.warning("%d rows quarantined (allowed: %d)", bad_rows, allowed)
+        if bad_rows > allowed:
+            q_path = storage.commit(q_layout, run_date, staged_q, run_id).path
+            raise ScoringError(
+                f"{bad_rows} of {input_rows} rows could not be scored (max_bad_rows "
+                f"{cfg.validation.max_bad_rows}); top errors: {_top_errors(q_path)}; "
+                f"quarantined to {q_path}; predictions not committed"
+            )
         manifest: dict[str, Any] = {
             "job": cfg.job,
             "run_id": run_id,
@@ -140,6 +173,11 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             "model": _model_section(ref),
             "scoring": {"engine": engine, **_scoring_section(spec, plan)},
             "input": {"path": where, "rows": input_rows},
+            "quarantine": {
+                "path": str(q_layout.partition_dir(run_date)),
+                "rows": bad_rows,
+                "max_bad_rows": cfg.validation.max_bad_rows,
+            },
             "output": {
                 "path": str(layout.partition_dir(run_date)),
                 "rows": output_rows,
@@ -150,9 +188,12 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
         with timer.step("commit"):
             manifest["durations_s"] = timer.durations
             storage.write_manifest(staged, manifest)
+            storage.write_manifest(staged_q, manifest)
+            storage.commit(q_layout, run_date, staged_q, run_id)
             committed = storage.commit(layout, run_date, staged, run_id)
     finally:
         storage.discard(staged)
+        storage.discard(staged_q)
         release(plan)
     log.info("committed %d rows to %s", committed.rows, committed.path)
     return RunResult(manifest=manifest, committed=committed)
@@ -162,6 +203,8 @@ def choose_engine(cfg: JobConfig) -> str:
     """``auto``: arrow_direct for plain Parquet on a filesystem path, else dataframe."""
     if cfg.engine != "auto":
         return cfg.engine
+    if cfg.validation.duplicate_ids == "keep_last":
+        return "dataframe"  # needs a window over the whole partition
     return "arrow_direct" if arrow_engine.is_local_path(cfg.input.path) else "dataframe"
 
 
@@ -173,22 +216,37 @@ def _run_dataframe(
     feature_types: dict[str, str] | None,
     plan: DeliveryPlan,
     ref: ModelRef,
-    started: dt.datetime,
-    staged: Path,
+    out: Staged,
     timer: StepTimer,
 ) -> int:
+    from pyspark import StorageLevel
+
     where = partition_path(cfg.input, run_date)
+    entities = cfg.entity_columns
     with timer.step("read"):
-        df = read_partition(spark, cfg.input, run_date)
-        input_rows = df.count()
+        df = _spark_action(lambda: read_partition(spark, cfg.input, run_date), where)
+        input_rows = _spark_action(df.count, where)
     log.info("input %s: %d rows (engine dataframe)", where, input_rows)
     with timer.step("validate"):
+        check_not_empty(input_rows, cfg.validation.allow_empty, where)
         selected = select_for_scoring(
-            df, cfg.entity_columns, spec.features, feature_types, spec.feed == "numpy", where
+            df, entities, spec.features, feature_types, spec.feed == "numpy", where
         )
+        if cfg.validation.duplicate_ids != "allow":
+            extra, examples = _spark_action(lambda: duplicate_ids_spark(df, entities), where)
+            check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
+            if extra and cfg.validation.duplicate_ids == "keep_last":
+                selected = keep_last(selected, entities)
+                input_rows -= extra
     with timer.step("score_and_stage"):
-        scored = score(selected, cfg.entity_columns, spec, plan.handle)
-        _write_staged(with_model_columns(scored, ref, started), staged)
+        scored = score(selected, entities, spec, plan.handle).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            good, bad = split_scored(scored)
+            _write_staged(with_model_columns(good, ref, out.started), out.predictions)
+            quarantined = with_quarantine_columns(bad, entities, ref, out.run_id, out.started)
+            _write_staged(quarantined.coalesce(1), out.quarantine)
+        finally:
+            scored.unpersist()
     return input_rows
 
 
@@ -200,11 +258,11 @@ def _run_arrow_direct(
     feature_types: dict[str, str] | None,
     plan: DeliveryPlan,
     ref: ModelRef,
-    started: dt.datetime,
-    staged: Path,
+    out: Staged,
     timer: StepTimer,
 ) -> int:
     where = partition_path(cfg.input, run_date)
+    entities = cfg.entity_columns
     with timer.step("read"):
         if not partition_exists(cfg.input, run_date):
             raise missing_partition(cfg.input, run_date)
@@ -216,29 +274,56 @@ def _run_arrow_direct(
         len(arrow_input.files),
     )
     with timer.step("validate"):
+        check_not_empty(arrow_input.rows, cfg.validation.allow_empty, where)
+        schema = arrow_engine.spark_schema(arrow_input)
         casts = plan_casts(
-            arrow_engine.spark_schema(arrow_input),
-            cfg.entity_columns,
-            spec.features,
-            feature_types,
-            spec.feed == "numpy",
-            where,
+            schema, entities, spec.features, feature_types, spec.feed == "numpy", where
         )
+        log_ignored_columns(schema.fieldNames(), [*entities, *spec.features], where)
+        if cfg.validation.duplicate_ids != "allow":
+            extra, examples = duplicate_ids_arrow(arrow_input.files, entities)
+            check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
     with timer.step("score_and_stage"):
         run = functools.partial(
             arrow_engine.run,
             spark,
             arrow_input,
-            cfg.entity_columns,
+            entities,
             casts,
             spec,
             plan.handle,
             ref,
-            started,
-            staged,
+            out.started,
+            out.predictions,
+            out.quarantine,
+            out.run_id,
         )
-        _run_classified(run, staged)
+        _run_classified(run, out.predictions)
     return arrow_input.rows
+
+
+def _spark_action(action: Callable[[], Any], where: str) -> Any:
+    """Run a Spark action over the input; an unreadable file becomes a StorageError naming it."""
+    try:
+        return action()
+    except BatchServingError:
+        raise
+    except Exception as exc:
+        text = str(exc)
+        match = re.search(r"(?:file:)?(/[^\s'\"\]\[,]+\.parquet)", text)
+        culprit = f"Parquet file {match.group(1)}" if match else f"input {where}"
+        raise StorageError(f"cannot read {culprit}: {first_line(text)}") from None
+
+
+def _top_errors(quarantine_dir: Path, top: int = 3) -> str:
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(quarantine_dir, columns=["error_class", "error_message"]).to_pandas()
+    counts = table.groupby("error_class")["error_message"].agg(["count", "first"])
+    counts = counts.sort_values("count", ascending=False).head(top)
+    return ", ".join(
+        f"{cls}: {row['count']} (e.g. {row['first']!r})" for cls, row in counts.iterrows()
+    )
 
 
 def _write_staged(df: Any, staged: Path) -> None:
