@@ -18,7 +18,9 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
         f"(run {manifest['run_id']})",
         f"  model     : {model['name']} v{model['version']} (models:/{model['name']}{pointer}, "
         f"mlflow run {model['run_id']}), {scoring['kind']}, delivered by {scoring['delivery']}",
-        f"  rows      : {manifest['input']['rows']} in -> {out['rows']} out",
+        f"  engine    : {scoring['engine']}",
+        f"  rows      : {manifest['input']['rows']} in -> {out['rows']} out, "
+        f"{manifest['quarantine']['rows']} quarantined",
         f"  input     : {manifest['input']['path']}",
         f"  output    : {out['path']}",
         f"  manifest  : {out['path']}/_manifest.json",
