@@ -80,12 +80,42 @@ class LoadingConfig(_Frozen):
     broadcast_max_mb: float = Field(default=256.0, gt=0)
 
 
+class ExpectationConfig(_Frozen):
+    """One data-quality expectation, run with Great Expectations (see ``gates.py``)."""
+
+    type: Literal["not_null", "null_fraction", "between", "in_set", "unique", "row_count_change"]
+    column: str | None = None
+    min: float | None = None
+    max: float | None = None
+    values: tuple[str | int | float | bool, ...] | None = None
+    max_fraction: float | None = Field(default=None, ge=0, le=1)
+    max_change_pct: float | None = Field(default=None, ge=0)
+    blocking: bool = True
+
+    @model_validator(mode="after")
+    def _arguments(self) -> ExpectationConfig:
+        needs_column = self.type not in ("row_count_change",)
+        if needs_column and not self.column:
+            raise ValueError(f"expectation {self.type} needs `column`")
+        if self.type == "between" and self.min is None and self.max is None:
+            raise ValueError("expectation between needs `min` and/or `max`")
+        if self.type == "in_set" and not self.values:
+            raise ValueError("expectation in_set needs `values`")
+        if self.type == "null_fraction" and self.max_fraction is None:
+            raise ValueError("expectation null_fraction needs `max_fraction`")
+        if self.type == "row_count_change" and self.max_change_pct is None:
+            raise ValueError("expectation row_count_change needs `max_change_pct`")
+        return self
+
+
 class ValidationConfig(_Frozen):
     """What bad input is tolerated; everything else fails the run before anything is committed."""
 
     max_bad_rows: int | str = 0
     allow_empty: bool = False
     duplicate_ids: Literal["fail", "keep_last", "allow"] = "fail"
+    input_expectations: tuple[ExpectationConfig, ...] = ()
+    output_expectations: tuple[ExpectationConfig, ...] = ()
 
     @field_validator("max_bad_rows")
     @classmethod

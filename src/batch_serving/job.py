@@ -20,17 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving import __version__, arrow_engine, storage
-from batch_serving.config import JobConfig
+from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.delivery import DeliveryPlan, plan_delivery, release
 from batch_serving.errors import (
     BatchServingError,
+    InputValidationError,
     OutputValidationError,
     ScoringError,
     StorageError,
 )
+from batch_serving.gates import GateResult, run_gate, write_reports
 from batch_serving.model_io import download_model, load_model_dir
 from batch_serving.reader import (
     missing_partition,
@@ -143,8 +145,26 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
     where = partition_path(cfg.input, run_date)
     engine = choose_engine(cfg)
     try:
+        previous = _previous_input_rows(layout, run_date)
+        gates: list[GateResult] = []
         runner = _run_arrow_direct if engine == "arrow_direct" else _run_dataframe
-        input_rows = runner(spark, cfg, run_date, spec, feature_types, plan, ref, out, timer)
+
+        def input_gate(df: DataFrame) -> None:
+            _gate(
+                df,
+                "input",
+                cfg.validation.input_expectations,
+                previous,
+                gates,
+                layout,
+                run_id,
+                InputValidationError,
+                where,
+            )
+
+        input_rows = runner(
+            spark, cfg, run_date, spec, feature_types, plan, ref, out, timer, input_gate
+        )
         with timer.step("reconcile"):
             output_rows = storage.count_rows(staged)
             output_files = len(storage.data_files(staged))
@@ -157,6 +177,20 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             allowed = cfg.validation.allowed_bad_rows(input_rows)
             if bad_rows:
                 log.warning("%d rows quarantined (allowed: %d)", bad_rows, allowed)
+        if cfg.validation.output_expectations:
+            with timer.step("validate_output"):
+                staged_df = spark.read.parquet(str(staged))
+                _gate(
+                    staged_df,
+                    "output",
+                    cfg.validation.output_expectations,
+                    previous,
+                    gates,
+                    layout,
+                    run_id,
+                    OutputValidationError,
+                    str(layout.partition_dir(run_date)),
+                )
         if bad_rows > allowed:
             q_path = storage.commit(q_layout, run_date, staged_q, run_id).path
             raise ScoringError(
@@ -184,11 +218,17 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
                 "files": output_files,
             },
             "versions": {"batch_serving": __version__, "spark": spark.version},
+            "validation": {
+                g.name: {"success": g.success, "checked": g.checked, "warnings": g.warnings}
+                for g in gates
+            },
         }
         with timer.step("commit"):
             manifest["durations_s"] = timer.durations
             storage.write_manifest(staged, manifest)
             storage.write_manifest(staged_q, manifest)
+            if gates:
+                write_reports(staged, gates, f"{cfg.job} {run_date} (run {run_id})")
             storage.commit(q_layout, run_date, staged_q, run_id)
             committed = storage.commit(layout, run_date, staged, run_id)
     finally:
@@ -218,6 +258,7 @@ def _run_dataframe(
     ref: ModelRef,
     out: Staged,
     timer: StepTimer,
+    input_gate: Callable[[DataFrame], None],
 ) -> int:
     from pyspark import StorageLevel
 
@@ -238,6 +279,7 @@ def _run_dataframe(
             if extra and cfg.validation.duplicate_ids == "keep_last":
                 selected = keep_last(selected, entities)
                 input_rows -= extra
+        input_gate(df)
     with timer.step("score_and_stage"):
         scored = score(selected, entities, spec, plan.handle).persist(StorageLevel.MEMORY_AND_DISK)
         try:
@@ -260,6 +302,7 @@ def _run_arrow_direct(
     ref: ModelRef,
     out: Staged,
     timer: StepTimer,
+    input_gate: Callable[[DataFrame], None],
 ) -> int:
     where = partition_path(cfg.input, run_date)
     entities = cfg.entity_columns
@@ -283,6 +326,8 @@ def _run_arrow_direct(
         if cfg.validation.duplicate_ids != "allow":
             extra, examples = duplicate_ids_arrow(arrow_input.files, entities)
             check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
+        if cfg.validation.input_expectations:
+            input_gate(spark.read.parquet(where))
     with timer.step("score_and_stage"):
         run = functools.partial(
             arrow_engine.run,
@@ -300,6 +345,39 @@ def _run_arrow_direct(
         )
         _run_classified(run, out.predictions)
     return arrow_input.rows
+
+
+def _gate(
+    df: DataFrame,
+    name: str,
+    expectations: tuple[ExpectationConfig, ...],
+    previous_rows: int | None,
+    gates: list[GateResult],
+    layout: storage.TableLayout,
+    run_id: str,
+    error: type[BatchServingError],
+    where: str,
+) -> None:
+    """Run one gate, keep its result, and stop the run (with a saved report) if it fails."""
+    if not expectations:
+        return
+    gate = run_gate(df, name, expectations, previous_rows)
+    gates.append(gate)
+    run_dir = layout.run_dir(run_id)
+    report = write_reports(run_dir, gates, f"{layout.model} run {run_id}")
+    if not gate.success:
+        raise error(
+            f"{name} validation failed for {where}: {'; '.join(gate.failures)}; report: {report}"
+        )
+
+
+def _previous_input_rows(layout: storage.TableLayout, run_date: dt.date) -> int | None:
+    """Input rows of the latest committed run before ``run_date`` (for row_count_change)."""
+    earlier = [d for d in layout.committed_dates() if d < run_date.isoformat()]
+    if not earlier:
+        return None
+    manifest = storage.read_manifest(layout.partition_dir(dt.date.fromisoformat(earlier[-1])))
+    return int(manifest["input"]["rows"]) if manifest else None
 
 
 def _spark_action(action: Callable[[], Any], where: str) -> Any:

@@ -62,6 +62,16 @@ class TableLayout:
             / f"{PARTITION_COLUMN}={run_date}.{run_id}"
         )
 
+    def run_dir(self, run_id: str) -> Path:
+        """Per-run records (validation results, report), kept whether the run committed or not."""
+        return self.root / "_runs" / self.table / self.model / run_id
+
+    def committed_dates(self) -> list[str]:
+        prefix = f"{PARTITION_COLUMN}="
+        if not self.table_dir.is_dir():
+            return []
+        return sorted(p.name[len(prefix) :] for p in self.table_dir.glob(prefix + "*"))
+
     def trash_entries(self, run_date: dt.date) -> list[Path]:
         parent = self.root / "_trash" / self.table / self.model
         prefix = f"{PARTITION_COLUMN}={run_date.isoformat()}."
