@@ -42,8 +42,10 @@ def score_isolating(
     n = batch.num_rows
     try:
         return Isolated(np.arange(n), predict(spec, model, batch))
+    except MemoryError:
+        raise  # not about the data: never quarantine rows for it
     except Exception:
-        raise_if_fatal()
+        pass
     suspects = _non_finite_rows(spec, batch)
     if 0 < len(suspects) < n:
         clean = np.setdiff1d(np.arange(n), suspects)
@@ -56,22 +58,14 @@ def score_isolating(
     return _bisect(spec, model, batch, np.arange(n), predict)
 
 
-def raise_if_fatal() -> None:
-    """Errors that are not about the data (out of memory, interrupts) are never quarantined."""
-    import sys
-
-    exc = sys.exc_info()[1]
-    if isinstance(exc, MemoryError | KeyboardInterrupt | SystemExit):
-        raise exc
-
-
 def _bisect(
     spec: ScoringSpec, model: Any, batch: pa.RecordBatch, rows: np.ndarray, predict: Predict
 ) -> Isolated:
     try:
         return Isolated(rows, predict(spec, model, batch.take(pa.array(rows))))
+    except MemoryError:
+        raise
     except Exception as exc:
-        raise_if_fatal()
         if len(rows) == 1:
             message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             return Isolated(

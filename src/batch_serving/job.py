@@ -163,7 +163,7 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             )
 
         input_rows = runner(
-            spark, cfg, run_date, spec, feature_types, plan, ref, out, timer, input_gate
+            EngineRun(spark, cfg, run_date, spec, feature_types, plan, ref, out, timer, input_gate)
         )
         with timer.step("reconcile"):
             output_rows = storage.count_rows(staged)
@@ -248,18 +248,16 @@ def choose_engine(cfg: JobConfig) -> str:
     return "arrow_direct" if arrow_engine.is_local_path(cfg.input.path) else "dataframe"
 
 
-def _run_dataframe(
-    spark: SparkSession,
-    cfg: JobConfig,
-    run_date: dt.date,
-    spec: ScoringSpec,
-    feature_types: dict[str, str] | None,
-    plan: DeliveryPlan,
-    ref: ModelRef,
-    out: Staged,
-    timer: StepTimer,
-    input_gate: Callable[[DataFrame], None],
-) -> int:
+def _run_dataframe(run: EngineRun) -> int:
+    spark, cfg, run_date, spec, plan, out, timer = (
+        run.spark,
+        run.cfg,
+        run.run_date,
+        run.spec,
+        run.plan,
+        run.out,
+        run.timer,
+    )
     from pyspark import StorageLevel
 
     where = partition_path(cfg.input, run_date)
@@ -271,7 +269,7 @@ def _run_dataframe(
     with timer.step("validate"):
         check_not_empty(input_rows, cfg.validation.allow_empty, where)
         selected = select_for_scoring(
-            df, entities, spec.features, feature_types, spec.feed == "numpy", where
+            df, entities, spec.features, run.feature_types, spec.feed == "numpy", where
         )
         if cfg.validation.duplicate_ids != "allow":
             extra, examples = _spark_action(lambda: duplicate_ids_spark(df, entities), where)
@@ -279,31 +277,29 @@ def _run_dataframe(
             if extra and cfg.validation.duplicate_ids == "keep_last":
                 selected = keep_last(selected, entities)
                 input_rows -= extra
-        input_gate(df)
+        run.input_gate(df)
     with timer.step("score_and_stage"):
         scored = score(selected, entities, spec, plan.handle).persist(StorageLevel.MEMORY_AND_DISK)
         try:
             good, bad = split_scored(scored)
-            _write_staged(with_model_columns(good, ref, out.started), out.predictions)
-            quarantined = with_quarantine_columns(bad, entities, ref, out.run_id, out.started)
+            _write_staged(with_model_columns(good, run.ref, out.started), out.predictions)
+            quarantined = with_quarantine_columns(bad, entities, run.ref, out.run_id, out.started)
             _write_staged(quarantined.coalesce(1), out.quarantine)
         finally:
             scored.unpersist()
     return input_rows
 
 
-def _run_arrow_direct(
-    spark: SparkSession,
-    cfg: JobConfig,
-    run_date: dt.date,
-    spec: ScoringSpec,
-    feature_types: dict[str, str] | None,
-    plan: DeliveryPlan,
-    ref: ModelRef,
-    out: Staged,
-    timer: StepTimer,
-    input_gate: Callable[[DataFrame], None],
-) -> int:
+def _run_arrow_direct(run: EngineRun) -> int:
+    spark, cfg, run_date, spec, plan, out, timer = (
+        run.spark,
+        run.cfg,
+        run.run_date,
+        run.spec,
+        run.plan,
+        run.out,
+        run.timer,
+    )
     where = partition_path(cfg.input, run_date)
     entities = cfg.entity_columns
     with timer.step("read"):
@@ -320,16 +316,16 @@ def _run_arrow_direct(
         check_not_empty(arrow_input.rows, cfg.validation.allow_empty, where)
         schema = arrow_engine.spark_schema(arrow_input)
         casts = plan_casts(
-            schema, entities, spec.features, feature_types, spec.feed == "numpy", where
+            schema, entities, spec.features, run.feature_types, spec.feed == "numpy", where
         )
         log_ignored_columns(schema.fieldNames(), [*entities, *spec.features], where)
         if cfg.validation.duplicate_ids != "allow":
             extra, examples = duplicate_ids_arrow(arrow_input.files, entities)
             check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
         if cfg.validation.input_expectations:
-            input_gate(spark.read.parquet(where))
+            run.input_gate(spark.read.parquet(where))
     with timer.step("score_and_stage"):
-        run = functools.partial(
+        action = functools.partial(
             arrow_engine.run,
             spark,
             arrow_input,
@@ -337,13 +333,13 @@ def _run_arrow_direct(
             casts,
             spec,
             plan.handle,
-            ref,
+            run.ref,
             out.started,
             out.predictions,
             out.quarantine,
             out.run_id,
         )
-        _run_classified(run, out.predictions)
+        _run_classified(action, out.predictions)
     return arrow_input.rows
 
 
@@ -402,6 +398,22 @@ def _top_errors(quarantine_dir: Path, top: int = 3) -> str:
     return ", ".join(
         f"{cls}: {row['count']} (e.g. {row['first']!r})" for cls, row in counts.iterrows()
     )
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """The inputs both engines share for one run."""
+
+    spark: SparkSession
+    cfg: JobConfig
+    run_date: dt.date
+    spec: ScoringSpec
+    feature_types: dict[str, str] | None
+    plan: DeliveryPlan
+    ref: ModelRef
+    out: Staged
+    timer: StepTimer
+    input_gate: Callable[[DataFrame], None]
 
 
 def _write_staged(df: Any, staged: Path) -> None:
