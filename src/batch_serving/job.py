@@ -224,6 +224,7 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             },
         }
         with timer.step("commit"):
+            staged_q.mkdir(parents=True, exist_ok=True)  # a clean run may have written none
             manifest["durations_s"] = timer.durations
             storage.write_manifest(staged, manifest)
             storage.write_manifest(staged_q, manifest)
@@ -258,8 +259,6 @@ def _run_dataframe(run: EngineRun) -> int:
         run.out,
         run.timer,
     )
-    from pyspark import StorageLevel
-
     where = partition_path(cfg.input, run_date)
     entities = cfg.entity_columns
     with timer.step("read"):
@@ -272,21 +271,24 @@ def _run_dataframe(run: EngineRun) -> int:
             df, entities, spec.features, run.feature_types, spec.feed == "numpy", where
         )
         if cfg.validation.duplicate_ids != "allow":
-            extra, examples = _spark_action(lambda: duplicate_ids_spark(df, entities), where)
+            if arrow_engine.is_local_path(where):  # ids only, via pyarrow: no Spark shuffle
+                files = arrow_engine.inspect_input(where).files
+                extra, examples = duplicate_ids_arrow(files, entities)
+            else:
+                extra, examples = _spark_action(lambda: duplicate_ids_spark(df, entities), where)
             check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
             if extra and cfg.validation.duplicate_ids == "keep_last":
                 selected = keep_last(selected, entities)
                 input_rows -= extra
         run.input_gate(df)
     with timer.step("score_and_stage"):
-        scored = score(selected, entities, spec, plan.handle).persist(StorageLevel.MEMORY_AND_DISK)
-        try:
-            good, bad = split_scored(scored)
-            _write_staged(with_model_columns(good, run.ref, out.started), out.predictions)
+        good, bad = split_scored(score(selected, entities, spec, plan.handle))
+        _write_staged(with_model_columns(good, run.ref, out.started), out.predictions)
+        if storage.count_rows(out.predictions) < input_rows:
+            # Rare path: some rows could not be scored. Score again to collect them rather
+            # than caching every run's output for a quarantine that is almost always empty.
             quarantined = with_quarantine_columns(bad, entities, run.ref, out.run_id, out.started)
             _write_staged(quarantined.coalesce(1), out.quarantine)
-        finally:
-            scored.unpersist()
     return input_rows
 
 

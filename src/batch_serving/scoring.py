@@ -57,7 +57,7 @@ def score(
 
 
 def split_scored(df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(predictions, quarantined rows) of a ``score`` result; cache it before using both."""
+    """(predictions, quarantined rows) of a ``score`` result; each write re-runs the scoring."""
     ok = F.col(ERROR_CLASS).isNull()
     return df.filter(ok).drop(ERROR_CLASS, ERROR_MESSAGE), df.filter(~ok)
 

@@ -127,9 +127,11 @@ def _target(name: str, actual: T.DataType, expected: str | None, where: str) -> 
 def duplicate_ids_spark(df: DataFrame, entity_columns: Sequence[str]) -> tuple[int, list[Any]]:
     """(rows beyond the first per entity id, a few example ids), from the id columns only."""
     counts = df.groupBy(*entity_columns).count().filter(F.col("count") > 1)
-    agg = counts.agg(F.sum(F.col("count") - 1).alias("extra")).collect()[0]["extra"]
+    extra = int(counts.agg(F.sum(F.col("count") - 1)).collect()[0][0] or 0)
+    if not extra:
+        return 0, []
     examples = [list(r)[:-1] for r in counts.limit(5).collect()]
-    return int(agg or 0), [e[0] if len(e) == 1 else e for e in examples]
+    return extra, [e[0] if len(e) == 1 else e for e in examples]
 
 
 def duplicate_ids_arrow(
