@@ -125,6 +125,16 @@ def test_invalid_config_names_the_key(tmp_path, capsys) -> None:
     assert "input: Field required" in err
 
 
+def test_verbose_after_the_command_shows_the_traceback(spark, scored_setup, capsys) -> None:
+    _, path = scored_setup
+    args = ["--config", str(path), "--run-date", str(RUN_DATE), "--model-alias", "gold"]
+    assert main(["score", *args]) == 3
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["score", "-v", *args]) == 3
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RegistryError" in err
+
+
 def test_bad_run_date(tmp_path, capsys) -> None:
     code = main(["score", "--config", str(tmp_path / "x.yaml"), "--run-date", "22/11/2026"])
     assert code == 2
