@@ -250,19 +250,11 @@ def choose_engine(cfg: JobConfig) -> str:
 
 
 def _run_dataframe(run: EngineRun) -> int:
-    spark, cfg, run_date, spec, plan, out, timer = (
-        run.spark,
-        run.cfg,
-        run.run_date,
-        run.spec,
-        run.plan,
-        run.out,
-        run.timer,
-    )
-    where = partition_path(cfg.input, run_date)
+    cfg, spec, out, timer = run.cfg, run.spec, run.out, run.timer
+    where = partition_path(cfg.input, run.run_date)
     entities = cfg.entity_columns
     with timer.step("read"):
-        df = _spark_action(lambda: read_partition(spark, cfg.input, run_date), where)
+        df = _spark_action(lambda: read_partition(run.spark, cfg.input, run.run_date), where)
         input_rows = _spark_action(df.count, where)
     log.info("input %s: %d rows (engine dataframe)", where, input_rows)
     with timer.step("validate"):
@@ -282,7 +274,7 @@ def _run_dataframe(run: EngineRun) -> int:
                 input_rows -= extra
         run.input_gate(df)
     with timer.step("score_and_stage"):
-        good, bad = split_scored(score(selected, entities, spec, plan.handle))
+        good, bad = split_scored(score(selected, entities, spec, run.plan.handle))
         _write_staged(with_model_columns(good, run.ref, out.started), out.predictions)
         if storage.count_rows(out.predictions) < input_rows:
             # Rare path: some rows could not be scored. Score again to collect them rather
@@ -293,20 +285,12 @@ def _run_dataframe(run: EngineRun) -> int:
 
 
 def _run_arrow_direct(run: EngineRun) -> int:
-    spark, cfg, run_date, spec, plan, out, timer = (
-        run.spark,
-        run.cfg,
-        run.run_date,
-        run.spec,
-        run.plan,
-        run.out,
-        run.timer,
-    )
-    where = partition_path(cfg.input, run_date)
+    cfg, spec, out, timer = run.cfg, run.spec, run.out, run.timer
+    where = partition_path(cfg.input, run.run_date)
     entities = cfg.entity_columns
     with timer.step("read"):
-        if not partition_exists(cfg.input, run_date):
-            raise missing_partition(cfg.input, run_date)
+        if not partition_exists(cfg.input, run.run_date):
+            raise missing_partition(cfg.input, run.run_date)
         arrow_input = arrow_engine.inspect_input(where)
     log.info(
         "input %s: %d rows in %d files (engine arrow_direct)",
@@ -325,16 +309,16 @@ def _run_arrow_direct(run: EngineRun) -> int:
             extra, examples = duplicate_ids_arrow(arrow_input.files, entities)
             check_duplicates(extra, examples, entities, cfg.validation.duplicate_ids, where)
         if cfg.validation.input_expectations:
-            run.input_gate(spark.read.parquet(where))
+            run.input_gate(run.spark.read.parquet(where))
     with timer.step("score_and_stage"):
         action = functools.partial(
             arrow_engine.run,
-            spark,
+            run.spark,
             arrow_input,
             entities,
             casts,
             spec,
-            plan.handle,
+            run.plan.handle,
             run.ref,
             out.started,
             out.predictions,
