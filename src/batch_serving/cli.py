@@ -75,6 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,  # keeps a -v given before the command
+        help="debug logs and tracebacks (also accepted before the command)",
+    )
+    parser.add_argument(
         "--config", required=True, help="job config YAML, e.g. conf/jobs/churn.yaml"
     )
     parser.add_argument("--run-date", required=True, help="partition date to process, YYYY-MM-DD")
