@@ -164,45 +164,24 @@ def test_help_documents_every_option_and_exit_codes() -> None:
 def test_spark_submit_entry_point(scored_setup) -> None:
     """The documented spark-submit command, as a real subprocess."""
     _, path = scored_setup
-    spark_submit = Path(sys.executable).parent / "spark-submit"
     python = sys.executable
     env = {**os.environ, "PYSPARK_PYTHON": python, "PYSPARK_DRIVER_PYTHON": python}
-    proc = subprocess.run(
-        [
-            str(spark_submit),
-            "--master",
-            "local[2]",
-            str(REPO / "jobs" / "score.py"),
-            "--config",
-            str(path),
-            "--run-date",
-            str(RUN_DATE),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+
+    def submit(master: str, *extra: str) -> subprocess.CompletedProcess[str]:
+        spark_submit = str(Path(python).parent / "spark-submit")
+        job = [str(REPO / "jobs" / "score.py"), "--config", str(path), "--run-date", str(RUN_DATE)]
+        return subprocess.run(
+            [spark_submit, "--master", master, *job, *extra],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+
+    proc = submit("local[2]")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "300 in -> 300 out" in proc.stdout
-    bad = subprocess.run(
-        [
-            str(spark_submit),
-            "--master",
-            "local[1]",
-            str(REPO / "jobs" / "score.py"),
-            "--config",
-            str(path),
-            "--run-date",
-            str(RUN_DATE),
-            "--model-alias",
-            "nope",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+    bad = submit("local[1]", "--model-alias", "nope")
     assert bad.returncode == 3
     # spark-submit's PythonRunner merges the Python driver's stderr into its stdout
     assert "error: alias 'nope' not found" in bad.stdout

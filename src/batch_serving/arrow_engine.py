@@ -59,10 +59,17 @@ def is_local_path(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
+def data_files(partition_dir: str) -> tuple[Path, ...]:
+    """The partition's data files: everything but ``_``/``.``-prefixed names, as Spark reads."""
+    root = Path(partition_dir.removeprefix("file://"))
+    return tuple(
+        sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+    )
+
+
 def inspect_input(partition_dir: str) -> ArrowInput:
     """Read every footer once; a corrupt file or a schema that differs is named."""
-    root = Path(partition_dir.removeprefix("file://"))
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(("_", ".")))
+    files = data_files(partition_dir)
     schema: pa.Schema | None = None
     sizes: list[tuple[int, ...]] = []
     for f in files:

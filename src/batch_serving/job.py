@@ -145,22 +145,11 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
     where = partition_path(cfg.input, run_date)
     engine = choose_engine(cfg)
     try:
-        previous = _previous_input_rows(layout, run_date)
-        gates: list[GateResult] = []
+        gates = _Gates(_previous_input_rows(layout, run_date), layout, run_id)
         runner = _run_arrow_direct if engine == "arrow_direct" else _run_dataframe
 
         def input_gate(df: DataFrame) -> None:
-            _gate(
-                df,
-                "input",
-                cfg.validation.input_expectations,
-                previous,
-                gates,
-                layout,
-                run_id,
-                InputValidationError,
-                where,
-            )
+            gates.check(df, "input", cfg.validation.input_expectations, InputValidationError, where)
 
         input_rows = runner(
             EngineRun(spark, cfg, run_date, spec, feature_types, plan, ref, out, timer, input_gate)
@@ -179,15 +168,10 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
                 log.warning("%d rows quarantined (allowed: %d)", bad_rows, allowed)
         if cfg.validation.output_expectations:
             with timer.step("validate_output"):
-                staged_df = spark.read.parquet(str(staged))
-                _gate(
-                    staged_df,
+                gates.check(
+                    spark.read.parquet(str(staged)),
                     "output",
                     cfg.validation.output_expectations,
-                    previous,
-                    gates,
-                    layout,
-                    run_id,
                     OutputValidationError,
                     str(layout.partition_dir(run_date)),
                 )
@@ -220,7 +204,7 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             "versions": {"batch_serving": __version__, "spark": spark.version},
             "validation": {
                 g.name: {"success": g.success, "checked": g.checked, "warnings": g.warnings}
-                for g in gates
+                for g in gates.results
             },
         }
         with timer.step("commit"):
@@ -228,8 +212,8 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
             manifest["durations_s"] = timer.durations
             storage.write_manifest(staged, manifest)
             storage.write_manifest(staged_q, manifest)
-            if gates:
-                write_reports(staged, gates, f"{cfg.job} {run_date} (run {run_id})")
+            if gates.results:
+                write_reports(staged, gates.results, f"{cfg.job} {run_date} (run {run_id})")
             storage.commit(q_layout, run_date, staged_q, run_id)
             committed = storage.commit(layout, run_date, staged, run_id)
     finally:
@@ -264,7 +248,7 @@ def _run_dataframe(run: EngineRun) -> int:
         )
         if cfg.validation.duplicate_ids != "allow":
             if arrow_engine.is_local_path(where):  # ids only, via pyarrow: no Spark shuffle
-                files = arrow_engine.inspect_input(where).files
+                files = arrow_engine.data_files(where)
                 extra, examples = duplicate_ids_arrow(files, entities)
             else:
                 extra, examples = _spark_action(lambda: duplicate_ids_spark(df, entities), where)
@@ -329,28 +313,35 @@ def _run_arrow_direct(run: EngineRun) -> int:
     return arrow_input.rows
 
 
-def _gate(
-    df: DataFrame,
-    name: str,
-    expectations: tuple[ExpectationConfig, ...],
-    previous_rows: int | None,
-    gates: list[GateResult],
-    layout: storage.TableLayout,
-    run_id: str,
-    error: type[BatchServingError],
-    where: str,
-) -> None:
-    """Run one gate, keep its result, and stop the run (with a saved report) if it fails."""
-    if not expectations:
-        return
-    gate = run_gate(df, name, expectations, previous_rows)
-    gates.append(gate)
-    run_dir = layout.run_dir(run_id)
-    report = write_reports(run_dir, gates, f"{layout.model} run {run_id}")
-    if not gate.success:
-        raise error(
-            f"{name} validation failed for {where}: {'; '.join(gate.failures)}; report: {report}"
-        )
+@dataclass
+class _Gates:
+    """The run's gate results so far, and what each gate needs besides its data."""
+
+    previous_rows: int | None
+    layout: storage.TableLayout
+    run_id: str
+    results: list[GateResult] = field(default_factory=list)
+
+    def check(
+        self,
+        df: DataFrame,
+        name: str,
+        expectations: tuple[ExpectationConfig, ...],
+        error: type[BatchServingError],
+        where: str,
+    ) -> None:
+        """Run one gate, keep its result, and stop the run (with a saved report) if it fails."""
+        if not expectations:
+            return
+        gate = run_gate(df, name, expectations, self.previous_rows)
+        self.results.append(gate)
+        run_dir = self.layout.run_dir(self.run_id)
+        report = write_reports(run_dir, self.results, f"{self.layout.model} run {self.run_id}")
+        if not gate.success:
+            raise error(
+                f"{name} validation failed for {where}: {'; '.join(gate.failures)}; "
+                f"report: {report}"
+            )
 
 
 def _previous_input_rows(layout: storage.TableLayout, run_date: dt.date) -> int | None:
