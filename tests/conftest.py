@@ -11,6 +11,7 @@ import datetime as dt
 import itertools
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,80 @@ def customers(rows: int = 600, seed: int = 3) -> pd.DataFrame:
 
 def labelled(rows: int = 600, seed: int = 3) -> pd.DataFrame:
     return sample_data.customer_features(rows, seed=seed)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """Two committed prediction partitions of one real scoring job, plus the in-process oracle."""
+
+    cfg: JobConfig
+    dates: tuple[dt.date, dt.date]
+    expected: dict[dt.date, dict[int, float]]  # run date -> customer_id -> model.predict_proba
+
+    def config(self, serving_root: Path, **publish: Any) -> JobConfig:
+        """The job config with its own serving root (each test publishes into its own)."""
+        data = self.cfg.model_dump(mode="json")
+        data["publish"] = {**data["publish"], "root": str(serving_root), **publish}
+        return JobConfig.model_validate(data)
+
+
+@pytest.fixture(scope="session")
+def scored(
+    spark: SparkSession, tracking_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Scored:
+    """Score two dates for real (different feature values per date, so scores differ)."""
+    import builders
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    from batch_serving.job import run_score
+
+    root = tmp_path_factory.mktemp("scored")
+    model, oracle = builders.logreg_pipeline(labelled(800))
+    mlflow.set_tracking_uri(tracking_uri)
+    sample = customers(300)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(sample[builders.FEATURES]),
+            registered_model_name="served",
+        )
+    MlflowClient(tracking_uri).set_registered_model_alias(
+        "served", "champion", str(info.registered_model_version)
+    )
+    dates = (RUN_DATE - dt.timedelta(days=1), RUN_DATE)
+    cfg = JobConfig.model_validate(
+        {
+            "job": "served_job",
+            "model": {"name": "served", "alias": "champion", "tracking_uri": tracking_uri},
+            "input": {"path": str(root / "warehouse")},
+            "entity_columns": [sample_data.ENTITY],
+            "output": {"root": str(root / "out")},
+            "spark": {"master": "local[2]", "conf": TEST_SPARK_CONF},
+        }
+    )
+    expected: dict[dt.date, dict[int, float]] = {}
+    for seed, day in enumerate(dates, start=10):
+        rows = customers(500, seed=seed)
+        sample_data.write_partition(root / "warehouse", day, rows, files=2)
+        run_score(spark, cfg, day)
+        expected[day] = dict(
+            zip(rows["customer_id"].tolist(), oracle(rows)["score"].tolist(), strict=True)
+        )
+    return Scored(cfg=cfg, dates=dates, expected=expected)
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server for the session; skipped only if it truly cannot be started."""
+    from live import RedisServer
+
+    try:
+        server = RedisServer(tmp_path_factory.mktemp("redis"))
+    except (FileNotFoundError, RuntimeError) as exc:
+        pytest.skip(f"redis-server unavailable: {exc}")
+    yield server.url
+    server.stop()

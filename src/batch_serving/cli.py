@@ -25,7 +25,8 @@ EXIT_CODES = """exit codes:
   4  input validation failed (missing partition, missing column, wrong type)
   5  more rows could not be scored than validation.max_bad_rows allows
   6  output validation failed (row counts do not reconcile); nothing committed
-  7  storage error (unreadable file, failed commit)
+  7  storage error (unreadable file, failed commit, serving store unreachable)
+  8  publish refused (partition not committed or failed validation; nothing to roll back to)
 """
 
 
@@ -58,6 +59,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.set_defaults(func=_cmd_score)
 
+    publish = sub.add_parser(
+        "publish",
+        help="make a committed predictions partition the lookup API's current snapshot",
+        description="Build a serving snapshot (sorted Arrow IPC + manifest with checksum) from "
+        "predictions/<model>/ds=<run-date>/ and switch the current pointer to it atomically, in "
+        "every backend of publish.backends. Refuses a partition without a committed manifest "
+        "or with failed validation. --rollback makes the previous snapshot current again.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(publish, run_date_required=False)
+    publish.add_argument(
+        "--rollback", action="store_true", help="switch back to the previously current snapshot"
+    )
+    publish.add_argument(
+        "--backend",
+        action="append",
+        choices=["embedded", "redis"],
+        help="store(s) to publish to (repeatable; overrides publish.backends)",
+    )
+    publish.add_argument("--redis-url", help="Redis URL (overrides publish.redis_url)")
+    publish.set_defaults(func=_cmd_publish)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the lookup API over published snapshots",
+        description="Serve GET /v1/models/{model}/predictions/{id}, POST ...:batchGet, "
+        "/v1/models, /health and /metrics. Settings come from BATCH_SERVING_* environment "
+        "variables; the flags below override them.",
+    )
+    serve.add_argument("--root", help="snapshot root (BATCH_SERVING_SNAPSHOT_ROOT)")
+    serve.add_argument("--backend", choices=["embedded", "redis"], help="BATCH_SERVING_BACKEND")
+    serve.add_argument("--redis-url", help="BATCH_SERVING_REDIS_URL")
+    serve.add_argument(
+        "--token-file",
+        help="bearer tokens, one per line; enables auth (BATCH_SERVING_AUTH_TOKENS_FILE)",
+    )
+    serve.add_argument("--max-batch", type=int, help="ids per batchGet (BATCH_SERVING_MAX_BATCH)")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.set_defaults(func=_cmd_serve)
+
     demo = sub.add_parser(
         "demo",
         help="generate sample data and demo models, then score one date end to end",
@@ -73,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+def add_job_arguments(parser: argparse.ArgumentParser, run_date_required: bool = True) -> None:
     parser.add_argument(
         "-v",
         "--verbose",
@@ -84,7 +127,9 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", required=True, help="job config YAML, e.g. conf/jobs/churn.yaml"
     )
-    parser.add_argument("--run-date", required=True, help="partition date to process, YYYY-MM-DD")
+    parser.add_argument(
+        "--run-date", required=run_date_required, help="partition date to process, YYYY-MM-DD"
+    )
     parser.add_argument("--env", help="overlay conf/<env>/... on top of --config")
 
 
@@ -123,6 +168,52 @@ def _cmd_score(args: argparse.Namespace) -> int:
     spark = build_session(cfg.spark, app_name=f"batch-serving-{cfg.job}")
     result = run_score(spark, cfg, run_date)
     print("\n".join(summary_lines(result.manifest)))
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.errors import ConfigError
+    from batch_serving.publish import publish, rollback
+
+    cfg = load_config(args.config, env=args.env).with_publish(
+        backends=args.backend, redis_url=args.redis_url
+    )
+    if args.rollback:
+        if args.run_date:
+            raise ConfigError("--rollback takes no --run-date: it returns to the previous snapshot")
+        done = rollback(cfg)
+        print(f"batch-serving: rolled back {done.model} from {done.previous} to {done.snapshot_id}")
+    else:
+        if not args.run_date:
+            raise ConfigError("--run-date is required (or give --rollback)")
+        done = publish(cfg, parse_run_date(args.run_date))
+        verb = "published" if done.changed else "already current:"
+        print(f"batch-serving: {verb} {done.model} snapshot {done.snapshot_id} ({done.rows} ids)")
+    print(f"  backends : {', '.join(done.backends)}")
+    print(f"  snapshot : {done.path}")
+    print(f"  previous : {done.previous or 'none'}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from batch_serving.api import create_app
+    from batch_serving.config import load_serve_settings
+
+    settings = load_serve_settings(
+        snapshot_root=args.root,
+        backend=args.backend,
+        redis_url=args.redis_url,
+        auth_tokens_file=args.token_file,
+        max_batch=args.max_batch,
+    )
+    app = create_app(settings)
+    log.info(
+        "lookup API on http://%s:%d (snapshots: %s)", args.host, args.port, settings.snapshot_root
+    )
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
 
 

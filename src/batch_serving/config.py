@@ -12,16 +12,27 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from batch_serving.errors import ConfigError
 
 LoadingStrategy = Literal["auto", "broadcast", "per_partition"]
 Engine = Literal["auto", "dataframe", "arrow_direct"]
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 
 
 class _Frozen(BaseModel):
@@ -140,6 +151,16 @@ class ValidationConfig(_Frozen):
         return int(float(self.max_bad_rows.removesuffix("%")) / 100.0 * input_rows)
 
 
+class PublishConfig(_Frozen):
+    """Where ``publish`` puts serving snapshots, how many it keeps, which stores it fills."""
+
+    root: str | None = None  # default: <output.root>/serving
+    keep: int = Field(default=5, ge=1)
+    backends: tuple[Literal["embedded", "redis"], ...] = Field(default=("embedded",), min_length=1)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_expire_s: int = Field(default=3600, ge=1)
+
+
 class SparkConfig(_Frozen):
     """Session settings; ``master`` is ignored when the job runs under spark-submit."""
 
@@ -169,7 +190,13 @@ class JobConfig(_Frozen):
     loading: LoadingConfig = LoadingConfig()
     engine: Engine = "auto"
     validation: ValidationConfig = ValidationConfig()
+    publish: PublishConfig = PublishConfig()
     spark: SparkConfig = SparkConfig()
+
+    @property
+    def serving_root(self) -> Path:
+        """Directory of serving snapshots (``<root>/<model>/snapshots/...`` + ``CURRENT.json``)."""
+        return Path(self.publish.root or str(Path(self.output.root) / "serving"))
 
     def digest(self) -> str:
         """Stable hash of the effective config, recorded in every manifest."""
@@ -197,6 +224,21 @@ class JobConfig(_Frozen):
             return self
         data = self.model_dump()
         data["model"].update(model_update)
+        return _validate(data, source="command-line overrides")
+
+    def with_publish(
+        self, *, backends: list[str] | None = None, redis_url: str | None = None
+    ) -> JobConfig:
+        """Apply ``publish`` CLI overrides (backends, Redis URL)."""
+        update: dict[str, Any] = {}
+        if backends:
+            update["backends"] = tuple(dict.fromkeys(backends))
+        if redis_url:
+            update["redis_url"] = redis_url
+        if not update:
+            return self
+        data = self.model_dump()
+        data["publish"].update(update)
         return _validate(data, source="command-line overrides")
 
 
@@ -282,7 +324,7 @@ def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]
 
 def _absolutize(data: dict[str, Any]) -> dict[str, Any]:
     out = json.loads(json.dumps(data, default=str))
-    for section, key in (("input", "path"), ("output", "root")):
+    for section, key in (("input", "path"), ("output", "root"), ("publish", "root")):
         if isinstance(out.get(section), dict) and isinstance(out[section].get(key), str):
             out[section][key] = _absolutize_path(out[section][key])
     model = out.get("model")
@@ -307,3 +349,53 @@ def _absolutize_uri(uri: str) -> str:
     if "://" not in uri and ":" not in uri[:3]:
         return str(Path(uri).resolve())
     return uri
+
+
+class ServeSettings(BaseSettings):
+    """Lookup API settings: ``BATCH_SERVING_*`` environment variables, overridden by CLI flags."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCH_SERVING_", frozen=True, extra="forbid")
+
+    snapshot_root: Path = Path("data/output/serving")
+    backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    models: tuple[str, ...] = ()  # empty: every model published under snapshot_root / in Redis
+    auth_tokens: tuple[SecretStr, ...] = ()
+    auth_tokens_file: Path | None = None  # one token per line (e.g. a mounted secret)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    verify_checksum: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not MODEL_NAME.fullmatch(name):
+                raise ValueError(f"invalid model name {name!r}")
+        return value
+
+    def tokens(self) -> list[str]:
+        """Configured bearer tokens (inline plus file); empty means auth is off."""
+        found = [t.get_secret_value() for t in self.auth_tokens]
+        if self.auth_tokens_file is not None:
+            try:
+                lines = self.auth_tokens_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read auth_tokens_file {self.auth_tokens_file}: {exc.strerror}"
+                ) from None
+            found += [line.strip() for line in lines if line.strip()]
+        return found
+
+
+def load_serve_settings(**overrides: Any) -> ServeSettings:
+    """Environment + explicit overrides (``None`` values are ignored), errors as ConfigError."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServeSettings(**given)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid serve settings: {problems}") from None

@@ -68,3 +68,16 @@ class StorageError(BatchServingError):
     """Reading or writing files failed (permissions, corrupt file, interrupted commit)."""
 
     exit_code = 7
+
+
+class PublishError(BatchServingError):
+    """A partition cannot be published (not committed, failed validation) or a rollback has no
+    previous snapshot to return to; the current snapshot is left as it was."""
+
+    exit_code = 8
+
+
+class ServingStoreError(BatchServingError):
+    """A serving store (snapshot directory or Redis) is unreachable or holds a bad snapshot."""
+
+    exit_code = 7

@@ -1,0 +1,232 @@
+"""Publish: turn a committed prediction partition into the lookup API's current snapshot.
+
+Only a partition committed by a successful run qualifies: it must carry ``_manifest.json``, every
+validation gate in it must have passed, and its Parquet footers must hold the row count the
+manifest recorded. The snapshot is built beside the store, renamed into place, and only then
+made current by one atomic pointer switch (and, for Redis, one ``SET`` of the pointer key).
+Publishing the same run twice is a no-op; ``rollback`` makes the previous snapshot current.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from batch_serving import storage
+from batch_serving.config import JobConfig
+from batch_serving.errors import PublishError, StorageError
+from batch_serving.snapshot import (
+    ServingLayout,
+    Snapshot,
+    build_table,
+    read_pointer,
+    read_snapshot_manifest,
+    write_pointer,
+    write_snapshot,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Published:
+    """Outcome of a publish or rollback, for the CLI summary."""
+
+    model: str
+    snapshot_id: str
+    previous: str | None
+    rows: int
+    path: Path
+    backends: tuple[str, ...]
+    changed: bool
+
+
+def publish(cfg: JobConfig, run_date: dt.date) -> Published:
+    """Snapshot the committed ``run_date`` partition and make it current in every backend."""
+    model = cfg.model.name
+    partition = storage.TableLayout(Path(cfg.output.root), "predictions", model).partition_dir(
+        run_date
+    )
+    manifest = check_publishable(partition)
+    layout = ServingLayout(cfg.serving_root)
+    snapshot_id = f"{run_date.isoformat()}_v{manifest['model']['version']}_{manifest['run_id']}"
+    directory = layout.snapshot_dir(model, snapshot_id)
+    if not (directory / "_snapshot.json").is_file():
+        _build(cfg, partition, manifest, layout, snapshot_id)
+    else:
+        log.info("snapshot %s already built; reusing it", snapshot_id)
+    snap_manifest = read_snapshot_manifest(directory)
+    previous: str | None = None
+    changed = False
+    if "embedded" in cfg.publish.backends:
+        previous, changed = _switch(layout, model, snapshot_id, cfg.publish.keep)
+    if "redis" in cfg.publish.backends:
+        from batch_serving.redis_store import RedisPublisher
+
+        snap = Snapshot(directory, verify_checksum=True)
+        with RedisPublisher(cfg.publish.redis_url) as redis_pub:
+            prev_r, changed_r = redis_pub.publish(
+                model, snap, keep=cfg.publish.keep, expire_s=cfg.publish.redis_expire_s
+            )
+        previous, changed = previous or prev_r, changed or changed_r
+    return Published(
+        model=model,
+        snapshot_id=snapshot_id,
+        previous=previous,
+        rows=int(snap_manifest["rows"]),
+        path=directory,
+        backends=cfg.publish.backends,
+        changed=changed,
+    )
+
+
+def rollback(cfg: JobConfig) -> Published:
+    """Make the snapshot that was current before this one current again, in every backend."""
+    model = cfg.model.name
+    layout = ServingLayout(cfg.serving_root)
+    result: Published | None = None
+    if "embedded" in cfg.publish.backends:
+        pointer = read_pointer(layout, model)
+        if pointer is None:
+            raise PublishError(f"nothing published for model {model!r} under {layout.root}")
+        history = [h for h in pointer.get("history", []) if layout.snapshot_dir(model, h).is_dir()]
+        if not history:
+            raise PublishError(
+                f"no previous snapshot of {model!r} to roll back to "
+                f"(current {pointer['current']}; kept snapshots: {_kept(layout, model)})"
+            )
+        target, rest = history[0], history[1:]
+        write_pointer(layout, model, target, rest)
+        directory = layout.snapshot_dir(model, target)
+        result = Published(
+            model=model,
+            snapshot_id=target,
+            previous=pointer["current"],
+            rows=int(read_snapshot_manifest(directory)["rows"]),
+            path=directory,
+            backends=cfg.publish.backends,
+            changed=True,
+        )
+    if "redis" in cfg.publish.backends:
+        from batch_serving.redis_store import RedisPublisher
+
+        with RedisPublisher(cfg.publish.redis_url) as redis_pub:
+            target_r, previous_r, rows_r = redis_pub.rollback(model)
+        if result is None:
+            result = Published(
+                model=model,
+                snapshot_id=target_r,
+                previous=previous_r,
+                rows=rows_r,
+                path=layout.snapshot_dir(model, target_r),
+                backends=cfg.publish.backends,
+                changed=True,
+            )
+    assert result is not None
+    return result
+
+
+def check_publishable(partition: Path) -> dict[str, Any]:
+    """The committed manifest of ``partition``, or PublishError saying why it is not servable."""
+    if not partition.is_dir():
+        raise PublishError(f"no committed partition {partition}: run the score job for that date")
+    manifest = storage.read_manifest(partition)
+    if manifest is None:
+        raise PublishError(
+            f"{partition} has no committed {storage.MANIFEST_NAME}: it was not written by a "
+            "successful run, refusing to publish it"
+        )
+    failed = [name for name, gate in manifest.get("validation", {}).items() if not gate["success"]]
+    if failed:
+        raise PublishError(f"{partition} failed validation ({', '.join(failed)}); not publishing")
+    try:
+        rows = storage.count_rows(partition)
+    except StorageError as exc:
+        raise PublishError(f"{partition} is unreadable: {exc}") from None
+    if rows != manifest["output"]["rows"]:
+        raise PublishError(
+            f"{partition} holds {rows} rows but its manifest recorded "
+            f"{manifest['output']['rows']}: "
+            "the partition changed after commit; rerun the score job"
+        )
+    return manifest
+
+
+def _build(
+    cfg: JobConfig,
+    partition: Path,
+    manifest: dict[str, Any],
+    layout: ServingLayout,
+    snapshot_id: str,
+) -> None:
+    value_columns = list(manifest["scoring"]["output_columns"])
+    files = storage.data_files(partition)
+    columns = [*cfg.entity_columns, *value_columns]
+    source = pq.read_table([str(f) for f in files], columns=columns) if files else None
+    if source is None:
+        import pyarrow as pa
+
+        source = pa.table({c: pa.array([], pa.string()) for c in columns})
+    table = build_table(source, cfg.entity_columns, value_columns)
+    model_dir = layout.model_dir(cfg.model.name)
+    tmp = model_dir / f"_tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}"
+    try:
+        write_snapshot(
+            table,
+            tmp,
+            {
+                "snapshot_id": snapshot_id,
+                "model": cfg.model.name,
+                "model_version": manifest["model"]["version"],
+                "model_uri": manifest["model"]["uri"],
+                "run_date": manifest["run_date"],
+                "run_id": manifest["run_id"],
+                "job": manifest["job"],
+                "entity_columns": list(cfg.entity_columns),
+                "scoring_kind": manifest["scoring"]["kind"],
+                "source_partition": str(partition),
+                "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            },
+        )
+        target = layout.snapshot_dir(cfg.model.name, snapshot_id)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built snapshot %s (%d rows)", snapshot_id, len(table))
+
+
+def _switch(
+    layout: ServingLayout, model: str, snapshot_id: str, keep: int
+) -> tuple[str | None, bool]:
+    pointer = read_pointer(layout, model)
+    current = pointer["current"] if pointer else None
+    if current == snapshot_id:
+        return current, False
+    history = [current] if current else []
+    history += [h for h in (pointer or {}).get("history", []) if h != snapshot_id]
+    retained = history[: keep - 1]
+    write_pointer(layout, model, snapshot_id, retained)
+    _prune(layout, model, {snapshot_id, *retained})
+    log.info("current snapshot of %s: %s (was %s)", model, snapshot_id, current)
+    return current, True
+
+
+def _prune(layout: ServingLayout, model: str, retained: set[str]) -> None:
+    """Delete snapshots outside the retained set (an API still mapping one keeps its pages)."""
+    for directory in (layout.model_dir(model) / "snapshots").iterdir():
+        if directory.name not in retained:
+            shutil.rmtree(directory, ignore_errors=True)
+            log.info("pruned old snapshot %s", directory.name)
+
+
+def _kept(layout: ServingLayout, model: str) -> list[str]:
+    parent = layout.model_dir(model) / "snapshots"
+    return sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []

@@ -1,0 +1,220 @@
+"""Redis serving store: the scale path for several API replicas or domains beyond one host's RAM.
+
+Key space of one model (``{m}`` = model, ``{s}`` = snapshot id)::
+
+    bs:models                    set of published model names
+    bs:{m}:current               snapshot id readers use (the pointer)
+    bs:{m}:history               JSON list of previously current ids, newest first
+    bs:{m}:snapshots             set of snapshot ids not yet scheduled to expire
+    bs:{m}:snap:{s}:meta         JSON manifest (+ bucket count); written last = snapshot complete
+    bs:{m}:snap:{s}:b:{n}        hash entity_id -> JSON values, n = crc32(id) % buckets
+
+A snapshot is written under its own key prefix, so readers holding the previous pointer keep
+reading a complete previous version; the pointer and history change in one MULTI/EXEC. Old
+versions beyond ``keep`` get a TTL (``expire_s``) rather than being deleted, so a replica that
+has not yet polled the new pointer still finds every key of the version it is serving. Buckets
+of ~100 entries stay in Redis's compact listpack encoding (a fraction of one key per id).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zlib
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from batch_serving.errors import PublishError, ServingStoreError
+from batch_serving.snapshot import KEY, Snapshot, to_json_rows
+
+log = logging.getLogger(__name__)
+
+BUCKET_SIZE = 100
+WRITE_BATCH = 50_000
+
+
+def bucket_of(key: str, buckets: int) -> int:
+    return zlib.crc32(key.encode()) % buckets
+
+
+def _k(model: str, *parts: str) -> str:
+    return ":".join(("bs", model, *parts))
+
+
+class RedisPublisher:
+    """Synchronous writer used by ``publish`` (one process, batch pipelines)."""
+
+    def __init__(self, url: str) -> None:
+        import redis
+
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, decode_responses=True)
+        try:
+            self._redis.ping()
+        except redis.RedisError as exc:
+            raise ServingStoreError(f"Redis at {url} is unreachable: {exc}") from None
+
+    def __enter__(self) -> RedisPublisher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._redis.close()
+
+    def publish(
+        self, model: str, snap: Snapshot, keep: int, expire_s: int
+    ) -> tuple[str | None, bool]:
+        sid = snap.snapshot_id
+        meta_key = _k(model, "snap", sid, "meta")
+        if not self._redis.exists(meta_key):
+            self._write(model, snap)
+        else:
+            log.info("redis: snapshot %s already written; reusing it", sid)
+        current_raw = self._redis.get(_k(model, "current"))
+        current = str(current_raw) if current_raw else None
+        if current == sid:
+            return current, False
+        history = [current] if current else []
+        history += [h for h in self._history(model) if h != sid]
+        retained, dropped = history[: keep - 1], history[keep - 1 :]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(_k(model, "current"), sid)
+        pipe.set(_k(model, "history"), json.dumps(retained))
+        pipe.sadd("bs:models", model)
+        pipe.sadd(_k(model, "snapshots"), sid)
+        pipe.execute()
+        live = {str(m) for m in self._redis.smembers(_k(model, "snapshots"))}
+        for old in (live - {sid, *retained}) | set(dropped):
+            self._expire(model, old, expire_s)
+        log.info("redis: current snapshot of %s: %s (was %s)", model, sid, current)
+        return current, True
+
+    def rollback(self, model: str) -> tuple[str, str, int]:
+        current_raw = self._redis.get(_k(model, "current"))
+        if current_raw is None:
+            raise PublishError(f"nothing published for model {model!r} in Redis")
+        history = [
+            h for h in self._history(model) if self._redis.exists(_k(model, "snap", h, "meta"))
+        ]
+        if not history:
+            raise PublishError(f"no previous snapshot of {model!r} in Redis to roll back to")
+        target = history[0]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.set(_k(model, "current"), target)
+        pipe.set(_k(model, "history"), json.dumps(history[1:]))
+        pipe.execute()
+        meta = json.loads(self._redis.get(_k(model, "snap", target, "meta")) or b"{}")
+        return target, str(current_raw), int(meta.get("rows", 0))
+
+    def _history(self, model: str) -> list[str]:
+        raw = self._redis.get(_k(model, "history"))
+        return list(json.loads(raw)) if raw else []
+
+    def _write(self, model: str, snap: Snapshot) -> None:
+        sid = snap.snapshot_id
+        rows = snap.table.num_rows
+        buckets = max(1, math.ceil(rows / BUCKET_SIZE))
+        for start in range(0, rows, WRITE_BATCH):
+            chunk = snap.table.slice(start, WRITE_BATCH)
+            keys = [str(k) for k in chunk.column(KEY).to_pylist()]
+            values = to_json_rows(chunk.drop_columns([KEY]))
+            grouped: dict[int, dict[Any, Any]] = {}
+            for key, value in zip(keys, values, strict=True):
+                grouped.setdefault(bucket_of(key, buckets), {})[key] = json.dumps(value)
+            pipe = self._redis.pipeline(transaction=False)
+            for bucket, mapping in grouped.items():
+                pipe.hset(_k(model, "snap", sid, "b", str(bucket)), mapping=mapping)
+            pipe.execute()
+        meta = {**snap.manifest, "buckets": buckets}
+        self._redis.set(_k(model, "snap", sid, "meta"), json.dumps(meta))
+        log.info("redis: wrote snapshot %s (%d ids in %d buckets)", sid, rows, buckets)
+
+    def _expire(self, model: str, sid: str, expire_s: int) -> None:
+        raw = self._redis.get(_k(model, "snap", sid, "meta"))
+        buckets = int(json.loads(raw)["buckets"]) if raw else 0
+        pipe = self._redis.pipeline(transaction=False)
+        for n in range(buckets):
+            pipe.expire(_k(model, "snap", sid, "b", str(n)), expire_s)
+        pipe.expire(_k(model, "snap", sid, "meta"), expire_s)
+        pipe.srem(_k(model, "snapshots"), sid)
+        pipe.execute()
+        log.info("redis: snapshot %s of %s expires in %ds", sid, model, expire_s)
+
+
+class RedisSnapshot:
+    """The API's handle on one Redis snapshot: every lookup reads that snapshot's keys only."""
+
+    def __init__(self, client: Any, model: str, manifest: dict[str, Any]) -> None:
+        self._client = client
+        self.model = model
+        self.manifest = manifest
+        self.snapshot_id = str(manifest["snapshot_id"])
+        self.int_keys = manifest["key_type"] == "int64"
+        self._buckets = int(manifest["buckets"])
+
+    def parse_key(self, entity_id: str) -> int | str:
+        from batch_serving.snapshot import INT64_MAX, INT64_MIN, INT_ID
+
+        if not self.int_keys:
+            return entity_id
+        if not INT_ID.fullmatch(entity_id) or not INT64_MIN <= int(entity_id) <= INT64_MAX:
+            raise ValueError("not an integer")
+        return int(entity_id)
+
+    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
+        names = [str(k) for k in keys]
+        if len(names) == 1:
+            raw = [await self._client.hget(self._bucket_key(names[0]), names[0])]
+        else:
+            pipe = self._client.pipeline(transaction=False)
+            for name in names:
+                pipe.hget(self._bucket_key(name), name)
+            raw = await pipe.execute()
+        return [json.loads(r) if r is not None else None for r in raw]
+
+    def _bucket_key(self, name: str) -> str:
+        return _k(self.model, "snap", self.snapshot_id, "b", str(bucket_of(name, self._buckets)))
+
+
+class RedisBackend:
+    """Polls the pointer keys; hands out one immutable snapshot handle per model."""
+
+    def __init__(self, url: str, models: Sequence[str]) -> None:
+        import redis.asyncio as aioredis
+
+        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=5, decode_responses=True)
+        self._wanted = set(models)
+        self.url = url
+
+    async def load(self, current: dict[str, Any]) -> dict[str, Any]:
+        """New handles for models whose pointer moved; unchanged ones are returned as they were."""
+        import redis
+
+        try:
+            names = sorted(str(m) for m in await self._client.smembers("bs:models"))
+            out = dict(current)
+            for model in names:
+                if self._wanted and model not in self._wanted:
+                    continue
+                sid_raw = await self._client.get(_k(model, "current"))
+                if sid_raw is None:
+                    continue
+                sid = str(sid_raw)
+                if model in out and out[model].snapshot_id == sid:
+                    continue
+                meta_raw = await self._client.get(_k(model, "snap", sid, "meta"))
+                if meta_raw is None:
+                    log.error("redis: pointer of %s names %s, which has no meta", model, sid)
+                    continue
+                out[model] = RedisSnapshot(self._client, model, json.loads(meta_raw))
+            return out
+        except redis.RedisError as exc:
+            raise ServingStoreError(f"Redis at {self.url}: {exc}") from None
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,267 @@
+"""Serving snapshots: one committed prediction partition as a sorted, uncompressed Arrow IPC file.
+
+Why this format: the API memory-maps the file, so loading costs no parsing and no copy (only a
+checksum pass, done with plain reads that do not inflate the API's resident memory), and an id
+is found by binary search on the sorted key column. Pages of the file come in on demand and are
+shared with the OS page cache.
+
+Layout under the serving root::
+
+    <model>/snapshots/<snapshot_id>/predictions.arrow + _snapshot.json
+    <model>/CURRENT.json     {"current": <snapshot_id>, "history": [older ids, newest first]}
+
+``CURRENT.json`` is replaced with one atomic rename, so a reader sees the old pointer or the new
+one, never a mix; snapshots themselves are immutable once renamed into place.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import json
+import math
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+
+from batch_serving.config import MODEL_NAME
+from batch_serving.errors import PublishError, ServingStoreError
+
+SNAPSHOT_FILE = "predictions.arrow"
+SNAPSHOT_MANIFEST = "_snapshot.json"
+POINTER = "CURRENT.json"
+FORMAT = "batch-serving/arrow-ipc-sorted/1"
+KEY = "entity_id"
+KEY_SEPARATOR = "|"
+SCALAR_LOOKUP_MAX = 8
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+INT_ID = re.compile(r"-?[0-9]{1,19}")
+
+
+@dataclass(frozen=True)
+class ServingLayout:
+    """Paths of the snapshot store; model names are validated before any path is built."""
+
+    root: Path
+
+    def model_dir(self, model: str) -> Path:
+        if not MODEL_NAME.fullmatch(model):
+            raise ServingStoreError(f"invalid model name {model!r}")
+        return self.root / model
+
+    def snapshot_dir(self, model: str, snapshot_id: str) -> Path:
+        if not MODEL_NAME.fullmatch(snapshot_id):
+            raise ServingStoreError(f"invalid snapshot id {snapshot_id!r}")
+        return self.model_dir(model) / "snapshots" / snapshot_id
+
+    def pointer_path(self, model: str) -> Path:
+        return self.model_dir(model) / POINTER
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if MODEL_NAME.fullmatch(p.name) and (p / POINTER).is_file()
+        )
+
+
+def read_pointer(layout: ServingLayout, model: str) -> dict[str, Any] | None:
+    path = layout.pointer_path(model)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ServingStoreError(f"unreadable snapshot pointer {path}: {exc}") from None
+    return data
+
+
+def write_pointer(layout: ServingLayout, model: str, current: str, history: list[str]) -> None:
+    """Atomic switch: write a temp file, fsync, rename over ``CURRENT.json``."""
+    path = layout.pointer_path(model)
+    tmp = path.with_name(f".{POINTER}.{os.getpid()}.tmp")
+    payload = json.dumps({"current": current, "history": history}, indent=2) + "\n"
+    with open(tmp, "w") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def build_table(
+    source: pa.Table, entity_columns: Sequence[str], value_columns: Sequence[str]
+) -> pa.Table:
+    """Key column first (int64 for one integer id, else a string), values after, sorted by key."""
+    if len(entity_columns) == 1 and pa.types.is_integer(
+        source.schema.field(entity_columns[0]).type
+    ):
+        key = pc.cast(source.column(entity_columns[0]), pa.int64())
+    else:
+        parts = [pc.cast(source.column(c), pa.string()) for c in entity_columns]
+        key = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, KEY_SEPARATOR)
+    if key.null_count:
+        raise PublishError(f"{key.null_count} rows have a null entity id {list(entity_columns)}")
+    table = pa.table([key, *(source.column(c) for c in value_columns)], names=[KEY, *value_columns])
+    table = table.take(pc.sort_indices(table, sort_keys=[(KEY, "ascending")])).combine_chunks()
+    keys = table.column(KEY)
+    if len(keys) > 1:
+        same = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1))
+        duplicates = pc.sum(same).as_py() or 0
+        if duplicates:
+            example = keys[int(pc.index(same, True).as_py())].as_py()
+            raise PublishError(
+                f"{duplicates} duplicate entity ids (e.g. {example!r}): a lookup needs one row per "
+                "id; set validation.duplicate_ids to fail or keep_last for published jobs"
+            )
+    return table
+
+
+def write_snapshot(table: pa.Table, directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Write the IPC file (one record batch, no compression) and its manifest with a checksum."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / SNAPSHOT_FILE
+    options = ipc.IpcWriteOptions(compression=None)
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema, options=options) as w:
+        w.write_table(table, max_chunksize=max(len(table), 1))
+    full = {
+        **manifest,
+        "format": FORMAT,
+        "rows": len(table),
+        "key_type": "int64" if pa.types.is_integer(table.schema.field(KEY).type) else "string",
+        "value_columns": table.schema.names[1:],
+        "bytes": path.stat().st_size,
+        "sha256": file_sha256(path),
+    }
+    (directory / SNAPSHOT_MANIFEST).write_text(json.dumps(full, indent=2, default=str) + "\n")
+    return full
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def read_snapshot_manifest(directory: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads((directory / SNAPSHOT_MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise ServingStoreError(f"snapshot {directory} has no readable manifest: {exc}") from None
+    if data.get("format") != FORMAT:
+        raise ServingStoreError(f"snapshot {directory} has format {data.get('format')!r}")
+    return data
+
+
+class Snapshot:
+    """A memory-mapped snapshot: immutable, shared by every request that picked it up."""
+
+    def __init__(self, directory: Path, verify_checksum: bool = True) -> None:
+        self.directory = directory
+        self.manifest = read_snapshot_manifest(directory)
+        path = directory / SNAPSHOT_FILE
+        if verify_checksum and file_sha256(path) != self.manifest["sha256"]:
+            raise ServingStoreError(f"snapshot {path} does not match its sha256 checksum")
+        try:
+            self._source = pa.memory_map(str(path), "r")
+            self.table = ipc.open_file(self._source).read_all()
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise ServingStoreError(f"cannot map snapshot {path}: {exc}") from None
+        if self.table.num_rows != self.manifest["rows"]:
+            raise ServingStoreError(
+                f"snapshot {path} has {self.table.num_rows} rows, "
+                f"manifest says {self.manifest['rows']}"
+            )
+        keys = self.table.column(KEY)
+        self.int_keys = pa.types.is_integer(keys.type)
+        chunk = keys.chunk(0) if keys.num_chunks else pa.array([], keys.type)
+        self._int_keys: np.ndarray[Any, Any] | None = (
+            chunk.to_numpy(zero_copy_only=True) if self.int_keys else None
+        )
+        self._str_keys = chunk if not self.int_keys else None
+        self.values = self.table.drop_columns([KEY]).combine_chunks()
+        self._columns: list[tuple[str, Any]] = [
+            (name, self.values.column(name).chunk(0) if self.values.num_rows else None)
+            for name in self.values.column_names
+        ]
+
+    @property
+    def snapshot_id(self) -> str:
+        return str(self.manifest["snapshot_id"])
+
+    def parse_key(self, entity_id: str) -> int | str:
+        """Request ids are strings; an integer-keyed snapshot needs an integer (ValueError)."""
+        if not self.int_keys:
+            return entity_id
+        if not INT_ID.fullmatch(entity_id):
+            raise ValueError("not an integer")
+        value = int(entity_id)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise ValueError("out of int64 range")
+        return value
+
+    def positions(self, keys: Sequence[int | str]) -> list[int | None]:
+        if self._int_keys is not None:
+            n = len(self._int_keys)
+            if n == 0:
+                return [None] * len(keys)
+            wanted = np.asarray(keys, dtype=np.int64)
+            pos = np.searchsorted(self._int_keys, wanted)
+            hit = self._int_keys[np.minimum(pos, n - 1)] == wanted
+            return [int(p) if h else None for p, h in zip(pos.tolist(), hit.tolist(), strict=True)]
+        assert self._str_keys is not None
+        array = self._str_keys
+        out: list[int | None] = []
+        for key in keys:
+            i = bisect.bisect_left(_StrView(array), key)
+            out.append(i if i < len(array) and array[i].as_py() == key else None)
+        return out
+
+    def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
+        """Values for each key (``None`` where the id is not in the snapshot), JSON-ready."""
+        found = self.positions(keys)
+        hits = [p for p in found if p is not None]
+        if len(hits) <= SCALAR_LOOKUP_MAX:  # a few ids: scalar access beats take()+to_pylist()
+            return [
+                {name: _json_value(col[p].as_py()) for name, col in self._columns}
+                if p is not None
+                else None
+                for p in found
+            ]
+        rows = iter(to_json_rows(self.values.take(pa.array(hits, pa.int64()))))
+        return [next(rows) if p is not None else None for p in found]
+
+
+class _StrView:
+    """Sequence view for ``bisect`` over an Arrow string array without converting it all."""
+
+    def __init__(self, array: pa.Array) -> None:
+        self._array = array
+
+    def __len__(self) -> int:
+        return len(self._array)
+
+    def __getitem__(self, i: int) -> str:
+        return str(self._array[i].as_py())
+
+
+def to_json_rows(table: pa.Table) -> list[dict[str, Any]]:
+    """Arrow rows as JSON-safe dicts: maps become objects, NaN/inf become null."""
+    rows = table.to_pylist()
+    return [{k: _json_value(v) for k, v in row.items()} for row in rows]
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list) and value and isinstance(value[0], tuple):
+        return {str(k): _json_value(v) for k, v in value}
+    return value
