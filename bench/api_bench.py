@@ -1,0 +1,346 @@
+"""Lookup API benchmark: embedded snapshot vs Redis backend, measured in ONE run.
+
+    make bench-api               # 10M entities
+    make bench-api ENTITIES=1M   # quicker
+
+Steps: write a committed predictions partition of N entities (ids are multiples of 3, so the
+id space is sparse), ``publish`` it to the embedded store and to a throwaway redis-server, then
+for each backend start ``batch-serving serve`` as its own process and drive it from a separate
+load generator (wrk, Lua scripts picking random ids) over loopback:
+  single  GET /v1/models/bench/predictions/{random id}
+  batch   POST ...:batchGet with 100 random ids
+Reported: requests/s, p50/p99 latency (wrk's), non-2xx count, snapshot load time (process start
+to /health 200), API resident memory after the load (VmRSS: file-backed mapped pages included).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch_serving import storage
+from batch_serving.config import JobConfig
+from batch_serving.publish import publish
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / ".bench_data" / "api"
+RESULTS = ROOT / "bench_results"
+RUN_DATE = dt.date(2026, 1, 1)
+SIZES = {"1M": 1_000_000, "10M": 10_000_000}
+MODEL = "bench"
+
+SINGLE_LUA = """
+math.randomseed(7)
+local n = tonumber(os.getenv("BS_N"))
+request = function()
+  return wrk.format("GET", "/v1/models/bench/predictions/" .. (3 * math.random(0, n - 1)))
+end
+"""
+BATCH_LUA = """
+math.randomseed(11)
+local n = tonumber(os.getenv("BS_N"))
+request = function()
+  local ids = {}
+  for i = 1, 100 do ids[i] = tostring(3 * math.random(0, n - 1)) end
+  local body = '{"ids":[' .. table.concat(ids, ",") .. ']}'
+  return wrk.format("POST", "/v1/models/bench/predictions:batchGet",
+                    {["Content-Type"] = "application/json"}, body)
+end
+"""
+
+
+def make_partition(out_root: Path, rows: int) -> None:
+    """A committed partition as the score job leaves it (Parquet + manifest), cached."""
+    part = storage.TableLayout(out_root, "predictions", MODEL).partition_dir(RUN_DATE)
+    if storage.read_manifest(part) is not None:
+        return
+    part.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(rows).astype(np.int64) * 3
+    step = 2_000_000
+    for n, start in enumerate(range(0, rows, step)):
+        chunk = ids[start : start + step]
+        table = pa.table({"id": chunk, "score": rng.random(len(chunk))})
+        pq.write_table(table, part / f"part-{n:05d}.parquet")
+    storage.write_manifest(
+        part,
+        {
+            "job": "bench",
+            "run_id": "bench-run",
+            "run_date": str(RUN_DATE),
+            "model": {"name": MODEL, "version": 1, "uri": f"models:/{MODEL}/1"},
+            "scoring": {"output_columns": ["score"], "kind": "binary"},
+            "output": {"rows": rows, "path": str(part)},
+            "validation": {},
+        },
+    )
+
+
+def wrk(url: str, script: str, entities: int, seconds: int, connections: int) -> dict[str, Any]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(script)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", fh.name, url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BS_N": str(entities)},
+        check=True,
+    ).stdout
+    os.unlink(fh.name)
+
+    def latency(pct: str) -> float:
+        m = re.search(rf"^\s+{pct}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        assert m, out
+        return float(m[1]) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
+
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),  # type: ignore[index]
+        "p50_ms": latency("50"),
+        "p99_ms": latency("99"),
+        "non_2xx": int(non2xx[1]) if non2xx else 0,
+        "socket_errors": errors[1] if errors else "",
+    }
+
+
+def rss_mb(pid: int) -> dict[str, float]:
+    """Resident memory in MiB: total, private (anonymous), file-backed (mapped snapshot, libs)."""
+    fields = {"VmRSS:": "rss_mb", "RssAnon:": "anon_mb", "RssFile:": "file_mb"}
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(maxsplit=1)[0] if line else ""
+        if key in fields:
+            out[fields[key]] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def start_api(
+    port: int, extra: list[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], float]:
+    import httpx
+
+    exe = str(Path(sys.executable).parent / "batch-serving")
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [exe, "serve", "--port", str(port), *extra],
+        env={**os.environ, **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return proc, time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.perf_counter() - start > 300:
+            raise RuntimeError("API did not become healthy")
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--entities", choices=list(SIZES), default="10M")
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args(argv)
+    for tool in ("wrk", "redis-server"):
+        if shutil.which(tool) is None:
+            print(f"{tool} not found: run `make bench-api` (it installs it)", file=sys.stderr)
+            return 2
+    entities = SIZES[args.entities]
+    base = DATA / args.entities
+    t0 = time.perf_counter()
+    make_partition(base / "out", entities)
+    print(f"partition of {entities} entities ready in {time.perf_counter() - t0:.1f}s", flush=True)
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from live import RedisServer  # the tests' throwaway redis-server (own process group)
+
+    results: dict[str, Any] = {"entities": entities, "seconds": args.seconds}
+    redis = RedisServer(base)
+    redis_url = redis.url
+    try:
+        serving = base / "serving"
+        shutil.rmtree(serving, ignore_errors=True)
+        cfg = JobConfig.model_validate(
+            {
+                "job": "bench",
+                "model": {"name": MODEL, "version": 1, "tracking_uri": "sqlite:///unused.db"},
+                "input": {"path": str(base / "in")},
+                "entity_columns": ["id"],
+                "output": {"root": str(base / "out")},
+                "publish": {"root": str(serving), "backends": ["embedded"], "redis_url": redis_url},
+            }
+        )
+        t0 = time.perf_counter()
+        done = publish(cfg, RUN_DATE)
+        results["publish_embedded_s"] = round(time.perf_counter() - t0, 2)
+        snapshot_mb = (done.path / "predictions.arrow").stat().st_size / 1e6 * (1e6 / 2**20)
+        results["snapshot_mb"] = round(snapshot_mb, 1)
+        t0 = time.perf_counter()
+        publish(cfg.with_publish(backends=["redis"]), RUN_DATE)
+        results["publish_redis_s"] = round(time.perf_counter() - t0, 2)
+        print(
+            f"published: embedded {results['publish_embedded_s']}s, redis "
+            f"{results['publish_redis_s']}s; snapshot {snapshot_mb:.0f} MiB",
+            flush=True,
+        )
+
+        # process baseline: the same API with nothing to serve (imports, uvicorn, metrics)
+        empty = base / "empty"
+        empty.mkdir(exist_ok=True)
+        port = _free_port()
+        proc = subprocess.Popen(
+            [
+                str(Path(sys.executable).parent / "batch-serving"),
+                "serve",
+                "--port",
+                str(port),
+                "--root",
+                str(empty),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        try:
+            _wait_listening(port)
+            results["baseline"] = rss_mb(proc.pid)
+        finally:
+            stop(proc)
+
+        for backend in ("embedded", "redis"):
+            port = _free_port()
+            proc, load_s = start_api(
+                port,
+                ["--root", str(serving), "--backend", backend, "--redis-url", redis_url],
+                {"BATCH_SERVING_MODELS": json.dumps([MODEL])},
+            )
+            try:
+                url = f"http://127.0.0.1:{port}"
+                wrk(url, SINGLE_LUA, entities, 2, args.connections)  # warm-up
+                single = wrk(url, SINGLE_LUA, entities, args.seconds, args.connections)
+                batch = wrk(url, BATCH_LUA, entities, args.seconds, args.connections)
+                results[backend] = {
+                    "load_s": round(load_s, 2),
+                    **rss_mb(proc.pid),
+                    "single": single,
+                    "batch100": batch,
+                }
+                print(f"{backend}: {json.dumps(results[backend])}", flush=True)
+            finally:
+                stop(proc)
+
+    finally:
+        redis.stop()
+    report = render(results, args.connections)
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"api-{args.entities}.md").write_text(report + "\n")
+    (RESULTS / f"api-{args.entities}.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def render(r: dict[str, Any], connections: int) -> str:
+    lines = [
+        f"Lookup API, {r['entities']:,} entities, one API process, wrk -t1 -c{connections} "
+        f"-d{r['seconds']}s on loopback (2 cores shared by wrk, the API and redis-server)",
+        "",
+        "| backend | request | req/s | p50 ms | p99 ms | non-2xx | load s | API RSS MiB "
+        "(private + file-backed) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend in ("embedded", "redis"):
+        b = r[backend]
+        for kind in ("single", "batch100"):
+            m = b[kind]
+            lines.append(
+                f"| {backend} | {kind} | {m['rps']:.0f} | {m['p50_ms']:.2f} | {m['p99_ms']:.2f} "
+                f"| {m['non_2xx']} | {b['load_s']} | {b['rss_mb']} "
+                f"({b['anon_mb']} + {b['file_mb']}) |"
+            )
+    e, s = r["embedded"], r["redis"]
+    ratio = e["rss_mb"] / r["snapshot_mb"]
+    growth = (e["rss_mb"] - r["baseline"]["rss_mb"]) / r["snapshot_mb"]
+    checks = [
+        ("single-key p99 <= 5 ms", e["single"]["p99_ms"] <= 5.0, f"{e['single']['p99_ms']:.2f} ms"),
+        ("single-key >= 3000 req/s", e["single"]["rps"] >= 3000, f"{e['single']['rps']:.0f}"),
+        (
+            "embedded at least as fast as redis (single and batch req/s)",
+            e["single"]["rps"] >= s["single"]["rps"]
+            and e["batch100"]["rps"] >= s["batch100"]["rps"],
+            f"{e['single']['rps'] / s['single']['rps']:.2f}x / "
+            f"{e['batch100']['rps'] / s['batch100']['rps']:.2f}x",
+        ),
+        (
+            "API RSS <= 1.5x snapshot file (whole process)",
+            ratio <= 1.5,
+            f"{ratio:.2f}x of {r['snapshot_mb']} MiB",
+        ),
+        (
+            "API RSS above the empty-API baseline <= 1.5x snapshot file",
+            growth <= 1.5,
+            f"{growth:.2f}x (baseline {r['baseline']['rss_mb']} MiB with no snapshot)",
+        ),
+        (
+            "no errors",
+            all(b[k]["non_2xx"] == 0 for b in (e, s) for k in ("single", "batch100")),
+            "",
+        ),
+    ]
+    lines += [
+        "",
+        f"publish: embedded {r['publish_embedded_s']} s, redis {r['publish_redis_s']} s",
+        "",
+        "targets:",
+    ]
+    lines += [f"  {'PASS' if ok else 'MISS'} {name}: {got}" for name, ok, got in checks]
+    return "\n".join(lines)
+
+
+def _wait_listening(port: int) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError("API did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

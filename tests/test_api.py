@@ -1,0 +1,230 @@
+"""Lookup API over real HTTP (uvicorn on loopback): values equal the in-process model's output."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from conftest import Scored
+from live import LiveServer
+
+from batch_serving.api import create_app
+from batch_serving.config import JobConfig, ServeSettings
+from batch_serving.publish import publish, rollback
+
+Serve = Callable[..., LiveServer]
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Serve]:
+    """Start the app on a free port with the given settings; stopped after the test."""
+    started: list[LiveServer] = []
+
+    def _serve(**settings: Any) -> LiveServer:
+        values = {"snapshot_root": tmp_path / "serving", "poll_interval_s": 0.05, **settings}
+        server = LiveServer(create_app(ServeSettings(**values))).__enter__()
+        started.append(server)
+        return server
+
+    yield _serve
+    for server in started:
+        server.__exit__()
+
+
+@pytest.fixture
+def published(scored: Scored, tmp_path: Path) -> JobConfig:
+    cfg = scored.config(tmp_path / "serving")
+    publish(cfg, scored.dates[1])
+    return cfg
+
+
+def test_get_returns_the_model_score_version_and_date(scored: Scored, published, serve) -> None:
+    server = serve()
+    day = scored.dates[1]
+    for entity, score in list(scored.expected[day].items())[:20]:
+        r = httpx.get(f"{server.url}/v1/models/served/predictions/{entity}")
+        assert r.status_code == 200
+        body = r.json()
+        assert body["values"]["score"] == pytest.approx(score, abs=1e-12)
+        assert (body["model"], body["entity_id"], body["as_of"]) == ("served", str(entity), str(day))
+        assert body["model_version"] >= 1 and body["snapshot"].startswith(f"{day}_v")
+
+
+def test_unknown_ids_models_and_malformed_ids(published, serve) -> None:
+    url = serve().url
+    cases = {
+        "/v1/models/served/predictions/123456789": (404, "entity_not_found"),
+        "/v1/models/nope/predictions/1": (404, "model_not_found"),
+        "/v1/models/served/predictions/abc": (422, "invalid_entity_id"),
+        "/v1/models/served/predictions/99999999999999999999": (422, "invalid_entity_id"),
+        "/v1/models/served/predictions/1%20OR%201=1": (422, "invalid_request"),
+        "/v1/models/served/predictions/..%2F..%2Fetc%2Fpasswd": (404, "not_found"),
+        "/v1/models/..%2Fserved/predictions/1": (404, "not_found"),
+        "/v1/models/../predictions/1": (404, "not_found"),
+        "/v1/models/.hidden/predictions/1": (422, "invalid_request"),
+    }
+    for path, (status, code) in cases.items():
+        r = httpx.get(url + path)
+        assert (r.status_code, r.json()["error"]["code"]) == (status, code), path
+        assert "Traceback" not in r.text and "/serving" not in r.text
+
+
+def test_batch_get_found_missing_and_limits(scored: Scored, published, serve) -> None:
+    url = serve(max_batch=5).url + "/v1/models/served/predictions:batchGet"
+    expected = scored.expected[scored.dates[1]]
+
+    r = httpx.post(url, json={"ids": [3, "4", 777777, "5"]})
+    assert r.status_code == 200
+    body = r.json()
+    assert [x["entity_id"] for x in body["results"]] == ["3", "4", "5"]
+    for item in body["results"]:
+        assert item["values"]["score"] == pytest.approx(expected[int(item["entity_id"])], abs=1e-12)
+    assert body["missing"] == ["777777"]
+
+    too_many = httpx.post(url, json={"ids": list(range(6))})
+    assert too_many.status_code == 413 and too_many.json()["error"]["code"] == "too_many_ids"
+    for bad in ({"ids": []}, {"ids": "1"}, {"id": [1]}, {"ids": ["a/b"]}, {"ids": [1], "x": 1}):
+        r = httpx.post(url, json=bad)
+        assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_request"), bad
+    r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    r = httpx.post(url, json={"ids": ["x"]})
+    assert (r.status_code, r.json()["error"]["code"]) == (422, "invalid_entity_id")
+    huge = httpx.post(url, content=b"[" + b"1," * 200_000 + b"1]")
+    assert huge.status_code == 413 and huge.json()["error"]["code"] == "body_too_large"
+
+
+def test_models_health_metrics_and_openapi(scored: Scored, published, serve) -> None:
+    url = serve().url
+    models = httpx.get(f"{url}/v1/models").json()["models"]
+    assert [(m["model"], m["as_of"], m["rows"], m["backend"]) for m in models] == [
+        ("served", str(scored.dates[1]), 500, "embedded")
+    ]
+    assert httpx.get(f"{url}/health").json() == {"status": "ok"}
+    httpx.get(f"{url}/v1/models/served/predictions/1")
+    httpx.get(f"{url}/v1/models/served/predictions/999999")
+    metrics = httpx.get(f"{url}/metrics").text
+    route = 'route="/v1/models/{model}/predictions/{entity_id}"'
+    assert f'batch_serving_requests_total{{method="GET",{route},status="200"}} 1.0' in metrics
+    assert f'batch_serving_requests_total{{method="GET",{route},status="404"}} 1.0' in metrics
+    assert "batch_serving_request_duration_seconds_bucket" in metrics
+    age = [line for line in metrics.splitlines() if line.startswith("batch_serving_snapshot_age")]
+    assert age and 0 <= float(age[0].split()[-1]) < 600
+    schema = httpx.get(f"{url}/openapi.json").json()
+    assert {"/v1/models/{model}/predictions/{entity_id}", "/v1/models/{model}/predictions:batchGet"} <= set(
+        schema["paths"]
+    )
+    components = set(schema["components"]["schemas"])
+    assert {"PredictionResponse", "BatchGetRequest", "BatchGetResponse", "ErrorResponse"} <= components
+
+
+def test_health_is_503_until_a_snapshot_is_published(scored: Scored, tmp_path: Path, serve) -> None:
+    server = serve()
+    r = httpx.get(f"{server.url}/health")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "no_snapshot"
+    assert httpx.get(f"{server.url}/v1/models/served/predictions/1").status_code == 404
+
+    publish(scored.config(tmp_path / "serving"), scored.dates[0])
+
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/health").status_code != 200:
+        assert time.monotonic() < deadline, "snapshot never picked up"
+        time.sleep(0.05)
+    assert httpx.get(f"{server.url}/v1/models/served/predictions/1").status_code == 200
+
+
+def test_bearer_auth(published, serve, tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("s3cret-a\n\ns3cret-b\n")
+    url = serve(auth_tokens_file=tokens).url
+    good = {"Authorization": "Bearer s3cret-b"}
+
+    for path in ("/v1/models/served/predictions/1", "/v1/models/nope/predictions/1", "/v1/models", "/metrics"):
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-a"}):
+            r = httpx.get(url + path, headers=headers)
+            assert r.status_code == 401, (path, headers)
+            assert r.json() == {"error": {"code": "unauthorized", "message": "missing or invalid bearer token"}}
+            assert r.headers["www-authenticate"] == "Bearer"
+    r = httpx.post(url + "/v1/models/served/predictions:batchGet", json={"ids": [1]})
+    assert r.status_code == 401
+    assert httpx.get(url + "/v1/models/served/predictions/1", headers=good).status_code == 200
+    assert httpx.get(url + "/health").status_code == 200  # probes need no token
+
+    open_url = serve().url  # auth off: no header needed
+    assert httpx.get(open_url + "/v1/models/served/predictions/1").status_code == 200
+
+
+def test_hot_swap_under_concurrent_load_and_rollback(scored: Scored, tmp_path: Path, serve) -> None:
+    """Every response during two swaps is complete and consistent with exactly one snapshot."""
+    cfg = scored.config(tmp_path / "serving")
+    old_day, new_day = scored.dates
+    publish(cfg, old_day)
+    server = serve()
+    by_day = {str(d): scored.expected[d] for d in scored.dates}
+    ids = list(range(0, 500, 7))
+    errors: list[str] = []
+    seen: set[str] = set()
+    stop = threading.Event()
+    counts = [0]
+
+    def hammer(batch: bool) -> None:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    if batch:
+                        r = client.post("/v1/models/served/predictions:batchGet", json={"ids": ids})
+                        body = r.json()
+                        got = {int(x["entity_id"]): x["values"]["score"] for x in body["results"]}
+                    else:
+                        entity = ids[i % len(ids)]
+                        r = client.get(f"/v1/models/served/predictions/{entity}")
+                        body = r.json()
+                        got = {entity: body["values"]["score"]}
+                except Exception as exc:  # any transport or shape error is a failure
+                    errors.append(repr(exc))
+                    continue
+                if r.status_code != 200:
+                    errors.append(f"{r.status_code} {r.text}")
+                    continue
+                expected = by_day[body["as_of"]]
+                if any(abs(expected[k] - v) > 1e-12 for k, v in got.items()) or (
+                    batch and (len(got) != len(ids) or body["missing"])
+                ):
+                    errors.append(f"inconsistent response for snapshot {body['snapshot']}")
+                seen.add(body["as_of"])
+                counts[0] += 1
+
+    threads = [threading.Thread(target=hammer, args=(b,)) for b in (False, False, True, True)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    publish(cfg, new_day)
+    _wait_for(server.url, str(new_day))
+    time.sleep(0.5)
+    rollback(cfg)
+    _wait_for(server.url, str(old_day))
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+
+    assert errors == []
+    assert seen == {str(old_day), str(new_day)}
+    assert counts[0] > 100
+    metrics = httpx.get(f"{server.url}/metrics").text
+    assert 'batch_serving_snapshot_swaps_total{model="served"} 3.0' in metrics
+    assert "batch_serving_snapshots_mapped 1.0" in metrics  # old snapshots were released
+
+
+def _wait_for(url: str, as_of: str) -> None:
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{url}/v1/models").json()["models"][0]["as_of"] != as_of:
+        assert time.monotonic() < deadline, f"API never switched to {as_of}"
+        time.sleep(0.02)
