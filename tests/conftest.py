@@ -20,7 +20,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from batch_serving import sample_data
-from batch_serving.config import JobConfig, SparkConfig
+from batch_serving.config import CatalogConfig, JobConfig, SparkConfig
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -34,10 +34,16 @@ TEST_SPARK_CONF = {
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
+def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
     from batch_serving.session import build_session
 
-    session = build_session(SparkConfig(master="local[2]", conf=TEST_SPARK_CONF), "tests")
+    metastore = tmp_path_factory.mktemp("metastore")
+    session = build_session(
+        SparkConfig(master="local[2]", conf=TEST_SPARK_CONF),
+        "tests",
+        catalog=CatalogConfig(),
+        metastore_dir=metastore,
+    )
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
@@ -127,6 +133,9 @@ def job_config(tmp_path: Path, tracking_uri: str) -> Callable[..., JobConfig]:
             "entity_columns": [sample_data.ENTITY],
             "output": {"root": str(tmp_path / "out")},
             "spark": {"master": "local[2]", "conf": TEST_SPARK_CONF},
+            # tables and MLflow run records have their own tests (test_catalog.py)
+            "catalog": {"enabled": False},
+            "tracking": {"log_runs": False},
         }
         for key, value in overrides.items():
             if isinstance(value, dict) and isinstance(data.get(key), dict):
@@ -198,6 +207,7 @@ def scored(
             "entity_columns": [sample_data.ENTITY],
             "output": {"root": str(root / "out")},
             "spark": {"master": "local[2]", "conf": TEST_SPARK_CONF},
+            "tracking": {"experiment": "served-runs"},
         }
     )
     expected: dict[dt.date, dict[int, float]] = {}

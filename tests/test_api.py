@@ -51,7 +51,11 @@ def test_get_returns_the_model_score_version_and_date(scored: Scored, published,
         assert r.status_code == 200
         body = r.json()
         assert body["values"]["score"] == pytest.approx(score, abs=1e-12)
-        assert (body["model"], body["entity_id"], body["as_of"]) == ("served", str(entity), str(day))
+        assert (body["model"], body["entity_id"], body["as_of"]) == (
+            "served",
+            str(entity),
+            str(day),
+        )
         assert body["model_version"] >= 1 and body["snapshot"].startswith(f"{day}_v")
 
 
@@ -116,11 +120,17 @@ def test_models_health_metrics_and_openapi(scored: Scored, published, serve) -> 
     age = [line for line in metrics.splitlines() if line.startswith("batch_serving_snapshot_age")]
     assert age and 0 <= float(age[0].split()[-1]) < 600
     schema = httpx.get(f"{url}/openapi.json").json()
-    assert {"/v1/models/{model}/predictions/{entity_id}", "/v1/models/{model}/predictions:batchGet"} <= set(
-        schema["paths"]
-    )
+    assert {
+        "/v1/models/{model}/predictions/{entity_id}",
+        "/v1/models/{model}/predictions:batchGet",
+    } <= set(schema["paths"])
     components = set(schema["components"]["schemas"])
-    assert {"PredictionResponse", "BatchGetRequest", "BatchGetResponse", "ErrorResponse"} <= components
+    assert {
+        "PredictionResponse",
+        "BatchGetRequest",
+        "BatchGetResponse",
+        "ErrorResponse",
+    } <= components
 
 
 def test_health_is_503_until_a_snapshot_is_published(scored: Scored, tmp_path: Path, serve) -> None:
@@ -144,11 +154,18 @@ def test_bearer_auth(published, serve, tmp_path: Path) -> None:
     url = serve(auth_tokens_file=tokens).url
     good = {"Authorization": "Bearer s3cret-b"}
 
-    for path in ("/v1/models/served/predictions/1", "/v1/models/nope/predictions/1", "/v1/models", "/metrics"):
+    for path in (
+        "/v1/models/served/predictions/1",
+        "/v1/models/nope/predictions/1",
+        "/v1/models",
+        "/metrics",
+    ):
         for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret-a"}):
             r = httpx.get(url + path, headers=headers)
             assert r.status_code == 401, (path, headers)
-            assert r.json() == {"error": {"code": "unauthorized", "message": "missing or invalid bearer token"}}
+            assert r.json() == {
+                "error": {"code": "unauthorized", "message": "missing or invalid bearer token"}
+            }
             assert r.headers["www-authenticate"] == "Bearer"
     r = httpx.post(url + "/v1/models/served/predictions:batchGet", json={"ids": [1]})
     assert r.status_code == 401

@@ -27,7 +27,9 @@ def test_redis_backend_answers_like_the_embedded_backend(
 
     with (
         LiveServer(create_app(ServeSettings(**common))) as embedded,
-        LiveServer(create_app(ServeSettings(backend="redis", redis_url=redis_url, **common))) as red,
+        LiveServer(
+            create_app(ServeSettings(backend="redis", redis_url=redis_url, **common))
+        ) as red,
     ):
         for entity in ids:
             a = httpx.get(f"{embedded.url}/v1/models/served/predictions/{entity}")

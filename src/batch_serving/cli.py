@@ -165,7 +165,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         tracking_uri=args.tracking_uri,
     )
-    spark = build_session(cfg.spark, app_name=f"batch-serving-{cfg.job}")
+    spark = build_session(
+        cfg.spark, f"batch-serving-{cfg.job}", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
+    )
     result = run_score(spark, cfg, run_date)
     print("\n".join(summary_lines(result.manifest)))
     return 0

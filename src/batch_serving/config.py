@@ -161,6 +161,27 @@ class PublishConfig(_Frozen):
     redis_expire_s: int = Field(default=3600, ge=1)
 
 
+class CatalogConfig(_Frozen):
+    """Spark catalog registration: ``<database>.<model>`` tables over the committed Parquet.
+
+    ``metastore_uri`` (thrift://...) selects a remote Hive metastore; without it an embedded
+    Derby metastore lives in ``metastore_dir`` (one process at a time, by Derby's design).
+    """
+
+    enabled: bool = True
+    predictions_database: str = Field(default="predictions", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    quarantine_database: str = Field(default="quarantine", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    metastore_uri: str | None = None
+    metastore_dir: str | None = None  # default: <output.root>/_metastore
+
+
+class TrackingConfig(_Frozen):
+    """Each run is logged as an MLflow run, next to the model's own runs."""
+
+    log_runs: bool = True
+    experiment: str = "batch-serving/{job}"
+
+
 class SparkConfig(_Frozen):
     """Session settings; ``master`` is ignored when the job runs under spark-submit."""
 
@@ -191,7 +212,13 @@ class JobConfig(_Frozen):
     engine: Engine = "auto"
     validation: ValidationConfig = ValidationConfig()
     publish: PublishConfig = PublishConfig()
+    catalog: CatalogConfig = CatalogConfig()
+    tracking: TrackingConfig = TrackingConfig()
     spark: SparkConfig = SparkConfig()
+
+    @property
+    def metastore_dir(self) -> Path:
+        return Path(self.catalog.metastore_dir or str(Path(self.output.root) / "_metastore"))
 
     @property
     def serving_root(self) -> Path:
@@ -259,7 +286,7 @@ def load_config(path: str | Path, env: str | None = None) -> JobConfig:
         if not overlay_path.is_file():
             raise ConfigError(f"environment overlay {overlay_path} not found for --env {env!r}")
         data = _deep_merge(data, _read_yaml(overlay_path))
-    return _validate(_absolutize(data), source=str(base_path))
+    return _validate(_absolutize(data, project_root(base_path)), source=str(base_path))
 
 
 def overlay_path_for(path: Path, env: str) -> Path:
@@ -322,32 +349,49 @@ def _deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
-def _absolutize(data: dict[str, Any]) -> dict[str, Any]:
+def _absolutize(data: dict[str, Any], base: Path | None = None) -> dict[str, Any]:
     out = json.loads(json.dumps(data, default=str))
-    for section, key in (("input", "path"), ("output", "root"), ("publish", "root")):
+    sections = (
+        ("input", "path"),
+        ("output", "root"),
+        ("publish", "root"),
+        ("catalog", "metastore_dir"),
+    )
+    for section, key in sections:
         if isinstance(out.get(section), dict) and isinstance(out[section].get(key), str):
-            out[section][key] = _absolutize_path(out[section][key])
+            out[section][key] = _absolutize_path(out[section][key], base)
     model = out.get("model")
     if isinstance(model, dict):
         for key in ("tracking_uri", "registry_uri"):
             if isinstance(model.get(key), str):
-                model[key] = _absolutize_uri(model[key])
+                model[key] = _absolutize_uri(model[key], base)
     return out
 
 
-def _absolutize_path(value: str) -> str:
+def project_root(config_path: Path) -> Path:
+    """Relative paths in a job file resolve against the directory that holds ``conf/``
+    (the project root), so Airflow tasks and spark-submit agree whatever their cwd;
+    a file outside any ``conf/`` directory resolves against the working directory."""
+    for parent in config_path.resolve().parents:
+        if parent.name == "conf":
+            return parent.parent
+    return Path.cwd()
+
+
+def _absolutize_path(value: str, base: Path | None = None) -> str:
     if "://" in value:
         return value
-    return str(Path(value).expanduser().resolve())
+    path = Path(value).expanduser()
+    return str((base / path if base is not None else path).resolve())
 
 
-def _absolutize_uri(uri: str) -> str:
+def _absolutize_uri(uri: str, base: Path | None = None) -> str:
     """``sqlite:///rel/x.db`` -> ``sqlite:////abs/rel/x.db``; plain paths -> absolute paths."""
     prefix = "sqlite:///"
     if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
+        return prefix + _absolutize_path(uri[len(prefix) :], base)
     if "://" not in uri and ":" not in uri[:3]:
-        return str(Path(uri).resolve())
+        return _absolutize_path(uri, base)
     return uri
 
 

@@ -30,7 +30,12 @@ def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list
     dates = [run_date - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
     ensure_warehouse(cfg, dates, rows)
     ensure_models(cfg, train_rows=min(rows, 50_000))
-    spark = build_session(cfg.spark, app_name=f"batch-serving-demo-{cfg.job}")
+    spark = build_session(
+        cfg.spark,
+        f"batch-serving-demo-{cfg.job}",
+        catalog=cfg.catalog,
+        metastore_dir=cfg.metastore_dir,
+    )
     result = run_score(spark, cfg, run_date)
     return summary_lines(result.manifest)
 

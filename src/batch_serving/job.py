@@ -221,7 +221,31 @@ def run_score(spark: SparkSession, cfg: JobConfig, run_date: dt.date) -> RunResu
         storage.discard(staged_q)
         release(plan)
     log.info("committed %d rows to %s", committed.rows, committed.path)
+    publish_run(spark, cfg, run_date, manifest, committed.path)
     return RunResult(manifest=manifest, committed=committed)
+
+
+def publish_run(
+    spark: SparkSession, cfg: JobConfig, run_date: dt.date, manifest: dict[str, Any], path: Path
+) -> None:
+    """After the commit: register the SQL tables, log the MLflow run, record both."""
+    from batch_serving.catalog import register_partition
+
+    tables: list[str] = []
+    if cfg.catalog.enabled:
+        for database, layout in (
+            (cfg.catalog.predictions_database, output_layout(cfg)),
+            (cfg.catalog.quarantine_database, quarantine_layout(cfg)),
+        ):
+            name = register_partition(spark, database, layout, run_date)
+            if name is not None:
+                tables.append(name.replace("`", ""))
+    manifest["tables"] = tables
+    if cfg.tracking.log_runs:
+        from batch_serving.run_record import log_run
+
+        manifest["mlflow_run_id"] = log_run(cfg, manifest, path)
+    storage.write_manifest(path, manifest)
 
 
 def choose_engine(cfg: JobConfig) -> str:

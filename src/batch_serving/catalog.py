@@ -1,0 +1,77 @@
+"""Catalog step: register committed partitions as SQL tables (``predictions.<model>``).
+
+The tables are external Parquet tables over the same Hive-style directories the job commits,
+so registering is metadata only and idempotent: the table is created once (schema inferred
+from the files), each run adds its date partition if missing and refreshes cached file lists
+(a rerun replaced that directory's files). Other engines (DuckDB, Trino, pandas) read the same
+directories without the metastore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from batch_serving import storage
+from batch_serving.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+def table_name(database: str, model: str) -> str:
+    return f"`{database}`.`{model}`"
+
+
+def register_partition(
+    spark: SparkSession, database: str, layout: storage.TableLayout, run_date: dt.date
+) -> str | None:
+    """Create ``database.model`` if needed and add ``run_date``; returns the table name, or
+    None when there is nothing to register yet (e.g. an empty quarantine)."""
+    name = table_name(database, layout.model)
+    partition = layout.partition_dir(run_date)
+    try:
+        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        exists = spark.catalog.tableExists(f"{database}.{layout.model}")
+        if exists and _location(spark, name) != layout.table_dir.resolve():
+            # the job's output root moved: re-point the (external) table, data untouched
+            log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)
+            spark.sql(f"DROP TABLE {name}")
+            exists = False
+        if not exists:
+            if not storage.data_files(partition):
+                return None
+            schema = spark.read.parquet(str(partition)).schema
+            columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
+            spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {name} ({columns}, {storage.PARTITION_COLUMN} DATE) "
+                f"USING parquet PARTITIONED BY ({storage.PARTITION_COLUMN}) "
+                f"LOCATION {_sql_string(layout.table_dir)}"
+            )
+        spark.sql(
+            f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION "
+            f"({storage.PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
+        )
+        spark.sql(f"REFRESH TABLE {name}")
+    except Exception as exc:  # Spark's AnalysisException and metastore errors alike
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"partition {partition} is committed, but registering it in table {name} failed: "
+            f"{first}"
+        ) from None
+    log.info("registered %s partition ds=%s", name, run_date)
+    return name
+
+
+def _location(spark: SparkSession, name: str) -> Path | None:
+    for row in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect():
+        if row["col_name"] == "Location":
+            value = str(row["data_type"]).removeprefix("file:")
+            return Path(value).resolve()
+    return None
+
+
+def _sql_string(path: Path) -> str:
+    return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,110 @@
+"""Run records: each committed scoring run is logged as an MLflow run, so data scientists see
+batch runs (rows, quarantine, durations, score distribution) next to their models' runs.
+
+Logged after the commit with the client API (no global MLflow state). The predictions are
+already committed at that point, so a tracking failure is reported as a warning and recorded
+in the manifest instead of failing a good nightly run.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batch_serving import storage
+from batch_serving.config import JobConfig
+
+log = logging.getLogger(__name__)
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+def score_stats(partition: Path, column: str) -> dict[str, float]:
+    """Mean and approximate quantiles (t-digest) of a numeric output column, from Parquet."""
+    files = storage.data_files(partition)
+    if not files:
+        return {}
+    values = pq.read_table([str(f) for f in files], columns=[column]).column(column)
+    if values.length() == values.null_count:
+        return {}
+    stats = {f"{column}_mean": float(pc.mean(values).as_py())}
+    for q, v in zip(QUANTILES, pc.tdigest(values, q=list(QUANTILES)).to_pylist(), strict=True):
+        stats[f"{column}_p{int(q * 100):02d}"] = float(v)
+    return stats
+
+
+def run_metrics(manifest: dict[str, Any], stats: dict[str, float]) -> dict[str, float]:
+    metrics = {
+        "rows_in": float(manifest["input"]["rows"]),
+        "rows_out": float(manifest["output"]["rows"]),
+        "rows_quarantined": float(manifest["quarantine"]["rows"]),
+        **{f"duration_{k}_s": float(v) for k, v in manifest.get("durations_s", {}).items()},
+        **stats,
+    }
+    return metrics
+
+
+def log_run(cfg: JobConfig, manifest: dict[str, Any], partition: Path) -> str | None:
+    """Log one finished run; returns the MLflow run id, or None if tracking failed."""
+    from mlflow import MlflowClient
+    from mlflow.entities import Metric, Param, RunTag
+
+    scoring = manifest["scoring"]
+    numeric = [c for c in scoring["output_columns"] if c in (cfg.output.score_column, "prediction")]
+    try:
+        stats = score_stats(partition, numeric[0]) if numeric else {}
+        client = MlflowClient(tracking_uri=cfg.model.tracking_uri)
+        name = cfg.tracking.experiment.format(job=cfg.job)
+        experiment = client.get_experiment_by_name(name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(name, artifact_location=_artifact_location(cfg))
+        )
+        model = manifest["model"]
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{cfg.job} {manifest['run_date']}",
+            tags={
+                "batch_serving.run_id": manifest["run_id"],
+                "batch_serving.job": cfg.job,
+                "batch_serving.model_run_id": str(model.get("run_id")),
+                "mlflow.source.name": "batch-serving score",
+            },
+        )
+        params = {
+            "job": cfg.job,
+            "run_date": manifest["run_date"],
+            "model_ref": cfg.model.selector,
+            "model_uri": model["uri"],
+            "model_version": model["version"],
+            "engine": scoring["engine"],
+            "delivery": scoring["delivery"],
+            "config_digest": manifest["config_digest"],
+        }
+        ts = 0
+        client.log_batch(
+            run.info.run_id,
+            metrics=[Metric(k, v, ts, 0) for k, v in run_metrics(manifest, stats).items()],
+            params=[Param(k, str(v)) for k, v in params.items()],
+            tags=[RunTag("batch_serving.output", manifest["output"]["path"])],
+        )
+        client.set_terminated(run.info.run_id, "FINISHED")
+    except Exception as exc:  # the run is committed; tracking is best-effort by design
+        log.warning("could not log the run to MLflow at %s: %s", cfg.model.tracking_uri, exc)
+        return None
+    log.info("logged MLflow run %s in experiment %r", run.info.run_id, name)
+    return str(run.info.run_id)
+
+
+def _artifact_location(cfg: JobConfig) -> str | None:
+    """Beside a SQLite DB (never relative to the cwd); the server's default otherwise."""
+    parsed = urlparse(cfg.model.tracking_uri)
+    if parsed.scheme == "sqlite":
+        return (Path(parsed.path).parent / "artifacts").resolve().as_uri()
+    return None
