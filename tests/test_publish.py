@@ -222,3 +222,17 @@ def test_corrupt_snapshot_is_refused_by_checksum(scored: Scored, tmp_path: Path)
 
     with pytest.raises(ServingStoreError, match="does not match its sha256"):
         Snapshot(done.path)
+
+
+def test_an_older_date_does_not_replace_a_newer_current_snapshot(
+    scored: Scored, tmp_path: Path
+) -> None:
+    cfg = scored.config(tmp_path / "serving")
+    newer = publish(cfg, scored.dates[1])
+
+    backfilled = publish(cfg, scored.dates[0])  # e.g. a backfill publishing as it goes
+
+    assert not backfilled.changed and "newer than" in (backfilled.skipped_reason or "")
+    assert pointer(cfg.serving_root)["current"] == newer.snapshot_id
+    forced = publish(cfg, scored.dates[0], allow_older=True)
+    assert forced.changed and pointer(cfg.serving_root)["current"] == forced.snapshot_id

@@ -59,6 +59,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
     score.set_defaults(func=_cmd_score)
 
+    for name, helptext in (
+        ("check-input", "pre-flight: partition, registry/alias, columns, rows (no Spark)"),
+        ("check-output", "post-flight: the date's predictions are committed and validated"),
+    ):
+        check = sub.add_parser(
+            name,
+            help=helptext,
+            description=helptext,
+            epilog=EXIT_CODES,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_job_arguments(check)
+        check.set_defaults(func=_cmd_check)
+
+    backfill = sub.add_parser(
+        "backfill",
+        help="score (and optionally publish) every date of a range, oldest first",
+        description="Runs the score job for each date from --from to --to in one Spark "
+        "session. Each date replaces its own partition, so rerunning a range is idempotent. "
+        "Stops at the first failing date (its exit code) after printing what was done.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    backfill.add_argument("--config", required=True, help="job config YAML")
+    backfill.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+    backfill.add_argument("--from", dest="date_from", required=True, help="first date, YYYY-MM-DD")
+    backfill.add_argument("--to", dest="date_to", required=True, help="last date, YYYY-MM-DD")
+    backfill.add_argument("--publish", action="store_true", help="publish the last date scored")
+    backfill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    backfill.set_defaults(func=_cmd_backfill)
+
+    sql = sub.add_parser(
+        "sql",
+        help="run a SQL query over the prediction tables (Spark + the job's metastore)",
+        description='Example: batch-serving sql "SELECT ds, count(*) FROM predictions.churn '
+        'GROUP BY ds"',
+    )
+    sql.add_argument("query", help="SQL text")
+    sql.add_argument("--config", default="conf/jobs/churn.yaml", help="job config (metastore)")
+    sql.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+    sql.add_argument("--limit", type=int, default=50, help="rows to print (default 50)")
+    sql.set_defaults(func=_cmd_sql)
+
     publish = sub.add_parser(
         "publish",
         help="make a committed predictions partition the lookup API's current snapshot",
@@ -80,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="store(s) to publish to (repeatable; overrides publish.backends)",
     )
     publish.add_argument("--redis-url", help="Redis URL (overrides publish.redis_url)")
+    publish.add_argument(
+        "--allow-older",
+        action="store_true",
+        help="make the date current even if the current snapshot is for a later date",
+    )
     publish.set_defaults(func=_cmd_publish)
 
     serve = sub.add_parser(
@@ -173,6 +221,69 @@ def _cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check(args: argparse.Namespace) -> int:
+    from batch_serving.checks import check_input, check_output
+    from batch_serving.config import load_config, parse_run_date, prepare_process_env
+
+    prepare_process_env(worker_python=None)
+    cfg = load_config(args.config, env=args.env)
+    check = check_input if args.command == "check-input" else check_output
+    print("\n".join(check(cfg, parse_run_date(args.run_date))))
+    return 0
+
+
+def _cmd_backfill(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.errors import ConfigError
+    from batch_serving.job import run_score
+    from batch_serving.publish import publish
+    from batch_serving.session import build_session
+
+    first, last = parse_run_date(args.date_from), parse_run_date(args.date_to)
+    if last < first:
+        raise ConfigError(f"--to {last} is before --from {first}")
+    cfg = load_config(args.config, env=args.env)
+    spark = build_session(
+        cfg.spark,
+        f"batch-serving-backfill-{cfg.job}",
+        catalog=cfg.catalog,
+        metastore_dir=cfg.metastore_dir,
+    )
+    days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    for n, day in enumerate(days, start=1):
+        try:
+            result = run_score(spark, cfg, day)
+        except BatchServingError:
+            print(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", file=sys.stderr)
+            raise
+        print(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
+    if args.publish:
+        done = publish(cfg, last)
+        print(f"backfill: published {done.snapshot_id}")
+    return 0
+
+
+def _cmd_sql(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config
+    from batch_serving.session import build_session
+
+    cfg = load_config(args.config, env=args.env)
+    spark = build_session(
+        cfg.spark, "batch-serving-sql", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
+    )
+    spark.sparkContext.setLogLevel("ERROR")
+    try:
+        frame = spark.sql(args.query)
+    except Exception as exc:
+        from batch_serving.errors import ConfigError
+
+        raise ConfigError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
+    print(frame._jdf.showString(args.limit, 0, False))
+    return 0
+
+
 def _cmd_publish(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
@@ -189,7 +300,10 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     else:
         if not args.run_date:
             raise ConfigError("--run-date is required (or give --rollback)")
-        done = publish(cfg, parse_run_date(args.run_date))
+        done = publish(cfg, parse_run_date(args.run_date), allow_older=args.allow_older)
+        if done.skipped_reason:
+            print(f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)")
+            return 0
         verb = "published" if done.changed else "already current:"
         print(f"batch-serving: {verb} {done.model} snapshot {done.snapshot_id} ({done.rows} ids)")
     print(f"  backends : {', '.join(done.backends)}")

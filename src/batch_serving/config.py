@@ -182,6 +182,23 @@ class TrackingConfig(_Frozen):
     experiment: str = "batch-serving/{job}"
 
 
+class ScheduleConfig(_Frozen):
+    """How the generated Airflow DAG (``airflow_dags/``) runs this job every night."""
+
+    cron: str = "0 3 * * *"
+    start_date: dt.date = dt.date(2026, 11, 1)
+    catchup: bool = True  # backfills missed dates, oldest first
+    max_active_runs: int = Field(default=1, ge=1)
+    retries: int = Field(default=2, ge=0)
+    retry_delay_minutes: float = Field(default=5, gt=0)
+    max_retry_delay_minutes: float = Field(default=60, gt=0)
+    sensor_poke_seconds: int = Field(default=300, ge=1)
+    sensor_timeout_hours: float = Field(default=12, gt=0)
+    publish: bool = True
+    owner: str = "data-platform"
+    tags: tuple[str, ...] = ()
+
+
 class SparkConfig(_Frozen):
     """Session settings; ``master`` is ignored when the job runs under spark-submit."""
 
@@ -214,6 +231,7 @@ class JobConfig(_Frozen):
     publish: PublishConfig = PublishConfig()
     catalog: CatalogConfig = CatalogConfig()
     tracking: TrackingConfig = TrackingConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     spark: SparkConfig = SparkConfig()
 
     @property

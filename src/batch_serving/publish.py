@@ -46,10 +46,15 @@ class Published:
     path: Path
     backends: tuple[str, ...]
     changed: bool
+    skipped_reason: str | None = None
 
 
-def publish(cfg: JobConfig, run_date: dt.date) -> Published:
-    """Snapshot the committed ``run_date`` partition and make it current in every backend."""
+def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Published:
+    """Snapshot the committed ``run_date`` partition and make it current in every backend.
+
+    A date older than the current snapshot's is not made current unless ``allow_older``:
+    a backfill of last month must not replace today's answers (use ``--rollback`` to go back).
+    """
     model = cfg.model.name
     partition = storage.TableLayout(Path(cfg.output.root), "predictions", model).partition_dir(
         run_date
@@ -58,6 +63,21 @@ def publish(cfg: JobConfig, run_date: dt.date) -> Published:
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest['model']['version']}_{manifest['run_id']}"
     directory = layout.snapshot_dir(model, snapshot_id)
+    newer = _current_run_date(layout, model)
+    if newer is not None and newer > run_date.isoformat() and not allow_older:
+        log.info(
+            "current snapshot of %s is for %s, newer than %s: not switching", model, newer, run_date
+        )
+        return Published(
+            model=model,
+            snapshot_id=snapshot_id,
+            previous=None,
+            rows=int(manifest["output"]["rows"]),
+            path=directory,
+            backends=cfg.publish.backends,
+            changed=False,
+            skipped_reason=f"current snapshot is for {newer}, newer than {run_date}",
+        )
     if not (directory / "_snapshot.json").is_file():
         _build(cfg, partition, manifest, layout, snapshot_id)
     else:
@@ -225,6 +245,17 @@ def _prune(layout: ServingLayout, model: str, retained: set[str]) -> None:
         if directory.name not in retained:
             shutil.rmtree(directory, ignore_errors=True)
             log.info("pruned old snapshot %s", directory.name)
+
+
+def _current_run_date(layout: ServingLayout, model: str) -> str | None:
+    pointer = read_pointer(layout, model)
+    if pointer is None:
+        return None
+    directory = layout.snapshot_dir(model, pointer["current"])
+    try:
+        return str(read_snapshot_manifest(directory)["run_date"])
+    except Exception:
+        return None
 
 
 def _kept(layout: ServingLayout, model: str) -> list[str]:
