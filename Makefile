@@ -47,3 +47,23 @@ SCALE ?= 2M
 .PHONY: bench
 bench: $(STAMP) ## scoring benchmark: in-process limit vs arrow_direct vs dataframe vs mlflow spark_udf (SCALE=2M|20M)
 	$(PY) bench/score_bench.py --scale $(SCALE)
+
+# ---- packaging for clusters: the project wheel + a relocatable environment archive ----------
+WHEEL := dist/batch_serving-0.1.0-py3-none-any.whl
+ENV_ARCHIVE := dist/batch-serving-env.tar.gz
+PACK_VENV := build/pack-venv
+.PHONY: package
+package: $(ENV_ARCHIVE) ## build dist/ wheel + venv-pack environment archive (spark-submit --archives)
+
+$(WHEEL): $(STAMP) pyproject.toml $(shell find src -name '*.py')
+	rm -rf build/lib dist/*.whl
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
+$(ENV_ARCHIVE): $(WHEEL) requirements/jobs.txt
+	rm -rf $(PACK_VENV) $(ENV_ARCHIVE)
+	$(PYTHON) -m venv --copies $(PACK_VENV)
+	$(PACK_VENV)/bin/pip install -q --upgrade pip
+	$(PACK_VENV)/bin/pip install -q -c requirements/jobs.txt $(WHEEL)
+	$(VENV)/bin/venv-pack -q -p $(PACK_VENV) -o $(ENV_ARCHIVE) --compress-level 1 \
+		--exclude 'lib/python3.11/site-packages/pyspark/jars/*'
+	@ls -lh $(WHEEL) $(ENV_ARCHIVE)
