@@ -9,8 +9,14 @@ DATE ?= 2026-11-22
 export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+PORT ?= 8000
+# apt-get needs root; use sudo when not root (CI runs as root)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck clean
+.PHONY: help install demo test lint typecheck clean serve sql backfill system-deps
 
 help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -24,29 +30,63 @@ $(STAMP): pyproject.toml requirements/jobs.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv with the pinned jobs stack and the package (editable)
+# Airflow lives in its own venv: its Spark provider pulls pyspark-client, which would break
+# the real pyspark of .venv (see ../shared/STACK.md). requirements/airflow.txt is its lock.
+$(AIRFLOW_STAMP): requirements/airflow.txt
+	test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/pip install -q --upgrade pip
+	$(AIRFLOW_VENV)/bin/pip install -q -r requirements/airflow.txt
+	touch $(AIRFLOW_STAMP)
+
+system-deps: ## redis-server (lookup store tests) and wrk (bench-api), from Debian packages
+	@if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server wrk \
+		|| echo "warning: could not install redis-server/wrk: Redis tests will be skipped"; fi
+
+install: $(STAMP) $(AIRFLOW_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, redis-server, wrk
 
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
 
-test: $(STAMP) lint typecheck ## lint, typecheck, then the whole suite (real Spark, real MLflow registry)
-	$(PY) -m pytest -q
+test: install lint typecheck package ## lint, typecheck, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
+	$(PY) -m pytest -q --durations=15
 
 lint: $(STAMP) ## ruff
-	$(VENV)/bin/ruff check src jobs tests bench
-	$(VENV)/bin/ruff format --check src jobs tests bench
+	$(VENV)/bin/ruff check src jobs tests bench airflow_dags
+	$(VENV)/bin/ruff format --check src jobs tests bench airflow_dags
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
 
 
+serve: $(STAMP) ## lookup API over data/output/serving on 127.0.0.1, PORT=8000 (after make demo)
+	$(VENV)/bin/batch-serving serve --root data/output/serving --port $(PORT)
+
+Q ?= SELECT ds, model_version, count(*) AS n, avg(score) AS mean_score FROM predictions.churn GROUP BY ds, model_version ORDER BY ds
+sql: $(STAMP) ## run SQL over the prediction tables: make sql Q="SELECT ..."
+	$(VENV)/bin/batch-serving sql "$(Q)"
+
+FROM ?= 2026-11-20
+TO ?= 2026-11-22
+backfill: $(STAMP) ## score every date FROM..TO (idempotent), then publish the last
+	$(VENV)/bin/batch-serving backfill --config conf/jobs/churn.yaml --from $(FROM) --to $(TO) --publish
+
 clean: ## remove generated data (keeps venvs)
-	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data
+	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data build dist
 
 SCALE ?= 2M
 .PHONY: bench
 bench: $(STAMP) ## scoring benchmark: in-process limit vs arrow_direct vs dataframe vs mlflow spark_udf (SCALE=2M|20M)
 	$(PY) bench/score_bench.py --scale $(SCALE)
+
+ENTITIES ?= 10M
+.PHONY: bench-api
+bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load (ENTITIES=1M|10M)
+	$(PY) bench/api_bench.py --entities $(ENTITIES)
+
+.PHONY: cluster-test
+cluster-test: install package ## only the standalone-cluster test (master + 2 workers on loopback)
+	$(PY) -m pytest -q tests/test_cluster.py
 
 # ---- packaging for clusters: the project wheel + a relocatable environment archive ----------
 WHEEL := dist/batch_serving-0.1.0-py3-none-any.whl

@@ -11,12 +11,9 @@ import shutil
 import signal
 import socket
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Any
-
-import uvicorn
 
 
 def free_port() -> int:
@@ -26,29 +23,21 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving ``app`` over real HTTP on 127.0.0.1 (lifespan on: snapshots load)."""
+    """The app over real HTTP on a free loopback port (lifespan on: snapshots load)."""
 
     def __init__(self, app: Any) -> None:
+        from batch_serving.api import running_server
+
         self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self._running = running_server(app, self.port)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            time.sleep(0.02)
+        self._running.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self._running.__exit__(None, None, None)
 
 
 class RedisServer:

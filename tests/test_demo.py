@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -12,8 +13,11 @@ from batch_serving.demo import run_demo
 
 
 def test_demo_runs_end_to_end_and_is_idempotent(spark, tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)  # the repo config's relative paths land in tmp_path
-    config = REPO / "conf" / "jobs" / "churn.yaml"
+    # relative paths resolve against the directory holding conf/: a copy puts them in tmp_path
+    config = tmp_path / "conf" / "jobs" / "churn.yaml"
+    config.parent.mkdir(parents=True)
+    shutil.copy(REPO / "conf" / "jobs" / "churn.yaml", config)
+    monkeypatch.chdir(REPO)  # and the working directory does not matter
     day = dt.date(2026, 11, 22)
 
     first = "\n".join(run_demo(config, day, rows=3000, days=2))
@@ -25,6 +29,10 @@ def test_demo_runs_end_to_end_and_is_idempotent(spark, tmp_path, monkeypatch) ->
         assert "churn v1 (models:/churn@champion" in summary  # reused, not re-registered
         assert str(partition) in summary
         assert "SELECT * FROM parquet.`" in summary
+        assert "lookup API answered GET /v1/models/churn/predictions/42" in summary
+        assert '"entity_id": "42", "model_version": 1, "as_of": "2026-11-22"' in summary
+        assert "curl -s http://127.0.0.1:8000/v1/models/churn/predictions/42" in summary
+    assert (tmp_path / "data" / "output" / "serving" / "churn" / "CURRENT.json").is_file()
     table = pq.read_table(partition)
     assert table.num_rows == 3000
     scores = table.column("score").to_numpy()

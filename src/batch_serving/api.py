@@ -19,8 +19,16 @@ import logging
 import re
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, MutableMapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    MutableMapping,
+    Sequence,
+)
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Protocol
 
@@ -576,3 +584,30 @@ class _Observe:
         if length is not None and length.isdigit() and int(length) > self.max_body:
             return _error(413, "body_too_large", f"request body over {self.max_body} bytes")
         return None
+
+
+@contextmanager
+def running_server(app: FastAPI, port: int, host: str = "127.0.0.1") -> Iterator[str]:
+    """uvicorn serving ``app`` in a background thread (startup done on entry); yields its URL.
+
+    For the demo and tests: real HTTP on loopback without a second process.
+    """
+    import threading
+
+    import uvicorn
+
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"API did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

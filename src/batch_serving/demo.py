@@ -37,7 +37,40 @@ def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list
         metastore_dir=cfg.metastore_dir,
     )
     result = run_score(spark, cfg, run_date)
-    return summary_lines(result.manifest)
+    lines = summary_lines(result.manifest)
+    return [*lines, "", *publish_and_query(cfg, run_date)]
+
+
+def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
+    """Publish the scored date, answer one request over real HTTP, show how to do it yourself."""
+    import json
+    import socket
+    import urllib.request
+
+    from batch_serving.api import create_app, running_server
+    from batch_serving.config import ServeSettings
+    from batch_serving.publish import publish
+
+    done = publish(cfg, run_date, allow_older=True)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = ServeSettings(snapshot_root=cfg.serving_root)
+    path = f"/v1/models/{cfg.model.name}/predictions/42"
+    with (
+        running_server(create_app(settings), port) as url,
+        urllib.request.urlopen(url + path, timeout=10) as response,
+    ):
+        body = json.loads(response.read())
+    return [
+        f"published: {done.snapshot_id} ({done.rows} ids) -> {done.path.parent.parent}",
+        f"lookup API answered GET {path}:",
+        f"  {json.dumps(body)}",
+        "serve it yourself:  make serve     (then, in another shell)",
+        f"  curl -s http://127.0.0.1:8000{path}",
+        f"  curl -s -X POST http://127.0.0.1:8000/v1/models/{cfg.model.name}/predictions:batchGet"
+        " -H 'Content-Type: application/json' -d '{\"ids\": [1, 2, 99999999]}'",
+    ]
 
 
 def ensure_warehouse(cfg: JobConfig, dates: list[dt.date], rows: int) -> None:
