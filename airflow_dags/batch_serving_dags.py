@@ -134,12 +134,20 @@ def build_dag(config_file: Path) -> DAG:
             timeout=float(sched["sensor_timeout_hours"]) * 3600,
             doc_md="Waits for the input partition of the logical date (Parquet files present).",
         )
-        validate_input = BashOperator(
-            task_id="validate_input",
-            bash_command=cli.format(cmd="check-input") + " --run-date {{ ds }}",
-            env=run_env,
-            append_env=True,
-            doc_md="Registry reachable, alias resolves, the model's columns are in the input.",
+
+        def cli_task(task_id: str, command: str, doc: str) -> BashOperator:
+            return BashOperator(
+                task_id=task_id,
+                bash_command=cli.format(cmd=command) + " --run-date {{ ds }}",
+                env=run_env,
+                append_env=True,
+                doc_md=doc,
+            )
+
+        validate_input = cli_task(
+            "validate_input",
+            "check-input",
+            "Registry reachable, alias resolves, the model's columns are in the input.",
         )
         score = SparkSubmitOperator(
             task_id="score",
@@ -156,21 +164,17 @@ def build_dag(config_file: Path) -> DAG:
             env_vars=run_env,
             doc_md="Scores the date and commits predictions/<model>/ds={{ ds }} atomically.",
         )
-        validate_output = BashOperator(
-            task_id="validate_output",
-            bash_command=cli.format(cmd="check-output") + " --run-date {{ ds }}",
-            env=run_env,
-            append_env=True,
-            doc_md="The committed partition reconciles with its input and passed its gates.",
+        validate_output = cli_task(
+            "validate_output",
+            "check-output",
+            "The committed partition reconciles with its input and passed its gates.",
         )
         chain = wait >> validate_input >> score >> validate_output
         if sched["publish"]:
-            publish = BashOperator(
-                task_id="publish",
-                bash_command=cli.format(cmd="publish") + " --run-date {{ ds }}",
-                env=run_env,
-                append_env=True,
-                doc_md="Makes the date's predictions the lookup API's current snapshot.",
+            publish = cli_task(
+                "publish",
+                "publish",
+                "Makes the date's predictions the lookup API's current snapshot.",
             )
             chain >> publish
     return dag

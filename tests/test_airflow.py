@@ -91,8 +91,8 @@ def airflow_project(tmp_path: Path, register, tracking_uri: str) -> tuple[Path, 
     return tmp_path, env, conf_dir
 
 
-def test_dagbag_one_dag_per_job_with_retries_tags_and_docs(airflow_project) -> None:
-    _, env, _ = airflow_project
+def load_dagbag(env: dict[str, str]) -> dict:
+    """Import the DAG folder with Airflow's DagBag, in Airflow's venv; its findings as JSON."""
     probe = subprocess.run(
         [str(AIRFLOW_VENV / "bin" / "python"), "-c", DAGBAG_PROBE % str(REPO / "airflow_dags")],
         env=env,
@@ -101,7 +101,12 @@ def test_dagbag_one_dag_per_job_with_retries_tags_and_docs(airflow_project) -> N
         timeout=300,
     )
     assert probe.returncode == 0, probe.stderr[-3000:]
-    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
+def test_dagbag_one_dag_per_job_with_retries_tags_and_docs(airflow_project) -> None:
+    _, env, _ = airflow_project
+    found = load_dagbag(env)
     assert found["errors"] == {}
     dag = found["dags"]["score_airflow_e2e"]
     assert list(found["dags"]) == ["score_airflow_e2e"]
@@ -117,15 +122,7 @@ def test_dagbag_one_dag_per_job_with_retries_tags_and_docs(airflow_project) -> N
 
 def test_repo_dags_import_cleanly_with_default_retries(tmp_path: Path) -> None:
     env = airflow_env(tmp_path / "airflow", REPO / "conf" / "jobs")
-    probe = subprocess.run(
-        [str(AIRFLOW_VENV / "bin" / "python"), "-c", DAGBAG_PROBE % str(REPO / "airflow_dags")],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert probe.returncode == 0, probe.stderr[-3000:]
-    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    found = load_dagbag(env)
     assert found["errors"] == {}
     jobs = sorted(p.stem for p in (REPO / "conf" / "jobs").glob("*.yaml"))
     assert len(found["dags"]) == len(jobs) >= 1

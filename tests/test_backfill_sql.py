@@ -1,25 +1,24 @@
 """`batch-serving backfill` (idempotent over a date range) and `batch-serving sql` over the
-registered tables, as real subprocesses with their own Derby metastore."""
+registered tables. In-process (the commands reuse the session's SparkSession and metastore);
+subprocess runs with their own Derby metastore are covered by the Airflow end-to-end test."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import builders
 import pyarrow.parquet as pq
-import pytest
 import yaml
 from conftest import RUN_DATE, customers, labelled
 
-pytestmark = pytest.mark.slow
-CLI = str(Path(sys.executable).parent / "batch-serving")
+from batch_serving.cli import main
 
 
-def test_backfill_twice_then_sql(register, warehouse, tracking_uri, tmp_path: Path) -> None:
+def test_backfill_twice_then_sql(
+    spark, register, warehouse, tracking_uri, tmp_path: Path, capsys
+) -> None:
     model, _ = builders.logreg_pipeline(labelled(400))
     days = [RUN_DATE - dt.timedelta(days=2), RUN_DATE - dt.timedelta(days=1), RUN_DATE]
     sizes = {days[0]: 120, days[1]: 130, days[2]: 140}
@@ -42,14 +41,14 @@ def test_backfill_twice_then_sql(register, warehouse, tracking_uri, tmp_path: Pa
         )
     )
 
-    def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [CLI, *args], capture_output=True, text=True, timeout=600, cwd=tmp_path.parent
-        )
+    def cli(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
 
-    spans = [(days[0], days[2], "(3/3)"), (days[1], days[2], "(2/2)")]
+    spans = [(days[0], days[2], "(3/3)"), (days[2], days[2], "(1/1)")]
     for first, last, progress in spans:  # the rerun replaces its dates: same rows, no duplicates
-        run = cli(
+        code, out, err = cli(
             "backfill",
             "--config",
             str(config),
@@ -59,8 +58,8 @@ def test_backfill_twice_then_sql(register, warehouse, tracking_uri, tmp_path: Pa
             str(last),
             "--publish",
         )
-        assert run.returncode == 0, run.stderr[-3000:]
-        assert f"backfill: {days[2]} -> 140 rows {progress}" in run.stdout
+        assert code == 0, err[-3000:]
+        assert f"backfill: {days[2]} -> 140 rows {progress}" in out
         for day, rows in sizes.items():
             partition = tmp_path / "out" / "predictions" / name / f"ds={day}"
             assert pq.read_table(partition).num_rows == rows
@@ -68,14 +67,14 @@ def test_backfill_twice_then_sql(register, warehouse, tracking_uri, tmp_path: Pa
     assert pointer["current"].startswith(f"{days[2]}_v1_")
 
     query = f"SELECT ds, count(*) AS n FROM predictions.{name} GROUP BY ds ORDER BY ds"
-    sql = cli("sql", "--config", str(config), query)
-    assert sql.returncode == 0, sql.stderr[-3000:]
-    rows = [line.split("|")[1:3] for line in sql.stdout.splitlines() if line.startswith("|2026")]
+    code, out, err = cli("sql", "--config", str(config), query)
+    assert code == 0, err[-3000:]
+    rows = [line.split("|")[1:3] for line in out.splitlines() if line.startswith("|2026")]
     assert [(d.strip(), int(n)) for d, n in rows] == [(str(d), sizes[d]) for d in days]
 
-    bad = cli("sql", "--config", str(config), "SELECT * FROM predictions.nope")
-    assert bad.returncode == 2 and "query failed" in bad.stderr and "nope" in bad.stderr
-    reversed_span = cli(
+    code, _, err = cli("sql", "--config", str(config), "SELECT * FROM predictions.nope")
+    assert code == 2 and "query failed" in err and "nope" in err
+    code, _, err = cli(
         "backfill", "--config", str(config), "--from", str(days[2]), "--to", str(days[0])
     )
-    assert reversed_span.returncode == 2 and "is before --from" in reversed_span.stderr
+    assert code == 2 and "is before --from" in err

@@ -89,3 +89,21 @@ def test_each_run_is_an_mlflow_run(scored: Scored) -> None:
         Path(scored.cfg.output.root) / "predictions" / "served" / f"ds={scored.dates[1]}"
     ) / "_manifest.json"
     assert run.info.run_id in manifest_path.read_text()
+
+
+def test_quarantine_table_holds_rows_that_could_not_be_scored(
+    spark, register, warehouse, job_config
+) -> None:
+    model, _ = builders.logreg_pipeline(labelled(400))
+    rows = customers(200)
+    rows.loc[rows["customer_id"].isin([3, 8]), "monthly_charges"] = np.nan
+    name, _ = register(model, customers(50)[builders.FEATURES])
+    warehouse(rows)
+    cfg = job_config(name, catalog={"enabled": True}, validation={"max_bad_rows": 5})
+
+    manifest = run_score(spark, cfg, RUN_DATE).manifest
+
+    assert manifest["tables"] == [f"predictions.{name}", f"quarantine.{name}"]
+    bad = spark.sql(f"SELECT customer_id, error_class FROM quarantine.{name} ORDER BY customer_id")
+    assert [r.customer_id for r in bad.collect()] == [3, 8]
+    assert spark.table(f"predictions.{name}").count() == 198

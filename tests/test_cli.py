@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +12,7 @@ import builders
 import pytest
 import yaml
 from conftest import REPO, RUN_DATE, customers, labelled
+from live import free_port
 
 from batch_serving.cli import main
 
@@ -19,12 +20,6 @@ from batch_serving.cli import main
 def write_config(path: Path, cfg) -> Path:  # type: ignore[no-untyped-def]
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -185,3 +180,23 @@ def test_spark_submit_entry_point(scored_setup) -> None:
     assert bad.returncode == 3
     # spark-submit's PythonRunner merges the Python driver's stderr into its stdout
     assert "error: alias 'nope' not found" in bad.stdout
+
+
+def test_check_input_and_check_output(scored_setup, warehouse, tmp_path, capsys) -> None:
+    """The orchestrator's pre/post-flight commands (no Spark): outcomes and exit codes."""
+    cfg, path = scored_setup
+    args = ["--config", str(path), "--run-date", str(RUN_DATE)]
+    assert main(["check-input", *args]) == 0
+    assert "rows     : 300 in 2 files" in capsys.readouterr().out
+    assert main(["check-output", *args]) == 8  # nothing scored yet: not publishable
+    assert "no committed partition" in capsys.readouterr().err
+
+    earlier = RUN_DATE - dt.timedelta(days=1)
+    warehouse(customers(50).drop(columns=["usage_gb"]), earlier)
+    assert main(["check-input", "--config", str(path), "--run-date", str(earlier)]) == 4
+    assert "missing columns ['usage_gb']" in capsys.readouterr().err
+    unknown = cfg.model_copy(update={"model": cfg.model.model_copy(update={"alias": "gold"})})
+    other = write_config(tmp_path / "alias.yaml", unknown)
+    assert main(["check-input", "--config", str(other), "--run-date", str(RUN_DATE)]) == 3
+    assert "alias 'gold' not found" in capsys.readouterr().err
+    assert main(["check-input", "--config", str(path), "--run-date", "2020-01-01"]) == 4
