@@ -350,7 +350,7 @@ def _setup_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("py4j", "mlflow", "alembic", "urllib3", "git"):
+    for noisy in ("py4j", "mlflow", "alembic", "urllib3", "git", "great_expectations"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

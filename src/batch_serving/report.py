@@ -13,6 +13,12 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
     durations = ", ".join(f"{k} {v:.1f}s" for k, v in manifest.get("durations_s", {}).items())
     table_root = out["path"].rsplit("/", 1)[0]
     columns = scoring["output_columns"]
+    recorded = []
+    if manifest.get("tables"):
+        recorded.append(f'  tables    : {", ".join(manifest["tables"])} (batch-serving sql "...")')
+    if "mlflow_run_id" in manifest:
+        run = manifest["mlflow_run_id"] or "not logged (tracking server unavailable, see log)"
+        recorded.append(f"  mlflow    : run {run}")
     return [
         f"batch-serving: job {manifest['job']} scored {manifest['run_date']} "
         f"(run {manifest['run_id']})",
@@ -29,4 +35,5 @@ def summary_lines(manifest: dict[str, Any]) -> list[str]:
         f"  durations : {durations}",
         "  query     : SELECT * FROM parquet.`" + table_root + "` "
         f"WHERE ds = DATE'{manifest['run_date']}' ORDER BY {columns[0]} DESC LIMIT 10",
+        *recorded,
     ]
