@@ -245,3 +245,47 @@ def _wait_for(url: str, as_of: str) -> None:
     while httpx.get(f"{url}/v1/models").json()["models"][0]["as_of"] != as_of:
         assert time.monotonic() < deadline, f"API never switched to {as_of}"
         time.sleep(0.02)
+
+
+def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> None:
+    """Multi-class outputs (a map column) take the Arrow reader; the JSON is an object."""
+    import pyarrow as pa
+
+    from batch_serving.snapshot import ServingLayout, build_table, write_pointer, write_snapshot
+
+    source = pa.table(
+        {
+            "customer_id": [2, 1],
+            "probabilities": pa.array(
+                [[("a", 0.25), ("b", 0.75)], [("a", 0.5), ("b", 0.5)]],
+                pa.map_(pa.string(), pa.float64()),
+            ),
+            "predicted_label": ["b", "a"],
+        }
+    )
+    layout = ServingLayout(tmp_path / "serving")
+    table = build_table(source, ["customer_id"], ["probabilities", "predicted_label"])
+    write_snapshot(
+        table,
+        layout.snapshot_dir("mc", "s1"),
+        {
+            "snapshot_id": "s1",
+            "model": "mc",
+            "model_version": 2,
+            "run_date": "2026-11-22",
+            "run_id": "r1",
+            "published_at": "2026-11-22T00:00:00+00:00",
+        },
+    )
+    write_pointer(layout, "mc", "s1", [])
+    url = serve().url
+    body = httpx.get(f"{url}/v1/models/mc/predictions/2").json()
+    assert body["values"] == {"probabilities": {"a": 0.25, "b": 0.75}, "predicted_label": "b"}
+    batch = httpx.post(f"{url}/v1/models/mc/predictions:batchGet", json={"ids": [1, 3]}).json()
+    assert batch["results"] == [
+        {
+            "entity_id": "1",
+            "values": {"probabilities": {"a": 0.5, "b": 0.5}, "predicted_label": "a"},
+        }
+    ]
+    assert batch["missing"] == ["3"]

@@ -236,3 +236,27 @@ def test_an_older_date_does_not_replace_a_newer_current_snapshot(
     assert pointer(cfg.serving_root)["current"] == newer.snapshot_id
     forced = publish(cfg, scored.dates[0], allow_older=True)
     assert forced.changed and pointer(cfg.serving_root)["current"] == forced.snapshot_id
+
+
+def test_numpy_mapped_reader_answers_like_the_arrow_reader(scored: Scored, tmp_path: Path) -> None:
+    import random
+
+    from batch_serving.snapshot import MappedSnapshot, open_snapshot
+
+    done = publish(scored.config(tmp_path / "serving"), scored.dates[1])
+    arrow, mapped = Snapshot(done.path), open_snapshot(done.path)
+    assert isinstance(mapped, MappedSnapshot)  # int64 ids + a double score: numpy layout
+    rng = random.Random(5)
+    for size in (1, 5, 8, 9, 64):
+        keys = [rng.randrange(-3, 520) for _ in range(size)]
+        assert mapped.lookup(keys) == arrow.lookup(keys)
+    assert mapped.lookup([7])[0] == {"score": pytest.approx(scored.expected[scored.dates[1]][7])}
+
+
+def test_string_keyed_snapshots_have_no_numpy_layout(tmp_path: Path) -> None:
+    from batch_serving.snapshot import open_snapshot
+
+    table = build_table(pa.table({"k": ["b", "a"], "score": [0.1, 0.2]}), ["k"], ["score"])
+    manifest = write_snapshot(table, tmp_path / "s", {"snapshot_id": "s"})
+    assert manifest["numpy_columns"] is None
+    assert isinstance(open_snapshot(tmp_path / "s"), Snapshot)

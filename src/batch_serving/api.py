@@ -49,7 +49,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from batch_serving import __version__
 from batch_serving.config import MODEL_NAME, ServeSettings
 from batch_serving.errors import BatchServingError
-from batch_serving.snapshot import ServingLayout, Snapshot, read_pointer
+from batch_serving.snapshot import (
+    MappedSnapshot,
+    ServingLayout,
+    Snapshot,
+    open_snapshot,
+    read_pointer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +153,7 @@ class Backend(Protocol):
 class EmbeddedHandle:
     """A memory-mapped snapshot file (see ``snapshot.py``)."""
 
-    def __init__(self, snap: Snapshot) -> None:
+    def __init__(self, snap: Snapshot | MappedSnapshot) -> None:
         self._snap = snap
         self.snapshot_id = snap.snapshot_id
         self.manifest = snap.manifest
@@ -179,7 +185,7 @@ class EmbeddedBackend:
             if pointer is None or (model in out and out[model].snapshot_id == pointer["current"]):
                 continue
             directory = self._layout.snapshot_dir(model, pointer["current"])
-            out[model] = EmbeddedHandle(Snapshot(directory, verify_checksum=self._verify))
+            out[model] = EmbeddedHandle(open_snapshot(directory, verify_checksum=self._verify))
         return out
 
     async def close(self) -> None:

@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from batch_serving.errors import PublishError, ServingStoreError
-from batch_serving.snapshot import KEY, Snapshot, to_json_rows
+from batch_serving.snapshot import KEY, Snapshot, parse_int_id, to_json_rows
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +158,7 @@ class RedisSnapshot:
         self._buckets = int(manifest["buckets"])
 
     def parse_key(self, entity_id: str) -> int | str:
-        from batch_serving.snapshot import INT64_MAX, INT64_MIN, INT_ID
-
-        if not self.int_keys:
-            return entity_id
-        if not INT_ID.fullmatch(entity_id) or not INT64_MIN <= int(entity_id) <= INT64_MAX:
-            raise ValueError("not an integer")
-        return int(entity_id)
+        return parse_int_id(entity_id) if self.int_keys else entity_id
 
     async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
         names = [str(k) for k in keys]
