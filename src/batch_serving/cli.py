@@ -280,7 +280,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
         from batch_serving.errors import ConfigError
 
         raise ConfigError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
-    print(frame._jdf.showString(args.limit, 0, False))
+    frame.show(args.limit, truncate=False)
     return 0
 
 
