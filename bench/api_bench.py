@@ -131,8 +131,10 @@ def rss_mb(pid: int) -> dict[str, float]:
 
 
 def start_api(
-    port: int, extra: list[str], env: dict[str, str]
+    port: int, extra: list[str], env: dict[str, str], ready: frozenset[int] = frozenset({200})
 ) -> tuple[subprocess.Popen[bytes], float]:
+    """``batch-serving serve`` in its own process group; returns once /health answers with a
+    status in ``ready`` (200: snapshot loaded; add 503 for an API with nothing to serve)."""
     import httpx
 
     exe = str(Path(sys.executable).parent / "batch-serving")
@@ -146,7 +148,7 @@ def start_api(
     )
     while True:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code in ready:
                 return proc, time.perf_counter() - start
         except httpx.HTTPError:
             pass
@@ -177,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"partition of {entities} entities ready in {time.perf_counter() - t0:.1f}s", flush=True)
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from live import RedisServer  # the tests' throwaway redis-server (own process group)
+    from live import RedisServer, free_port  # the tests' helpers (own process groups)
 
     results: dict[str, Any] = {"entities": entities, "seconds": args.seconds}
     redis = RedisServer(base)
@@ -212,28 +214,14 @@ def main(argv: list[str] | None = None) -> int:
         # process baseline: the same API with nothing to serve (imports, uvicorn, metrics)
         empty = base / "empty"
         empty.mkdir(exist_ok=True)
-        port = _free_port()
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "batch-serving"),
-                "serve",
-                "--port",
-                str(port),
-                "--root",
-                str(empty),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        proc, _ = start_api(free_port(), ["--root", str(empty)], {}, frozenset({200, 503}))
         try:
-            _wait_listening(port)
             results["baseline"] = rss_mb(proc.pid)
         finally:
             stop(proc)
 
         for backend in ("embedded", "redis"):
-            port = _free_port()
+            port = free_port()
             proc, load_s = start_api(
                 port,
                 ["--root", str(serving), "--backend", backend, "--redis-url", redis_url],
@@ -319,27 +307,6 @@ def render(r: dict[str, Any], connections: int) -> str:
     ]
     lines += [f"  {'PASS' if ok else 'MISS'} {name}: {got}" for name, ok, got in checks]
     return "\n".join(lines)
-
-
-def _wait_listening(port: int) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError("API did not start")
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -348,7 +348,8 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         "/v1/models/{model}/predictions:batchGet",
         response_model=BatchGetResponse,
         responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
-        summary=f"Predictions for up to max_batch ids (default {ServeSettings().max_batch})",
+        summary="Predictions for up to max_batch ids "
+        f"(default {ServeSettings.model_fields['max_batch'].default})",
     )
     async def batch_get(model: ModelParam, request: BatchGetRequest) -> Response:
         if len(request.ids) > settings.max_batch:
@@ -365,16 +366,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
             {"entity_id": i, "values": v} for i, v in zip(ids, found, strict=True) if v is not None
         ]
         missing = [i for i, v in zip(ids, found, strict=True) if v is None]
-        m = handle.manifest
-        body = {
-            "model": model,
-            "model_version": m["model_version"],
-            "as_of": m["run_date"],
-            "run_id": m["run_id"],
-            "snapshot": handle.snapshot_id,
-            "results": results,
-            "missing": missing,
-        }
+        body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
         return Response(json.dumps(body).encode(), media_type="application/json")
 
     @app.get(
@@ -385,10 +377,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
             models=[
                 ModelInfo(
                     model=model,
-                    model_version=h.manifest["model_version"],
-                    as_of=h.manifest["run_date"],
-                    run_id=h.manifest["run_id"],
-                    snapshot=h.snapshot_id,
+                    **_provenance(h),
                     rows=h.manifest["rows"],
                     published_at=h.manifest["published_at"],
                     backend=settings.backend,
@@ -426,17 +415,19 @@ async def get_one(state: _State, model: str, entity_id: str) -> bytes:
             "entity_not_found",
             f"entity {entity_id!r} is not in snapshot {handle.snapshot_id} of model {model!r}",
         )
+    body = {"model": model, "entity_id": entity_id, **_provenance(handle), "values": values}
+    return json.dumps(body).encode()
+
+
+def _provenance(handle: Any) -> dict[str, Any]:
+    """What every answer says about where its values come from."""
     m = handle.manifest
-    body = {
-        "model": model,
-        "entity_id": entity_id,
+    return {
         "model_version": m["model_version"],
         "as_of": m["run_date"],
         "run_id": m["run_id"],
         "snapshot": handle.snapshot_id,
-        "values": values,
     }
-    return json.dumps(body).encode()
 
 
 def _handle(state: _State, model: str) -> Any:
@@ -472,12 +463,14 @@ async def _poll(state: _State) -> None:
         await _refresh_logged(state)
 
 
+def _error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
 def _error(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}}, status_code=status, headers=headers
-    )
+    return JSONResponse(_error_body(code, message), status_code=status, headers=headers)
 
 
 def _install_handlers(app: FastAPI) -> None:
@@ -559,7 +552,7 @@ class _Observe:
             status, body = 200, await get_one(self.state, model, entity_id)
         except ApiError as exc:
             status = exc.status
-            body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+            body = json.dumps(_error_body(exc.code, exc.message)).encode()
         await send(
             {
                 "type": "http.response.start",

@@ -11,7 +11,6 @@ passed its gates: exactly what ``publish`` requires.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 from batch_serving import storage
 from batch_serving.arrow_engine import inspect_input
@@ -48,8 +47,7 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:
 
 
 def check_output(cfg: JobConfig, run_date: dt.date) -> list[str]:
-    partition = storage.TableLayout(Path(cfg.output.root), "predictions", cfg.model.name)
-    path = partition.partition_dir(run_date)
+    path = storage.predictions_layout(cfg.output.root, cfg.model.name).partition_dir(run_date)
     manifest = check_publishable(path)
     gates = ", ".join(f"{k} passed" for k in manifest.get("validation", {})) or "no gates"
     return [

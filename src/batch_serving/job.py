@@ -56,9 +56,6 @@ from batch_serving.validate import (
 
 log = logging.getLogger(__name__)
 
-PREDICTIONS = "predictions"
-QUARANTINE = "quarantine"
-
 
 @dataclass
 class StepTimer:
@@ -92,11 +89,11 @@ def new_run_id(now: dt.datetime) -> str:
 
 
 def output_layout(cfg: JobConfig) -> storage.TableLayout:
-    return storage.TableLayout(Path(cfg.output.root), PREDICTIONS, cfg.model.name)
+    return storage.predictions_layout(cfg.output.root, cfg.model.name)
 
 
 def quarantine_layout(cfg: JobConfig) -> storage.TableLayout:
-    return storage.TableLayout(Path(cfg.output.root), QUARANTINE, cfg.model.name)
+    return storage.quarantine_layout(cfg.output.root, cfg.model.name)
 
 
 @dataclass(frozen=True)

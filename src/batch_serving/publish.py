@@ -26,6 +26,7 @@ from batch_serving.snapshot import (
     ServingLayout,
     Snapshot,
     build_table,
+    next_history,
     read_pointer,
     read_snapshot_manifest,
     write_pointer,
@@ -56,9 +57,7 @@ def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Pub
     a backfill of last month must not replace today's answers (use ``--rollback`` to go back).
     """
     model = cfg.model.name
-    partition = storage.TableLayout(Path(cfg.output.root), "predictions", model).partition_dir(
-        run_date
-    )
+    partition = storage.predictions_layout(cfg.output.root, model).partition_dir(run_date)
     manifest = check_publishable(partition)
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest['model']['version']}_{manifest['run_id']}"
@@ -230,9 +229,7 @@ def _switch(
     current = pointer["current"] if pointer else None
     if current == snapshot_id:
         return current, False
-    history = [current] if current else []
-    history += [h for h in (pointer or {}).get("history", []) if h != snapshot_id]
-    retained = history[: keep - 1]
+    retained, _ = next_history(current, (pointer or {}).get("history", []), snapshot_id, keep)
     write_pointer(layout, model, snapshot_id, retained)
     _prune(layout, model, {snapshot_id, *retained})
     log.info("current snapshot of %s: %s (was %s)", model, snapshot_id, current)

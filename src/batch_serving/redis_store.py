@@ -27,7 +27,7 @@ from types import TracebackType
 from typing import Any
 
 from batch_serving.errors import PublishError, ServingStoreError
-from batch_serving.snapshot import KEY, Snapshot, parse_int_id, to_json_rows
+from batch_serving.snapshot import KEY, Snapshot, next_history, parse_int_id, to_json_rows
 
 log = logging.getLogger(__name__)
 
@@ -79,9 +79,7 @@ class RedisPublisher:
         current = str(current_raw) if current_raw else None
         if current == sid:
             return current, False
-        history = [current] if current else []
-        history += [h for h in self._history(model) if h != sid]
-        retained, dropped = history[: keep - 1], history[keep - 1 :]
+        retained, dropped = next_history(current, self._history(model), sid, keep)
         pipe = self._redis.pipeline(transaction=True)
         pipe.set(_k(model, "current"), sid)
         pipe.set(_k(model, "history"), json.dumps(retained))

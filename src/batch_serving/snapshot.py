@@ -107,6 +107,17 @@ def write_pointer(layout: ServingLayout, model: str, current: str, history: list
     os.replace(tmp, path)
 
 
+def next_history(
+    current: str | None, history: list[str], new: str, keep: int
+) -> tuple[list[str], list[str]]:
+    """History after ``new`` becomes current: (retained newest-first, dropped beyond ``keep``).
+
+    One rule for every store: the previous current goes first, ``new`` never appears in it.
+    """
+    older = ([current] if current else []) + [h for h in history if h != new]
+    return older[: keep - 1], older[keep - 1 :]
+
+
 def build_table(
     source: pa.Table, entity_columns: Sequence[str], value_columns: Sequence[str]
 ) -> pa.Table:
@@ -205,6 +216,15 @@ def read_snapshot_manifest(directory: Path) -> dict[str, Any]:
     return data
 
 
+def _verified(directory: Path, verify_checksum: bool) -> tuple[dict[str, Any], Path]:
+    """The snapshot's manifest and data file, the file checked against the manifest's sha256."""
+    manifest = read_snapshot_manifest(directory)
+    path = directory / SNAPSHOT_FILE
+    if verify_checksum and file_sha256(path) != manifest["sha256"]:
+        raise ServingStoreError(f"snapshot {path} does not match its sha256 checksum")
+    return manifest, path
+
+
 class Snapshot:
     """A memory-mapped snapshot: immutable, shared by every request that picked it up."""
 
@@ -213,10 +233,7 @@ class Snapshot:
         import pyarrow.ipc as ipc
 
         self.directory = directory
-        self.manifest = read_snapshot_manifest(directory)
-        path = directory / SNAPSHOT_FILE
-        if verify_checksum and file_sha256(path) != self.manifest["sha256"]:
-            raise ServingStoreError(f"snapshot {path} does not match its sha256 checksum")
+        self.manifest, path = _verified(directory, verify_checksum)
         try:
             self._source = pa.memory_map(str(path), "r")
             self.table = ipc.open_file(self._source).read_all()
@@ -288,13 +305,10 @@ class MappedSnapshot:
 
     def __init__(self, directory: Path, verify_checksum: bool = True) -> None:
         self.directory = directory
-        self.manifest = read_snapshot_manifest(directory)
+        self.manifest, path = _verified(directory, verify_checksum)
         layout = self.manifest.get("numpy_columns")
         if not layout:
             raise ServingStoreError(f"snapshot {directory} has no fixed-width column layout")
-        path = directory / SNAPSHOT_FILE
-        if verify_checksum and file_sha256(path) != self.manifest["sha256"]:
-            raise ServingStoreError(f"snapshot {path} does not match its sha256 checksum")
         rows = int(self.manifest["rows"])
         size = path.stat().st_size
         self._columns: dict[str, np.ndarray[Any, Any]] = {}

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "_manifest.json"
 PARTITION_COLUMN = "ds"
+PREDICTIONS = "predictions"
+QUARANTINE = "quarantine"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,14 @@ class TableLayout:
         parent = self.root / "_trash" / self.table / self.model
         prefix = f"{PARTITION_COLUMN}={run_date.isoformat()}."
         return sorted(p for p in parent.glob(prefix + "*")) if parent.is_dir() else []
+
+
+def predictions_layout(output_root: str, model: str) -> TableLayout:
+    return TableLayout(Path(output_root), PREDICTIONS, model)
+
+
+def quarantine_layout(output_root: str, model: str) -> TableLayout:
+    return TableLayout(Path(output_root), QUARANTINE, model)
 
 
 @dataclass(frozen=True)
