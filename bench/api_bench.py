@@ -33,9 +33,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_serving import storage
 from batch_serving.config import JobConfig
-from batch_serving.publish import publish
+from batch_serving.serving.publish import publish
+from batch_serving.tables import commit as storage
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".bench_data" / "api"

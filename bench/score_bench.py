@@ -33,10 +33,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_serving import model_cache
 from batch_serving.config import JobConfig
-from batch_serving.job import run_score
-from batch_serving.session import build_session
+from batch_serving.models import cache as model_cache
+from batch_serving.runs.job import run_score
+from batch_serving.spark.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".bench_data"
@@ -123,8 +123,8 @@ def register_models(tracking_uri: str, artifacts: Path) -> dict[str, Any]:
 
 def load_registered(tracking_uri: str, kind: str) -> Any:
     from batch_serving.config import ModelConfig
-    from batch_serving.model_io import fetch_and_load
-    from batch_serving.registry import resolve_model
+    from batch_serving.models.artifacts import fetch_and_load
+    from batch_serving.models.registry import resolve_model
 
     ref = resolve_model(ModelConfig(name=kind, alias="champion", tracking_uri=tracking_uri))
     return fetch_and_load(ref).obj

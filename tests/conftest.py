@@ -35,7 +35,7 @@ TEST_SPARK_CONF = {
 
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkSession]:
-    from batch_serving.session import build_session
+    from batch_serving.spark.session import build_session
 
     metastore = tmp_path_factory.mktemp("metastore")
     session = build_session(
@@ -182,7 +182,7 @@ def scored(
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    from batch_serving.job import run_score
+    from batch_serving.runs.job import run_score
 
     root = tmp_path_factory.mktemp("scored")
     model, oracle = builders.logreg_pipeline(labelled(800))

@@ -13,9 +13,9 @@ import pytest
 from conftest import Scored
 from live import LiveServer
 
-from batch_serving.api import create_app
+from batch_serving.api.app import create_app
 from batch_serving.config import JobConfig, ServeSettings
-from batch_serving.publish import publish, rollback
+from batch_serving.serving.publish import publish, rollback
 
 Serve = Callable[..., LiveServer]
 
@@ -251,7 +251,12 @@ def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> N
     """Multi-class outputs (a map column) take the Arrow reader; the JSON is an object."""
     import pyarrow as pa
 
-    from batch_serving.snapshot import ServingLayout, build_table, write_pointer, write_snapshot
+    from batch_serving.serving.snapshot import (
+        ServingLayout,
+        build_table,
+        write_pointer,
+        write_snapshot,
+    )
 
     source = pa.table(
         {

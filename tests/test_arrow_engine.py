@@ -13,8 +13,8 @@ from conftest import RUN_DATE, customers, labelled
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from batch_serving import arrow_engine
-from batch_serving.job import run_score
+from batch_serving.runs.job import run_score
+from batch_serving.spark.engines import arrow_direct as arrow_engine
 
 CASES = {
     "binary": (builders.logreg_pipeline, None, builders.FEATURES),
@@ -87,7 +87,7 @@ def test_units_follow_row_groups_and_cover_every_row(tmp_path) -> None:
 
 
 def test_auto_engine_choice(job_config) -> None:
-    from batch_serving.job import choose_engine
+    from batch_serving.runs.job import choose_engine
 
     assert choose_engine(job_config("m")) == "arrow_direct"
     remote = job_config("m", input={"path": "s3a://bucket/features"})

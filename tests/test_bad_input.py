@@ -17,7 +17,7 @@ import yaml
 from conftest import RUN_DATE, customers, labelled
 
 from batch_serving.cli import main
-from batch_serving.job import run_score
+from batch_serving.runs.job import run_score
 
 ENGINES = ["dataframe", "arrow_direct"]
 

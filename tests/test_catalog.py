@@ -14,7 +14,7 @@ import pytest
 from conftest import RUN_DATE, Scored, customers, labelled
 from mlflow import MlflowClient
 
-from batch_serving.job import run_score
+from batch_serving.runs.job import run_score
 
 cloudpickle.register_pickle_by_value(builders)
 

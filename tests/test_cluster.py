@@ -24,7 +24,7 @@ from chispa import assert_approx_df_equality
 from conftest import REPO, RUN_DATE, customers, labelled
 from live import free_port
 
-from batch_serving.job import run_score
+from batch_serving.runs.job import run_score
 
 cloudpickle.register_pickle_by_value(builders)
 pytestmark = pytest.mark.slow

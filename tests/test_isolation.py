@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch_serving.isolation import CAST_ERROR_COLUMN, score_and_split, score_isolating
-from batch_serving.scorer import ScoringSpec
+from batch_serving.models.adapters import ScoringSpec
+from batch_serving.scoring.isolation import CAST_ERROR_COLUMN, score_and_split, score_isolating
 
 SPEC = ScoringSpec("regression", ("x",), "numpy")
 

@@ -18,9 +18,9 @@ import pytest
 from chispa import assert_df_equality
 from conftest import RUN_DATE, customers, labelled
 
-from batch_serving import storage
 from batch_serving.errors import ScoringError, StorageError
-from batch_serving.job import run_score
+from batch_serving.runs.job import run_score
+from batch_serving.tables import commit as storage
 
 # Test-local classes must travel to workers by value (they are not installed on workers).
 cloudpickle.register_pickle_by_value(builders)

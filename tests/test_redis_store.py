@@ -11,10 +11,10 @@ import redis
 from conftest import Scored
 from live import LiveServer, free_port
 
-from batch_serving.api import create_app
+from batch_serving.api.app import create_app
 from batch_serving.config import ServeSettings
 from batch_serving.errors import ServingStoreError
-from batch_serving.publish import publish, rollback
+from batch_serving.serving.publish import publish, rollback
 
 
 def test_redis_backend_answers_like_the_embedded_backend(

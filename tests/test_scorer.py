@@ -8,8 +8,8 @@ import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 
 from batch_serving.errors import ConfigError
-from batch_serving.model_io import LoadedModel, ModelInputSpec
-from batch_serving.scorer import build_spec, predict_batch
+from batch_serving.models.adapters import build_spec, predict_batch
+from batch_serving.models.artifacts import LoadedModel, ModelInputSpec
 
 X = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 1.0], [3.0, 0.5], [0.5, 2.0], [2.5, 2.5]])
 INPUTS = ModelInputSpec((("a", "double"), ("b", "double")))

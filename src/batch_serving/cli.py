@@ -203,9 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _cmd_score(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.job import run_score
-    from batch_serving.report import summary_lines
-    from batch_serving.session import build_session
+    from batch_serving.runs.job import run_score
+    from batch_serving.runs.summary import summary_lines
+    from batch_serving.spark.session import build_session
 
     run_date = parse_run_date(args.run_date)
     cfg = load_config(args.config, env=args.env).with_overrides(
@@ -222,8 +222,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from batch_serving.checks import check_input, check_output
     from batch_serving.config import load_config, parse_run_date, prepare_process_env
+    from batch_serving.runs.preflight import check_input, check_output
 
     prepare_process_env(worker_python=None)
     cfg = load_config(args.config, env=args.env)
@@ -237,9 +237,9 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
-    from batch_serving.job import run_score
-    from batch_serving.publish import publish
-    from batch_serving.session import build_session
+    from batch_serving.runs.job import run_score
+    from batch_serving.serving.publish import publish
+    from batch_serving.spark.session import build_session
 
     first, last = parse_run_date(args.date_from), parse_run_date(args.date_to)
     if last < first:
@@ -267,7 +267,7 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
 
 def _cmd_sql(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config
-    from batch_serving.session import build_session
+    from batch_serving.spark.session import build_session
 
     cfg = load_config(args.config, env=args.env)
     spark = build_session(
@@ -287,7 +287,7 @@ def _cmd_sql(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
-    from batch_serving.publish import publish, rollback
+    from batch_serving.serving.publish import publish, rollback
 
     cfg = load_config(args.config, env=args.env).with_publish(
         backends=args.backend, redis_url=args.redis_url
@@ -315,7 +315,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from batch_serving.api import create_app
+    from batch_serving.api.app import create_app
     from batch_serving.config import load_serve_settings
 
     settings = load_serve_settings(

@@ -22,9 +22,9 @@ HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor
 
 def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list[str]:
     """Prepare data and models if missing, score ``run_date``; return the summary lines."""
-    from batch_serving.job import run_score
-    from batch_serving.report import summary_lines
-    from batch_serving.session import build_session
+    from batch_serving.runs.job import run_score
+    from batch_serving.runs.summary import summary_lines
+    from batch_serving.spark.session import build_session
 
     cfg = load_config(config_path)
     dates = [run_date - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
@@ -47,9 +47,9 @@ def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
     import socket
     import urllib.request
 
-    from batch_serving.api import create_app, running_server
+    from batch_serving.api.app import create_app, running_server
     from batch_serving.config import ServeSettings
-    from batch_serving.publish import publish
+    from batch_serving.serving.publish import publish
 
     done = publish(cfg, run_date, allow_older=True)
     with socket.socket() as sock:

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
-from batch_serving import storage
 from batch_serving.errors import StorageError
+from batch_serving.tables import commit as storage
 
 log = logging.getLogger(__name__)
 

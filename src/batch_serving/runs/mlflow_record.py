@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from batch_serving import storage
 from batch_serving.config import JobConfig
+from batch_serving.tables import commit as storage
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def log_run(cfg: JobConfig, manifest: dict[str, Any], partition: Path) -> str | 
             run_name=f"{cfg.job} {manifest['run_date']}",
             tags={
                 "batch_serving.run_id": manifest["run_id"],
-                "batch_serving.job": cfg.job,
+                "batch_serving.runs.job": cfg.job,
                 "batch_serving.model_run_id": str(model.get("run_id")),
                 "mlflow.source.name": "batch-serving score",
             },

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from batch_serving.errors import ModelLoadError, RegistryError
-from batch_serving.registry import ModelRef
+from batch_serving.models.registry import ModelRef
 
 Flavor = Literal["sklearn", "pyfunc"]
 

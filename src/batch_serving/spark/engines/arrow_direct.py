@@ -27,12 +27,12 @@ from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_type
 
-from batch_serving.delivery import ModelHandle
 from batch_serving.errors import InputNotFoundError, StorageError
-from batch_serving.isolation import CAST_ERROR_COLUMN, ERROR_FIELDS, score_and_split
-from batch_serving.registry import ModelRef
-from batch_serving.scorer import ScoringSpec
-from batch_serving.validate import cast_error_prefix
+from batch_serving.models.adapters import ScoringSpec
+from batch_serving.models.registry import ModelRef
+from batch_serving.quality.checks import cast_error_prefix
+from batch_serving.scoring.isolation import CAST_ERROR_COLUMN, ERROR_FIELDS, score_and_split
+from batch_serving.spark.delivery import ModelHandle
 
 BATCH_ROWS = 65_536
 

@@ -17,11 +17,11 @@ from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.broadcast import Broadcast
 from pyspark.sql import SparkSession
 
-from batch_serving import model_cache
 from batch_serving.config import LoadingConfig
 from batch_serving.errors import ModelLoadError
-from batch_serving.model_io import fetch_and_load
-from batch_serving.registry import ModelRef
+from batch_serving.models import cache as model_cache
+from batch_serving.models.artifacts import fetch_and_load
+from batch_serving.models.registry import ModelRef
 
 Strategy = Literal["broadcast", "per_partition"]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_serving.errors import ConfigError
-from batch_serving.model_io import LoadedModel
+from batch_serving.models.artifacts import LoadedModel
 
 Kind = Literal["binary", "multiclass", "regression", "pyfunc"]
 Feed = Literal["numpy", "pandas"]

@@ -49,7 +49,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from batch_serving import __version__
 from batch_serving.config import MODEL_NAME, ServeSettings
 from batch_serving.errors import BatchServingError
-from batch_serving.snapshot import (
+from batch_serving.serving.snapshot import (
     MappedSnapshot,
     ServingLayout,
     Snapshot,
@@ -297,7 +297,7 @@ class _SnapshotCollector:
 
 def make_backend(settings: ServeSettings) -> Backend:
     if settings.backend == "redis":
-        from batch_serving.redis_store import RedisBackend
+        from batch_serving.serving.redis_store import RedisBackend
 
         return RedisBackend(settings.redis_url, settings.models)
     return EmbeddedBackend(settings)

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch_serving.scorer import ScoringSpec, predict_batch
+from batch_serving.models.adapters import ScoringSpec, predict_batch
 
 Predict = Callable[[ScoringSpec, Any, pa.RecordBatch], list[pa.Array]]
 MAX_MESSAGE = 500

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from batch_serving.errors import ColumnTypeError, InputValidationError, MissingColumnsError
-from batch_serving.isolation import CAST_ERROR_COLUMN
+from batch_serving.scoring.isolation import CAST_ERROR_COLUMN
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,9 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from batch_serving import storage
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError, StorageError
-from batch_serving.snapshot import (
+from batch_serving.serving.snapshot import (
     ServingLayout,
     Snapshot,
     build_table,
@@ -32,6 +31,7 @@ from batch_serving.snapshot import (
     write_pointer,
     write_snapshot,
 )
+from batch_serving.tables import commit as storage
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Pub
     if "embedded" in cfg.publish.backends:
         previous, changed = _switch(layout, model, snapshot_id, cfg.publish.keep)
     if "redis" in cfg.publish.backends:
-        from batch_serving.redis_store import RedisPublisher
+        from batch_serving.serving.redis_store import RedisPublisher
 
         snap = Snapshot(directory, verify_checksum=True)
         with RedisPublisher(cfg.publish.redis_url) as redis_pub:
@@ -134,7 +134,7 @@ def rollback(cfg: JobConfig) -> Published:
             changed=True,
         )
     if "redis" in cfg.publish.backends:
-        from batch_serving.redis_store import RedisPublisher
+        from batch_serving.serving.redis_store import RedisPublisher
 
         with RedisPublisher(cfg.publish.redis_url) as redis_pub:
             target_r, previous_r, rows_r = redis_pub.rollback(model)

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from batch_serving import storage
-from batch_serving.arrow_engine import inspect_input
 from batch_serving.config import JobConfig
 from batch_serving.errors import MissingColumnsError
-from batch_serving.model_io import fetch_and_load
-from batch_serving.publish import check_publishable
-from batch_serving.reader import missing_partition, partition_exists, partition_path
-from batch_serving.registry import resolve_model
-from batch_serving.scorer import build_spec
-from batch_serving.validate import check_not_empty
+from batch_serving.models.adapters import build_spec
+from batch_serving.models.artifacts import fetch_and_load
+from batch_serving.models.registry import resolve_model
+from batch_serving.quality.checks import check_not_empty
+from batch_serving.serving.publish import check_publishable
+from batch_serving.spark.engines.arrow_direct import inspect_input
+from batch_serving.spark.reader import missing_partition, partition_exists, partition_path
+from batch_serving.tables import commit as storage
 
 
 def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:

@@ -11,10 +11,10 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import from_arrow_type
 
-from batch_serving.delivery import ModelHandle
-from batch_serving.isolation import ERROR_FIELDS, score_and_split
-from batch_serving.registry import ModelRef
-from batch_serving.scorer import ScoringSpec
+from batch_serving.models.adapters import ScoringSpec
+from batch_serving.models.registry import ModelRef
+from batch_serving.scoring.isolation import ERROR_FIELDS, score_and_split
+from batch_serving.spark.delivery import ModelHandle
 
 MODEL_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
 

@@ -22,9 +22,8 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from batch_serving import __version__, arrow_engine, storage
+from batch_serving import __version__
 from batch_serving.config import ExpectationConfig, JobConfig
-from batch_serving.delivery import DeliveryPlan, plan_delivery, release
 from batch_serving.errors import (
     BatchServingError,
     InputValidationError,
@@ -32,18 +31,10 @@ from batch_serving.errors import (
     ScoringError,
     StorageError,
 )
-from batch_serving.gates import GateResult, run_gate, write_reports
-from batch_serving.model_io import download_model, load_model_dir
-from batch_serving.reader import (
-    missing_partition,
-    partition_exists,
-    partition_path,
-    read_partition,
-)
-from batch_serving.registry import ModelRef, resolve_model
-from batch_serving.scorer import ScoringSpec, build_spec
-from batch_serving.scoring import score, split_scored, with_model_columns, with_quarantine_columns
-from batch_serving.validate import (
+from batch_serving.models.adapters import ScoringSpec, build_spec
+from batch_serving.models.artifacts import download_model, load_model_dir
+from batch_serving.models.registry import ModelRef, resolve_model
+from batch_serving.quality.checks import (
     check_duplicates,
     check_not_empty,
     duplicate_ids_arrow,
@@ -53,6 +44,22 @@ from batch_serving.validate import (
     plan_casts,
     select_for_scoring,
 )
+from batch_serving.quality.gates import GateResult, run_gate, write_reports
+from batch_serving.spark.delivery import DeliveryPlan, plan_delivery, release
+from batch_serving.spark.engines import arrow_direct as arrow_engine
+from batch_serving.spark.engines.dataframe import (
+    score,
+    split_scored,
+    with_model_columns,
+    with_quarantine_columns,
+)
+from batch_serving.spark.reader import (
+    missing_partition,
+    partition_exists,
+    partition_path,
+    read_partition,
+)
+from batch_serving.tables import commit as storage
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +233,7 @@ def publish_run(
     spark: SparkSession, cfg: JobConfig, run_date: dt.date, manifest: dict[str, Any], path: Path
 ) -> None:
     """After the commit: register the SQL tables, log the MLflow run, record both."""
-    from batch_serving.catalog import register_partition
+    from batch_serving.spark.catalog import register_partition
 
     tables: list[str] = []
     if cfg.catalog.enabled:
@@ -239,7 +246,7 @@ def publish_run(
                 tables.append(name.replace("`", ""))
     manifest["tables"] = tables
     if cfg.tracking.log_runs:
-        from batch_serving.run_record import log_run
+        from batch_serving.runs.mlflow_record import log_run
 
         manifest["mlflow_run_id"] = log_run(cfg, manifest, path)
     storage.write_manifest(path, manifest)
