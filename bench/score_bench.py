@@ -281,10 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         for engine, cfg in cfgs.items():
             print(f"[{kind}] {engine} ...", flush=True)
             s, all_s, mem, manifest = timed(lambda c=cfg: run_ours(spark, c, RUN_DATE), reps)
-            got = scores_by_id(Path(manifest["output"]["path"]), rows)
-            warm_loads = (
-                f"{manifest['scoring']['model_loads']}/{manifest['scoring']['python_workers']}"
-            )
+            got = scores_by_id(Path(manifest.output.path), rows)
+            warm_loads = f"{manifest.scoring.model_loads}/{manifest.scoring.python_workers}"
             loads = f"{cold[engine]} cold, {warm_loads} warm"
             results.append(_row(kind, engine, s, all_s, a_s, mem, _diff(got, reference), loads))
         if not args.skip_spark_udf:

@@ -86,3 +86,17 @@ class FailsOnSomeRows(LinearScore):
         if (model_input["customer_id"] > 550).any():
             raise RuntimeError("injected failure while scoring")
         return super().predict(context, model_input, params)
+
+
+class SlowScore(LinearScore):
+    """A model slow enough (per batch) that a second run of the same date starts while the
+    first one is still scoring; ``scale`` tells the versions' outputs apart."""
+
+    def __init__(self, scale: float = 1.0, seconds: float = 2.0) -> None:
+        self.scale, self.seconds = scale, seconds
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(self.seconds)
+        return self.scale * super().predict(context, model_input, params)

@@ -14,7 +14,8 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from batch_serving.runs.job import run_score
-from batch_serving.spark.engines import arrow_direct as arrow_engine
+from batch_serving.spark.engines.arrow_direct import plan_units
+from batch_serving.tables.files import inspect_input
 
 CASES = {
     "binary": (builders.logreg_pipeline, None, builders.FEATURES),
@@ -46,7 +47,7 @@ def test_engines_write_identical_rows(spark, tmp_path, register, job_config, cas
     for engine in ("dataframe", "arrow_direct"):
         cfg = job_config(name, engine=engine, output={"root": str(tmp_path / engine)})
         result = run_score(spark, cfg, RUN_DATE)
-        assert result.manifest["scoring"]["engine"] == engine
+        assert result.manifest.scoring.engine == engine
         assert result.committed.rows == 1000
         outputs[engine] = spark.read.parquet(str(result.committed.path)).drop("scored_at")
 
@@ -77,8 +78,8 @@ def comparable(df: DataFrame) -> DataFrame:
 
 def test_units_follow_row_groups_and_cover_every_row(tmp_path) -> None:
     part = write_awkward_partition(tmp_path, customers(1000))
-    arrow_input = arrow_engine.inspect_input(str(part))
-    units = arrow_engine.plan_units(arrow_input, target_units=4)
+    arrow_input = inspect_input(part)
+    units = plan_units(arrow_input, target_units=4)
     assert arrow_input.rows == 1000
     assert sum(u.rows for u in units) == 1000
     assert [u.index for u in units] == list(range(len(units)))
@@ -87,7 +88,7 @@ def test_units_follow_row_groups_and_cover_every_row(tmp_path) -> None:
 
 
 def test_auto_engine_choice(job_config) -> None:
-    from batch_serving.runs.job import choose_engine
+    from batch_serving.spark.engines import choose_engine
 
     assert choose_engine(job_config("m")) == "arrow_direct"
     remote = job_config("m", input={"path": "s3a://bucket/features"})

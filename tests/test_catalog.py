@@ -15,6 +15,7 @@ from conftest import RUN_DATE, Scored, customers, labelled
 from mlflow import MlflowClient
 
 from batch_serving.runs.job import run_score
+from batch_serving.tables.manifest import read_after_commit, read_manifest
 
 cloudpickle.register_pickle_by_value(builders)
 
@@ -42,8 +43,8 @@ def test_rerun_is_idempotent_in_the_catalog(spark, register, warehouse, job_conf
     cfg = job_config(name, catalog={"enabled": True})
 
     for day in (RUN_DATE, RUN_DATE - dt.timedelta(days=1), RUN_DATE):  # a rerun of RUN_DATE
-        manifest = run_score(spark, cfg, day).manifest
-        assert manifest["tables"] == [f"predictions.{name}"]
+        after = run_score(spark, cfg, day).after
+        assert after.tables == [f"predictions.{name}"]
 
     counts = spark.sql(f"SELECT ds, count(*) AS n FROM predictions.{name} GROUP BY ds ORDER BY ds")
     assert [(str(r.ds), r.n) for r in counts.collect()] == [
@@ -85,10 +86,13 @@ def test_each_run_is_an_mlflow_run(scored: Scored) -> None:
     assert metrics["score_mean"] == pytest.approx(scores.mean(), abs=1e-9)
     assert metrics["score_p50"] == pytest.approx(np.median(scores), abs=0.02)
     assert metrics["duration_score_and_stage_s"] >= 0
-    manifest_path = (
-        Path(scored.cfg.output.root) / "predictions" / "served" / f"ds={scored.dates[1]}"
-    ) / "_manifest.json"
-    assert run.info.run_id in manifest_path.read_text()
+    # partition -> run record -> MLflow run (the committed manifest is never rewritten: #17)
+    output = Path(scored.cfg.output.root)
+    manifest = read_manifest(output / "predictions" / "served" / f"ds={scored.dates[1]}")
+    assert manifest is not None
+    assert run.data.tags["batch_serving.run_id"] == manifest.run_id
+    record = read_after_commit(output / "_runs" / "predictions" / "served" / manifest.run_id)
+    assert record is not None and record.mlflow_run_id == run.info.run_id
 
 
 def test_quarantine_table_holds_rows_that_could_not_be_scored(
@@ -101,9 +105,9 @@ def test_quarantine_table_holds_rows_that_could_not_be_scored(
     warehouse(rows)
     cfg = job_config(name, catalog={"enabled": True}, validation={"max_bad_rows": 5})
 
-    manifest = run_score(spark, cfg, RUN_DATE).manifest
+    result = run_score(spark, cfg, RUN_DATE)
 
-    assert manifest["tables"] == [f"predictions.{name}", f"quarantine.{name}"]
+    assert result.after.tables == [f"predictions.{name}", f"quarantine.{name}"]
     bad = spark.sql(f"SELECT customer_id, error_class FROM quarantine.{name} ORDER BY customer_id")
     assert [r.customer_id for r in bad.collect()] == [3, 8]
     assert spark.table(f"predictions.{name}").count() == 198

@@ -6,10 +6,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from batch_serving.models.adapters import ScoringSpec
+from batch_serving.models.adapters import ModelSpec
 from batch_serving.scoring.isolation import CAST_ERROR_COLUMN, score_and_split, score_isolating
 
-SPEC = ScoringSpec("regression", ("x",), "numpy")
+SPEC = ModelSpec("sklearn", "regression", ("x",), "numpy")
 
 
 class Picky:

@@ -20,7 +20,8 @@ from conftest import RUN_DATE, customers, labelled
 
 from batch_serving.errors import ScoringError, StorageError
 from batch_serving.runs.job import run_score
-from batch_serving.tables import commit as storage
+from batch_serving.tables import commit
+from batch_serving.tables.layout import TableLayout
 
 # Test-local classes must travel to workers by value (they are not installed on workers).
 cloudpickle.register_pickle_by_value(builders)
@@ -68,7 +69,7 @@ def test_scores_equal_in_process_model(
 
     got = read_partition(result.committed.path)
     expected = oracle(rows.sort_values("customer_id").reset_index(drop=True))
-    assert len(got) == len(rows) == result.manifest["output"]["rows"]
+    assert len(got) == len(rows) == result.manifest.output.rows
     assert got["customer_id"].tolist() == sorted(rows["customer_id"])
     for column, values in expected.items():
         if column.startswith("p_"):
@@ -80,10 +81,10 @@ def test_scores_equal_in_process_model(
             assert np.max(np.abs(got[column].to_numpy(np.float64) - values)) <= 1e-12
     assert set(got["model_name"]) == {name}
     assert set(got["model_version"]) == {version}
-    scoring = result.manifest["scoring"]
-    assert (scoring["delivery"], scoring["engine"]) == (strategy, engine)
+    scoring = result.manifest.scoring
+    assert (scoring.delivery, scoring.engine) == (strategy, engine)
     # one load per Python worker per job (cold cache: a fresh model name per test)
-    assert scoring["model_loads"] == scoring["python_workers"] >= 1
+    assert scoring.model_loads == scoring.python_workers >= 1
 
 
 def test_positive_class_is_looked_up_by_label_not_position(
@@ -135,7 +136,7 @@ def test_rerun_replaces_only_that_date(spark, register, warehouse, job_config) -
         ignore_nullable=True,
     )
     assert not any(
-        storage.TableLayout(Path(cfg.output.root), "predictions", name)
+        TableLayout(Path(cfg.output.root), "predictions", name)
         .root.joinpath("_staging")
         .rglob("*.parquet")
     )
@@ -176,23 +177,23 @@ def test_interrupted_commit_keeps_previous_partition(
     committed = run_score(spark, cfg, RUN_DATE).committed.path
     before = tree_digest(committed)
 
-    real_rename = storage._rename
+    real_rename = commit._rename
 
     def crash_on_second_rename(src: Path, dst: Path) -> None:
         if dst == committed:  # old partition already moved to trash, new one not yet in place
             raise OSError("injected crash between renames") if fault == "error" else ProcessDied()
         real_rename(src, dst)
 
-    monkeypatch.setattr(storage, "_rename", crash_on_second_rename)
+    monkeypatch.setattr(commit, "_rename", crash_on_second_rename)
     expected = StorageError if fault == "error" else ProcessDied
     with pytest.raises(expected):
         run_score(spark, cfg, RUN_DATE)
-    monkeypatch.setattr(storage, "_rename", real_rename)
+    monkeypatch.setattr(commit, "_rename", real_rename)
 
-    layout = storage.TableLayout(Path(cfg.output.root), "predictions", name)
+    layout = TableLayout(Path(cfg.output.root), "predictions", name)
     if fault == "death":
         assert not committed.exists()  # the crash window; the old data waits in _trash
-        storage.recover(layout, RUN_DATE)  # what the next run does first
+        commit.recover(layout, RUN_DATE)  # what the next run does first
     assert tree_digest(committed) == before
     assert layout.trash_entries(RUN_DATE) == []
     rerun = run_score(spark, cfg, RUN_DATE)

@@ -25,7 +25,8 @@ from batch_serving.serving.snapshot import (
     read_pointer,
     write_snapshot,
 )
-from batch_serving.tables import commit as storage
+from batch_serving.tables.files import data_files
+from batch_serving.tables.manifest import MANIFEST_NAME
 
 
 def pointer(serving: Path, model: str = "served") -> dict:
@@ -111,17 +112,17 @@ def copied(scored: Scored, tmp_path: Path) -> tuple[Scored, Path]:
 
 
 def _damage_manifest(partition: Path) -> None:
-    (partition / storage.MANIFEST_NAME).unlink()
+    (partition / MANIFEST_NAME).unlink()
 
 
 def _fail_validation(partition: Path) -> None:
-    manifest = json.loads((partition / storage.MANIFEST_NAME).read_text())
+    manifest = json.loads((partition / MANIFEST_NAME).read_text())
     manifest["validation"] = {"output": {"success": False, "checked": 2, "warnings": []}}
-    (partition / storage.MANIFEST_NAME).write_text(json.dumps(manifest))
+    (partition / MANIFEST_NAME).write_text(json.dumps(manifest))
 
 
 def _drop_a_file(partition: Path) -> None:
-    storage.data_files(partition)[0].unlink()
+    data_files(partition)[0].unlink()
 
 
 @pytest.mark.parametrize(

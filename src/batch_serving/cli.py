@@ -26,6 +26,7 @@ EXIT_CODES = """exit codes:
   5  more rows could not be scored than validation.max_bad_rows allows
   6  output validation failed (row counts do not reconcile); nothing committed
   7  storage error (unreadable file, failed commit, serving store unreachable)
+  7  also: another run holds the date's lease (the message names it; --wait waits)
   8  publish refused (partition not committed or failed validation; nothing to roll back to)
 """
 
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--tracking-uri", help="MLflow tracking/registry URI (overrides model.tracking_uri)"
     )
+    add_wait_argument(score)
     score.set_defaults(func=_cmd_score)
 
     for name, helptext in (
@@ -71,7 +73,22 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add_job_arguments(check)
+        if name == "check-output":
+            add_wait_argument(check)
         check.set_defaults(func=_cmd_check)
+
+    recover = sub.add_parser(
+        "recover",
+        help="repair dates whose commit was interrupted (a crash between the two renames)",
+        description="Puts back the previous partition of every date (or --run-date) whose "
+        "swap was interrupted, under the date's lease. Every score run, check-output and "
+        "publish does this first for their date; this command does it on demand.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_job_arguments(recover, run_date_required=False)
+    add_wait_argument(recover)
+    recover.set_defaults(func=_cmd_recover)
 
     backfill = sub.add_parser(
         "backfill",
@@ -87,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--from", dest="date_from", required=True, help="first date, YYYY-MM-DD")
     backfill.add_argument("--to", dest="date_to", required=True, help="last date, YYYY-MM-DD")
     backfill.add_argument("--publish", action="store_true", help="publish the last date scored")
+    add_wait_argument(backfill)
     backfill.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     backfill.set_defaults(func=_cmd_backfill)
 
@@ -123,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="store(s) to publish to (repeatable; overrides publish.backends)",
     )
     publish.add_argument("--redis-url", help="Redis URL (overrides publish.redis_url)")
+    add_wait_argument(publish)
     publish.add_argument(
         "--allow-older",
         action="store_true",
@@ -181,6 +200,14 @@ def add_job_arguments(parser: argparse.ArgumentParser, run_date_required: bool =
     parser.add_argument("--env", help="overlay conf/<env>/... on top of --config")
 
 
+def add_wait_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait",
+        action="store_true",
+        help="if another run is writing the same date, wait for it (default: fail with exit 7)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console-script entry point; returns the process exit code."""
     parser = build_parser()
@@ -216,8 +243,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     spark = build_session(
         cfg.spark, f"batch-serving-{cfg.job}", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
     )
-    result = run_score(spark, cfg, run_date)
-    print("\n".join(summary_lines(result.manifest)))
+    result = run_score(spark, cfg, run_date, wait=args.wait)
+    print("\n".join(summary_lines(result.manifest, result.after)))
     return 0
 
 
@@ -227,8 +254,21 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     prepare_process_env(worker_python=None)
     cfg = load_config(args.config, env=args.env)
-    check = check_input if args.command == "check-input" else check_output
-    print("\n".join(check(cfg, parse_run_date(args.run_date))))
+    run_date = parse_run_date(args.run_date)
+    if args.command == "check-input":
+        print("\n".join(check_input(cfg, run_date)))
+    else:
+        print("\n".join(check_output(cfg, run_date, wait=args.wait)))
+    return 0
+
+
+def _cmd_recover(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.runs.recovery import recover_dates
+
+    cfg = load_config(args.config, env=args.env)
+    run_date = parse_run_date(args.run_date) if args.run_date else None
+    print("\n".join(recover_dates(cfg, run_date, wait=args.wait)))
     return 0
 
 
@@ -254,13 +294,13 @@ def _cmd_backfill(args: argparse.Namespace) -> int:
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     for n, day in enumerate(days, start=1):
         try:
-            result = run_score(spark, cfg, day)
+            result = run_score(spark, cfg, day, wait=args.wait)
         except BatchServingError:
             print(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", file=sys.stderr)
             raise
         print(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
     if args.publish:
-        done = publish(cfg, last)
+        done = publish(cfg, last, wait=args.wait)
         print(f"backfill: published {done.snapshot_id}")
     return 0
 
@@ -300,7 +340,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     else:
         if not args.run_date:
             raise ConfigError("--run-date is required (or give --rollback)")
-        done = publish(cfg, parse_run_date(args.run_date), allow_older=args.allow_older)
+        run_date = parse_run_date(args.run_date)
+        done = publish(cfg, run_date, allow_older=args.allow_older, wait=args.wait)
         if done.skipped_reason:
             print(f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)")
             return 0

@@ -37,7 +37,7 @@ def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list
         metastore_dir=cfg.metastore_dir,
     )
     result = run_score(spark, cfg, run_date)
-    lines = summary_lines(result.manifest)
+    lines = summary_lines(result.manifest, result.after)
     return [*lines, "", *publish_and_query(cfg, run_date)]
 
 

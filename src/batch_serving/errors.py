@@ -70,6 +70,11 @@ class StorageError(BatchServingError):
     exit_code = 7
 
 
+class LeaseHeldError(StorageError):
+    """Another run holds the write lease of the same (table, model, partition); two writers of
+    one partition would overwrite each other's commit, so the second one stops (or waits)."""
+
+
 class PublishError(BatchServingError):
     """A partition cannot be published (not committed, failed validation) or a rollback has no
     previous snapshot to return to; the current snapshot is left as it was."""
@@ -81,3 +86,9 @@ class ServingStoreError(BatchServingError):
     """A serving store (snapshot directory or Redis) is unreachable or holds a bad snapshot."""
 
     exit_code = 7
+
+
+def first_line(error: BaseException | str, default: str = "unknown error") -> str:
+    """The first non-empty line of an error: JVM and Python tracebacks stay out of messages."""
+    stripped = str(error).strip()
+    return stripped.splitlines()[0] if stripped else default

@@ -1,38 +1,18 @@
-"""Download and load MLflow model artifacts, on the driver or on a Python worker.
+"""Download an MLflow model's artifact directory and load it with its runtime's adapter.
 
-sklearn-flavoured models are loaded as the raw estimator (we need ``classes_`` and
-``predict_proba``); any other flavour is loaded as a generic pyfunc model.
+Runs on the driver (once per job, to describe the model) and, for ``per_partition``
+delivery, on workers.
 """
 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from batch_serving.errors import ModelLoadError, RegistryError
+from batch_serving.models.adapters import LoadedModel, ModelInputSpec, adapter_for, runtime_of
 from batch_serving.models.registry import ModelRef
-
-Flavor = Literal["sklearn", "pyfunc"]
-
-
-@dataclass(frozen=True)
-class ModelInputSpec:
-    """The model signature's inputs: column names and MLflow type names, in order."""
-
-    columns: tuple[tuple[str, str], ...]
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(name for name, _ in self.columns)
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    flavor: Flavor
-    obj: Any
-    inputs: ModelInputSpec | None
 
 
 def download_model(ref: ModelRef, dst_dir: str | Path) -> Path:
@@ -64,46 +44,16 @@ def load_model_dir(
         meta = Model.load(str(model_dir / "MLmodel"))
     except Exception as exc:
         raise ModelLoadError(f"{label}: cannot read MLmodel in {model_dir}: {exc}") from None
-    inputs = _signature_inputs(meta)
-    if "sklearn" in meta.flavors:
-        obj = _load_sklearn(model_dir, meta.flavors["sklearn"], label, extra_trusted_types)
-        return LoadedModel("sklearn", obj, inputs)
-    import mlflow.pyfunc
-
-    try:
-        return LoadedModel("pyfunc", mlflow.pyfunc.load_model(str(model_dir)), inputs)
-    except Exception as exc:
-        raise ModelLoadError(f"{label}: cannot load pyfunc model: {exc}") from None
+    runtime = runtime_of(meta.flavors)
+    adapter = adapter_for(runtime, extra_trusted_types)
+    obj = adapter.load(model_dir, meta.flavors.get(runtime, {}), label)
+    return LoadedModel(runtime, obj, _signature_inputs(meta))
 
 
 def fetch_and_load(ref: ModelRef, extra_trusted_types: tuple[str, ...] = ()) -> LoadedModel:
     """Worker-side loading for ``per_partition``: download from the registry, then load."""
     with tempfile.TemporaryDirectory(prefix="bs-model-") as tmp:
         return load_model_dir(download_model(ref, tmp), ref.uri, extra_trusted_types)
-
-
-def _load_sklearn(
-    model_dir: Path, flavor: dict[str, Any], label: str, extra_trusted: tuple[str, ...]
-) -> Any:
-    data_path = model_dir / flavor.get("pickled_model", "model.pkl")
-    fmt = flavor.get("serialization_format", "pickle")
-    if fmt != "skops":
-        import mlflow.sklearn
-
-        return mlflow.sklearn.load_model(str(model_dir))
-    import skops.io
-    from skops.io.exceptions import UntrustedTypesFoundException
-
-    trusted = [*(flavor.get("skops_trusted_types") or []), *extra_trusted]
-    try:
-        return skops.io.load(data_path, trusted=trusted)
-    except UntrustedTypesFoundException:
-        untrusted = sorted(set(skops.io.get_untrusted_types(file=data_path)) - set(trusted))
-        raise ModelLoadError(
-            f"{label}: skops refuses untrusted types {untrusted}; if you trust this model, "
-            f"log it with skops_trusted_types={untrusted} or list them under "
-            "model.skops_trusted_types in the job config"
-        ) from None
 
 
 def _signature_inputs(meta: Any) -> ModelInputSpec | None:

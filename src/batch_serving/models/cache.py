@@ -2,7 +2,8 @@
 
 Python imports a module once per process, so this module's globals live as long as the
 (reused) Spark Python worker: a model is loaded at most once per worker per model version.
-``LOADS`` counts real loads so that tests and benchmarks can prove it.
+The cache holds every model a job uses (a multi-model job must not thrash); it is bounded
+only to let long-lived workers drop models of finished jobs.
 """
 
 from __future__ import annotations
@@ -12,22 +13,19 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
-MAX_MODELS = 2  # a worker keeps the last few models; older ones are released
+MAX_MODELS = 16  # far above the members of one job; older models are released
 
 _CACHE: OrderedDict[str, Any] = OrderedDict()
 _LOCK = threading.Lock()
-LOADS = 0
 
 
 def get_or_load(key: str, loader: Callable[[], Any]) -> tuple[Any, bool]:
     """Return ``(model, loaded_now)``; ``loader`` runs only on a miss."""
-    global LOADS
     with _LOCK:
         if key in _CACHE:
             _CACHE.move_to_end(key)
             return _CACHE[key], False
         model = loader()
-        LOADS += 1
         _CACHE[key] = model
         while len(_CACHE) > MAX_MODELS:
             _CACHE.popitem(last=False)

@@ -13,11 +13,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from pyspark.sql import DataFrame
+from typing import TYPE_CHECKING, Any
 
 from batch_serving.config import ExpectationConfig
+from batch_serving.errors import BatchServingError
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
 
@@ -160,3 +162,32 @@ def _html(gates: list[GateResult], title: str) -> str:
 {body}
 </table></body></html>
 """
+
+
+@dataclass
+class GateRunner:
+    """A run's gate results so far; a failing gate stops the run with its report saved."""
+
+    previous_rows: int | None
+    report_dir: Path
+    title: str
+    results: list[GateResult] = field(default_factory=list)
+
+    def check(
+        self,
+        df: DataFrame,
+        name: str,
+        expectations: tuple[ExpectationConfig, ...],
+        error: type[BatchServingError],
+        where: str,
+    ) -> None:
+        if not expectations:
+            return
+        gate = run_gate(df, name, expectations, self.previous_rows)
+        self.results.append(gate)
+        report = write_reports(self.report_dir, self.results, self.title)
+        if not gate.success:
+            raise error(
+                f"{name} validation failed for {where}: {'; '.join(gate.failures)}; "
+                f"report: {report}"
+            )

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlparse
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
-from batch_serving.tables import commit as storage
+from batch_serving.tables.files import data_files
+from batch_serving.tables.manifest import RunManifest
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 def score_stats(partition: Path, column: str) -> dict[str, float]:
     """Mean and approximate quantiles (t-digest) of a numeric output column, from Parquet."""
-    files = storage.data_files(partition)
+    files = data_files(partition)
     if not files:
         return {}
     values = pq.read_table([str(f) for f in files], columns=[column]).column(column)
@@ -38,24 +38,24 @@ def score_stats(partition: Path, column: str) -> dict[str, float]:
     return stats
 
 
-def run_metrics(manifest: dict[str, Any], stats: dict[str, float]) -> dict[str, float]:
+def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, float]:
     metrics = {
-        "rows_in": float(manifest["input"]["rows"]),
-        "rows_out": float(manifest["output"]["rows"]),
-        "rows_quarantined": float(manifest["quarantine"]["rows"]),
-        **{f"duration_{k}_s": float(v) for k, v in manifest.get("durations_s", {}).items()},
+        "rows_in": float(manifest.input.rows),
+        "rows_out": float(manifest.output.rows),
+        "rows_quarantined": float(manifest.quarantine.rows),
+        **{f"duration_{k}_s": float(v) for k, v in manifest.durations_s.items()},
         **stats,
     }
     return metrics
 
 
-def log_run(cfg: JobConfig, manifest: dict[str, Any], partition: Path) -> str | None:
+def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | None:
     """Log one finished run; returns the MLflow run id, or None if tracking failed."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
-    scoring = manifest["scoring"]
-    numeric = [c for c in scoring["output_columns"] if c in (cfg.output.score_column, "prediction")]
+    scoring = manifest.scoring
+    numeric = [c for c in scoring.output_columns if c in (cfg.output.score_column, "prediction")]
     try:
         stats = score_stats(partition, numeric[0]) if numeric else {}
         client = MlflowClient(tracking_uri=cfg.model.tracking_uri)
@@ -66,33 +66,33 @@ def log_run(cfg: JobConfig, manifest: dict[str, Any], partition: Path) -> str | 
             if experiment
             else client.create_experiment(name, artifact_location=_artifact_location(cfg))
         )
-        model = manifest["model"]
+        model = manifest.model
         run = client.create_run(
             experiment_id,
-            run_name=f"{cfg.job} {manifest['run_date']}",
+            run_name=f"{cfg.job} {manifest.run_date}",
             tags={
-                "batch_serving.run_id": manifest["run_id"],
+                "batch_serving.run_id": manifest.run_id,
                 "batch_serving.runs.job": cfg.job,
-                "batch_serving.model_run_id": str(model.get("run_id")),
+                "batch_serving.model_run_id": str(model.run_id),
                 "mlflow.source.name": "batch-serving score",
             },
         )
         params = {
             "job": cfg.job,
-            "run_date": manifest["run_date"],
+            "run_date": manifest.run_date,
             "model_ref": cfg.model.selector,
-            "model_uri": model["uri"],
-            "model_version": model["version"],
-            "engine": scoring["engine"],
-            "delivery": scoring["delivery"],
-            "config_digest": manifest["config_digest"],
+            "model_uri": model.uri,
+            "model_version": model.version,
+            "engine": scoring.engine,
+            "delivery": scoring.delivery,
+            "config_digest": manifest.config_digest,
         }
         ts = 0
         client.log_batch(
             run.info.run_id,
             metrics=[Metric(k, v, ts, 0) for k, v in run_metrics(manifest, stats).items()],
             params=[Param(k, str(v)) for k, v in params.items()],
-            tags=[RunTag("batch_serving.output", manifest["output"]["path"])],
+            tags=[RunTag("batch_serving.output", manifest.output.path)],
         )
         client.set_terminated(run.info.run_id, "FINISHED")
     except Exception as exc:  # the run is committed; tracking is best-effort by design

@@ -18,9 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch_serving.models.adapters import ScoringSpec, predict_batch
+from batch_serving.errors import first_line
+from batch_serving.models import adapters
+from batch_serving.models.adapters import ModelSpec
+from batch_serving.scoring.casts import CAST_ERROR_COLUMN
 
-Predict = Callable[[ScoringSpec, Any, pa.RecordBatch], list[pa.Array]]
+Predict = Callable[[ModelSpec, Any, pa.RecordBatch], list[pa.Array]]
 MAX_MESSAGE = 500
 
 
@@ -36,7 +39,7 @@ class Isolated:
 
 
 def score_isolating(
-    spec: ScoringSpec, model: Any, batch: pa.RecordBatch, predict: Predict = predict_batch
+    spec: ModelSpec, model: Any, batch: pa.RecordBatch, predict: Predict = adapters.predict
 ) -> Isolated:
     """Score ``batch``; rows the model cannot score are isolated instead of failing the batch."""
     n = batch.num_rows
@@ -59,7 +62,7 @@ def score_isolating(
 
 
 def _bisect(
-    spec: ScoringSpec, model: Any, batch: pa.RecordBatch, rows: np.ndarray, predict: Predict
+    spec: ModelSpec, model: Any, batch: pa.RecordBatch, rows: np.ndarray, predict: Predict
 ) -> Isolated:
     try:
         return Isolated(rows, predict(spec, model, batch.take(pa.array(rows))))
@@ -67,7 +70,7 @@ def _bisect(
         raise
     except Exception as exc:
         if len(rows) == 1:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            message = first_line(exc, default="")
             return Isolated(
                 np.empty(0, dtype=np.int64),
                 [pa.array([], type=f.type) for f in spec.output_fields()],
@@ -80,7 +83,7 @@ def _bisect(
     return _merge(spec, halves)
 
 
-def _merge(spec: ScoringSpec, parts: list[Isolated]) -> Isolated:
+def _merge(spec: ModelSpec, parts: list[Isolated]) -> Isolated:
     good = np.concatenate([p.good_rows for p in parts]).astype(np.int64)
     outputs = [
         pa.concat_arrays([p.outputs[i] for p in parts]) for i in range(len(spec.output_fields()))
@@ -96,7 +99,7 @@ def _merge(spec: ScoringSpec, parts: list[Isolated]) -> Isolated:
     )
 
 
-def _non_finite_rows(spec: ScoringSpec, batch: pa.RecordBatch) -> np.ndarray:
+def _non_finite_rows(spec: ModelSpec, batch: pa.RecordBatch) -> np.ndarray:
     """Rows with a null in any feature, or NaN/inf in a floating feature."""
     mask = np.zeros(batch.num_rows, dtype=bool)
     for name in spec.features:
@@ -108,7 +111,6 @@ def _non_finite_rows(spec: ScoringSpec, batch: pa.RecordBatch) -> np.ndarray:
     return np.flatnonzero(mask)
 
 
-CAST_ERROR_COLUMN = "_cast_error"
 CAST_ERROR_CLASS = "CastError"
 ERROR_FIELDS = [pa.field("error_class", pa.string()), pa.field("error_message", pa.string())]
 
@@ -122,7 +124,7 @@ class Split:
 
 
 def score_and_split(
-    spec: ScoringSpec, model: Any, batch: pa.RecordBatch, entities: list[str]
+    spec: ModelSpec, model: Any, batch: pa.RecordBatch, entities: list[str]
 ) -> Split:
     """Rows flagged by a failed cast skip the model; the rest go through ``score_isolating``."""
     n = batch.num_rows

@@ -15,12 +15,12 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
-from batch_serving.errors import PublishError, StorageError
+from batch_serving.errors import PublishError
+from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.serving.snapshot import (
     ServingLayout,
     Snapshot,
@@ -31,7 +31,10 @@ from batch_serving.serving.snapshot import (
     write_pointer,
     write_snapshot,
 )
-from batch_serving.tables import commit as storage
+from batch_serving.tables.files import data_files
+from batch_serving.tables.layout import predictions_layout
+from batch_serving.tables.manifest import RunManifest, committed_run_id
+from batch_serving.tables.verify import verify_committed
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +53,27 @@ class Published:
     skipped_reason: str | None = None
 
 
-def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Published:
+def publish(
+    cfg: JobConfig, run_date: dt.date, allow_older: bool = False, wait: bool = False
+) -> Published:
     """Snapshot the committed ``run_date`` partition and make it current in every backend.
 
-    A date older than the current snapshot's is not made current unless ``allow_older``:
-    a backfill of last month must not replace today's answers (use ``--rollback`` to go back).
+    Holds the date's lease, so no score run can swap the partition while it is read, and
+    repairs an interrupted commit first. A date older than the current snapshot's is not made
+    current unless ``allow_older``: a backfill of last month must not replace today's answers
+    (use ``--rollback`` to go back).
     """
+    with holding_date(cfg, run_date, "publish", wait):
+        recover_date(cfg, run_date)
+        return _publish(cfg, run_date, allow_older)
+
+
+def _publish(cfg: JobConfig, run_date: dt.date, allow_older: bool) -> Published:
     model = cfg.model.name
-    partition = storage.predictions_layout(cfg.output.root, model).partition_dir(run_date)
-    manifest = check_publishable(partition)
+    partition = predictions_layout(cfg.output.root, model).partition_dir(run_date)
+    manifest = verify_committed(partition)
     layout = ServingLayout(cfg.serving_root)
-    snapshot_id = f"{run_date.isoformat()}_v{manifest['model']['version']}_{manifest['run_id']}"
+    snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
     directory = layout.snapshot_dir(model, snapshot_id)
     newer = _current_run_date(layout, model)
     if newer is not None and newer > run_date.isoformat() and not allow_older:
@@ -71,7 +84,7 @@ def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Pub
             model=model,
             snapshot_id=snapshot_id,
             previous=None,
-            rows=int(manifest["output"]["rows"]),
+            rows=manifest.output.rows,
             path=directory,
             backends=cfg.publish.backends,
             changed=False,
@@ -81,6 +94,12 @@ def publish(cfg: JobConfig, run_date: dt.date, allow_older: bool = False) -> Pub
         _build(cfg, partition, manifest, layout, snapshot_id)
     else:
         log.info("snapshot %s already built; reusing it", snapshot_id)
+    holder = committed_run_id(partition)
+    if holder != manifest.run_id:  # cannot happen under the lease; never serve a mix
+        raise PublishError(
+            f"{partition} changed while it was published (run {manifest.run_id} -> {holder}); "
+            "not switching"
+        )
     snap_manifest = read_snapshot_manifest(directory)
     previous: str | None = None
     changed = False
@@ -152,41 +171,15 @@ def rollback(cfg: JobConfig) -> Published:
     return result
 
 
-def check_publishable(partition: Path) -> dict[str, Any]:
-    """The committed manifest of ``partition``, or PublishError saying why it is not servable."""
-    if not partition.is_dir():
-        raise PublishError(f"no committed partition {partition}: run the score job for that date")
-    manifest = storage.read_manifest(partition)
-    if manifest is None:
-        raise PublishError(
-            f"{partition} has no committed {storage.MANIFEST_NAME}: it was not written by a "
-            "successful run, refusing to publish it"
-        )
-    failed = [name for name, gate in manifest.get("validation", {}).items() if not gate["success"]]
-    if failed:
-        raise PublishError(f"{partition} failed validation ({', '.join(failed)}); not publishing")
-    try:
-        rows = storage.count_rows(partition)
-    except StorageError as exc:
-        raise PublishError(f"{partition} is unreadable: {exc}") from None
-    if rows != manifest["output"]["rows"]:
-        raise PublishError(
-            f"{partition} holds {rows} rows but its manifest recorded "
-            f"{manifest['output']['rows']}: "
-            "the partition changed after commit; rerun the score job"
-        )
-    return manifest
-
-
 def _build(
     cfg: JobConfig,
     partition: Path,
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     layout: ServingLayout,
     snapshot_id: str,
 ) -> None:
-    value_columns = list(manifest["scoring"]["output_columns"])
-    files = storage.data_files(partition)
+    value_columns = list(manifest.scoring.output_columns)
+    files = data_files(partition)
     columns = [*cfg.entity_columns, *value_columns]
     source = pq.read_table([str(f) for f in files], columns=columns) if files else None
     if source is None:
@@ -203,13 +196,13 @@ def _build(
             {
                 "snapshot_id": snapshot_id,
                 "model": cfg.model.name,
-                "model_version": manifest["model"]["version"],
-                "model_uri": manifest["model"]["uri"],
-                "run_date": manifest["run_date"],
-                "run_id": manifest["run_id"],
-                "job": manifest["job"],
+                "model_version": manifest.model.version,
+                "model_uri": manifest.model.uri,
+                "run_date": manifest.run_date,
+                "run_id": manifest.run_id,
+                "job": manifest.job,
                 "entity_columns": list(cfg.entity_columns),
-                "scoring_kind": manifest["scoring"]["kind"],
+                "scoring_kind": manifest.scoring.kind,
                 "source_partition": str(partition),
                 "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             },

@@ -16,7 +16,8 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
-from batch_serving.tables import commit as storage
+from batch_serving.tables.files import data_files
+from batch_serving.tables.layout import PARTITION_COLUMN, TableLayout
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ def table_name(database: str, model: str) -> str:
 
 
 def register_partition(
-    spark: SparkSession, database: str, layout: storage.TableLayout, run_date: dt.date
+    spark: SparkSession, database: str, layout: TableLayout, run_date: dt.date
 ) -> str | None:
     """Create ``database.model`` if needed and add ``run_date``; returns the table name, or
     None when there is nothing to register yet (e.g. an empty quarantine)."""
@@ -41,18 +42,18 @@ def register_partition(
             spark.sql(f"DROP TABLE {name}")
             exists = False
         if not exists:
-            if not storage.data_files(partition):
+            if not data_files(partition):
                 return None
             schema = spark.read.parquet(str(partition)).schema
             columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
             spark.sql(
-                f"CREATE TABLE IF NOT EXISTS {name} ({columns}, {storage.PARTITION_COLUMN} DATE) "
-                f"USING parquet PARTITIONED BY ({storage.PARTITION_COLUMN}) "
+                f"CREATE TABLE IF NOT EXISTS {name} ({columns}, {PARTITION_COLUMN} DATE) "
+                f"USING parquet PARTITIONED BY ({PARTITION_COLUMN}) "
                 f"LOCATION {_sql_string(layout.table_dir)}"
             )
         spark.sql(
             f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION "
-            f"({storage.PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
+            f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
         )
         spark.sql(f"REFRESH TABLE {name}")
     except Exception as exc:  # Spark's AnalysisException and metastore errors alike

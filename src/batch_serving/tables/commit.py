@@ -1,91 +1,27 @@
-"""Output layout and the commit protocol: the ONE place that builds output paths and commits.
-
-Layout under ``output.root``::
-
-    predictions/<model>/ds=YYYY-MM-DD/part-*.parquet + _manifest.json   (committed)
-    _staging/predictions/<model>/<run_id>/                              (being written)
-    _trash/predictions/<model>/ds=YYYY-MM-DD.<run_id>/                  (old copy, during swap)
+"""The commit protocol: the ONE place that swaps a staged partition in.
 
 A run writes everything (data + manifest) into its staging directory, checks it, then swaps
 it in with two renames on the same filesystem. Readers therefore see either the old complete
 partition or the new complete one, never a half-written one. If a process dies between the two
-renames, the next run (or ``recover``) puts the previous partition back before doing anything.
-Spark and other engines skip ``_``-prefixed directories and files, so staging, trash and the
-manifest never show up as data.
+renames, ``recover`` puts the previous partition back; every run, ``check-output``, ``publish``
+and ``batch-serving recover`` call it first, under the date's lease (``tables.lease``), so
+recovery never races a live commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import pyarrow.parquet as pq
 
 from batch_serving.errors import StorageError
+from batch_serving.tables.files import count_rows, data_files
+from batch_serving.tables.layout import TableLayout
 
 log = logging.getLogger(__name__)
-
-MANIFEST_NAME = "_manifest.json"
-PARTITION_COLUMN = "ds"
-PREDICTIONS = "predictions"
-QUARANTINE = "quarantine"
-
-
-@dataclass(frozen=True)
-class TableLayout:
-    """Paths of one output table (``predictions`` or ``quarantine``) of one model."""
-
-    root: Path
-    table: str
-    model: str
-
-    @property
-    def table_dir(self) -> Path:
-        return self.root / self.table / self.model
-
-    def partition_dir(self, run_date: dt.date) -> Path:
-        return self.table_dir / f"{PARTITION_COLUMN}={run_date.isoformat()}"
-
-    def staging_dir(self, run_id: str) -> Path:
-        return self.root / "_staging" / self.table / self.model / run_id
-
-    def trash_dir(self, run_date: dt.date, run_id: str) -> Path:
-        return (
-            self.root
-            / "_trash"
-            / self.table
-            / self.model
-            / f"{PARTITION_COLUMN}={run_date}.{run_id}"
-        )
-
-    def run_dir(self, run_id: str) -> Path:
-        """Per-run records (validation results, report), kept whether the run committed or not."""
-        return self.root / "_runs" / self.table / self.model / run_id
-
-    def committed_dates(self) -> list[str]:
-        prefix = f"{PARTITION_COLUMN}="
-        if not self.table_dir.is_dir():
-            return []
-        return sorted(p.name[len(prefix) :] for p in self.table_dir.glob(prefix + "*"))
-
-    def trash_entries(self, run_date: dt.date) -> list[Path]:
-        parent = self.root / "_trash" / self.table / self.model
-        prefix = f"{PARTITION_COLUMN}={run_date.isoformat()}."
-        return sorted(p for p in parent.glob(prefix + "*")) if parent.is_dir() else []
-
-
-def predictions_layout(output_root: str, model: str) -> TableLayout:
-    return TableLayout(Path(output_root), PREDICTIONS, model)
-
-
-def quarantine_layout(output_root: str, model: str) -> TableLayout:
-    return TableLayout(Path(output_root), QUARANTINE, model)
 
 
 @dataclass(frozen=True)
@@ -97,49 +33,22 @@ class Committed:
     files: int
 
 
-def data_files(directory: Path) -> list[Path]:
-    return sorted(
-        p
-        for p in directory.rglob("*.parquet")
-        if not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
-    )
+def recover(layout: TableLayout, run_date: dt.date) -> bool:
+    """Undo a swap interrupted between its two renames; drop trash of completed swaps.
 
-
-def count_rows(directory: Path) -> int:
-    """Row count from Parquet footers only (no data read)."""
-    try:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(directory))
-    except (OSError, ValueError) as exc:
-        raise StorageError(f"cannot read staged output in {directory}: {exc}") from None
-
-
-def write_manifest(directory: Path, manifest: dict[str, Any]) -> Path:
-    path = directory / MANIFEST_NAME
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
-def read_manifest(partition_dir: Path) -> dict[str, Any] | None:
-    path = partition_dir / MANIFEST_NAME
-    if not path.is_file():
-        return None
-    result: dict[str, Any] = json.loads(path.read_text())
-    return result
-
-
-def recover(layout: TableLayout, run_date: dt.date) -> None:
-    """Undo a swap interrupted between its two renames; drop trash of completed swaps."""
+    Returns True if a previous partition was put back."""
     target = layout.partition_dir(run_date)
     entries = layout.trash_entries(run_date)
+    restored = False
     if not target.exists() and entries:
         newest = entries[-1]
         log.warning("restoring %s from interrupted commit (%s)", target, newest.name)
         os.rename(newest, target)
         entries = entries[:-1]
+        restored = True
     for leftover in entries:
         shutil.rmtree(leftover, ignore_errors=True)
+    return restored
 
 
 def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) -> Committed:

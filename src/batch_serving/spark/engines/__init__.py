@@ -1,0 +1,24 @@
+"""Batch engines: Spark moves rows and stages files; the scoring core scores them."""
+
+from __future__ import annotations
+
+from batch_serving.config import JobConfig
+from batch_serving.spark.engines.arrow_direct import ArrowDirectEngine
+from batch_serving.spark.engines.base import Engine, InputData, Staging
+from batch_serving.spark.engines.dataframe import DataFrameEngine
+from batch_serving.tables.files import is_local
+
+__all__ = ["Engine", "InputData", "Staging", "choose_engine", "engine_named"]
+
+
+def choose_engine(cfg: JobConfig) -> str:
+    """``auto``: arrow_direct for plain Parquet on a filesystem path, else dataframe."""
+    if cfg.engine != "auto":
+        return cfg.engine
+    if cfg.validation.duplicate_ids == "keep_last":
+        return "dataframe"  # needs a window over the whole partition
+    return "arrow_direct" if is_local(cfg.input.path) else "dataframe"
+
+
+def engine_named(name: str) -> Engine:
+    return ArrowDirectEngine() if name == "arrow_direct" else DataFrameEngine()

@@ -1,88 +1,110 @@
-"""The vectorized scoring step: ``mapInArrow`` over record batches with a worker-cached model."""
+"""The ``dataframe`` engine: Spark reads the input, ``mapInArrow`` calls the scoring core.
+
+For inputs Spark must read itself (remote filesystems, formats pyarrow cannot plan) and for
+``duplicate_ids: keep_last`` (a window over the whole partition). Every row crosses
+JVM -> Python -> JVM once through Arrow IPC.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
+from typing import Any
 
 import pyarrow as pa
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
-from pyspark.sql.pandas.types import from_arrow_type
+from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from batch_serving.models.adapters import ScoringSpec
-from batch_serving.models.registry import ModelRef
-from batch_serving.scoring.isolation import ERROR_FIELDS, score_and_split
+from batch_serving.config import InputConfig
+from batch_serving.quality.checks import duplicate_ids_arrow
+from batch_serving.scoring.batch import BatchScorer, tagged
+from batch_serving.scoring.plan import ERROR_CLASS, ScoringPlan
+from batch_serving.spark import errors
 from batch_serving.spark.delivery import ModelHandle
-
-MODEL_COLUMNS = ("model_name", "model_version", "model_run_id", "scored_at")
-
-
-ERROR_CLASS, ERROR_MESSAGE = "error_class", "error_message"
-
-
-def output_schema(df: DataFrame, entity_columns: Sequence[str], spec: ScoringSpec) -> T.StructType:
-    fields = [df.schema[c] for c in entity_columns]
-    fields += [T.StructField(f.name, from_arrow_type(f.type), True) for f in spec.output_fields()]
-    fields += [T.StructField(f.name, T.StringType(), True) for f in ERROR_FIELDS]
-    return T.StructType(fields)
+from batch_serving.spark.engines.base import InputData, Staging
+from batch_serving.spark.reader import read_partition
+from batch_serving.tables.files import count_rows, data_files, is_local, local_path
+from batch_serving.tables.inputs import partition_path
 
 
-def score(
-    df: DataFrame, entity_columns: Sequence[str], spec: ScoringSpec, handle: ModelHandle
-) -> DataFrame:
-    """Entity columns, output columns and ``error_class``/``error_message``: one row per input
-    row; rows the model could not score have null outputs and a non-null ``error_class``."""
-    entities = list(entity_columns)
-    outputs = spec.output_fields()
-    schema = output_schema(df, entities, spec)
-    names = schema.fieldNames()
+class DataFrameEngine:
+    name = "dataframe"
+
+    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData:
+        where = partition_path(cfg, run_date)
+        df = errors.reading(lambda: read_partition(spark, cfg, run_date), where)
+        rows = errors.reading(df.count, where)
+        files = tuple(data_files(local_path(where))) if is_local(where) else ()
+        schema = to_arrow_schema(df.schema, timezone="UTC")
+        return InputData(where, rows, schema, files, df)
+
+    def duplicate_ids(self, data: InputData, entities: list[str]) -> tuple[int, list[Any]]:
+        if data.files:  # ids only, via pyarrow: no Spark shuffle
+            return duplicate_ids_arrow(data.files, entities)
+        return errors.reading(lambda: duplicate_ids_spark(data.native, entities), data.where)
+
+    def frame(self, spark: SparkSession, data: InputData) -> DataFrame:
+        frame: DataFrame = data.native
+        return frame
+
+    def stage(
+        self,
+        spark: SparkSession,
+        data: InputData,
+        plan: ScoringPlan,
+        handles: list[ModelHandle],
+        staging: Staging,
+        duplicates: int,
+    ) -> None:
+        selected = data.native.select(*plan.input_columns)
+        if duplicates:  # validation.duplicate_ids: keep_last
+            selected = keep_last_rows(selected, plan.entity_columns)
+        scored = score_frame(selected, plan, handles)
+        ok = F.col(ERROR_CLASS).isNull()
+        _write(scored.filter(ok).select(*plan.output_schema.names), staging.predictions)
+        if count_rows(staging.predictions) < data.rows - duplicates:
+            # Rare path: some rows could not be scored. Score again to collect them rather
+            # than caching every run's output for a quarantine that is almost always empty.
+            bad = scored.filter(~ok).select(*plan.quarantine_schema.names).coalesce(1)
+            _write(bad, staging.quarantine)
+
+
+def score_frame(df: DataFrame, plan: ScoringPlan, handles: list[ModelHandle]) -> DataFrame:
+    """One row per input row in ``plan.tagged_schema``: predictions, and quarantined rows with
+    ``error_class`` set."""
+    schema = plan.tagged_schema
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        model = handle.get()
+        scorer = BatchScorer(plan, [h.get() for h in handles])
         for batch in batches:
-            split = score_and_split(spec, model, batch, entities)
-            good = len(split.scored[0])
-            no_errors = [pa.nulls(good, pa.string()), pa.nulls(good, pa.string())]
-            yield pa.RecordBatch.from_arrays(split.scored + no_errors, names=names)
-            bad = len(split.quarantined[0])
-            if bad:
-                k = len(entities)
-                no_outputs = [pa.nulls(bad, f.type) for f in outputs]
-                arrays = split.quarantined[:k] + no_outputs + split.quarantined[k:]
-                yield pa.RecordBatch.from_arrays(arrays, names=names)
+            yield from tagged(scorer.score(batch), schema)
 
-    return df.mapInArrow(score_batches, schema)
+    return df.mapInArrow(score_batches, from_arrow_schema(schema))
 
 
-def split_scored(df: DataFrame) -> tuple[DataFrame, DataFrame]:
-    """(predictions, quarantined rows) of a ``score`` result; each write re-runs the scoring."""
-    ok = F.col(ERROR_CLASS).isNull()
-    return df.filter(ok).drop(ERROR_CLASS, ERROR_MESSAGE), df.filter(~ok)
+def duplicate_ids_spark(df: DataFrame, entity_columns: list[str]) -> tuple[int, list[Any]]:
+    """(rows beyond the first per entity id, a few example ids), from the id columns only."""
+    counts = df.groupBy(*entity_columns).count().filter(F.col("count") > 1)
+    extra = int(counts.agg(F.sum(F.col("count") - 1)).collect()[0][0] or 0)
+    if not extra:
+        return 0, []
+    examples = [list(r)[:-1] for r in counts.limit(5).collect()]
+    return extra, [e[0] if len(e) == 1 else e for e in examples]
 
 
-def with_model_columns(df: DataFrame, ref: ModelRef, scored_at: dt.datetime) -> DataFrame:
-    """Lineage columns: which model version scored each row, and when (one instant per run)."""
-    return df.select(
-        "*",
-        F.lit(ref.name).alias("model_name"),
-        F.lit(ref.version).cast("int").alias("model_version"),
-        F.lit(ref.run_id).cast("string").alias("model_run_id"),
-        F.lit(scored_at).cast("timestamp").alias("scored_at"),
+def keep_last_rows(df: DataFrame, entity_columns: list[str]) -> DataFrame:
+    """One row per entity id: the last one in read order (files, then rows within a file)."""
+    from pyspark.sql.window import Window
+
+    order = Window.partitionBy(*entity_columns).orderBy(F.col("_bs_seq").desc())
+    return (
+        df.withColumn("_bs_seq", F.monotonically_increasing_id())
+        .withColumn("_bs_rank", F.row_number().over(order))
+        .filter(F.col("_bs_rank") == 1)
+        .drop("_bs_seq", "_bs_rank")
     )
 
 
-def with_quarantine_columns(
-    df: DataFrame, entity_columns: Sequence[str], ref: ModelRef, run_id: str, scored_at: dt.datetime
-) -> DataFrame:
-    """Quarantine rows: which entity, why, and which model version and run saw it."""
-    return df.select(
-        *entity_columns,
-        ERROR_CLASS,
-        ERROR_MESSAGE,
-        F.lit(ref.name).alias("model_name"),
-        F.lit(ref.version).cast("int").alias("model_version"),
-        F.lit(run_id).alias("run_id"),
-        F.lit(scored_at).cast("timestamp").alias("scored_at"),
-    )
+def _write(df: DataFrame, staged: Any) -> None:
+    errors.scoring(lambda: df.write.mode("overwrite").parquet(str(staged)), staged)

@@ -1,0 +1,185 @@
+"""The seam between a model runtime and the scoring core (after SeldonIO/MLServer's ``MLModel``).
+
+A runtime (sklearn, generic pyfunc, later ONNX) is one ``Adapter``: it loads its artifact,
+describes the loaded model once on the driver as a small picklable ``ModelSpec`` (kind, feature
+order, positive class, output fields), and turns one Arrow batch into output arrays on a worker.
+Nothing here imports pyspark: the batch engines, a stream and the API all call the same code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from batch_serving.errors import ConfigError
+
+Kind = Literal["binary", "multiclass", "regression", "pyfunc"]
+Feed = Literal["numpy", "pandas"]
+
+PROBABILITIES = "probabilities"
+PREDICTED_LABEL = "predicted_label"
+PREDICTION = "prediction"
+
+
+@dataclass(frozen=True)
+class ModelInputSpec:
+    """The model signature's inputs: column names and MLflow type names, in order."""
+
+    columns: tuple[tuple[str, str], ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.columns)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A loaded model object, which runtime loaded it, and its signature's input columns."""
+
+    runtime: str
+    obj: Any
+    inputs: ModelInputSpec | None
+
+
+@dataclass(frozen=True)
+class OutputRequest:
+    """What the job asks of a model: feature list (or None: from the model), positive class."""
+
+    features: tuple[str, ...] | None = None
+    positive_label: str | int | bool | None = None
+    score_column: str = "score"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a worker needs besides the model object itself; small and picklable."""
+
+    runtime: str
+    kind: Kind
+    features: tuple[str, ...]
+    feed: Feed
+    classes: tuple[str, ...] = ()
+    positive_index: int | None = None
+    positive_label: str | None = None
+    score_column: str = "score"
+    input_types: tuple[tuple[str, str], ...] = ()  # signature types, for cast planning
+
+    def output_fields(self) -> list[pa.Field]:
+        """Arrow fields this model adds after the entity columns."""
+        if self.kind == "binary":
+            return [pa.field(self.score_column, pa.float64())]
+        if self.kind == "multiclass":
+            return [
+                pa.field(PROBABILITIES, pa.map_(pa.string(), pa.float64())),
+                pa.field(PREDICTED_LABEL, pa.string()),
+            ]
+        return [pa.field(PREDICTION, pa.float64())]
+
+
+class Adapter(ABC):
+    """One model runtime. Stateless: the model object travels separately (broadcast/cache)."""
+
+    name: str
+
+    @abstractmethod
+    def load(self, model_dir: Path, flavor_conf: dict[str, Any], label: str) -> Any:
+        """Load the artifact in ``model_dir``; ``label`` names the model in errors."""
+
+    @abstractmethod
+    def describe(
+        self, model: Any, inputs: ModelInputSpec | None, request: OutputRequest, label: str
+    ) -> ModelSpec:
+        """Decide kind, feature order and positive class, once, on the driver."""
+
+    @abstractmethod
+    def predict(self, spec: ModelSpec, model: Any, batch: pa.RecordBatch) -> list[pa.Array]:
+        """Output arrays (``spec.output_fields()``) for a batch holding the feature columns."""
+
+
+def feature_matrix(spec: ModelSpec, batch: pa.RecordBatch) -> Any:
+    """Features as the model was fit: a DataFrame (named columns) or a float64 matrix."""
+    selected = batch.select(list(spec.features))
+    if spec.feed == "pandas":
+        return selected.to_pandas()
+    x = np.empty((selected.num_rows, selected.num_columns), dtype=np.float64)
+    for j, column in enumerate(selected.columns):
+        x[:, j] = column.to_numpy(zero_copy_only=False)
+    return x
+
+
+def from_probabilities(spec: ModelSpec, proba: Any) -> list[pa.Array]:
+    """Binary: the positive class's column, looked up by label; multi-class: map + label."""
+    matrix = np.asarray(proba, dtype=np.float64)
+    if spec.kind == "binary":
+        return [pa.array(matrix[:, spec.positive_index], type=pa.float64())]
+    n, k = matrix.shape[0], len(spec.classes)
+    keys = pa.array(np.tile(np.asarray(spec.classes, dtype=object), n), type=pa.string())
+    offsets = pa.array(np.arange(0, (n + 1) * k, k, dtype=np.int32))
+    probabilities = pa.MapArray.from_arrays(offsets, keys, pa.array(matrix.reshape(-1)))
+    labels = np.asarray(spec.classes, dtype=object)[np.argmax(matrix, axis=1)]
+    return [probabilities, pa.array(labels, type=pa.string())]
+
+
+def from_values(raw: Any, n: int) -> list[pa.Array]:
+    """Regression / generic predictions: exactly one float per row."""
+    values = np.asarray(raw.to_numpy() if hasattr(raw, "to_numpy") else raw, dtype=np.float64)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.shape != (n,):
+        raise ValueError(f"model returned shape {values.shape}; expected one value per row ({n})")
+    return [pa.array(values, type=pa.float64())]
+
+
+def empty_outputs(spec: ModelSpec) -> list[pa.Array]:
+    return [pa.array([], type=f.type) for f in spec.output_fields()]
+
+
+def resolve_features(
+    configured: Sequence[str] | None,
+    fitted: tuple[str, ...] | None,
+    inputs: ModelInputSpec | None,
+    label: str,
+) -> tuple[str, ...]:
+    """Configured list > signature > names seen at fit; a model fit on a frame keeps its order."""
+    if configured is not None:
+        cols = tuple(configured)
+        if fitted is not None:
+            if set(cols) != set(fitted):
+                raise ConfigError(
+                    f"features {list(cols)} do not match the columns {list(fitted)} "
+                    f"that {label} was fit on"
+                )
+            return fitted
+        return cols
+    if inputs is not None:
+        return fitted if fitted is not None else inputs.names
+    if fitted is not None:
+        return fitted
+    raise ConfigError(
+        f"features: from_signature, but {label} has no column signature; "
+        "list the feature columns under `features:` in the job config"
+    )
+
+
+def positive_index(labels: tuple[str, ...], positive: str | int | bool | None, label: str) -> int:
+    """Index of the positive class by its label (never "the second column")."""
+    if positive is None:
+        for default in ("1", "True", "1.0"):
+            if default in labels:
+                return labels.index(default)
+        raise ConfigError(
+            f"{label} is a binary classifier with classes {list(labels)}; set "
+            "model.positive_label to the class whose probability is the score"
+        )
+    wanted = str(positive)
+    if wanted not in labels:
+        raise ConfigError(
+            f"model.positive_label {wanted!r} is not a class of {label}; classes: {list(labels)}"
+        )
+    return labels.index(wanted)

@@ -1,0 +1,72 @@
+"""After the commit: SQL tables and the MLflow run record, each only if the partition still
+holds this run's data.
+
+These steps never touch the committed manifest; what they did is written to the run's own
+record (``_runs/.../<run_id>/_after_commit.json``). If another run has replaced the partition
+in the meantime (possible only if this run lost its lease), the steps are skipped and the
+record says why, so no table or run record can describe another run's data.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from batch_serving.runs.context import RunContext
+from batch_serving.tables.commit import Committed
+from batch_serving.tables.manifest import (
+    AFTER_COMMIT_NAME,
+    AfterCommit,
+    RunManifest,
+    committed_run_id,
+    write_json,
+)
+
+log = logging.getLogger(__name__)
+
+
+def after_commit(
+    spark: SparkSession, run: RunContext, manifest: RunManifest, committed: Committed
+) -> AfterCommit:
+    cfg = run.cfg
+    tables: list[str] = []
+    mlflow_run_id: str | None = None
+    skipped = _other_run(committed.path, run.run_id)
+    if skipped is None and cfg.catalog.enabled:
+        from batch_serving.spark.catalog import register_partition
+
+        for database, layout in (
+            (cfg.catalog.predictions_database, run.predictions),
+            (cfg.catalog.quarantine_database, run.quarantine),
+        ):
+            name = register_partition(spark, database, layout, run.run_date)
+            if name is not None:
+                tables.append(name.replace("`", ""))
+        skipped = _other_run(committed.path, run.run_id)
+    if skipped is None and cfg.tracking.log_runs:
+        from batch_serving.runs.mlflow_record import log_run
+
+        mlflow_run_id = log_run(cfg, manifest, committed.path)
+    record = AfterCommit(
+        run_id=run.run_id,
+        partition=str(committed.path),
+        tables=tables,
+        mlflow_run_id=mlflow_run_id,
+        tracking_enabled=cfg.tracking.log_runs and skipped is None,
+        durations_s=dict(run.timer.durations),
+        skipped=skipped,
+    )
+    write_json(run.predictions.run_dir(run.run_id) / AFTER_COMMIT_NAME, record)
+    return record
+
+
+def _other_run(partition: Path, run_id: str) -> str | None:
+    """None while ``partition`` holds ``run_id``'s data; otherwise why the steps stop."""
+    holder = committed_run_id(partition)
+    if holder == run_id:
+        return None
+    reason = f"partition {partition} now holds run {holder}, not {run_id}"
+    log.warning("post-commit steps skipped: %s", reason)
+    return reason

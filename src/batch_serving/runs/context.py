@@ -1,0 +1,78 @@
+"""A run's identity and bookkeeping: run id, start time, layouts, staging, step timings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from batch_serving.config import JobConfig
+from batch_serving.spark.engines import Staging
+from batch_serving.tables.inputs import partition_path
+from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepTimer:
+    """Wall-clock seconds per named step, in the order the steps ran."""
+
+    durations: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        log.info("step %s ...", name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.durations[name] = round(time.perf_counter() - start, 3)
+            log.info("step %s done in %.2fs", name, self.durations[name])
+
+
+def new_run_id(now: dt.datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything that identifies one scoring run of one date."""
+
+    cfg: JobConfig
+    run_date: dt.date
+    run_id: str
+    started: dt.datetime
+    timer: StepTimer
+
+    @classmethod
+    def start(cls, cfg: JobConfig, run_date: dt.date) -> RunContext:
+        started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return cls(cfg, run_date, new_run_id(started), started, StepTimer())
+
+    @property
+    def predictions(self) -> TableLayout:
+        return predictions_layout(self.cfg.output.root, self.cfg.model.name)
+
+    @property
+    def quarantine(self) -> TableLayout:
+        return quarantine_layout(self.cfg.output.root, self.cfg.model.name)
+
+    @property
+    def staging(self) -> Staging:
+        return Staging(
+            self.predictions.staging_dir(self.run_id), self.quarantine.staging_dir(self.run_id)
+        )
+
+    @property
+    def where(self) -> str:
+        """The input partition this run scores."""
+        return partition_path(self.cfg.input, self.run_date)
+
+    @property
+    def title(self) -> str:
+        return f"{self.cfg.job} {self.run_date} (run {self.run_id})"

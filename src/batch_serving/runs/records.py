@@ -1,0 +1,77 @@
+"""The run manifest, built from what the steps returned (see ``tables.manifest``)."""
+
+from __future__ import annotations
+
+from batch_serving import __version__
+from batch_serving.quality.gates import GateRunner
+from batch_serving.runs.context import RunContext
+from batch_serving.runs.models import PreparedModels
+from batch_serving.runs.steps import Counts
+from batch_serving.scoring.plan import ScoringPlan
+from batch_serving.tables.manifest import (
+    GateSummary,
+    InputSection,
+    ModelSection,
+    OutputSection,
+    QuarantineSection,
+    RunManifest,
+    ScoringSection,
+)
+
+
+def build_manifest(
+    run: RunContext,
+    plan: ScoringPlan,
+    models: PreparedModels,
+    engine: str,
+    counts: Counts,
+    gates: GateRunner,
+    spark_version: str,
+) -> RunManifest:
+    cfg, served = run.cfg, plan.served
+    ref, spec, delivery = served.ref, served.spec, models.deliveries[0]
+    return RunManifest(
+        job=cfg.job,
+        run_id=run.run_id,
+        run_date=run.run_date.isoformat(),
+        started_at=run.started.isoformat(),
+        config_digest=cfg.digest(),
+        model=ModelSection(
+            name=ref.name,
+            version=ref.version,
+            alias=ref.alias,
+            run_id=ref.run_id,
+            uri=ref.uri,
+            artifact_uri=ref.artifact_uri,
+            registry_uri=ref.registry_uri,
+        ),
+        scoring=ScoringSection(
+            engine=engine,
+            kind=spec.kind,
+            features=list(spec.features),
+            classes=list(spec.classes),
+            positive_label=spec.positive_label,
+            output_columns=plan.output_columns,
+            delivery=delivery.strategy,
+            artifact_mb=round(delivery.artifact_mb, 3),
+            model_loads=delivery.handle.loads.value,
+            python_workers=len(delivery.handle.workers.value),
+        ),
+        input=InputSection(path=run.where, rows=counts.input_rows),
+        quarantine=QuarantineSection(
+            path=str(run.quarantine.partition_dir(run.run_date)),
+            rows=counts.bad_rows,
+            max_bad_rows=cfg.validation.max_bad_rows,
+        ),
+        output=OutputSection(
+            path=str(run.predictions.partition_dir(run.run_date)),
+            rows=counts.output_rows,
+            files=counts.output_files,
+        ),
+        versions={"batch_serving": __version__, "spark": spark_version},
+        validation={
+            g.name: GateSummary(success=g.success, checked=g.checked, warnings=g.warnings)
+            for g in gates.results
+        },
+        durations_s=dict(run.timer.durations),
+    )

@@ -1,0 +1,64 @@
+"""Repair a date whose commit was interrupted between its two renames.
+
+Runs at the very start of every score run (before validation, whatever the run's outcome),
+of ``check-output`` and ``publish``, and on demand as ``batch-serving recover``; always under
+the date's lease, so it never races a live commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from batch_serving.config import JobConfig
+from batch_serving.tables.commit import recover
+from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
+from batch_serving.tables.lease import Lease
+
+log = logging.getLogger(__name__)
+
+
+def layouts(cfg: JobConfig) -> tuple[TableLayout, TableLayout]:
+    return (
+        predictions_layout(cfg.output.root, cfg.model.name),
+        quarantine_layout(cfg.output.root, cfg.model.name),
+    )
+
+
+def recover_date(cfg: JobConfig, run_date: dt.date) -> list[str]:
+    """Put back the previous partition of each table whose swap was interrupted (caller holds
+    the date's lease); returns the tables restored."""
+    return [layout.table for layout in layouts(cfg) if recover(layout, run_date)]
+
+
+@contextmanager
+def holding_date(cfg: JobConfig, run_date: dt.date, purpose: str, wait: bool) -> Iterator[None]:
+    """The date's lease for a step that is not a score run (publish, check-output, recover)."""
+    holder = f"{purpose}-{uuid.uuid4().hex[:8]}"
+    with Lease(layouts(cfg)[0].lease_file(run_date), holder, wait=wait):
+        yield
+
+
+def interrupted_dates(cfg: JobConfig) -> list[dt.date]:
+    """Dates with leftovers of a swap (``_trash``) in either table."""
+    dates: set[str] = set()
+    for layout in layouts(cfg):
+        parent = layout.trash_dir(dt.date.min, "x").parent
+        if parent.is_dir():
+            dates |= {p.name.split("=", 1)[1].split(".", 1)[0] for p in parent.iterdir()}
+    return sorted(dt.date.fromisoformat(d) for d in dates)
+
+
+def recover_dates(cfg: JobConfig, run_date: dt.date | None, wait: bool) -> list[str]:
+    """``batch-serving recover``: one line per date looked at."""
+    dates = [run_date] if run_date is not None else interrupted_dates(cfg)
+    lines = []
+    for day in dates:
+        with holding_date(cfg, day, "recover", wait):
+            restored = recover_date(cfg, day)
+        what = f"restored {', '.join(restored)}" if restored else "nothing to repair"
+        lines.append(f"{cfg.model.name} ds={day}: {what}")
+    return lines or [f"{cfg.model.name}: no interrupted commits"]

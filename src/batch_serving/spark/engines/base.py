@@ -1,0 +1,63 @@
+"""What every engine offers the run: read an input partition, then score and stage it.
+
+Engines only move rows and stage files; validation, gates, reconcile and commit belong to the
+run (``runs.job``), and scoring itself to the core (``scoring.batch``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+from pyspark.sql import DataFrame, SparkSession
+
+from batch_serving.config import InputConfig
+from batch_serving.scoring.plan import ScoringPlan
+from batch_serving.spark.delivery import ModelHandle
+
+
+@dataclass(frozen=True)
+class InputData:
+    """One input partition as an engine found it (footers or a Spark frame, not rows)."""
+
+    where: str
+    rows: int
+    schema: pa.Schema
+    files: tuple[Path, ...]  # local data files; empty when the input is not on a local path
+    native: Any = None  # the engine's own handle: footers (arrow_direct) or a DataFrame
+
+
+@dataclass(frozen=True)
+class Staging:
+    """Where a run stages its two outputs before the commit."""
+
+    predictions: Path
+    quarantine: Path
+
+
+class Engine(Protocol):
+    name: str
+
+    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData: ...
+
+    def duplicate_ids(self, data: InputData, entities: list[str]) -> tuple[int, list[Any]]: ...
+
+    def frame(self, spark: SparkSession, data: InputData) -> DataFrame:
+        """The input as a Spark DataFrame (for Great Expectations gates)."""
+        ...
+
+    def stage(
+        self,
+        spark: SparkSession,
+        data: InputData,
+        plan: ScoringPlan,
+        handles: list[ModelHandle],
+        staging: Staging,
+        duplicates: int,
+    ) -> None:
+        """Score every row and write predictions (and quarantined rows) under ``staging``;
+        ``duplicates`` > 0: keep the last row per entity id, dropping that many."""
+        ...

@@ -1,0 +1,78 @@
+"""Reading what is on disk without reading data: which files a partition holds, their footers.
+
+One rule for data files everywhere (both engines, reconcile, publish): Spark's convention,
+names starting with ``_`` or ``.`` at any depth are not data.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from batch_serving.errors import InputNotFoundError, StorageError
+
+
+@dataclass(frozen=True)
+class ParquetInput:
+    """A partition's files, their common Arrow schema, total rows and rows per row group."""
+
+    files: tuple[Path, ...]
+    schema: pa.Schema
+    rows: int
+    row_groups: tuple[tuple[int, ...], ...]  # rows per row group, per file
+
+
+def local_path(path: str) -> Path:
+    return Path(path.removeprefix("file://"))
+
+
+def is_local(path: str) -> bool:
+    return "://" not in path or path.startswith("file://")
+
+
+def data_files(directory: Path) -> list[Path]:
+    """Data files below ``directory``, sorted; ``_``/``.``-prefixed names are skipped."""
+    if not directory.is_dir():
+        return []
+    return sorted(
+        p
+        for p in directory.rglob("*")
+        if p.is_file()
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
+    )
+
+
+def count_rows(directory: Path) -> int:
+    """Row count from Parquet footers only (no data read)."""
+    try:
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(directory))
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot read Parquet footers in {directory}: {exc}") from None
+
+
+def inspect_input(partition: Path) -> ParquetInput:
+    """Read every footer once; a corrupt file or a schema that differs is named."""
+    files = data_files(partition)
+    schema: pa.Schema | None = None
+    sizes: list[tuple[int, ...]] = []
+    for f in files:
+        try:
+            meta = pq.ParquetFile(f).metadata
+        except (OSError, pa.ArrowException) as exc:
+            raise StorageError(f"cannot read Parquet file {f}: {exc}") from None
+        file_schema = meta.schema.to_arrow_schema()
+        if schema is None:
+            schema = file_schema
+        elif not file_schema.equals(schema):
+            raise StorageError(
+                f"Parquet file {f} has schema {file_schema.names} / types differing from "
+                f"{files[0].name}; the arrow_direct engine needs one schema per partition"
+            )
+        sizes.append(tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups)))
+    if schema is None:
+        raise InputNotFoundError(f"input partition {partition} contains no data files")
+    rows = sum(sum(s) for s in sizes)
+    return ParquetInput(tuple(files), schema, rows, tuple(sizes))

@@ -1,0 +1,142 @@
+"""The run manifest: one typed record of what a committed partition holds and how it was made.
+
+Written ONCE, inside the staged partition, before the swap; never rewritten afterwards. What
+happens after the commit (SQL tables, the MLflow run record) is written to the run's own
+``AfterCommit`` record under ``_runs/``, so a partition's manifest always describes the files
+beside it. Readers (publish, checks, summaries) use these classes, never string keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from batch_serving.errors import StorageError
+
+MANIFEST_NAME = "_manifest.json"
+AFTER_COMMIT_NAME = "_after_commit.json"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class ModelSection(_Record):
+    name: str
+    version: int
+    alias: str | None = None
+    run_id: str | None = None
+    uri: str
+    artifact_uri: str
+    registry_uri: str
+
+
+class ScoringSection(_Record):
+    engine: str
+    kind: str
+    features: list[str]
+    classes: list[str] = []
+    positive_label: str | None = None
+    output_columns: list[str]
+    delivery: str
+    artifact_mb: float
+    model_loads: int
+    python_workers: int
+
+
+class InputSection(_Record):
+    path: str
+    rows: int
+
+
+class QuarantineSection(_Record):
+    path: str
+    rows: int
+    max_bad_rows: int | str
+
+
+class OutputSection(_Record):
+    path: str
+    rows: int
+    files: int
+
+
+class GateSummary(_Record):
+    success: bool
+    checked: int
+    warnings: list[str] = []
+
+
+class RunManifest(_Record):
+    job: str
+    run_id: str
+    run_date: str
+    started_at: str
+    config_digest: str
+    model: ModelSection
+    scoring: ScoringSection
+    input: InputSection
+    quarantine: QuarantineSection
+    output: OutputSection
+    versions: dict[str, str]
+    validation: dict[str, GateSummary] = {}
+    durations_s: dict[str, float] = {}
+
+    def failed_gates(self) -> list[str]:
+        return [name for name, gate in self.validation.items() if not gate.success]
+
+
+class AfterCommit(_Record):
+    """What the post-commit steps did for a run (they never touch the committed manifest)."""
+
+    run_id: str
+    partition: str
+    tables: list[str] = []
+    mlflow_run_id: str | None = None
+    tracking_enabled: bool = False
+    durations_s: dict[str, float] = {}  # every step of the run, the commit included
+    skipped: str | None = None  # why the steps did not run (the partition holds another run)
+
+
+def write_json(path: Path, record: BaseModel) -> Path:
+    """Write ``record`` atomically (temp file + rename): a reader never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def write_manifest(directory: Path, manifest: RunManifest) -> Path:
+    return write_json(directory / MANIFEST_NAME, manifest)
+
+
+R = TypeVar("R", bound=_Record)
+
+
+def _read(path: Path, kind: type[R]) -> R | None:
+    try:
+        return kind.model_validate_json(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError) as exc:
+        raise StorageError(f"unreadable {kind.__name__} record {path}: {exc}") from None
+
+
+def read_manifest(partition_dir: Path) -> RunManifest | None:
+    """The partition's manifest; None if it has none; StorageError if it is unreadable."""
+    return _read(partition_dir / MANIFEST_NAME, RunManifest)
+
+
+def committed_run_id(partition_dir: Path) -> str | None:
+    """Which run's data the partition holds right now (None: no committed manifest)."""
+    manifest = read_manifest(partition_dir)
+    return manifest.run_id if manifest else None
+
+
+def read_after_commit(run_dir: Path) -> AfterCommit | None:
+    return _read(run_dir / AFTER_COMMIT_NAME, AfterCommit)
