@@ -1,8 +1,8 @@
 """One scoring job (``conf/jobs/<job>.yaml``) as a frozen model, with its cross-section rules.
 
 The sections are in ``sections.py``; this module adds what needs more than one section: the
-locations derived from ``output.root``, the digest recorded in manifests, and the
-command-line overrides.
+locations derived from ``output.root``, the refusal of outputs that overlap the input table,
+the digest recorded in manifests, and the command-line overrides.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from batch_serving.config.paths import absolutize_uri
+from batch_serving.config.paths import absolutize_uri, overlap
 from batch_serving.config.sections import (
     CatalogConfig,
     Engine,
@@ -50,6 +51,26 @@ class JobConfig(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     spark: SparkConfig = SparkConfig()
+
+    @model_validator(mode="after")
+    def _writes_outside_input(self) -> JobConfig:
+        """The job writes predictions/, quarantine/, _metastore/ and snapshots; inside the
+        input table (or around it) a Hive-style read of that table would return them as rows.
+        The derived defaults sit under ``output.root``, so only explicit locations are checked."""
+        written = {
+            "output.root": self.output.root,
+            "publish.root": self.publish.root,
+            "catalog.metastore_dir": self.catalog.metastore_dir,
+        }
+        for key, location in written.items():
+            relation = None if location is None else overlap(location, self.input.path)
+            if relation is not None:
+                raise PydanticCustomError(
+                    "overlapping_locations",
+                    f"{key} {location} {relation} input.path {self.input.path}: the job "
+                    "must not write into (or around) the table it reads",
+                )
+        return self
 
     @property
     def metastore_dir(self) -> Path:
