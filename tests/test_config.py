@@ -34,12 +34,25 @@ def test_repo_config_is_valid() -> None:
     assert Path(cfg.input.path).is_absolute()
 
 
-def test_relative_paths_and_sqlite_uri_resolve_against_cwd(tmp_path, monkeypatch) -> None:
-    monkeypatch.chdir(tmp_path)
-    cfg = load_config(write(tmp_path / "conf" / "jobs" / "churn.yaml", BASE))
-    assert cfg.input.path == str(tmp_path / "data" / "in")
-    assert cfg.output.root == str(tmp_path / "data" / "out")
-    assert cfg.model.tracking_uri == f"sqlite:///{tmp_path}/mlruns/m.db"
+def test_relative_paths_and_sqlite_uri_resolve_against_the_dir_holding_conf(
+    tmp_path, monkeypatch
+) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # e.g. an Airflow task's temporary working directory
+    cfg = load_config(write(project / "conf" / "jobs" / "churn.yaml", BASE))
+    assert cfg.input.path == str(project / "data" / "in")
+    assert cfg.output.root == str(project / "data" / "out")
+    assert cfg.model.tracking_uri == f"sqlite:///{project}/mlruns/m.db"
+
+
+def test_config_outside_any_conf_dir_resolves_against_cwd(tmp_path, monkeypatch) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(write(tmp_path / "loose" / "churn.yaml", BASE))
+    assert cfg.input.path == str(elsewhere / "data" / "in")  # not next to the file
+    assert cfg.model.tracking_uri == f"sqlite:///{elsewhere}/mlruns/m.db"
 
 
 def test_env_overlay_deep_merges(tmp_path) -> None:
