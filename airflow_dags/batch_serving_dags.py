@@ -1,8 +1,11 @@
 """One nightly Airflow DAG per scoring job in ``conf/jobs/*.yaml`` (adding a job = adding a YAML).
 
-Runs in Airflow's own virtualenv (``.venv-airflow``): this file imports only Airflow and PyYAML.
-The tasks call the jobs environment's executables (``.venv/bin/spark-submit``,
-``.venv/bin/batch-serving``), so Airflow's dependencies never meet Spark's.
+Runs in Airflow's own virtualenv (``.venv-airflow``), which has the project installed without
+its dependencies (``pip install --no-deps -e .``): this file imports Airflow and
+``batch_serving.config`` (pydantic, pydantic-settings, PyYAML only), so a job file is read with
+the jobs' own rules and a bad one is a DAG import error naming the key. The tasks call the jobs
+environment's executables (``.venv/bin/spark-submit``, ``.venv/bin/batch-serving``), so
+Airflow's dependencies never meet Spark's.
 
     wait_for_input  sensor: the input partition ds={{ ds }} has Parquet files (reschedule mode)
     validate_input  batch-serving check-input: registry/alias, columns, row count (no Spark)
@@ -12,7 +15,8 @@ The tasks call the jobs environment's executables (``.venv/bin/spark-submit``,
     publish         batch-serving publish: the lookup API's current snapshot (if schedule.publish)
 
 Settings per job come from the YAML's ``schedule:`` section (cron, start_date, catchup,
-retries with exponential backoff, max_active_runs, sensor timing, tags). Environment:
+retries with exponential backoff, max_active_runs, sensor timing, tags; defaults in
+``batch_serving.config.ScheduleConfig``). Environment:
 ``BATCH_SERVING_HOME`` (project root; default: this file's parent directory),
 ``BATCH_SERVING_CONF_DIR`` (default ``$BATCH_SERVING_HOME/conf/jobs``),
 ``BATCH_SERVING_VENV`` (default ``$BATCH_SERVING_HOME/.venv``), ``BATCH_SERVING_ENV`` (an
@@ -28,11 +32,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.operators.bash import BashOperator
 from airflow.providers.standard.sensors.python import PythonSensor
 from airflow.sdk import DAG
+
+from batch_serving.config import load_config
+from batch_serving.errors import ConfigError
 
 log = logging.getLogger("batch_serving.airflow")
 
@@ -40,21 +46,6 @@ HOME = Path(os.environ.get("BATCH_SERVING_HOME", Path(__file__).resolve().parent
 CONF_DIR = Path(os.environ.get("BATCH_SERVING_CONF_DIR", HOME / "conf" / "jobs"))
 VENV = Path(os.environ.get("BATCH_SERVING_VENV", HOME / ".venv"))
 ENV_OVERLAY = os.environ.get("BATCH_SERVING_ENV", "")
-
-SCHEDULE_DEFAULTS: dict[str, Any] = {
-    "cron": "0 3 * * *",
-    "start_date": "2026-11-01",
-    "catchup": True,
-    "max_active_runs": 1,
-    "retries": 2,
-    "retry_delay_minutes": 5,
-    "max_retry_delay_minutes": 60,
-    "sensor_poke_seconds": 300,
-    "sensor_timeout_hours": 12,
-    "publish": True,
-    "owner": "data-platform",
-    "tags": [],
-}
 
 
 def on_failure(context: dict[str, Any]) -> None:
@@ -76,22 +67,10 @@ def input_ready(input_dir: str, partition_column: str, ds: str) -> bool:
     return partition.is_dir() and any(partition.glob("*.parquet"))
 
 
-def _resolve(path: str, config_file: Path) -> str:
-    """Same rule as batch_serving.config: relative to the directory holding ``conf/``."""
-    if "://" in path or Path(path).is_absolute():
-        return path
-    for parent in config_file.resolve().parents:
-        if parent.name == "conf":
-            return str((parent.parent / path).resolve())
-    return str((HOME / path).resolve())
-
-
 def build_dag(config_file: Path) -> DAG:
-    job = yaml.safe_load(config_file.read_text())
-    name = job["job"]
-    model = job["model"]["name"]
-    sched = {**SCHEDULE_DEFAULTS, **(job.get("schedule") or {})}
-    input_cfg = job["input"]
+    """One job file's DAG; the file is read (with any overlay) exactly as its tasks read it."""
+    cfg = load_config(config_file, env=ENV_OVERLAY or None)
+    name, model, sched = cfg.job, cfg.model.name, cfg.schedule
     env_flag = f" --env {ENV_OVERLAY}" if ENV_OVERLAY else ""
     cli = f"{VENV / 'bin' / 'batch-serving'} {{cmd}} --config {config_file}{env_flag}"
     run_env = {
@@ -102,36 +81,36 @@ def build_dag(config_file: Path) -> DAG:
     }
     run_env = {k: v for k, v in run_env.items() if v}
     default_args = {
-        "owner": sched["owner"],
-        "retries": int(sched["retries"]),
-        "retry_delay": dt.timedelta(minutes=float(sched["retry_delay_minutes"])),
+        "owner": sched.owner,
+        "retries": sched.retries,
+        "retry_delay": dt.timedelta(minutes=sched.retry_delay_minutes),
         "retry_exponential_backoff": True,
-        "max_retry_delay": dt.timedelta(minutes=float(sched["max_retry_delay_minutes"])),
+        "max_retry_delay": dt.timedelta(minutes=sched.max_retry_delay_minutes),
         "on_failure_callback": on_failure,
     }
-    start = dt.date.fromisoformat(str(sched["start_date"]))
+    start = sched.start_date
     with DAG(
         dag_id=f"score_{name}",
         description=f"Nightly batch scoring of {model} ({config_file.name})",
-        schedule=sched["cron"],
+        schedule=sched.cron,
         start_date=dt.datetime(start.year, start.month, start.day, tzinfo=dt.UTC),
-        catchup=bool(sched["catchup"]),
-        max_active_runs=int(sched["max_active_runs"]),
+        catchup=sched.catchup,
+        max_active_runs=sched.max_active_runs,
         default_args=default_args,
-        tags=["batch-serving", "scoring", f"model:{model}", *sched["tags"]],
+        tags=["batch-serving", "scoring", f"model:{model}", *sched.tags],
         doc_md=__doc__,
     ) as dag:
         wait = PythonSensor(
             task_id="wait_for_input",
             python_callable=input_ready,
             op_kwargs={
-                "input_dir": _resolve(input_cfg["path"], config_file),
-                "partition_column": input_cfg.get("partition_column", "ds"),
+                "input_dir": cfg.input.path,  # absolute: load_config resolved it
+                "partition_column": cfg.input.partition_column,
                 "ds": "{{ ds }}",
             },
             mode="reschedule",
-            poke_interval=int(sched["sensor_poke_seconds"]),
-            timeout=float(sched["sensor_timeout_hours"]) * 3600,
+            poke_interval=sched.sensor_poke_seconds,
+            timeout=sched.sensor_timeout_hours * 3600,
             doc_md="Waits for the input partition of the logical date (Parquet files present).",
         )
 
@@ -170,7 +149,7 @@ def build_dag(config_file: Path) -> DAG:
             "The committed partition reconciles with its input and passed its gates.",
         )
         chain = wait >> validate_input >> score >> validate_output
-        if sched["publish"]:
+        if sched.publish:
             publish = cli_task(
                 "publish",
                 "publish",
@@ -180,6 +159,19 @@ def build_dag(config_file: Path) -> DAG:
     return dag
 
 
-for _config in sorted(CONF_DIR.glob("*.yaml")):
-    _dag = build_dag(_config)
+def build_dags(conf_dir: Path) -> list[DAG]:
+    """Every job's DAG; any invalid job file fails the import, listing every invalid file
+    (Airflow shows it as this file's import error) rather than scheduling with a guess."""
+    dags, problems = [], []
+    for config_file in sorted(conf_dir.glob("*.yaml")):
+        try:
+            dags.append(build_dag(config_file))
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return dags
+
+
+for _dag in build_dags(CONF_DIR):
     globals()[_dag.dag_id] = _dag

@@ -19,10 +19,12 @@ AIRFLOW_VENV = REPO / ".venv-airflow"
 pytestmark = pytest.mark.slow
 
 DAGBAG_PROBE = """
-import json
+import json, sys
 from airflow.dag_processing.dagbag import DagBag
 bag = DagBag(dag_folder=%r)
+config = sys.modules.get("batch_serving.config")
 print(json.dumps({
+    "config_module": getattr(config, "__file__", None),
     "errors": {k: str(v) for k, v in bag.import_errors.items()},
     "dags": {d.dag_id: {
         "tags": sorted(d.tags), "max_active_runs": d.max_active_runs, "catchup": d.catchup,
@@ -34,8 +36,11 @@ print(json.dumps({
 
 
 def airflow_env(home: Path, conf_dir: Path) -> dict[str, str]:
+    """Airflow's venv has the project installed editable from the main checkout (``make
+    install``); PYTHONPATH puts this checkout's ``src`` first, for the DAG file and the tasks."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYSPARK", "SPARK_"))}
     env.update(
+        PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])),
         AIRFLOW_HOME=str(home),
         AIRFLOW__CORE__DAGS_FOLDER=str(REPO / "airflow_dags"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
@@ -124,11 +129,39 @@ def test_repo_dags_import_cleanly_with_default_retries(tmp_path: Path) -> None:
     env = airflow_env(tmp_path / "airflow", REPO / "conf" / "jobs")
     found = load_dagbag(env)
     assert found["errors"] == {}
+    assert found["config_module"] == str(REPO / "src" / "batch_serving" / "config" / "__init__.py")
     jobs = sorted(p.stem for p in (REPO / "conf" / "jobs").glob("*.yaml"))
     assert len(found["dags"]) == len(jobs) >= 1
     for dag in found["dags"].values():
         assert "batch-serving" in dag["tags"]
         assert all(t["retries"] == 2 for t in dag["tasks"].values())
+
+
+@pytest.mark.parametrize(
+    ("patch", "key"),
+    [
+        ({"validation": {"max_bad_rows": "lots"}}, "validation.max_bad_rows"),
+        ({"schedule": {"retry_count": 3}}, "schedule.retry_count"),
+    ],
+)
+def test_bad_job_file_is_a_dag_import_error_naming_the_key(
+    tmp_path: Path, patch: dict, key: str
+) -> None:
+    conf_dir = tmp_path / "conf" / "jobs"
+    conf_dir.mkdir(parents=True)
+    job = {
+        "job": "bad",
+        "model": {"name": "m", "alias": "champion", "tracking_uri": "sqlite:///m.db"},
+        "input": {"path": "warehouse"},
+        "entity_columns": ["customer_id"],
+        "output": {"root": "out"},
+        **patch,
+    }
+    (conf_dir / "bad.yaml").write_text(yaml.safe_dump(job))
+    found = load_dagbag(airflow_env(tmp_path / "airflow", conf_dir))
+    assert found["dags"] == {}
+    (error,) = found["errors"].values()
+    assert f"invalid config {conf_dir / 'bad.yaml'}: {key}" in error
 
 
 def test_airflow_dags_test_scores_and_publishes_the_date(airflow_project) -> None:

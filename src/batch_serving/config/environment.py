@@ -1,0 +1,27 @@
+"""The only module that reads or sets ``os.environ`` directly.
+
+Some settings reach libraries only through the process environment (Spark's worker Python,
+MLflow's progress bars) and spark-submit announces itself only there; keeping those reads and
+writes here makes every environment dependency of the project visible in one file.
+(``ServeSettings`` reads ``BATCH_SERVING_*`` through pydantic-settings, see ``serve.py``.)
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def running_under_spark_submit() -> bool:
+    """spark-submit launches Python with a gateway port; its --master must then win."""
+    return "PYSPARK_GATEWAY_PORT" in os.environ
+
+
+def prepare_process_env(worker_python: str | None) -> None:
+    """Process-wide settings that libraries only take from the environment.
+
+    Python workers use ``$PYSPARK_PYTHON`` (not a Spark conf), so local runs default it to our
+    interpreter; MLflow's per-file download progress bars would flood nightly job logs.
+    """
+    if worker_python is not None:
+        os.environ.setdefault("PYSPARK_PYTHON", worker_python)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -1,0 +1,63 @@
+"""Lookup API settings: ``BATCH_SERVING_*`` environment variables, overridden by CLI flags.
+
+pydantic-settings reads the environment when ``ServeSettings`` is built; build it through
+``load_serve_settings`` so a bad value is a ConfigError (exit 2) naming the setting.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from batch_serving.config.validate import validated
+from batch_serving.errors import ConfigError
+
+# A served model's name is also a directory and a Redis key part: no separators, no "..".
+MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+class ServeSettings(BaseSettings):
+    """Lookup API settings: ``BATCH_SERVING_*`` environment variables, overridden by CLI flags."""
+
+    model_config = SettingsConfigDict(env_prefix="BATCH_SERVING_", frozen=True, extra="forbid")
+
+    snapshot_root: Path = Path("data/output/serving")
+    backend: Literal["embedded", "redis"] = "embedded"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    models: tuple[str, ...] = ()  # empty: every model published under snapshot_root / in Redis
+    auth_tokens: tuple[SecretStr, ...] = ()
+    auth_tokens_file: Path | None = None  # one token per line (e.g. a mounted secret)
+    max_batch: int = Field(default=1000, ge=1, le=100_000)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    verify_checksum: bool = True
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            if not MODEL_NAME.fullmatch(name):
+                raise ValueError(f"invalid model name {name!r}")
+        return value
+
+    def tokens(self) -> list[str]:
+        """Configured bearer tokens (inline plus file); empty means auth is off."""
+        found = [t.get_secret_value() for t in self.auth_tokens]
+        if self.auth_tokens_file is not None:
+            try:
+                lines = self.auth_tokens_file.read_text().splitlines()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read auth_tokens_file {self.auth_tokens_file}: {exc.strerror}"
+                ) from None
+            found += [line.strip() for line in lines if line.strip()]
+        return found
+
+
+def load_serve_settings(**overrides: Any) -> ServeSettings:
+    """Environment + explicit overrides (``None`` values are ignored), errors as ConfigError."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    return validated(lambda data: ServeSettings(**data), "serve settings", given)
