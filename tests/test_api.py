@@ -251,12 +251,8 @@ def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> N
     """Multi-class outputs (a map column) take the Arrow reader; the JSON is an object."""
     import pyarrow as pa
 
-    from batch_serving.serving.snapshot import (
-        ServingLayout,
-        build_table,
-        write_pointer,
-        write_snapshot,
-    )
+    from batch_serving.serving.format import build_table, write_snapshot
+    from batch_serving.serving.pointer import ServingLayout, write_pointer
 
     source = pa.table(
         {

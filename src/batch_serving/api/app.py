@@ -49,13 +49,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from batch_serving import __version__
 from batch_serving.config import MODEL_NAME, ServeSettings
 from batch_serving.errors import BatchServingError
-from batch_serving.serving.snapshot import (
-    MappedSnapshot,
-    ServingLayout,
-    Snapshot,
-    open_snapshot,
-    read_pointer,
-)
+from batch_serving.serving.pointer import ServingLayout, read_pointer
+from batch_serving.serving.readers import MappedSnapshot, Snapshot, open_snapshot
 
 log = logging.getLogger(__name__)
 
