@@ -26,7 +26,7 @@ class LiveServer:
     """The app over real HTTP on a free loopback port (lifespan on: snapshots load)."""
 
     def __init__(self, app: Any) -> None:
-        from batch_serving.api.app import running_server
+        from batch_serving.api.server import running_server
 
         self.port = free_port()
         self._running = running_server(app, self.port)
