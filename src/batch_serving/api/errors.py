@@ -20,6 +20,14 @@ class ApiError(Exception):
         self.status, self.code, self.message = status, code, message
 
 
+class BodyTooLarge(ApiError):
+    """The request body is over the byte limit, declared in Content-Length or counted as it
+    streams in."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, "body_too_large", f"request body over {limit} bytes")
+
+
 def error_response(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:

@@ -1,9 +1,13 @@
 """The pure-ASGI front of the app: bearer auth, the body limit, the hot GET, request metrics.
 
-Auth comes first so nothing runs for a bad token. The hot route (one id) is matched here,
-without the router: FastAPI's per-request dependency and validation machinery halves its
-throughput. It calls the same ``routes.get_prediction`` FastAPI has registered; anything
-unusual (other methods, ids the pattern rejects) falls through to FastAPI.
+Auth comes first so nothing runs for a bad token. The body limit holds for bodies of unknown
+length too (chunked): bytes are counted as they stream in; past the limit the app gets no more
+body and the client gets a 413, so a huge body is never read whole or parsed.
+
+The hot route (one id) is matched here, without the router: FastAPI's per-request dependency
+and validation machinery halves its throughput. It calls the same ``routes.get_prediction``
+FastAPI has registered; anything unusual (other methods, ids the pattern rejects) falls
+through to FastAPI.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import time
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from batch_serving.api.errors import ApiError, api_error_response, error_response
+from batch_serving.api.errors import ApiError, BodyTooLarge, api_error_response, error_response
 from batch_serving.api.routes import GET_ROUTE, get_prediction
 from batch_serving.api.schemas import ID_PATTERN
 from batch_serving.api.state import ServingState
@@ -56,7 +60,7 @@ class FastPath:
                 response = await _get(self.state, *fast)
                 await response(scope, receive, send_status)
             else:
-                await self.app(scope, receive, send_status)
+                await self._app_within_limit(scope, receive, send_status)
         finally:
             if template is None:
                 template = getattr(scope.get("route"), "path", "<unmatched>")
@@ -81,8 +85,54 @@ class FastPath:
                 )
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            return error_response(413, "body_too_large", f"request body over {self.max_body} bytes")
+            return api_error_response(BodyTooLarge(self.max_body))
         return None
+
+    async def _app_within_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The app, cut off from the body once it passes ``max_body``; then a 413 is sent in
+        place of whatever the app answered (FastAPI turns a failed body read into a 400)."""
+        limit = _BodyLimit(receive, send, self.max_body)
+        try:
+            await self.app(scope, limit.receive, limit.send)
+        except BodyTooLarge:
+            if limit.started:
+                raise
+        if limit.exceeded is not None and not limit.started:
+            exc = limit.exceeded
+            # the rest of the body is never read: close the connection rather than drain it
+            response = error_response(exc.status, exc.code, exc.message, {"Connection": "close"})
+            await response(scope, receive, send)
+
+
+class _BodyLimit:
+    """``receive``/``send`` for the app: counts body bytes, raises BodyTooLarge past the limit
+    (before the bytes reach the app) and then holds back the app's own answer."""
+
+    def __init__(self, receive: Receive, send: Send, max_body: int) -> None:
+        self._receive = receive
+        self._send = send
+        self._max_body = max_body
+        self._seen = 0
+        self.exceeded: BodyTooLarge | None = None
+        self.started = False
+
+    async def receive(self) -> Message:
+        if self.exceeded is not None:
+            raise BodyTooLarge(self._max_body)
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self._seen += len(message.get("body", b""))
+            if self._seen > self._max_body:
+                self.exceeded = BodyTooLarge(self._max_body)
+                raise self.exceeded
+        return message
+
+    async def send(self, message: Message) -> None:
+        if self.exceeded is not None and not self.started:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
 
 
 def _fast_get(scope: Scope) -> tuple[str, str] | None:
