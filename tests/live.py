@@ -85,19 +85,11 @@ class ApiProcess:
             time.sleep(0.05)
         self.load_s = time.perf_counter() - start
 
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
     def memory_mb(self) -> dict[str, float]:
         return memory_mb(self.proc.pid)
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        self.proc.wait(timeout=30)
+        stop_group(self.proc, timeout_s=30)
 
     def __enter__(self) -> ApiProcess:
         return self
@@ -166,8 +158,13 @@ class RedisServer:
         client.close()
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        self.proc.wait(timeout=10)
+        stop_group(self.proc, timeout_s=10)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to the process group a helper started (``start_new_session``); waits for it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    proc.wait(timeout=timeout_s)
