@@ -2,8 +2,8 @@
 loaded dict, an id is a search key inside an already-open snapshot.
 
 ``get_prediction`` is also what the middleware's fast path calls (see ``fastpath.py``): one
-implementation, registered here for the OpenAPI schema and for requests the fast path leaves
-to FastAPI (HEAD, say).
+implementation. It is registered here for the OpenAPI schema; FastAPI itself calls it only for
+a GET the fast path did not take.
 """
 
 from __future__ import annotations
