@@ -21,7 +21,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -119,49 +118,6 @@ def wrk(url: str, script: str, entities: int, seconds: int, connections: int) ->
     }
 
 
-def rss_mb(pid: int) -> dict[str, float]:
-    """Resident memory in MiB: total, private (anonymous), file-backed (mapped snapshot, libs)."""
-    fields = {"VmRSS:": "rss_mb", "RssAnon:": "anon_mb", "RssFile:": "file_mb"}
-    out: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key = line.split(maxsplit=1)[0] if line else ""
-        if key in fields:
-            out[fields[key]] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
-def start_api(
-    port: int, extra: list[str], env: dict[str, str], ready: frozenset[int] = frozenset({200})
-) -> tuple[subprocess.Popen[bytes], float]:
-    """``batch-serving serve`` in its own process group; returns once /health answers with a
-    status in ``ready`` (200: snapshot loaded; add 503 for an API with nothing to serve)."""
-    import httpx
-
-    exe = str(Path(sys.executable).parent / "batch-serving")
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [exe, "serve", "--port", str(port), *extra],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    while True:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code in ready:
-                return proc, time.perf_counter() - start
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.perf_counter() - start > 300:
-            raise RuntimeError("API did not become healthy")
-        time.sleep(0.05)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entities", choices=list(SIZES), default="10M")
@@ -179,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"partition of {entities} entities ready in {time.perf_counter() - t0:.1f}s", flush=True)
 
     sys.path.insert(0, str(ROOT / "tests"))
-    from live import RedisServer, free_port  # the tests' helpers (own process groups)
+    from live import ApiProcess, RedisServer  # the tests' helpers (own process groups)
 
     results: dict[str, Any] = {"entities": entities, "seconds": args.seconds}
     redis = RedisServer(base)
@@ -214,33 +170,24 @@ def main(argv: list[str] | None = None) -> int:
         # process baseline: the same API with nothing to serve (imports, uvicorn, metrics)
         empty = base / "empty"
         empty.mkdir(exist_ok=True)
-        proc, _ = start_api(free_port(), ["--root", str(empty)], {}, frozenset({200, 503}))
-        try:
-            results["baseline"] = rss_mb(proc.pid)
-        finally:
-            stop(proc)
+        with ApiProcess(["--root", str(empty)], ready=frozenset({200, 503})) as api:
+            results["baseline"] = api.memory_mb()
 
         for backend in ("embedded", "redis"):
-            port = free_port()
-            proc, load_s = start_api(
-                port,
+            with ApiProcess(
                 ["--root", str(serving), "--backend", backend, "--redis-url", redis_url],
                 {"BATCH_SERVING_MODELS": json.dumps([MODEL])},
-            )
-            try:
-                url = f"http://127.0.0.1:{port}"
-                wrk(url, SINGLE_LUA, entities, 2, args.connections)  # warm-up
-                single = wrk(url, SINGLE_LUA, entities, args.seconds, args.connections)
-                batch = wrk(url, BATCH_LUA, entities, args.seconds, args.connections)
+            ) as api:
+                wrk(api.url, SINGLE_LUA, entities, 2, args.connections)  # warm-up
+                single = wrk(api.url, SINGLE_LUA, entities, args.seconds, args.connections)
+                batch = wrk(api.url, BATCH_LUA, entities, args.seconds, args.connections)
                 results[backend] = {
-                    "load_s": round(load_s, 2),
-                    **rss_mb(proc.pid),
+                    "load_s": round(api.load_s, 2),
+                    **api.memory_mb(),
                     "single": single,
                     "batch100": batch,
                 }
                 print(f"{backend}: {json.dumps(results[backend])}", flush=True)
-            finally:
-                stop(proc)
 
     finally:
         redis.stop()

@@ -1,7 +1,8 @@
-"""Real servers for API tests: uvicorn on a loopback port in a thread, redis-server as a process.
+"""Real servers for API tests: uvicorn on a loopback port in a thread, ``batch-serving serve``
+and redis-server as processes.
 
-Both are stopped by their fixtures (the Redis process group is killed), so nothing outlives
-the test session.
+All are stopped by their fixtures (process groups are killed), so nothing outlives the test
+session. The benchmark (``bench/api_bench.py``) uses the same helpers.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ class LiveServer:
     """The app over real HTTP on a free loopback port (lifespan on: snapshots load)."""
 
     def __init__(self, app: Any) -> None:
-        from batch_serving.api.app import running_server
+        from batch_serving.api.server import running_server
 
         self.port = free_port()
         self._running = running_server(app, self.port)
@@ -38,6 +40,79 @@ class LiveServer:
 
     def __exit__(self, *exc: object) -> None:
         self._running.__exit__(None, None, None)
+
+
+class ApiProcess:
+    """``batch-serving serve`` on a free loopback port as its own process group.
+
+    It runs the ``batch_serving`` this process imported (its ``src`` leads ``PYTHONPATH``), so a
+    test measures the code under test. Ready once ``/health`` answers a status in ``ready``
+    (200: a snapshot is loaded; add 503 for an API with nothing to serve).
+    """
+
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        ready: frozenset[int] = frozenset({200}),
+        timeout_s: float = 300,
+    ) -> None:
+        import httpx
+
+        import batch_serving
+
+        src = str(Path(batch_serving.__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        start = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "batch_serving.cli", "serve", "--port", str(self.port), *args],
+            env={**os.environ, **(env or {}), "PYTHONPATH": path},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        while True:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1).status_code in ready:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.proc.poll() is not None or time.perf_counter() - start > timeout_s:
+                self.stop()
+                raise RuntimeError("API did not become healthy")
+            time.sleep(0.05)
+        self.load_s = time.perf_counter() - start
+
+    def memory_mb(self) -> dict[str, float]:
+        return memory_mb(self.proc.pid)
+
+    def stop(self) -> None:
+        stop_group(self.proc, timeout_s=30)
+
+    def __enter__(self) -> ApiProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    """Resident memory in MiB: total, private (anonymous), file-backed (mapped snapshot, libs),
+    and the peak total since the process started."""
+    fields = {
+        "VmRSS:": "rss_mb",
+        "RssAnon:": "anon_mb",
+        "RssFile:": "file_mb",
+        "VmHWM:": "peak_mb",
+    }
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key = line.split(maxsplit=1)[0] if line else ""
+        if key in fields:
+            out[fields[key]] = round(int(line.split()[1]) / 1024, 1)
+    return out
 
 
 class RedisServer:
@@ -83,8 +158,13 @@ class RedisServer:
         client.close()
 
     def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        self.proc.wait(timeout=10)
+        stop_group(self.proc, timeout_s=10)
+
+
+def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM to the process group a helper started (``start_new_session``); waits for it."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    proc.wait(timeout=timeout_s)

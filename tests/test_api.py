@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import select
+import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from conftest import Scored
-from live import LiveServer
+from live import ApiProcess, LiveServer
 
 from batch_serving.api.app import create_app
 from batch_serving.config import JobConfig, ServeSettings
 from batch_serving.serving.publish import publish, rollback
 
 Serve = Callable[..., LiveServer]
+JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture
@@ -251,12 +255,8 @@ def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> N
     """Multi-class outputs (a map column) take the Arrow reader; the JSON is an object."""
     import pyarrow as pa
 
-    from batch_serving.serving.snapshot import (
-        ServingLayout,
-        build_table,
-        write_pointer,
-        write_snapshot,
-    )
+    from batch_serving.serving.format import build_table, write_snapshot
+    from batch_serving.serving.pointer import ServingLayout, write_pointer
 
     source = pa.table(
         {
@@ -294,3 +294,86 @@ def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> N
         }
     ]
     assert batch["missing"] == ["3"]
+
+
+def test_chunked_body_over_the_limit_is_refused_while_it_streams_in(published: JobConfig) -> None:
+    """Issue #17.4: 10^7 ids (~130 MB) sent chunked (no Content-Length) get 413 once the limit
+    is passed, not after the whole body was read and parsed; the API stays at its idle memory."""
+    path = "/v1/models/served/predictions:batchGet"
+    with ApiProcess(["--root", str(published.serving_root)]) as api:
+        pieces = iter([b'{"ids": [1,', b" 2]}"])
+        chunked = httpx.post(api.url + path, content=pieces, headers=JSON)
+        assert chunked.status_code == 200  # a chunked body under the limit is served
+        time.sleep(0.5)
+        idle_mb = api.memory_mb()["rss_mb"]
+
+        status, body, sent = _post_chunked(api.port, path, _ids_json(10**7))
+
+        after = api.memory_mb()
+        assert status == 413, body
+        assert json.loads(body) == {
+            "error": {"code": "body_too_large", "message": "request body over 164096 bytes"}
+        }
+        assert sent < 32 * 2**20  # answered mid-body: loopback socket buffers hold a few MiB
+        # the peak too: a body read whole and parsed is freed soon after the answer
+        assert after["rss_mb"] < 2 * idle_mb and after["peak_mb"] < 2 * idle_mb, (idle_mb, after)
+        assert httpx.get(api.url + "/health").status_code == 200
+
+
+def _ids_json(n: int, per_piece: int = 100_000) -> Iterator[bytes]:
+    """``{"ids": [1000000000, ...]}`` in pieces (~12 bytes an id), never whole in memory."""
+    yield b'{"ids": ['
+    for start in range(0, n, per_piece):
+        ids = ", ".join(str(10**9 + i) for i in range(start, min(start + per_piece, n)))
+        yield (", " if start else "").encode() + ids.encode()
+    yield b"]}"
+
+
+def _post_chunked(
+    port: int, path: str, pieces: Iterable[bytes], timeout_s: float = 120
+) -> tuple[int, bytes, int]:
+    """POST with ``Transfer-Encoding: chunked`` over a raw socket, sending until the server
+    answers or closes; returns (status, response body, body bytes sent)."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        try:
+            for piece in pieces:
+                if select.select([sock], [], [], 0)[0]:
+                    break  # an answer (or a close) before the end of the body
+                sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+            else:
+                sock.sendall(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server closed; what it sent before that is still readable
+        status, body = _read_response(sock)
+    return status, body, sent
+
+
+def _read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Status and body of one HTTP/1.1 response with a Content-Length."""
+    data = b""
+    while True:
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next(
+            (
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")[1:]
+                if line.lower().startswith(b"content-length:")
+            ),
+            None,
+        )
+        if length is not None and len(body) >= length:
+            return int(head.split()[1]), body[:length]
+        try:
+            chunk = sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise AssertionError(f"connection closed before a complete response: {data[:300]!r}")
+        data += chunk

@@ -15,16 +15,10 @@ import pytest
 from conftest import REPO, Scored
 
 from batch_serving.errors import PublishError
+from batch_serving.serving.format import KEY, build_table, file_sha256, write_snapshot
+from batch_serving.serving.pointer import ServingLayout, read_pointer
 from batch_serving.serving.publish import publish, rollback
-from batch_serving.serving.snapshot import (
-    KEY,
-    ServingLayout,
-    Snapshot,
-    build_table,
-    file_sha256,
-    read_pointer,
-    write_snapshot,
-)
+from batch_serving.serving.readers import Snapshot
 from batch_serving.tables.files import data_files
 from batch_serving.tables.manifest import MANIFEST_NAME
 
@@ -242,7 +236,7 @@ def test_an_older_date_does_not_replace_a_newer_current_snapshot(
 def test_numpy_mapped_reader_answers_like_the_arrow_reader(scored: Scored, tmp_path: Path) -> None:
     import random
 
-    from batch_serving.serving.snapshot import MappedSnapshot, open_snapshot
+    from batch_serving.serving.readers import MappedSnapshot, open_snapshot
 
     done = publish(scored.config(tmp_path / "serving"), scored.dates[1])
     arrow, mapped = Snapshot(done.path), open_snapshot(done.path)
@@ -255,7 +249,7 @@ def test_numpy_mapped_reader_answers_like_the_arrow_reader(scored: Scored, tmp_p
 
 
 def test_string_keyed_snapshots_have_no_numpy_layout(tmp_path: Path) -> None:
-    from batch_serving.serving.snapshot import open_snapshot
+    from batch_serving.serving.readers import open_snapshot
 
     table = build_table(pa.table({"k": ["b", "a"], "score": [0.1, 0.2]}), ["k"], ["score"])
     manifest = write_snapshot(table, tmp_path / "s", {"snapshot_id": "s"})

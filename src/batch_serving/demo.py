@@ -47,7 +47,8 @@ def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
     import socket
     import urllib.request
 
-    from batch_serving.api.app import create_app, running_server
+    from batch_serving.api.app import create_app
+    from batch_serving.api.server import running_server
     from batch_serving.config import ServeSettings
     from batch_serving.serving.publish import publish
 

@@ -21,16 +21,9 @@ import pyarrow.parquet as pq
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
 from batch_serving.runs.recovery import holding_date, recover_date
-from batch_serving.serving.snapshot import (
-    ServingLayout,
-    Snapshot,
-    build_table,
-    next_history,
-    read_pointer,
-    read_snapshot_manifest,
-    write_pointer,
-    write_snapshot,
-)
+from batch_serving.serving.format import build_table, read_snapshot_manifest, write_snapshot
+from batch_serving.serving.pointer import ServingLayout, next_history, read_pointer, write_pointer
+from batch_serving.serving.readers import Snapshot
 from batch_serving.tables.files import data_files
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.manifest import RunManifest, committed_run_id

@@ -27,7 +27,9 @@ from types import TracebackType
 from typing import Any
 
 from batch_serving.errors import PublishError, ServingStoreError
-from batch_serving.serving.snapshot import KEY, Snapshot, next_history, parse_int_id, to_json_rows
+from batch_serving.serving.format import KEY
+from batch_serving.serving.pointer import next_history
+from batch_serving.serving.readers import Snapshot, parse_int_id, to_json_rows
 
 log = logging.getLogger(__name__)
 

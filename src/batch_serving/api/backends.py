@@ -1,0 +1,82 @@
+"""Where snapshots come from: the embedded file store (memory-mapped) or Redis.
+
+A backend turns "what is current now" into one immutable ``Handle`` per model; the API only
+ever asks a handle to parse and look up ids, so both stores answer through the same routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from batch_serving.config import ServeSettings
+from batch_serving.serving.pointer import ServingLayout, read_pointer
+from batch_serving.serving.readers import MappedSnapshot, Snapshot, open_snapshot
+
+
+class Handle(Protocol):
+    """One loaded snapshot of one model."""
+
+    snapshot_id: str
+    manifest: dict[str, Any]
+
+    def parse_key(self, entity_id: str) -> int | str: ...
+
+    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]: ...
+
+
+class Backend(Protocol):
+    async def load(self, current: dict[str, Any]) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class EmbeddedHandle:
+    """A memory-mapped snapshot file (see ``serving/readers.py``)."""
+
+    def __init__(self, snap: Snapshot | MappedSnapshot) -> None:
+        self._snap = snap
+        self.snapshot_id = snap.snapshot_id
+        self.manifest = snap.manifest
+
+    def parse_key(self, entity_id: str) -> int | str:
+        return self._snap.parse_key(entity_id)
+
+    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
+        return self._snap.lookup(keys)
+
+
+class EmbeddedBackend:
+    """Reads ``CURRENT.json`` pointers under the snapshot root; maps snapshots that changed."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self._layout = ServingLayout(settings.snapshot_root)
+        self._wanted = set(settings.models)
+        self._verify = settings.verify_checksum
+
+    async def load(self, current: dict[str, Any]) -> dict[str, Any]:
+        return await asyncio.to_thread(self._load, current)
+
+    def _load(self, current: dict[str, Any]) -> dict[str, Any]:
+        out = dict(current)
+        for model in self._layout.models():
+            if self._wanted and model not in self._wanted:
+                continue
+            pointer = read_pointer(self._layout, model)
+            if pointer is None or (model in out and out[model].snapshot_id == pointer["current"]):
+                continue
+            directory = self._layout.snapshot_dir(model, pointer["current"])
+            out[model] = EmbeddedHandle(open_snapshot(directory, verify_checksum=self._verify))
+        return out
+
+    async def close(self) -> None:
+        return None
+
+
+def make_backend(settings: ServeSettings) -> Backend:
+    if settings.backend == "redis":
+        from batch_serving.serving.redis_store import RedisBackend
+
+        return RedisBackend(settings.redis_url, settings.models)
+    return EmbeddedBackend(settings)

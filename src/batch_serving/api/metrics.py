@@ -1,0 +1,89 @@
+"""Prometheus metrics of one app: request counts and latency, swaps, and snapshot gauges.
+
+Each app owns its registry (no process-global metrics), so several apps in one process, as in
+the tests, count separately.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+
+from batch_serving.api.backends import Handle
+
+
+class Metrics:
+    """The counters the middleware and the refresh loop update."""
+
+    def __init__(
+        self, snapshots: Callable[[], Mapping[str, Handle]], live: Callable[[], int]
+    ) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "batch_serving_requests",
+            "HTTP requests by route template and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "batch_serving_request_duration_seconds",
+            "Request latency (server side) by route template",
+            ["route"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+            registry=self.registry,
+        )
+        self.swaps = Counter(
+            "batch_serving_snapshot_swaps",
+            "Snapshots made current",
+            ["model"],
+            registry=self.registry,
+        )
+        self.refresh_errors = Counter(
+            "batch_serving_refresh_errors",
+            "Failed polls of the snapshot store",
+            registry=self.registry,
+        )
+        self.registry.register(SnapshotCollector(snapshots, live))
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+class SnapshotCollector:
+    """Gauges computed at scrape time from whatever is current."""
+
+    def __init__(
+        self, snapshots: Callable[[], Mapping[str, Handle]], live: Callable[[], int]
+    ) -> None:
+        self._snapshots = snapshots
+        self._live = live
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        age = GaugeMetricFamily(
+            "batch_serving_snapshot_age_seconds",
+            "Seconds since the served snapshot was published",
+            labels=["model"],
+        )
+        rows = GaugeMetricFamily(
+            "batch_serving_snapshot_rows", "Entities in the served snapshot", labels=["model"]
+        )
+        version = GaugeMetricFamily(
+            "batch_serving_snapshot_model_version",
+            "Model version of the served snapshot",
+            labels=["model"],
+        )
+        now = dt.datetime.now(dt.UTC)
+        for model, handle in self._snapshots().items():
+            published = dt.datetime.fromisoformat(handle.manifest["published_at"])
+            age.add_metric([model], (now - published).total_seconds())
+            rows.add_metric([model], float(handle.manifest["rows"]))
+            version.add_metric([model], float(handle.manifest["model_version"]))
+        loaded = GaugeMetricFamily(
+            "batch_serving_snapshots_mapped", "Snapshot handles still alive (current + draining)"
+        )
+        loaded.add_metric([], float(self._live()))
+        return [age, rows, version, loaded]

@@ -1,0 +1,156 @@
+"""Route functions. Request paths never reach the filesystem: a model name is a key of the
+loaded dict, an id is a search key inside an already-open snapshot.
+
+``get_prediction`` is also what the middleware's fast path calls (see ``fastpath.py``): one
+implementation. It is registered here for the OpenAPI schema; FastAPI itself calls it only for
+a GET the fast path did not take.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from batch_serving.api.backends import Handle
+from batch_serving.api.errors import ApiError
+from batch_serving.api.schemas import (
+    ID_PATTERN,
+    BatchGetRequest,
+    BatchGetResponse,
+    ErrorResponse,
+    HealthResponse,
+    ModelInfo,
+    ModelsResponse,
+    PredictionResponse,
+)
+from batch_serving.api.state import ServingState
+from batch_serving.config import MODEL_NAME, ServeSettings
+
+GET_ROUTE = "/v1/models/{model}/predictions/{entity_id}"
+ModelParam = Annotated[str, Path(pattern=MODEL_NAME.pattern, description="registered model name")]
+IdParam = Annotated[str, Path(pattern=ID_PATTERN, description="entity id")]
+
+
+async def serving_state(request: Request) -> ServingState:
+    """The app's state (async: a sync dependency would cost a thread hop per request)."""
+    state: ServingState = request.app.state.serving
+    return state
+
+
+State = Annotated[ServingState, Depends(serving_state)]
+router = APIRouter()
+
+
+@router.get(
+    GET_ROUTE,
+    response_model=PredictionResponse,
+    responses={404: {"model": ErrorResponse}},
+    summary="Prediction for one entity",
+)
+async def get_prediction(model: ModelParam, entity_id: IdParam, state: State) -> Response:
+    # One id from the current snapshot, or ApiError (404 unknown model or id, 422 bad id).
+    # A comment, not a docstring: FastAPI would publish a docstring in the schema.
+    handle = _handle(state, model)
+    key = _parse(handle, model, entity_id)
+    (values,) = await handle.lookup([key])
+    if values is None:
+        raise ApiError(
+            404,
+            "entity_not_found",
+            f"entity {entity_id!r} is not in snapshot {handle.snapshot_id} of model {model!r}",
+        )
+    body = {"model": model, "entity_id": entity_id, **_provenance(handle), "values": values}
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
+@router.post(
+    "/v1/models/{model}/predictions:batchGet",
+    response_model=BatchGetResponse,
+    responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
+    summary="Predictions for up to max_batch ids "
+    f"(default {ServeSettings.model_fields['max_batch'].default})",
+)
+async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -> Response:
+    limit = state.settings.max_batch
+    if len(request.ids) > limit:
+        raise ApiError(
+            413, "too_many_ids", f"{len(request.ids)} ids requested; the limit is {limit}"
+        )
+    handle = _handle(state, model)
+    ids = [str(i) for i in request.ids]
+    keys = [_parse(handle, model, i) for i in ids]
+    found = await handle.lookup(keys)
+    results = [
+        {"entity_id": i, "values": v} for i, v in zip(ids, found, strict=True) if v is not None
+    ]
+    missing = [i for i, v in zip(ids, found, strict=True) if v is None]
+    body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
+@router.get(
+    "/v1/models", response_model=ModelsResponse, summary="Models served, with version and date"
+)
+async def list_models(state: State) -> ModelsResponse:
+    return ModelsResponse(
+        models=[
+            ModelInfo(
+                model=model,
+                **_provenance(h),
+                rows=h.manifest["rows"],
+                published_at=h.manifest["published_at"],
+                backend=state.settings.backend,
+            )
+            for model, h in sorted(state.snapshots.items())
+        ]
+    )
+
+
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": ErrorResponse}},
+    summary="200 once a snapshot is loaded, 503 before",
+)
+async def health(state: State) -> HealthResponse:
+    if not state.snapshots:
+        raise ApiError(503, "no_snapshot", "no snapshot loaded yet")
+    return HealthResponse(status="ok")
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _provenance(handle: Handle) -> dict[str, Any]:
+    """What every answer says about where its values come from."""
+    m = handle.manifest
+    return {
+        "model_version": m["model_version"],
+        "as_of": m["run_date"],
+        "run_id": m["run_id"],
+        "snapshot": handle.snapshot_id,
+    }
+
+
+def _handle(state: ServingState, model: str) -> Handle:
+    handle: Handle | None = state.snapshots.get(model)
+    if handle is None:
+        raise ApiError(404, "model_not_found", f"model {model!r} is not served here")
+    return handle
+
+
+def _parse(handle: Handle, model: str, entity_id: str) -> int | str:
+    try:
+        return handle.parse_key(entity_id)
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid_entity_id",
+            f"entity ids of model {model!r} are integers; got {entity_id!r}",
+        ) from None

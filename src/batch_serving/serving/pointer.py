@@ -1,0 +1,86 @@
+"""Where snapshots live and which one is current: the serving root's layout and its pointer.
+
+Layout under the serving root::
+
+    <model>/snapshots/<snapshot_id>/predictions.arrow + _snapshot.json
+    <model>/CURRENT.json     {"current": <snapshot_id>, "history": [older ids, newest first]}
+
+``CURRENT.json`` is replaced with one atomic rename, so a reader sees the old pointer or the new
+one, never a mix; snapshots themselves are immutable once renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from batch_serving.config import MODEL_NAME
+from batch_serving.errors import ServingStoreError
+
+POINTER = "CURRENT.json"
+
+
+@dataclass(frozen=True)
+class ServingLayout:
+    """Paths of the snapshot store; model names are validated before any path is built."""
+
+    root: Path
+
+    def model_dir(self, model: str) -> Path:
+        if not MODEL_NAME.fullmatch(model):
+            raise ServingStoreError(f"invalid model name {model!r}")
+        return self.root / model
+
+    def snapshot_dir(self, model: str, snapshot_id: str) -> Path:
+        if not MODEL_NAME.fullmatch(snapshot_id):
+            raise ServingStoreError(f"invalid snapshot id {snapshot_id!r}")
+        return self.model_dir(model) / "snapshots" / snapshot_id
+
+    def pointer_path(self, model: str) -> Path:
+        return self.model_dir(model) / POINTER
+
+    def models(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in self.root.iterdir()
+            if MODEL_NAME.fullmatch(p.name) and (p / POINTER).is_file()
+        )
+
+
+def read_pointer(layout: ServingLayout, model: str) -> dict[str, Any] | None:
+    path = layout.pointer_path(model)
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ServingStoreError(f"unreadable snapshot pointer {path}: {exc}") from None
+    return data
+
+
+def write_pointer(layout: ServingLayout, model: str, current: str, history: list[str]) -> None:
+    """Atomic switch: write a temp file, fsync, rename over ``CURRENT.json``."""
+    path = layout.pointer_path(model)
+    tmp = path.with_name(f".{POINTER}.{os.getpid()}.tmp")
+    payload = json.dumps({"current": current, "history": history}, indent=2) + "\n"
+    with open(tmp, "w") as fh:
+        fh.write(payload)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def next_history(
+    current: str | None, history: list[str], new: str, keep: int
+) -> tuple[list[str], list[str]]:
+    """History after ``new`` becomes current: (retained newest-first, dropped beyond ``keep``).
+
+    One rule for every store: the previous current goes first, ``new`` never appears in it.
+    """
+    older = ([current] if current else []) + [h for h in history if h != new]
+    return older[: keep - 1], older[keep - 1 :]
