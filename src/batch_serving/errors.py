@@ -70,6 +70,11 @@ class StorageError(BatchServingError):
     exit_code = 7
 
 
+class LeaseHeldError(StorageError):
+    """Another run holds the write lease of the same (table, model, partition); two writers of
+    one partition would overwrite each other's commit, so the second one stops (or waits)."""
+
+
 class PublishError(BatchServingError):
     """A partition cannot be published (not committed, failed validation) or a rollback has no
     previous snapshot to return to; the current snapshot is left as it was."""
