@@ -6,10 +6,13 @@ fresh with a heartbeat. The file is created whole or not at all (written to a te
 then ``os.link``-ed, which fails if the lease exists), so readers never see half a lease.
 
 A lease is stale when its holder's pid is gone on this host, or its heartbeat is older than
-``stale_after_s`` (hosts must keep their clocks in sync to well within that). A stale lease is
-first renamed aside: only one contender's rename can succeed, and the renamed file is checked to
-be the very file judged stale before it is dropped, so a fresh lease is never broken. Creating
-the new lease is still the exclusive ``os.link``, so two contenders never both win.
+``stale_after_s`` (hosts must keep their clocks in sync to well within that). Every step that
+replaces or removes the file (takeover, heartbeat, release) runs under a short ``flock`` on a
+guard file next to it, so a contender re-reads and removes exactly the file it judged stale;
+without it, two contenders could both win (one renames away the other's fresh lease, and a third
+creates one while it is being put back). The stale file is renamed aside and checked to be the
+one judged before it is dropped. Creating a lease needs no guard: ``os.link`` only succeeds
+when there is no file. A lock dies with its process; the guard file stays (a 0-byte dotfile).
 
 If a holder stalls for longer than ``stale_after_s`` and is taken over, its heartbeat stops at
 the next beat and ``still_held()`` turns False: check it right before committing.
@@ -17,7 +20,9 @@ the next beat and ``still_held()`` turns False: check it right before committing
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
@@ -25,6 +30,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,6 +40,7 @@ log = logging.getLogger(__name__)
 
 LEASES_DIR = "_leases"  # underscore prefix: Spark and the other readers skip it
 _ATTEMPTS = 5  # create / judge / set aside rounds before reporting whoever holds the lease now
+_GUARD_WAIT_S = 2.0  # the guard is held for microseconds; longer means a stopped process
 
 
 @dataclass(frozen=True)
@@ -103,6 +110,7 @@ class Lease:
                 f"{stale_after_s}, or a live holder would look stale"
             )
         self.path, self.run_id, self.wait = Path(path), run_id, wait
+        self._guard_path = self.path.with_name(f".{self.path.name}.guard")
         self.wait_timeout_s, self.stale_after_s = wait_timeout_s, stale_after_s
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
         self._holder: LeaseHolder | None = None
@@ -118,9 +126,9 @@ class Lease:
                     f"lease {self.path} is held by {blocker}: another run is writing this "
                     "partition; run again with --wait to wait for it"
                 )
-            if False and waited:
+            if waited >= self.wait_timeout_s:
                 raise LeaseHeldError(
-                    f"waited {waited:.0f} s for lease {self.path}; still held by {blocker}"
+                    f"waited {waited:.1f} s for lease {self.path}; still held by {blocker}"
                 )
             if not announced:
                 log.info("waiting for lease %s held by %s", self.path, blocker)
@@ -155,16 +163,17 @@ class Lease:
                 if self._create():
                     log.info("run %s took lease %s", self.run_id, self.path)
                     return None
-                seen, holder = _current(self.path)
-                if seen is None:
-                    continue  # released between our create and our read
-                age = time.time() - seen.mtime
-                blocker = holder.describe() if holder else f"a corrupt lease file ({age:.0f} s old)"
-                reason = self._stale_reason(holder, age)
-                if reason is None:
-                    return blocker
-                if self._set_aside(seen):
-                    log.warning("broke stale lease %s of %s: %s", self.path, blocker, reason)
+                with self._guarded() as locked:
+                    seen, holder = _current(self.path)
+                    if seen is None:
+                        continue  # released between our create and our read
+                    age = time.time() - seen.mtime
+                    blocker = holder.describe() if holder else f"a corrupt file ({age:.0f} s old)"
+                    reason = self._stale_reason(holder, age)
+                    if reason is None or not locked:
+                        return blocker
+                    if self._set_aside(seen):
+                        log.warning("broke stale lease %s of %s: %s", self.path, blocker, reason)
         except OSError as error:
             raise StorageError(f"cannot take lease {self.path}: {error}") from None
         return blocker
@@ -199,7 +208,7 @@ class Lease:
         try:
             os.rename(self.path, tomb)
         except FileNotFoundError:
-            return False  # another contender moved it first
+            return False  # gone already
         try:
             if _see(tomb) == seen:
                 return True
@@ -212,36 +221,60 @@ class Lease:
             tomb.unlink(missing_ok=True)
 
     def _release(self) -> None:
-        seen, holder = _current(self.path)
-        if seen is None or holder is None or holder.run_id != self.run_id:
-            now = holder.describe() if holder else "no file" if seen is None else "a corrupt file"
-            log.warning(
-                "lease %s now holds %s, not run %s; left as it is", self.path, now, self.run_id
-            )
-        elif self._set_aside(seen):
-            log.info("run %s released lease %s", self.run_id, self.path)
+        with self._guarded():  # unguarded if the guard is stuck: _set_aside still checks
+            seen, holder = _current(self.path)
+            if seen is None or holder is None or holder.run_id != self.run_id:
+                now = (
+                    holder.describe() if holder else "no file" if seen is None else "a corrupt file"
+                )
+                log.warning(
+                    "lease %s holds %s, not run %s; left as it is", self.path, now, self.run_id
+                )
+            elif self._set_aside(seen):
+                log.info("run %s released lease %s", self.run_id, self.path)
 
     def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s) and self._holder is not None:
-            seen, holder = _current(self.path)
-            if seen is None:
-                continue  # moved aside for a moment by a contender checking it; never recreate
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if not self._beat_once():
+                    return
+            except OSError as error:  # keep beating: the next one may succeed
+                log.warning("lease %s: heartbeat failed: %s", self.path, error)
+
+    def _beat_once(self) -> bool:
+        """Rewrite heartbeat_at if the lease is still ours; False once it is not."""
+        with self._guarded() as locked:
+            if not locked or self._holder is None:
+                return True  # try again at the next beat
+            holder = _current(self.path)[1]
             if holder is None or holder.run_id != self.run_id:
-                now = holder.describe() if holder else "an unreadable file"
-                log.warning("lease %s was taken over by %s; heartbeat stops", self.path, now)
-                return
+                now = holder.describe() if holder else "no readable lease"
+                log.warning("lease %s was taken over (%s); heartbeat stops", self.path, now)
+                return False
             self._holder = replace(self._holder, heartbeat_at=_stamp())
             tmp = self._write_temp(self._holder)
             try:
                 os.replace(tmp, self.path)
-            except OSError as error:
-                log.warning("lease %s: heartbeat failed: %s", self.path, error)
             finally:
                 tmp.unlink(missing_ok=True)
+            return True
+
+    @contextlib.contextmanager
+    def _guarded(self) -> Iterator[bool]:
+        """Hold the guard's flock (True), or report that it stayed busy (False)."""
+        fd = os.open(self._guard_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            yield _flock(fd, _GUARD_WAIT_S)
+        finally:
+            os.close(fd)  # closing releases the lock
 
     def _write_temp(self, holder: LeaseHolder) -> Path:
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(asdict(holder), sort_keys=True) + "\n")
+        try:
+            tmp.write_text(json.dumps(asdict(holder), sort_keys=True) + "\n")
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
         return tmp
 
 
@@ -280,6 +313,18 @@ def _current(path: Path) -> tuple[_Seen | None, LeaseHolder | None]:
         return seen, None
     valid = holder.pid > 0 and holder.heartbeat_age_s() is not None
     return seen, holder if valid else None
+
+
+def _flock(fd: int, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.002)
 
 
 def _pid_alive(pid: int) -> bool:
