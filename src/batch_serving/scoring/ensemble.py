@@ -1,0 +1,144 @@
+"""Ensembles: one score per row from several members' scores (issue #11).
+
+A job scores every member in one pass; the ensemble then combines the members' score columns,
+vectorized with numpy, into one float64 column. Config such as
+``ensemble: {members: [champion, tenure_adj], method: weighted_mean, weights: [0.7, 0.3]}``
+is checked once by ``make_ensemble`` on the driver, so a typo fails the run before any scoring
+with a ``ConfigError`` naming the key; ``Ensemble`` itself is small, frozen and picklable.
+
+Missing scores: a row whose score is null or NaN in ANY member gets a null ensemble score,
+whatever the method. A partial combination would silently change the meaning of the score
+(a mean of one member is not the ensemble), so the row is reported as unscored instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, cast, get_args
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from batch_serving.errors import ConfigError
+
+Method = Literal["mean", "weighted_mean", "vote", "max"]
+METHODS: tuple[str, ...] = get_args(Method)
+
+
+def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A numeric Arrow array as float64 numpy, nulls as NaN (one mask convention for numpy)."""
+    values = pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+    return np.asarray(values, dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Ensemble:
+    """Members' keys in score order, how they combine, and the method's parameters.
+
+    ``weights`` (weighted_mean only) are kept as configured and normalized by their sum when
+    combining, so ``[7, 3]`` and ``[0.7, 0.3]`` mean the same. ``threshold`` (vote only): a member
+    votes positive when its score >= threshold; the ensemble score is the fraction voting positive.
+    """
+
+    members: tuple[str, ...]
+    method: Method
+    weights: tuple[float, ...] | None = None
+    threshold: float = 0.5
+
+    def combine(self, scores: Sequence[pa.Array]) -> pa.Array:
+        """The ensemble score (float64) of each row from the members' scores, in member order.
+
+        Null where any member's score is null or NaN (see the module docstring), and where the
+        arithmetic itself gives NaN (e.g. +inf and -inf averaged).
+        """
+        if len(scores) != len(self.members):
+            raise ValueError(
+                f"{self.describe()} needs {len(self.members)} score arrays "
+                f"({', '.join(self.members)}), got {len(scores)}"
+            )
+        lengths = {key: len(s) for key, s in zip(self.members, scores, strict=True)}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"member score arrays differ in length: {lengths}")
+        matrix = np.vstack([float_values(s) for s in scores])  # one row per member
+        missing = np.isnan(matrix).any(axis=0)
+        with np.errstate(invalid="ignore"):
+            combined = self._reduce(matrix)
+        return pa.array(combined, type=pa.float64(), mask=missing | np.isnan(combined))
+
+    def _reduce(self, matrix: np.ndarray) -> np.ndarray:
+        if self.method == "mean":
+            return np.asarray(matrix.mean(axis=0))
+        if self.method == "weighted_mean":
+            weights = np.asarray(self.weights, dtype=np.float64)
+            return np.asarray((weights / weights.sum()) @ matrix)
+        if self.method == "vote":
+            return np.asarray((matrix >= self.threshold).mean(axis=0))
+        return np.asarray(matrix.max(axis=0))
+
+    def describe(self) -> str:
+        """One line for logs and the run summary, e.g. ``weighted_mean of a (0.7), b (0.3)``."""
+        if self.method == "weighted_mean" and self.weights is not None:
+            parts = [f"{m} ({w:g})" for m, w in zip(self.members, self.weights, strict=True)]
+            return f"weighted_mean of {', '.join(parts)}"
+        text = f"{self.method} of {', '.join(self.members)}"
+        if self.method == "vote":
+            text += f" (votes positive when score >= {self.threshold:g})"
+        return text
+
+
+def make_ensemble(
+    members: Sequence[str],
+    method: str,
+    weights: Sequence[float] | None = None,
+    threshold: float = 0.5,
+    where: str = "ensemble",
+) -> Ensemble:
+    """A validated ``Ensemble``; every problem is a ``ConfigError`` naming ``<where>.<key>``."""
+    keys = tuple(members)
+    if len(keys) < 2:
+        raise ConfigError(
+            f"{where}.members: an ensemble needs at least 2 members, got {list(keys)}"
+        )
+    duplicated = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicated:
+        raise ConfigError(f"{where}.members: duplicate member(s) {duplicated} in {list(keys)}")
+    if method not in METHODS:
+        raise ConfigError(
+            f"{where}.method: unknown method {method!r}; expected one of {', '.join(METHODS)}"
+        )
+    if not math.isfinite(threshold):
+        raise ConfigError(f"{where}.threshold: must be a finite number, got {threshold!r}")
+    checked = _checked_weights(keys, method, weights, where)
+    return Ensemble(keys, cast(Method, method), checked, float(threshold))
+
+
+def _checked_weights(
+    members: tuple[str, ...], method: str, weights: Sequence[float] | None, where: str
+) -> tuple[float, ...] | None:
+    """Weights belong to weighted_mean only: one per member, none negative, not all zero."""
+    if method != "weighted_mean":
+        if weights is not None:
+            raise ConfigError(
+                f"{where}.weights: weights are only used by method weighted_mean, not {method!r}"
+            )
+        return None
+    if weights is None:
+        raise ConfigError(f"{where}.weights: method weighted_mean needs one weight per member")
+    try:
+        values = tuple(float(w) for w in weights)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}.weights: weights must be numbers, got {weights!r}") from None
+    if len(values) != len(members):
+        raise ConfigError(
+            f"{where}.weights: {len(values)} weights {list(values)} for "
+            f"{len(members)} members {list(members)}"
+        )
+    bad = [w for w in values if not (math.isfinite(w) and w >= 0)]
+    if bad:
+        raise ConfigError(f"{where}.weights: weights must be finite and >= 0, got {list(values)}")
+    if sum(values) <= 0:
+        raise ConfigError(f"{where}.weights: weights must not all be zero, got {list(values)}")
+    return values
