@@ -100,3 +100,49 @@ class SlowScore(LinearScore):
 
         time.sleep(self.seconds)
         return self.scale * super().predict(context, model_input, params)
+
+
+def on_champion_score(train: pd.DataFrame, champion: Any) -> tuple[Any, Oracle]:
+    """A pipeline's second stage: a classifier of (champion score, tenure), fit on a frame."""
+    frame = pd.DataFrame(
+        {
+            "champion_score": champion.predict_proba(train[FEATURES])[:, 1],
+            "tenure_months": train["tenure_months"],
+        }
+    )
+    model = LogisticRegression(max_iter=300).fit(frame, train["churned"])
+
+    def oracle(f: pd.DataFrame) -> dict[str, np.ndarray]:
+        stage = pd.DataFrame(
+            {
+                "champion_score": champion.predict_proba(f[FEATURES])[:, 1],
+                "tenure_months": f["tenure_months"],
+            }
+        )
+        return {"score": model.predict_proba(stage)[:, 1]}
+
+    return model, oracle
+
+
+class RejectsManyCalls(LinearScore):
+    """Injected fault for one member: refuses rows with more than 3 support calls."""
+
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        if (model_input["support_calls"] > 3).any():
+            raise ValueError("too many support calls")
+        return super().predict(context, model_input, params)
+
+
+def forest_classifier(train: pd.DataFrame) -> tuple[Any, Oracle]:
+    """A different kind of challenger: a small random forest on the same features."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    pre = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), list(sample_data.CATEGORICAL))],
+        remainder="passthrough",
+    )
+    model = Pipeline(
+        [("pre", pre), ("clf", RandomForestClassifier(n_estimators=5, max_depth=4, random_state=0))]
+    )
+    model.fit(train[FEATURES], train["churned"])
+    return model, lambda f: {"score": model.predict_proba(f[FEATURES])[:, 1]}

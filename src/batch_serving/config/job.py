@@ -15,6 +15,13 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from batch_serving.config.members import (
+    EnsembleConfig,
+    MemberConfig,
+    MemberModel,
+    check_members,
+    member_models,
+)
 from batch_serving.config.paths import absolutize_uri, overlap
 from batch_serving.config.sections import (
     CatalogConfig,
@@ -51,6 +58,36 @@ class JobConfig(Frozen):
     tracking: TrackingConfig = TrackingConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     spark: SparkConfig = SparkConfig()
+    members: dict[str, MemberConfig] = Field(default_factory=dict)
+    ensemble: EnsembleConfig | None = None
+    rules: tuple[dict[str, Any], ...] = ()
+
+    @model_validator(mode="after")
+    def _members_ensemble_rules(self) -> JobConfig:
+        """Member references, cycles, the ensemble and the rules' syntax, at config load."""
+        try:
+            check_members(self.members, self.ensemble)
+        except ValueError as exc:
+            raise PydanticCustomError("members", str(exc)) from None
+        if self.ensemble is not None:
+            from batch_serving.scoring.ensemble import make_ensemble
+
+            e = self.ensemble
+            make_ensemble(e.members, e.method, e.weights, e.threshold)
+        if self.rules:
+            from batch_serving.scoring.rules import parse_rules
+
+            parse_rules(self.rules)
+        return self
+
+    def member_models(self) -> list[MemberModel]:
+        """Every model of the job in scoring order, the champion (``model:``) first."""
+        return member_models(self.model, self.members, self.ensemble)
+
+    @property
+    def multi_model(self) -> bool:
+        """Several models in one pass (members, an ensemble or rules): the wider output."""
+        return bool(self.members or self.ensemble or self.rules)
 
     @model_validator(mode="after")
     def _writes_outside_input(self) -> JobConfig:

@@ -17,6 +17,7 @@ from pyspark.sql import SparkSession
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputValidationError, OutputValidationError
 from batch_serving.runs.after_commit import after_commit
+from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.runs.records import build_manifest
@@ -49,20 +50,22 @@ def run_score(
     """Score ``run_date`` and commit its predictions partition; raise on any failure."""
     run = RunContext.start(cfg, run_date)
     log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
-    with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait):
+    with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
-        manifest, committed = _score_and_commit(spark, run)
+        manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
         after = after_commit(spark, run, manifest, committed)
     return RunResult(manifest, committed, after)
 
 
-def _score_and_commit(spark: SparkSession, run: RunContext) -> tuple[RunManifest, Committed]:
+def _score_and_commit(
+    spark: SparkSession, run: RunContext, lease: Lease
+) -> tuple[RunManifest, Committed]:
     cfg, step, staging = run.cfg, run.timer.step, run.staging
     with step("resolve_model"):
-        refs = resolve_members(cfg)
+        resolved = resolve_members(cfg)
     with step("load_model"):
-        models = prepare_models(spark, cfg, refs)
+        models = prepare_models(spark, cfg, resolved)
     engine = engine_named(choose_engine(cfg))
     try:
         with step("read"):
@@ -79,6 +82,7 @@ def _score_and_commit(spark: SparkSession, run: RunContext) -> tuple[RunManifest
             engine.stage(spark, data, valid.plan, models.handles(), staging, valid.duplicates)
         with step("reconcile"):
             counts = reconcile(run, valid.rows(data))
+            comparison = compare_shadows(valid.plan, staging.predictions)
         if cfg.validation.output_expectations:
             with step("validate_output"):
                 frame = spark.read.parquet(str(staging.predictions))
@@ -93,9 +97,9 @@ def _score_and_commit(spark: SparkSession, run: RunContext) -> tuple[RunManifest
         enforce_bad_rows(run, counts)
         with step("commit"):
             manifest = build_manifest(
-                run, valid.plan, models, engine.name, counts, gates, spark.version
+                run, valid.plan, models, engine.name, counts, gates, spark.version, comparison
             )
-            committed = commit_run(run, manifest, gates)
+            committed = commit_run(run, manifest, gates, lease)
     finally:
         discard(staging.predictions)
         discard(staging.quarantine)

@@ -44,6 +44,12 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
         "rows_out": float(manifest.output.rows),
         "rows_quarantined": float(manifest.quarantine.rows),
         **{f"duration_{k}_s": float(v) for k, v in manifest.durations_s.items()},
+        **{
+            f"shadow_{shadow}_{key}": float(values[key])
+            for shadow, values in manifest.comparison.items()
+            for key in ("agreement", "correlation", "mean_abs_diff")
+            if values.get(key) is not None
+        },
         **stats,
     }
     return metrics
@@ -77,7 +83,7 @@ def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | Non
                 "mlflow.source.name": "batch-serving score",
             },
         )
-        params = {
+        params: dict[str, object] = {
             "job": cfg.job,
             "run_date": manifest.run_date,
             "model_ref": cfg.model.selector,
@@ -86,6 +92,7 @@ def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | Non
             "engine": scoring.engine,
             "delivery": scoring.delivery,
             "config_digest": manifest.config_digest,
+            **{f"member.{m.key}": f"{m.uri} ({m.role})" for m in manifest.members},
         }
         ts = 0
         client.log_batch(

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
-from batch_serving.models.loading import load_and_describe
+from batch_serving.config.members import MemberModel
+from batch_serving.models.loading import load_and_describe, output_request
 from batch_serving.models.registry import ModelRef, resolve_model
 from batch_serving.scoring.plan import Member
 from batch_serving.spark.delivery import DeliveryPlan, ModelHandle, plan_delivery, release
 
 log = logging.getLogger(__name__)
-
-SERVED = "champion"
 
 
 @dataclass(frozen=True)
@@ -34,31 +33,48 @@ class PreparedModels:
             release(delivery)
 
 
-def resolve_members(cfg: JobConfig) -> dict[str, ModelRef]:
+def resolve_members(cfg: JobConfig) -> list[tuple[MemberModel, ModelRef]]:
     """Pin every alias to a version, once, so a moving alias cannot mix versions in a run."""
-    ref = resolve_model(cfg.model)
-    log.info("resolved %s -> %s (model run %s)", cfg.model.selector, ref.uri, ref.run_id)
-    return {SERVED: ref}
+    resolved = []
+    for member in cfg.member_models():
+        ref = resolve_model(member.model)
+        log.info(
+            "resolved %s %s -> %s (model run %s)",
+            member.key,
+            member.model.selector,
+            ref.uri,
+            ref.run_id,
+        )
+        resolved.append((member, ref))
+    return resolved
 
 
 def prepare_models(
-    spark: SparkSession, cfg: JobConfig, refs: dict[str, ModelRef]
+    spark: SparkSession, cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]
 ) -> PreparedModels:
     members, deliveries = [], []
-    for key, ref in refs.items():
+    for config, ref in resolved:
+        request = output_request(cfg, config.model, champion=config.role == "champion")
         with tempfile.TemporaryDirectory(prefix="bs-driver-") as tmp:
-            spec, loaded, model_dir = load_and_describe(cfg, ref, tmp)
-            member = Member(key, ref, spec)
-            trusted = cfg.model.skops_trusted_types
+            spec, loaded, model_dir = load_and_describe(config.model, request, ref, tmp)
+            trusted = config.model.skops_trusted_types
             delivery = plan_delivery(spark, ref, loaded.obj, model_dir, cfg.loading, trusted)
+        if config.inputs is not None and len(config.inputs) != len(spec.features):
+            from batch_serving.errors import ConfigError
+
+            raise ConfigError(
+                f"members.{config.key}.inputs lists {len(config.inputs)} sources but "
+                f"{ref.uri} has {len(spec.features)} features {list(spec.features)}"
+            )
         log.info(
-            "model %s: kind %s, %d features, delivery %s (%.1f MB)",
+            "model %s (%s): kind %s, %d features, delivery %s (%.1f MB)",
             ref.uri,
-            member.spec.kind,
-            len(member.spec.features),
+            config.key,
+            spec.kind,
+            len(spec.features),
             delivery.strategy,
             delivery.artifact_mb,
         )
-        members.append(member)
+        members.append(Member(config.key, ref, spec, config.role, config.inputs))
         deliveries.append(delivery)
     return PreparedModels(tuple(members), tuple(deliveries))

@@ -14,7 +14,7 @@ import datetime as dt
 import tempfile
 
 from batch_serving.config import JobConfig
-from batch_serving.models.loading import load_and_describe
+from batch_serving.models.loading import load_and_describe, output_request
 from batch_serving.models.registry import resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
@@ -31,7 +31,7 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:
     where = partition_path(cfg.input, run_date)
     ref = resolve_model(cfg.model)
     with tempfile.TemporaryDirectory(prefix="bs-check-") as tmp:
-        spec, _, _ = load_and_describe(cfg, ref, tmp)
+        spec, _, _ = load_and_describe(cfg.model, output_request(cfg, cfg.model), ref, tmp)
     found = inspect_input(local_path(where))
     numeric = spec.feed == "numpy"
     plan_casts(

@@ -7,10 +7,13 @@ from batch_serving.quality.gates import GateRunner
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import PreparedModels
 from batch_serving.runs.steps import Counts
-from batch_serving.scoring.plan import ScoringPlan
+from batch_serving.scoring.comparison import ComparisonSummary
+from batch_serving.scoring.plan import Member, ScoringPlan
+from batch_serving.spark.delivery import DeliveryPlan
 from batch_serving.tables.manifest import (
     GateSummary,
     InputSection,
+    MemberSection,
     ModelSection,
     OutputSection,
     QuarantineSection,
@@ -27,6 +30,7 @@ def build_manifest(
     counts: Counts,
     gates: GateRunner,
     spark_version: str,
+    comparison: dict[str, ComparisonSummary],
 ) -> RunManifest:
     cfg, served = run.cfg, plan.served
     ref, spec, delivery = served.ref, served.spec, models.deliveries[0]
@@ -52,6 +56,7 @@ def build_manifest(
             classes=list(spec.classes),
             positive_label=spec.positive_label,
             output_columns=plan.output_columns,
+            member_columns=plan.member_columns,
             delivery=delivery.strategy,
             artifact_mb=round(delivery.artifact_mb, 3),
             model_loads=delivery.handle.loads.value,
@@ -74,4 +79,28 @@ def build_manifest(
             for g in gates.results
         },
         durations_s=dict(run.timer.durations),
+        members=[_member(m, d) for m, d in zip(plan.members, models.deliveries, strict=True)]
+        if plan.multi
+        else [],
+        ensemble=plan.ensemble.describe() if plan.ensemble is not None else None,
+        rules=plan.rules.describe() if plan.rules is not None else [],
+        comparison={key: summary.to_dict() for key, summary in comparison.items()},
+    )
+
+
+def _member(member: Member, delivery: DeliveryPlan) -> MemberSection:
+    ref = member.ref
+    return MemberSection(
+        key=member.key,
+        role=member.role,
+        name=ref.name,
+        version=ref.version,
+        alias=ref.alias,
+        run_id=ref.run_id,
+        uri=ref.uri,
+        kind=member.spec.kind,
+        inputs=list(member.sources) if member.sources is not None else None,
+        delivery=delivery.strategy,
+        model_loads=delivery.handle.loads.value,
+        python_workers=len(delivery.handle.workers.value),
     )

@@ -11,15 +11,19 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
-from batch_serving.errors import OutputValidationError, ScoringError
+from batch_serving.config import JobConfig
+from batch_serving.errors import LeaseHeldError, OutputValidationError, ScoringError
 from batch_serving.quality.checks import check_duplicates, check_not_empty
 from batch_serving.quality.gates import GateRunner, write_reports
 from batch_serving.runs.context import RunContext
+from batch_serving.scoring.ensemble import Ensemble, make_ensemble
 from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.scoring.rules import parse_rules
 from batch_serving.spark.engines import Engine, InputData
 from batch_serving.tables.commit import Committed, commit
 from batch_serving.tables.files import count_rows, data_files
 from batch_serving.tables.layout import TableLayout
+from batch_serving.tables.lease import Lease, read_holder
 from batch_serving.tables.manifest import RunManifest, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -53,13 +57,29 @@ def validate_input(
     """Empty partition, columns and types (by planning the casts), duplicate ids."""
     cfg = run.cfg
     check_not_empty(data.rows, cfg.validation.allow_empty, data.where)
-    plan = build_plan(members, cfg.entity_columns, data.schema, run.run_id, run.started, data.where)
+    plan = build_plan(
+        members,
+        cfg.entity_columns,
+        data.schema,
+        run.run_id,
+        run.started,
+        data.where,
+        multi=cfg.multi_model,
+        ensemble=ensemble_of(cfg),
+        rules=parse_rules(cfg.rules) if cfg.rules else None,
+        score_column=cfg.output.score_column,
+    )
     policy = cfg.validation.duplicate_ids
     if policy == "allow":
         return Validated(plan, 0)
     extra, examples = engine.duplicate_ids(data, plan.entity_columns)
     check_duplicates(extra, examples, plan.entity_columns, policy, data.where)
     return Validated(plan, extra if policy == "keep_last" else 0)
+
+
+def ensemble_of(cfg: JobConfig) -> Ensemble | None:
+    e = cfg.ensemble
+    return None if e is None else make_ensemble(e.members, e.method, e.weights, e.threshold)
 
 
 def gate_runner(run: RunContext) -> GateRunner:
@@ -108,8 +128,18 @@ def enforce_bad_rows(run: RunContext, counts: Counts) -> None:
     )
 
 
-def commit_run(run: RunContext, manifest: RunManifest, gates: GateRunner) -> Committed:
-    """Write the manifest (once, inside the staged partition), then swap both tables in."""
+def commit_run(
+    run: RunContext, manifest: RunManifest, gates: GateRunner, lease: Lease
+) -> Committed:
+    """Write the manifest (once, inside the staged partition), then swap both tables in,
+    provided this run still holds the date's lease (a run stalled past the stale timeout
+    may have been taken over)."""
+    if not lease.still_held():
+        holder = read_holder(lease.path)
+        raise LeaseHeldError(
+            f"run {run.run_id} lost the lease {lease.path} before its commit (now held by "
+            f"{holder.describe() if holder else 'nobody'}); nothing committed"
+        )
     staging = run.staging
     staging.quarantine.mkdir(parents=True, exist_ok=True)  # a clean run may have written none
     write_manifest(staging.predictions, manifest)

@@ -3,24 +3,21 @@
 
 from __future__ import annotations
 
+from batch_serving.scoring.comparison import ComparisonSummary
 from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
+    return [*_header(manifest, after), *_members(manifest), *_after(after)]
+
+
+def _header(manifest: RunManifest, after: AfterCommit | None) -> list[str]:
     model, scoring, out = manifest.model, manifest.scoring, manifest.output
     pointer = f"@{model.alias}" if model.alias else f"/{model.version}"
     timings = after.durations_s if after is not None and after.durations_s else manifest.durations_s
     durations = ", ".join(f"{k} {v:.1f}s" for k, v in timings.items())
     table_root = out.path.rsplit("/", 1)[0]
     columns = scoring.output_columns
-    recorded = []
-    if after is not None and after.skipped:
-        recorded.append(f"  after     : skipped ({after.skipped})")
-    if after is not None and after.tables:
-        recorded.append(f'  tables    : {", ".join(after.tables)} (batch-serving sql "...")')
-    if after is not None and after.tracking_enabled:
-        run = after.mlflow_run_id or "not logged (tracking server unavailable, see log)"
-        recorded.append(f"  mlflow    : run {run}")
     return [
         f"batch-serving: job {manifest.job} scored {manifest.run_date} (run {manifest.run_id})",
         f"  model     : {model.name} v{model.version} (models:/{model.name}{pointer}, "
@@ -35,5 +32,38 @@ def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> li
         f"  durations : {durations}",
         "  query     : SELECT * FROM parquet.`" + table_root + "` "
         f"WHERE ds = DATE'{manifest.run_date}' ORDER BY {columns[0]} DESC LIMIT 10",
-        *recorded,
     ]
+
+
+def _members(manifest: RunManifest) -> list[str]:
+    """Members, ensemble, rules and the champion-vs-shadow comparison (multi-model runs)."""
+    lines = [
+        f"    {m.key:<12} {m.name} v{m.version} ({m.role}, {m.kind}, {m.delivery}), "
+        f"{m.model_loads} loads in {m.python_workers} workers"
+        + (f", inputs {m.inputs}" if m.inputs else "")
+        for m in manifest.members
+    ]
+    if lines:
+        lines.insert(0, "  members   :")
+    if manifest.ensemble:
+        lines.append(f"  ensemble  : {manifest.ensemble}")
+    if manifest.rules:
+        lines += ["  rules     :", *(f"    {rule}" for rule in manifest.rules)]
+    for shadow, values in manifest.comparison.items():
+        summary = ComparisonSummary(**values)
+        lines += [f"  champion vs {shadow}:", *(f"    {line}" for line in summary.lines())]
+    return lines
+
+
+def _after(after: AfterCommit | None) -> list[str]:
+    if after is None:
+        return []
+    lines = []
+    if after.skipped:
+        lines.append(f"  after     : skipped ({after.skipped})")
+    if after.tables:
+        lines.append(f'  tables    : {", ".join(after.tables)} (batch-serving sql "...")')
+    if after.tracking_enabled:
+        run = after.mlflow_run_id or "not logged (tracking server unavailable, see log)"
+        lines.append(f"  mlflow    : run {run}")
+    return lines

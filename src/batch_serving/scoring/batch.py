@@ -1,7 +1,8 @@
 """``score_batch``: one Arrow batch of input rows in, predictions and quarantined rows out.
 
-The one scoring core: casts, the model call with row isolation, and the lineage columns.
-Spark engines call it inside tasks, and so will a stream and the API. No pyspark here.
+The one scoring core: casts, the model calls with row isolation, the served result, and the
+lineage columns. Spark engines call it inside tasks, and so will a stream and the API. No
+pyspark here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from batch_serving.scoring.casts import apply_casts
 from batch_serving.scoring.isolation import score_and_split
+from batch_serving.scoring.members import score_members
 from batch_serving.scoring.plan import ScoringPlan
 
 
@@ -38,31 +40,63 @@ class BatchScorer:
         self._size = 0
         self._lineage: list[pa.Array] = []
         self._q_lineage: list[pa.Array] = []
+        self._members: list[list[pa.Array]] = []
 
     def score(self, batch: pa.RecordBatch) -> Scored:
-        plan = self.plan
-        member = plan.served
-        cast = apply_casts(batch, dict(plan.casts))
-        split = score_and_split(member.spec, self.models[0], cast, plan.entity_columns)
         self._ensure(batch.num_rows)
-        n = len(split.scored[0])
-        arrays = split.scored + [c.slice(0, n) for c in self._lineage]
-        predictions = pa.RecordBatch.from_arrays(arrays, schema=plan.output_schema)
-        m = len(split.quarantined[0])
-        if not m:
+        cast = apply_casts(batch, dict(self.plan.casts))
+        if self.plan.multi:
+            return self._score_members(cast)
+        plan = self.plan
+        split = score_and_split(plan.served.spec, self.models[0], cast, plan.entity_columns)
+        predictions = self._rows(split.scored, self._lineage, plan.output_schema)
+        if not len(split.quarantined[0]):
             return Scored(predictions, None)
-        arrays = split.quarantined + [c.slice(0, m) for c in self._q_lineage]
         return Scored(
-            predictions, pa.RecordBatch.from_arrays(arrays, schema=plan.quarantine_schema)
+            predictions, self._rows(split.quarantined, self._q_lineage, plan.quarantine_schema)
+        )
+
+    def _score_members(self, batch: pa.RecordBatch) -> Scored:
+        plan = self.plan
+        got = score_members(plan, self.models, batch)
+        n = len(got.alive)
+        structs = [
+            pa.StructArray.from_arrays(
+                [*fields, *(c.slice(0, n) for c in lineage)], fields=list(plan.member_type(m))
+            )
+            for m, fields, lineage in zip(plan.members, got.structs, self._members, strict=True)
+        ]
+        ids = _take(batch, plan.entity_columns, got.alive)
+        predictions = self._rows([*ids, *got.served, *structs], self._lineage, plan.output_schema)
+        bad = got.rejected
+        if not bad.classes:
+            return Scored(predictions, None)
+        columns = [
+            *_take(batch, plan.entity_columns, bad.positions()),
+            pa.array(bad.classes, pa.string()),
+            pa.array(bad.messages, pa.string()),
+            pa.array(bad.members, pa.string()),
+        ]
+        return Scored(predictions, self._rows(columns, self._q_lineage, plan.quarantine_schema))
+
+    @staticmethod
+    def _rows(arrays: list[pa.Array], lineage: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:
+        n = len(arrays[0])
+        return pa.RecordBatch.from_arrays(
+            [*arrays, *(c.slice(0, n) for c in lineage)], schema=schema
         )
 
     def _ensure(self, size: int) -> None:
         if size <= self._size:
             return
-        ref, plan = self.plan.served.ref, self.plan
-        self._size = max(size, 1)
-        self._lineage = _constants((ref.name, ref.version, ref.run_id), plan, self._size)
-        self._q_lineage = _constants((ref.name, ref.version, plan.run_id), plan, self._size)
+        plan, ref = self.plan, self.plan.served.ref
+        self._size = size = max(size, 1)
+        at = _repeat_time(plan, size)
+        self._lineage = [*_repeat_model(ref.name, ref.version, ref.run_id, size), at]
+        self._q_lineage = [*_repeat_model(ref.name, ref.version, plan.run_id, size), at]
+        self._members = [
+            _repeat_model(m.ref.name, m.ref.version, m.ref.run_id, size) for m in plan.members
+        ]
 
 
 def score_batch(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatch) -> Scored:
@@ -78,6 +112,13 @@ def tagged(scored: Scored, schema: pa.Schema) -> list[pa.RecordBatch]:
     return [_conform(part, schema) for part in parts]
 
 
+def _take(batch: pa.RecordBatch, columns: list[str], rows: np.ndarray) -> list[pa.Array]:
+    if len(rows) == batch.num_rows and np.array_equal(rows, np.arange(batch.num_rows)):
+        return [batch.column(c) for c in columns]
+    index = pa.array(rows, type=pa.int64())
+    return [batch.column(c).take(index) for c in columns]
+
+
 def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     names = set(batch.schema.names)
     arrays = [
@@ -87,13 +128,17 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
-def _constants(values: tuple[str, int, str | None], plan: ScoringPlan, size: int) -> list[pa.Array]:
-    name, version, run_id = values
+def _repeat_model(name: str, version: int, run_id: str | None, size: int) -> list[pa.Array]:
+    """(model_name, model_version, run id) repeated ``size`` times, as dictionary-decoded
+    arrays (cheap to build, sliced per batch)."""
     zeros = pa.array(np.zeros(size, dtype=np.int32))
-    micros = int(plan.scored_at.timestamp() * 1_000_000)
     return [
         pa.DictionaryArray.from_arrays(zeros, pa.array([name])).cast(pa.string()),
         pa.array(np.full(size, version, dtype=np.int32)),
         pa.DictionaryArray.from_arrays(zeros, pa.array([run_id], pa.string())).cast(pa.string()),
-        pa.array(np.full(size, micros, dtype=np.int64)).view(pa.timestamp("us", tz="UTC")),
     ]
+
+
+def _repeat_time(plan: ScoringPlan, size: int) -> pa.Array:
+    micros = int(plan.scored_at.timestamp() * 1_000_000)
+    return pa.array(np.full(size, micros, dtype=np.int64)).view(pa.timestamp("us", tz="UTC"))

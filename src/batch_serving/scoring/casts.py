@@ -56,11 +56,6 @@ def plan_casts(
     missing = [c for c in wanted if c not in present]
     if missing:
         raise MissingColumnsError(missing, present, where)
-    extra = [c for c in present if c not in set(wanted)]
-    if extra:
-        log.info(
-            "ignoring %d input columns not used by the model: %s (in %s)", len(extra), extra, where
-        )
     casts: dict[str, Cast] = {}
     for name in features:
         if name in entity_columns:
@@ -70,6 +65,15 @@ def plan_casts(
         if target is not None:
             casts[name] = Cast(target, _LABELS.get(target, str(target)))
     return casts
+
+
+def log_ignored(schema: pa.Schema, used: Sequence[str], where: str) -> None:
+    """Columns the models do not read never cross into Python; say which, once."""
+    extra = [c for c in schema.names if c not in set(used)]
+    if extra:
+        log.info(
+            "ignoring %d input columns not used by the model: %s (in %s)", len(extra), extra, where
+        )
 
 
 def _target(name: str, actual: pa.DataType, expected: str | None, where: str) -> pa.DataType | None:

@@ -18,6 +18,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch_serving.tables.lease import lease_path
+
 PARTITION_COLUMN = "ds"
 PREDICTIONS = "predictions"
 QUARANTINE = "quarantine"
@@ -53,8 +55,7 @@ class TableLayout:
 
     def lease_file(self, run_date: dt.date) -> Path:
         """Who is writing this date right now (see ``tables.lease``)."""
-        name = f"{self.partition_name(run_date)}.json"
-        return self.root / "_leases" / self.table / self.model / name
+        return lease_path(self.root, self.table, self.model, self.partition_name(run_date))
 
     def committed_dates(self) -> list[str]:
         prefix = f"{PARTITION_COLUMN}="

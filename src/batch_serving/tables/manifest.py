@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -42,8 +42,26 @@ class ScoringSection(_Record):
     classes: list[str] = []
     positive_label: str | None = None
     output_columns: list[str]
+    member_columns: list[str] = []
     delivery: str
     artifact_mb: float
+    model_loads: int
+    python_workers: int
+
+
+class MemberSection(_Record):
+    """One model of a multi-model run: which version, its role, how it reached the workers."""
+
+    key: str
+    role: str
+    name: str
+    version: int
+    alias: str | None = None
+    run_id: str | None = None
+    uri: str
+    kind: str
+    inputs: list[str] | None = None
+    delivery: str
     model_loads: int
     python_workers: int
 
@@ -85,6 +103,10 @@ class RunManifest(_Record):
     versions: dict[str, str]
     validation: dict[str, GateSummary] = {}
     durations_s: dict[str, float] = {}
+    members: list[MemberSection] = []
+    ensemble: str | None = None
+    rules: list[str] = []
+    comparison: dict[str, dict[str, Any]] = {}  # shadow key -> ComparisonSummary.to_dict()
 
     def failed_gates(self) -> list[str]:
         return [name for name, gate in self.validation.items() if not gate.success]

@@ -1,0 +1,67 @@
+"""Champion vs each shadow, from the staged predictions (a few columns, no input re-read)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from batch_serving.scoring.comparison import (
+    ComparisonPartial,
+    ComparisonSummary,
+    labels_from_scores,
+    summarize,
+)
+from batch_serving.scoring.members import label_field, score_field
+from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
+from batch_serving.tables.files import data_files
+
+
+def compare_shadows(plan: ScoringPlan, staged: Path) -> dict[str, ComparisonSummary]:
+    """Agreement of actions (or labels), score correlation, mean abs difference, flip matrix."""
+    shadows = [m for m in plan.members if m.shadow]
+    if not shadows:
+        return {}
+    champion = plan.served
+    columns = [champion.key, *(s.key for s in shadows)]
+    if plan.rules is not None:
+        columns.append(ACTION.name)
+    partials: dict[str, ComparisonPartial] = {}
+    for f in data_files(staged):
+        table = pq.read_table(f, columns=columns)
+        for shadow in shadows:
+            part = ComparisonPartial.of(
+                _scores(table, champion),
+                _scores(table, shadow),
+                _decisions(table, plan, champion),
+                _decisions(table, plan, shadow),
+            )
+            seen = partials.get(shadow.key)
+            partials[shadow.key] = part if seen is None else seen.merge(part)
+    return {key: summarize(part) for key, part in partials.items()}
+
+
+def _field(table: pa.Table, member: Member, name: str) -> pa.Array:
+    return pc.struct_field(table.column(member.key).combine_chunks(), name)
+
+
+def _scores(table: pa.Table, member: Member) -> pa.Array:
+    name = score_field(member)
+    if name is None:  # multi-class: no single score to correlate
+        return pa.nulls(table.num_rows, pa.float64())
+    return _field(table, member, name)
+
+
+def _decisions(table: pa.Table, plan: ScoringPlan, member: Member) -> pa.Array:
+    """The action the member's scores lead to (the served one for the champion), or, without
+    rules, its label."""
+    if plan.rules is not None:
+        if member is plan.served:
+            return table.column(ACTION.name).combine_chunks()
+        return _field(table, member, ACTION.name)
+    name = label_field(member)
+    assert name is not None
+    values = _field(table, member, name)
+    return values if member.spec.kind == "multiclass" else labels_from_scores(values)
