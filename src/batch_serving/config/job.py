@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from batch_serving.config.ensemble import checked_ensemble
 from batch_serving.config.members import (
     EnsembleConfig,
     MemberConfig,
@@ -23,6 +24,7 @@ from batch_serving.config.members import (
     member_models,
 )
 from batch_serving.config.paths import absolutize_uri, overlap
+from batch_serving.config.rules import parse_rules
 from batch_serving.config.sections import (
     CatalogConfig,
     Engine,
@@ -70,13 +72,9 @@ class JobConfig(Frozen):
         except ValueError as exc:
             raise PydanticCustomError("members", str(exc)) from None
         if self.ensemble is not None:
-            from batch_serving.scoring.ensemble import make_ensemble
-
             e = self.ensemble
-            make_ensemble(e.members, e.method, e.weights, e.threshold)
+            checked_ensemble(e.members, e.method, e.weights, e.threshold)
         if self.rules:
-            from batch_serving.scoring.rules import parse_rules
-
             parse_rules(self.rules)
         return self
 

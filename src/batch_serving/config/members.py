@@ -23,6 +23,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from batch_serving.config.ensemble import Method
 from batch_serving.config.sections import Frozen, ModelConfig
 
 CHAMPION = "champion"
@@ -30,7 +31,6 @@ ENSEMBLE = "ensemble"
 RESERVED = (CHAMPION, ENSEMBLE, "score", "action", "input")
 MEMBER_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 Role = Literal["member", "shadow"]
-Method = Literal["mean", "weighted_mean", "vote", "max"]
 
 
 class MemberConfig(Frozen):

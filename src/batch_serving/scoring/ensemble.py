@@ -13,19 +13,15 @@ whatever the method. A partial combination would silently change the meaning of 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, cast, get_args
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from batch_serving.errors import ConfigError
-
-Method = Literal["mean", "weighted_mean", "vote", "max"]
-METHODS: tuple[str, ...] = get_args(Method)
+from batch_serving.config.ensemble import Method, checked_ensemble
 
 
 def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -96,49 +92,9 @@ def make_ensemble(
     threshold: float = 0.5,
     where: str = "ensemble",
 ) -> Ensemble:
-    """A validated ``Ensemble``; every problem is a ``ConfigError`` naming ``<where>.<key>``."""
-    keys = tuple(members)
-    if len(keys) < 2:
-        raise ConfigError(
-            f"{where}.members: an ensemble needs at least 2 members, got {list(keys)}"
-        )
-    duplicated = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicated:
-        raise ConfigError(f"{where}.members: duplicate member(s) {duplicated} in {list(keys)}")
-    if method not in METHODS:
-        raise ConfigError(
-            f"{where}.method: unknown method {method!r}; expected one of {', '.join(METHODS)}"
-        )
-    if not math.isfinite(threshold):
-        raise ConfigError(f"{where}.threshold: must be a finite number, got {threshold!r}")
-    checked = _checked_weights(keys, method, weights, where)
-    return Ensemble(keys, cast(Method, method), checked, float(threshold))
-
-
-def _checked_weights(
-    members: tuple[str, ...], method: str, weights: Sequence[float] | None, where: str
-) -> tuple[float, ...] | None:
-    """Weights belong to weighted_mean only: one per member, none negative, not all zero."""
-    if method != "weighted_mean":
-        if weights is not None:
-            raise ConfigError(
-                f"{where}.weights: weights are only used by method weighted_mean, not {method!r}"
-            )
-        return None
-    if weights is None:
-        raise ConfigError(f"{where}.weights: method weighted_mean needs one weight per member")
-    try:
-        values = tuple(float(w) for w in weights)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}.weights: weights must be numbers, got {weights!r}") from None
-    if len(values) != len(members):
-        raise ConfigError(
-            f"{where}.weights: {len(values)} weights {list(values)} for "
-            f"{len(members)} members {list(members)}"
-        )
-    bad = [w for w in values if not (math.isfinite(w) and w >= 0)]
-    if bad:
-        raise ConfigError(f"{where}.weights: weights must be finite and >= 0, got {list(values)}")
-    if sum(values) <= 0:
-        raise ConfigError(f"{where}.weights: weights must not all be zero, got {list(values)}")
-    return values
+    """A validated ``Ensemble``; every problem is a ``ConfigError`` naming ``<where>.<key>``
+    (the checks live in the config layer, which runs them at config load)."""
+    keys, checked_method, checked, limit = checked_ensemble(
+        members, method, weights, threshold, where
+    )
+    return Ensemble(keys, cast(Method, checked_method), checked, limit)

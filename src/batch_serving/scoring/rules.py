@@ -17,21 +17,27 @@ the recursive-descent ``_Parser``; it never reaches an evaluator. Choices, none 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batch_serving.config.rules import (
+    OPERATORS,
+    Comparison,
+    Rule,
+    Rules,
+    Terms,
+    Value,
+    _kind_of,
+    _literal,
+)
+from batch_serving.config.rules import parse_rules as _parse
 from batch_serving.errors import ConfigError
 
-Value = float | int | str | bool
-Terms = tuple[tuple["Comparison", ...], ...]
-OPERATORS = (">=", ">", "<=", "<", "==", "!=")
-_FLIPPED = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "==": "==", "!=": "!="}
+__all__ = ["OPERATORS", "Comparison", "Rule", "RuleSet", "Value", "parse_rules"]
+
 _KERNELS = {
     ">=": pc.greater_equal,
     ">": pc.greater,
@@ -40,79 +46,11 @@ _KERNELS = {
     "==": pc.equal,
     "!=": pc.not_equal,
 }
-_KEYWORDS = ("and", "or", "not", "true", "false")
-_ACTION = re.compile(r"[A-Za-z0-9_.-]+")
-_MAX_TERMS = 64  # and-terms once parentheses are expanded; beyond that nobody can review it
-_TOKEN = re.compile(
-    r"""\s*(?:(?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?![\w.])
-    |(?P<string>"[^"]*"|'[^']*')
-    |(?P<op>[<>=!]+)
-    |(?P<name>[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)
-    |(?P<paren>[()])
-    |(?P<other>\S[^\s()<>=!]*))""",
-    re.VERBOSE,
-)
-Token = tuple[str, str, int]  # kind, text, position
 Columns = Mapping[str, pa.Array | pa.ChunkedArray]
 
 
-@dataclass(frozen=True)
-class Comparison:
-    """``ref op value``; the column is always on the left (literal-first text is flipped)."""
-
-    ref: str
-    op: str
-    value: Value
-
-    def __str__(self) -> str:
-        return f"{self.ref} {self.op} {_literal(self.value)}"
-
-
-@dataclass(frozen=True)
-class Rule:
-    """An action and its condition as an OR of ANDs; an empty ``any_of`` is the otherwise."""
-
-    action: str
-    any_of: Terms
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    """Rules in order, the last one the otherwise; ``where`` prefixes every message."""
-
-    rules: tuple[Rule, ...]
-    where: str = "rules"
-
-    def __post_init__(self) -> None:
-        for i, rule in enumerate(self.rules[:-1]):
-            if not rule.any_of:
-                raise ConfigError(
-                    f"{self.where}[{i}].otherwise: must be the last rule; "
-                    f"the {len(self.rules) - 1 - i} rule(s) after it could never match"
-                )
-        if self.rules and self.rules[-1].any_of:
-            raise ConfigError(
-                f"{self.where} must end with {{otherwise: <action>}} so that every row gets an "
-                f"action; rule {len(self.rules) - 1} (the last, action "
-                f"{self.rules[-1].action!r}) has a 'when'"
-            )
-
-    @property
-    def refs(self) -> tuple[str, ...]:
-        return tuple(sorted({c.ref for _, c in self._comparisons()}))
-
-    @property
-    def actions(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(rule.action for rule in self.rules))
-
-    @property
-    def thresholds(self) -> dict[str, tuple[float, ...]]:
-        """Numeric constants per ref, sorted: what a parity check must agree on at the edges."""
-        found: dict[str, set[float]] = {}
-        for _, c in self._comparisons():
-            if _kind_of(c.value) == "number":
-                found.setdefault(c.ref, set()).add(float(c.value))
-        return {ref: tuple(sorted(values)) for ref, values in sorted(found.items())}
+class RuleSet(Rules):
+    """Parsed rules that can be checked against a schema and evaluated on Arrow columns."""
 
     def check_refs(self, available: Mapping[str, pa.DataType]) -> None:
         """Every ref exists and has the literal's kind; run it once per input schema."""
@@ -143,157 +81,11 @@ class RuleSet:
         actions = pa.array([rule.action for rule in self.rules], pa.string())
         return pc.take(actions, pa.array(first, pa.int64()))
 
-    def describe(self) -> list[str]:
-        """One line per rule (the condition as its OR of ANDs), for manifests and logs."""
-        return [
-            f"{self.where}[{i}]: when {_format(rule.any_of)} -> {rule.action}"
-            if rule.any_of
-            else f"{self.where}[{i}]: otherwise -> {rule.action}"
-            for i, rule in enumerate(self.rules)
-        ]
-
-    def _comparisons(self) -> Iterator[tuple[int, Comparison]]:
-        for i, rule in enumerate(self.rules):
-            for term in rule.any_of:
-                yield from ((i, c) for c in term)
-
 
 def parse_rules(raw: Sequence[Mapping[str, object]], where: str = "rules") -> RuleSet:
     """The YAML ``rules:`` list as a RuleSet; any mistake is a ConfigError naming rule and key."""
-    if isinstance(raw, str | bytes | Mapping) or not isinstance(raw, Sequence):
-        raise ConfigError(f"{where}: expected a list of rules, got {type(raw).__name__}")
-    return RuleSet(tuple(_parse_rule(item, f"{where}[{i}]") for i, item in enumerate(raw)), where)
-
-
-def _parse_rule(item: object, where: str) -> Rule:
-    shape = "a rule is {when: <condition>, action: <action>} or {otherwise: <action>}"
-    if not isinstance(item, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(item).__name__}; {shape}")
-    keys = [str(key) for key in item]
-    unknown = [key for key in keys if key not in ("when", "action", "otherwise")]
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; {shape}")
-    if "otherwise" in item:
-        if len(keys) > 1:
-            other = next(key for key in keys if key != "otherwise")
-            raise ConfigError(f"{where}: has both 'otherwise' and {other!r}; {shape}")
-        return Rule(_action(item["otherwise"], f"{where}.otherwise"), ())
-    for key in ("when", "action"):
-        if key not in item:
-            raise ConfigError(f"{where}: missing key {key!r}; {shape}")
-    when = item["when"]
-    if not isinstance(when, str) or not when.strip():
-        raise ConfigError(f"{where}.when: expected a non-empty string, got {when!r}")
-    return Rule(_action(item["action"], f"{where}.action"), _Parser(when, f"{where}.when").parse())
-
-
-def _action(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _ACTION.fullmatch(value):
-        raise ConfigError(
-            f"{where}: expected an action name of letters, digits, '_', '.' or '-', got {value!r}"
-        )
-    return value
-
-
-class _Parser:
-    """Recursive descent over one ``when``: or_expr := and_expr ('or' and_expr)*,
-    and_expr := atom ('and' atom)*, atom := '(' or_expr ')' | operand OP operand.
-    Each level returns its OR of ANDs directly, so 'and' binds tighter than 'or'."""
-
-    def __init__(self, text: str, where: str) -> None:
-        self.text, self.where, self.i = text, where, 0
-        self.tokens = [_token(m) for m in _TOKEN.finditer(text)] + [("end", "", len(text))]
-
-    def parse(self) -> Terms:
-        terms = self.disjunction()
-        kind, text, pos = self.tokens[self.i]
-        if kind != "end":
-            self.fail(f"unexpected {text!r}, expected 'and', 'or' or the end", pos)
-        return terms
-
-    def disjunction(self) -> Terms:
-        terms = self.conjunction()
-        while self.tokens[self.i][0] == "or":
-            self.i += 1
-            terms += self.conjunction()
-        return terms
-
-    def conjunction(self) -> Terms:
-        terms = self.atom()
-        while self.tokens[self.i][0] == "and":
-            pos = self.tokens[self.i][2]
-            self.i += 1
-            right = self.atom()
-            terms = tuple(a + b for a in terms for b in right)
-            if len(terms) > _MAX_TERMS:
-                self.fail(f"condition expands to more than {_MAX_TERMS} and-terms", pos)
-        return terms
-
-    def atom(self) -> Terms:
-        kind, text, pos = self.next()
-        if kind == "(":
-            terms = self.disjunction()
-            end_kind, end_text, end_pos = self.next()
-            if end_kind != ")":
-                got = _shown(end_kind, end_text)
-                self.fail(f"expected ')' to close the '(' at position {pos}, got {got}", end_pos)
-            return terms
-        if kind == "not":
-            self.fail("'not' is not supported; write the opposite operator (< for not >=)", pos)
-        left_is_ref, left = self.operand((kind, text, pos))
-        op_kind, op, op_pos = self.next()
-        if op_kind != "op":
-            self.fail(f"expected an operator after {text!r}, got {_shown(op_kind, op)}", op_pos)
-        if op not in OPERATORS:
-            self.fail(f"unknown operator {op!r}", op_pos, "; use one of " + ", ".join(OPERATORS))
-        right_is_ref, right = self.operand(self.next())
-        if left_is_ref == right_is_ref:
-            both = "columns" if left_is_ref else "literals"
-            self.fail(f"compare a column with a literal, not two {both}", pos)
-        ref, op, value = (left, op, right) if left_is_ref else (right, _FLIPPED[op], left)
-        if op not in ("==", "!=") and _kind_of(value) != "number":
-            self.fail(f"{op!r} orders numbers; a {_kind_of(value)} takes == or !=", op_pos)
-        return ((Comparison(str(ref), op, value),),)
-
-    def operand(self, token: Token) -> tuple[bool, Value]:
-        """(True, name) for a column, (False, value) for a literal."""
-        kind, text, pos = token
-        if kind == "name":
-            return True, text
-        if kind == "number":
-            return False, int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
-        if kind in ("true", "false"):
-            return False, kind == "true"
-        if kind == "string":
-            return False, text[1:-1]
-        self.fail(f"expected a column or a literal, got {_shown(kind, text)}", pos)
-
-    def next(self) -> Token:
-        token = self.tokens[self.i]
-        self.i += token[0] != "end"
-        return token
-
-    def fail(self, message: str, pos: int, hint: str = "") -> NoReturn:
-        raise ConfigError(f'{self.where}: {message} at position {pos} in "{self.text}"{hint}')
-
-
-def _token(match: re.Match[str]) -> Token:
-    group = match.lastgroup or "other"
-    text = match.group(group)
-    kind = text if group == "paren" else group
-    if group == "name" and text.lower() in _KEYWORDS:
-        kind = text.lower()
-    return kind, text, match.start(group)
-
-
-def _shown(kind: str, text: str) -> str:
-    return "the end" if kind == "end" else repr(text)
-
-
-def _kind_of(value: Value) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    return "string" if isinstance(value, str) else "number"
+    parsed = _parse(raw, where)
+    return RuleSet(parsed.rules, parsed.where)
 
 
 def _kind_of_type(dtype: pa.DataType) -> str | None:
@@ -302,23 +94,6 @@ def _kind_of_type(dtype: pa.DataType) -> str | None:
     if pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
         return "string"
     return "boolean" if pa.types.is_boolean(dtype) else None
-
-
-def _literal(value: Value) -> str:
-    """The literal as the grammar writes it, so a described rule parses back to itself."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f"'{value}'" if '"' in value else f'"{value}"'
-    return repr(value)
-
-
-def _format(any_of: Terms) -> str:
-    def conjunction(term: tuple[Comparison, ...]) -> str:
-        text = " and ".join(str(c) for c in term)
-        return f"({text})" if len(term) > 1 and len(any_of) > 1 else text
-
-    return " or ".join(conjunction(term) for term in any_of)
 
 
 def _matches(any_of: Terms, columns: Columns, num_rows: int) -> np.ndarray:
