@@ -119,9 +119,11 @@ def test_rerun_replaces_only_that_date(spark, register, warehouse, job_config) -
     other_before = tree_digest(other)
 
     first = run_score(spark, cfg, RUN_DATE)
+    first_rows_written = read_partition(first.committed.path)  # before the rerun replaces it
     second = run_score(spark, cfg, RUN_DATE)
 
     assert first.committed.path == second.committed.path
+    assert first.manifest.run_id != second.manifest.run_id
     table = spark.read.parquet(str(first.committed.path.parent))
     assert table.filter(f"ds = '{RUN_DATE}'").count() == 400  # no duplicates
     assert table.filter(f"ds = '{other_date}'").count() == 250
@@ -129,9 +131,7 @@ def test_rerun_replaces_only_that_date(spark, register, warehouse, job_config) -
     drop = ["scored_at"]
     assert_df_equality(
         spark.read.parquet(str(second.committed.path)).drop(*drop),
-        spark.createDataFrame(
-            read_partition(first.committed.path).drop(columns=["ds"], errors="ignore")
-        ).drop(*drop),
+        spark.createDataFrame(first_rows_written.drop(columns=["ds"], errors="ignore")).drop(*drop),
         ignore_row_order=True,
         ignore_nullable=True,
     )

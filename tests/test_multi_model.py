@@ -239,3 +239,17 @@ def test_rule_on_an_output_no_member_has_is_exit_2_before_reading(
     err = capsys.readouterr().err
     assert code == 2 and "tenure_adj.prediction" in err and "tenure_adj.score" in err
     assert not (Path(cfg.output.root) / "predictions").exists()
+
+
+def test_check_input_resolves_every_member(
+    tmp_path, warehouse, job_config, models: Models, capsys
+) -> None:
+    warehouse(customers(100))
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(models.config(job_config).model_dump(mode="json")))
+    code = main(["check-input", "--config", str(path), "--run-date", str(RUN_DATE)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for key, version in (("champion", models.v1), ("challenger", models.v2)):
+        assert f"model    : {key} models:/{models.name}/{version}" in out
+    assert f"model    : tenure_adj models:/{models.stage_name}/1" in out

@@ -18,7 +18,9 @@ from batch_serving.models.loading import load_and_describe, output_request
 from batch_serving.models.registry import resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
-from batch_serving.scoring.casts import plan_casts
+from batch_serving.scoring.ensemble import from_config
+from batch_serving.scoring.plan import Member, build_plan
+from batch_serving.scoring.rules import parse_rules
 from batch_serving.tables.files import inspect_input, local_path
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 from batch_serving.tables.layout import predictions_layout
@@ -29,20 +31,35 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:
     if not partition_exists(cfg.input, run_date):
         raise missing_partition(cfg.input, run_date)
     where = partition_path(cfg.input, run_date)
-    ref = resolve_model(cfg.model)
+    members = []
     with tempfile.TemporaryDirectory(prefix="bs-check-") as tmp:
-        spec, _, _ = load_and_describe(cfg.model, output_request(cfg, cfg.model), ref, tmp)
+        for model in cfg.member_models():
+            ref = resolve_model(model.model)
+            request = output_request(cfg, model.model, champion=model.role == "champion")
+            spec, _, _ = load_and_describe(model.model, request, ref, tmp)
+            members.append(Member(model.key, ref, spec, model.role, model.inputs))
     found = inspect_input(local_path(where))
-    numeric = spec.feed == "numpy"
-    plan_casts(
-        found.schema, cfg.entity_columns, spec.features, dict(spec.input_types), numeric, where
+    build_plan(  # columns, types, member references and rule names, as the run will check them
+        members,
+        cfg.entity_columns,
+        found.schema,
+        "check-input",
+        dt.datetime.now(dt.UTC),
+        where,
+        multi=cfg.multi_model,
+        ensemble=from_config(cfg.ensemble),
+        rules=parse_rules(cfg.rules) if cfg.rules else None,
+        score_column=cfg.output.score_column,
     )
     check_not_empty(found.rows, cfg.validation.allow_empty, where)
     return [
         f"input ok: {where}",
         f"  rows     : {found.rows} in {len(found.files)} files",
-        f"  model    : {cfg.model.selector} -> {ref.uri} ({spec.kind}, {len(spec.features)} "
-        "features, all present)",
+        *(
+            f"  model    : {m.key} {m.ref.uri} ({m.spec.kind}, {len(m.spec.features)} "
+            "features, all present)"
+            for m in members
+        ),
     ]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from batch_serving import __version__
+from batch_serving.models.registry import ModelRef
 from batch_serving.quality.gates import GateRunner
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import PreparedModels
@@ -41,13 +44,7 @@ def build_manifest(
         started_at=run.started.isoformat(),
         config_digest=cfg.digest(),
         model=ModelSection(
-            name=ref.name,
-            version=ref.version,
-            alias=ref.alias,
-            run_id=ref.run_id,
-            uri=ref.uri,
-            artifact_uri=ref.artifact_uri,
-            registry_uri=ref.registry_uri,
+            **_pinned(ref), artifact_uri=ref.artifact_uri, registry_uri=ref.registry_uri
         ),
         scoring=ScoringSection(
             engine=engine,
@@ -89,18 +86,24 @@ def build_manifest(
 
 
 def _member(member: Member, delivery: DeliveryPlan) -> MemberSection:
-    ref = member.ref
     return MemberSection(
+        **_pinned(member.ref),
         key=member.key,
         role=member.role,
-        name=ref.name,
-        version=ref.version,
-        alias=ref.alias,
-        run_id=ref.run_id,
-        uri=ref.uri,
         kind=member.spec.kind,
         inputs=list(member.sources) if member.sources is not None else None,
         delivery=delivery.strategy,
         model_loads=delivery.handle.loads.value,
         python_workers=len(delivery.handle.workers.value),
     )
+
+
+def _pinned(ref: ModelRef) -> dict[str, Any]:
+    """What every record says about a pinned model version."""
+    return {
+        "name": ref.name,
+        "version": ref.version,
+        "alias": ref.alias,
+        "run_id": ref.run_id,
+        "uri": ref.uri,
+    }

@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
-from batch_serving.config import JobConfig
 from batch_serving.errors import LeaseHeldError, OutputValidationError, ScoringError
 from batch_serving.quality.checks import check_duplicates, check_not_empty
 from batch_serving.quality.gates import GateRunner, write_reports
 from batch_serving.runs.context import RunContext
-from batch_serving.scoring.ensemble import Ensemble, make_ensemble
+from batch_serving.scoring.ensemble import from_config
 from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
 from batch_serving.scoring.rules import parse_rules
 from batch_serving.spark.engines import Engine, InputData
@@ -65,7 +64,7 @@ def validate_input(
         run.started,
         data.where,
         multi=cfg.multi_model,
-        ensemble=ensemble_of(cfg),
+        ensemble=from_config(cfg.ensemble),
         rules=parse_rules(cfg.rules) if cfg.rules else None,
         score_column=cfg.output.score_column,
     )
@@ -75,11 +74,6 @@ def validate_input(
     extra, examples = engine.duplicate_ids(data, plan.entity_columns)
     check_duplicates(extra, examples, plan.entity_columns, policy, data.where)
     return Validated(plan, extra if policy == "keep_last" else 0)
-
-
-def ensemble_of(cfg: JobConfig) -> Ensemble | None:
-    e = cfg.ensemble
-    return None if e is None else make_ensemble(e.members, e.method, e.weights, e.threshold)
 
 
 def gate_runner(run: RunContext) -> GateRunner:

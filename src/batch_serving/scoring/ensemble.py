@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch_serving.config.ensemble import Method, checked_ensemble
+from batch_serving.config.members import EnsembleConfig
 
 
 def float_values(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -98,3 +99,10 @@ def make_ensemble(
         members, method, weights, threshold, where
     )
     return Ensemble(keys, cast(Method, checked_method), checked, limit)
+
+
+def from_config(config: EnsembleConfig | None) -> Ensemble | None:
+    """The job's ``ensemble:`` section as an ``Ensemble`` (None when there is none)."""
+    if config is None:
+        return None
+    return make_ensemble(config.members, config.method, config.weights, config.threshold)
