@@ -44,7 +44,7 @@ RESULTS = ROOT / "bench_results"
 FEATURES = [f"f{i}" for i in range(20)]
 RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
-SCALES = {"2M": 2_000_000, "20M": 20_000_000}
+SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 ROWS_PER_FILE = 250_000
 ROW_GROUP = 65_536
 HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
@@ -68,57 +68,78 @@ def make_dataset(root: Path, run_date: dt.date, rows: int) -> Path:
     return part
 
 
-def train(kind: str) -> Any:
+def train(kind: str, seed: int = 0, c: float = 1.0) -> Any:
+    """HGB or LogReg (inverse regularization ``c``) fit on numpy; ``seed`` draws the data."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((200_000, len(FEATURES)))
     logit = x[:, 0] - 0.5 * x[:, 1] + 0.8 * x[:, 2] * x[:, 3] + 0.3 * np.sin(3 * x[:, 4])
     y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(int)
     model = (
-        HistGradientBoostingClassifier(random_state=0) if kind == "hgb" else LogisticRegression()
+        HistGradientBoostingClassifier(random_state=0) if kind == "hgb" else LogisticRegression(C=c)
     )
     return model.fit(x, y)
 
 
 def register_models(tracking_uri: str, artifacts: Path) -> dict[str, Any]:
     """Register each model twice: ``<kind>`` for us, ``<kind>_proba`` for spark_udf."""
+    bench_experiment(tracking_uri, artifacts)
+    models = {}
+    for kind in ("hgb", "logreg"):
+        if is_registered(tracking_uri, kind):
+            models[kind] = None
+            continue
+        model = train(kind)
+        trusted = HGB_TRUSTED if kind == "hgb" else None
+        for name, fn in ((kind, "predict"), (f"{kind}_proba", "predict_proba")):
+            register(tracking_uri, model, name, fn, trusted)
+        models[kind] = model
+    return models
+
+
+def bench_experiment(tracking_uri: str, artifacts: Path) -> None:
+    """The ``bench`` experiment, its artifacts under ``artifacts``, set as the current one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name("bench") is None:
+        mlflow.create_experiment("bench", artifact_location=artifacts.as_uri())
+    mlflow.set_experiment("bench")
+
+
+def is_registered(tracking_uri: str, name: str) -> bool:
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri).get_model_version_by_alias(name, "champion")
+    except Exception:
+        return False
+    return True
+
+
+def register(tracking_uri: str, model: Any, name: str, fn: str, trusted: list[str] | None) -> None:
+    """Log ``model`` (pyfunc predict function ``fn``) as a new version of ``name``@champion."""
     import mlflow
     import mlflow.sklearn
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    if mlflow.get_experiment_by_name("bench") is None:
-        mlflow.create_experiment("bench", artifact_location=artifacts.as_uri())
-    mlflow.set_experiment("bench")
-    models = {}
     sample = pd.DataFrame(np.zeros((5, len(FEATURES))), columns=FEATURES)
-    for kind in ("hgb", "logreg"):
-        try:
-            client.get_model_version_by_alias(kind, "champion")
-            models[kind] = None
-            continue
-        except Exception:
-            pass
-        model = train(kind)
-        trusted = HGB_TRUSTED if kind == "hgb" else None
-        for name, fn in ((kind, "predict"), (f"{kind}_proba", "predict_proba")):
-            with mlflow.start_run(run_name=name):
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    registered_model_name=name,
-                    pyfunc_predict_fn=fn,
-                    signature=infer_signature(sample),
-                    skops_trusted_types=trusted,
-                )
-            client.set_registered_model_alias(name, "champion", str(info.registered_model_version))
-        models[kind] = model
-    return models
+    with mlflow.start_run(run_name=name):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            pyfunc_predict_fn=fn,
+            signature=infer_signature(sample),
+            skops_trusted_types=trusted,
+        )
+    MlflowClient(tracking_uri).set_registered_model_alias(
+        name, "champion", str(info.registered_model_version)
+    )
 
 
 def load_registered(tracking_uri: str, kind: str) -> Any:
@@ -166,7 +187,8 @@ def run_spark_udf(spark: Any, tracking_uri: str, kind: str, part: Path, out: Pat
 
 
 def scores_by_id(path: Path, rows: int, column: str = "score") -> np.ndarray:
-    table = pq.read_table(path, columns=["id", column])
+    """``column`` indexed by id; ``<struct>.<field>`` reads a field of a member's struct."""
+    table = pq.read_table(path, columns=["id", column.split(".", 1)[0]]).flatten()
     out = np.full(rows, np.nan)
     out[table.column("id").to_numpy()] = table.column(column).to_numpy()
     return out
