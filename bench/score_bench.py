@@ -37,6 +37,7 @@ from batch_serving.config import JobConfig
 from batch_serving.models import cache as model_cache
 from batch_serving.runs.job import run_score
 from batch_serving.spark.session import build_session
+from batch_serving.tables.manifest import RunManifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".bench_data"
@@ -165,7 +166,7 @@ def run_in_process(model: Any, part: Path, out: Path) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def run_ours(spark: Any, cfg: JobConfig, run_date: dt.date) -> dict[str, Any]:
+def run_ours(spark: Any, cfg: JobConfig, run_date: dt.date) -> RunManifest:
     return run_score(spark, cfg, run_date).manifest
 
 
@@ -291,8 +292,8 @@ def main(argv: list[str] | None = None) -> int:
         run_in_process(model, warm, scratch / "warm_a")
         cold = {}  # the first job of a model version: every worker must load it exactly once
         for engine, cfg in cfgs.items():
-            scoring = run_ours(spark, cfg, WARMUP_DATE)["scoring"]
-            cold[engine] = f"{scoring['model_loads']}/{scoring['python_workers']}"
+            scoring = run_ours(spark, cfg, WARMUP_DATE).scoring
+            cold[engine] = f"{scoring.model_loads}/{scoring.python_workers}"
         if not args.skip_spark_udf:
             run_spark_udf(spark, tracking_uri, kind, warm, scratch / "warm_udf")
 
