@@ -78,9 +78,10 @@ clean: ## remove generated data (keeps venvs)
 	rm -rf data mlruns spark-warehouse metastore_db derby.log bench_results .bench_data build dist
 
 SCALE ?= 2M
+ONLY ?=
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs arrow_direct vs dataframe vs mlflow spark_udf (SCALE=2M|20M)
-	$(PY) bench/score_bench.py --scale $(SCALE)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi)
+	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M
 .PHONY: bench-api

@@ -1,9 +1,10 @@
 """Scoring benchmark: ours vs the in-process limit vs mlflow's spark_udf, measured in ONE run.
 
-    make bench               # 2M rows x 20 float64 features
+    make bench               # 2M rows x 20 float64 features, both parts below
     make bench SCALE=20M     # same, 20M rows (slower; checks that memory stays flat)
+    make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi)
 
-For HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
+Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
                 (the model uses both cores): the practical limit
   arrow_direct  batch-serving, engine arrow_direct (full job: resolve, score, stage, commit)
@@ -13,6 +14,15 @@ For HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
 Each is the median of --reps runs after a warm-up on a small partition. Every method's scores
 are compared with A's (max abs diff). Peak RSS is sampled over the whole process tree
 (driver, JVM, Python workers) during each method's runs.
+
+Part "multi" (issue #11): 4 different LogisticRegressions, each registered under its own name:
+  A4  one Python process reads each file once with pyarrow, calls the 4 models' predict_proba,
+      writes once (id + 4 score columns), file by file: the limit for the same work
+  M1  ONE run_score (arrow_direct): champion + members m2, m3, m4
+  M4  4 single-model run_score calls (same session, same engine), total time
+Same session, warm-up on the small partition, then --reps rounds of A4, M1, M4 interleaved
+(median). Every member's score (M1 structs and served score, M4 outputs) is compared with that
+model alone in-process; the run steps' durations show where M1's and M4's time goes.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +46,9 @@ import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
 from batch_serving.models import cache as model_cache
-from batch_serving.runs.job import run_score
+from batch_serving.runs.job import RunResult, run_score
 from batch_serving.spark.session import build_session
+from batch_serving.tables.manifest import RunManifest
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".bench_data"
@@ -44,9 +56,17 @@ RESULTS = ROOT / "bench_results"
 FEATURES = [f"f{i}" for i in range(20)]
 RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
-SCALES = {"2M": 2_000_000, "20M": 20_000_000}
+SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
+PARTS = ("single", "multi")
 ROWS_PER_FILE = 250_000
 ROW_GROUP = 65_536
+# multi-model part: member key -> (registered name, training data seed, C): 4 different LogRegs
+MEMBERS = {
+    "champion": ("logreg_m1", 1, 1.0),
+    "m2": ("logreg_m2", 2, 0.1),
+    "m3": ("logreg_m3", 3, 0.01),
+    "m4": ("logreg_m4", 4, 10.0),
+}
 HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
@@ -68,57 +88,84 @@ def make_dataset(root: Path, run_date: dt.date, rows: int) -> Path:
     return part
 
 
-def train(kind: str) -> Any:
+def train(kind: str, seed: int = 0, c: float = 1.0) -> Any:
+    """HGB or LogReg (inverse regularization ``c``) fit on numpy; ``seed`` draws the data."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
 
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     x = rng.standard_normal((200_000, len(FEATURES)))
     logit = x[:, 0] - 0.5 * x[:, 1] + 0.8 * x[:, 2] * x[:, 3] + 0.3 * np.sin(3 * x[:, 4])
     y = (rng.random(len(x)) < 1 / (1 + np.exp(-logit))).astype(int)
     model = (
-        HistGradientBoostingClassifier(random_state=0) if kind == "hgb" else LogisticRegression()
+        HistGradientBoostingClassifier(random_state=0) if kind == "hgb" else LogisticRegression(C=c)
     )
     return model.fit(x, y)
 
 
-def register_models(tracking_uri: str, artifacts: Path) -> dict[str, Any]:
+def register_models(tracking_uri: str) -> dict[str, Any]:
     """Register each model twice: ``<kind>`` for us, ``<kind>_proba`` for spark_udf."""
+    models = {}
+    for kind in ("hgb", "logreg"):
+        if is_registered(tracking_uri, kind):
+            models[kind] = None
+            continue
+        model = train(kind)
+        trusted = HGB_TRUSTED if kind == "hgb" else None
+        for name, fn in ((kind, "predict"), (f"{kind}_proba", "predict_proba")):
+            register(tracking_uri, model, name, fn, trusted)
+        models[kind] = model
+    return models
+
+
+def register_members(tracking_uri: str) -> None:
+    """The multi-model part's 4 LogRegs (fit on numpy), each under its own registered name."""
+    for name, seed, c in MEMBERS.values():
+        if not is_registered(tracking_uri, name):
+            register(tracking_uri, train("logreg", seed, c), name, "predict", None)
+
+
+def bench_experiment(tracking_uri: str, artifacts: Path) -> None:
+    """The ``bench`` experiment, its artifacts under ``artifacts``, set as the current one."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    if mlflow.get_experiment_by_name("bench") is None:
+        mlflow.create_experiment("bench", artifact_location=artifacts.as_uri())
+    mlflow.set_experiment("bench")
+
+
+def is_registered(tracking_uri: str, name: str) -> bool:
+    from mlflow import MlflowClient
+
+    try:
+        MlflowClient(tracking_uri).get_model_version_by_alias(name, "champion")
+    except Exception:
+        return False
+    return True
+
+
+def register(tracking_uri: str, model: Any, name: str, fn: str, trusted: list[str] | None) -> None:
+    """Log ``model`` (pyfunc predict function ``fn``) as a new version of ``name``@champion."""
     import mlflow
     import mlflow.sklearn
     import pandas as pd
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    mlflow.set_tracking_uri(tracking_uri)
-    client = MlflowClient(tracking_uri)
-    if mlflow.get_experiment_by_name("bench") is None:
-        mlflow.create_experiment("bench", artifact_location=artifacts.as_uri())
-    mlflow.set_experiment("bench")
-    models = {}
     sample = pd.DataFrame(np.zeros((5, len(FEATURES))), columns=FEATURES)
-    for kind in ("hgb", "logreg"):
-        try:
-            client.get_model_version_by_alias(kind, "champion")
-            models[kind] = None
-            continue
-        except Exception:
-            pass
-        model = train(kind)
-        trusted = HGB_TRUSTED if kind == "hgb" else None
-        for name, fn in ((kind, "predict"), (f"{kind}_proba", "predict_proba")):
-            with mlflow.start_run(run_name=name):
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    registered_model_name=name,
-                    pyfunc_predict_fn=fn,
-                    signature=infer_signature(sample),
-                    skops_trusted_types=trusted,
-                )
-            client.set_registered_model_alias(name, "champion", str(info.registered_model_version))
-        models[kind] = model
-    return models
+    with mlflow.start_run(run_name=name):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            registered_model_name=name,
+            pyfunc_predict_fn=fn,
+            signature=infer_signature(sample),
+            skops_trusted_types=trusted,
+        )
+    MlflowClient(tracking_uri).set_registered_model_alias(
+        name, "champion", str(info.registered_model_version)
+    )
 
 
 def load_registered(tracking_uri: str, kind: str) -> Any:
@@ -144,7 +191,18 @@ def run_in_process(model: Any, part: Path, out: Path) -> np.ndarray:
     return np.concatenate(chunks)
 
 
-def run_ours(spark: Any, cfg: JobConfig, run_date: dt.date) -> dict[str, Any]:
+def run_in_process_many(models: dict[str, Any], part: Path, out: Path) -> None:
+    """A4, the limit for several models: each file read once, every model's predict_proba,
+    one write (id + one score column per model key)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for f in sorted(part.glob("*.parquet")):
+        table = pq.read_table(f, columns=["id", *FEATURES])
+        x = np.column_stack([table.column(c).to_numpy() for c in FEATURES])
+        scores = {key: model.predict_proba(x)[:, 1] for key, model in models.items()}
+        pq.write_table(pa.table({"id": table.column("id"), **scores}), out / f.name)
+
+
+def run_ours(spark: Any, cfg: JobConfig, run_date: dt.date) -> RunManifest:
     return run_score(spark, cfg, run_date).manifest
 
 
@@ -166,7 +224,8 @@ def run_spark_udf(spark: Any, tracking_uri: str, kind: str, part: Path, out: Pat
 
 
 def scores_by_id(path: Path, rows: int, column: str = "score") -> np.ndarray:
-    table = pq.read_table(path, columns=["id", column])
+    """``column`` indexed by id; ``<struct>.<field>`` reads a field of a member's struct."""
+    table = pq.read_table(path, columns=["id", column.split(".", 1)[0]]).flatten()
     out = np.full(rows, np.nan)
     out[table.column("id").to_numpy()] = table.column(column).to_numpy()
     return out
@@ -229,50 +288,106 @@ def timed(fn: Callable[[], Any], reps: int) -> tuple[float, list[float], int, An
     return statistics.median(times), times, mem.peak, last
 
 
+def timed_rounds(
+    methods: dict[str, Callable[[], Any]], reps: int
+) -> dict[str, tuple[list[float], list[Any]]]:
+    """Every method once per round, ``reps`` rounds: on a shared machine a slow spell then
+    slows every method, not only the one measured at that moment. Times and results."""
+    out: dict[str, tuple[list[float], list[Any]]] = {name: ([], []) for name in methods}
+    for round_ in range(reps):
+        for name, fn in methods.items():
+            print(f"[multi] {name} round {round_ + 1}/{reps} ...", flush=True)
+            start = time.perf_counter()
+            result = fn()
+            out[name][0].append(time.perf_counter() - start)
+            out[name][1].append(result)
+    return out
+
+
+@dataclass(frozen=True)
+class Bench:
+    """What every measured method shares: the session, the registry, the input partitions."""
+
+    spark: Any
+    tracking_uri: str
+    table_root: Path
+    part: Path  # the measured partition (RUN_DATE)
+    warm: Path  # the small warm-up partition (WARMUP_DATE)
+    scratch: Path
+
+
 # ----------------------------------------------------------------------------- main
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--scale", choices=sorted(SCALES), default="2M")
-    parser.add_argument("--reps", type=int, default=None, help="default: 3 (2M), 1 (20M)")
+    parser.add_argument("--scale", choices=list(SCALES), default="2M")
+    parser.add_argument("--reps", type=int, default=None, help="default: 3 (20M: 1)")
     parser.add_argument("--skip-spark-udf", action="store_true")
+    parser.add_argument(
+        "--only",
+        choices=PARTS,
+        default=None,
+        help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
+        "multi: 4 models in one pass (A4, M1, M4). Default: both",
+    )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
-    reps = args.reps or (3 if args.scale == "2M" else 1)
+    reps = args.reps or (1 if args.scale == "20M" else 3)
+    parts = [args.only] if args.only else list(PARTS)
 
     table_root = DATA / "warehouse" / args.scale
     print(f"preparing {rows:,} rows x {len(FEATURES)} features in {table_root} ...", flush=True)
     part = make_dataset(table_root, RUN_DATE, rows)
-    make_dataset(table_root, WARMUP_DATE, 100_000)
+    warm = make_dataset(table_root, WARMUP_DATE, 100_000)
     registry = DATA / "registry"
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
-    register_models(tracking_uri, registry / "artifacts")
+    bench_experiment(tracking_uri, registry / "artifacts")
+    if "single" in parts:
+        register_models(tracking_uri)
+    if "multi" in parts:
+        register_members(tracking_uri)
 
     spark = build_session(
         JobConfig.model_validate(_job_dict("hgb", tracking_uri, table_root, "dataframe")).spark,
         "batch-serving-bench",
     )
     spark.sparkContext.setLogLevel("ERROR")
-    scratch = RESULTS / "scratch" / args.scale
+    bench = Bench(spark, tracking_uri, table_root, part, warm, RESULTS / "scratch" / args.scale)
+    RESULTS.mkdir(exist_ok=True)
+    if "single" in parts:
+        results = measure_single(bench, rows, reps, args.skip_spark_udf)
+        report = render(results, args.scale, rows, reps)
+        _write_report("scoring", args.scale, report, results)
+    if "multi" in parts:
+        multi = measure_multi(bench, rows, reps)
+        report = render_multi(multi, args.scale, rows, reps)
+        _write_report("multi", args.scale, report, multi)
+    return 0
+
+
+def measure_single(
+    bench: Bench, rows: int, reps: int, skip_spark_udf: bool
+) -> list[dict[str, Any]]:
+    """One model per job: A vs arrow_direct vs dataframe vs mlflow spark_udf, HGB and LogReg."""
+    spark, tracking_uri, part, scratch = bench.spark, bench.tracking_uri, bench.part, bench.scratch
     results: list[dict[str, Any]] = []
     for kind in ("hgb", "logreg"):
         model = load_registered(tracking_uri, kind)
         cfgs = {
             engine: JobConfig.model_validate(
-                _job_dict(kind, tracking_uri, table_root, engine, scratch / engine)
+                _job_dict(kind, tracking_uri, bench.table_root, engine, scratch / engine)
             )
             for engine in ("arrow_direct", "dataframe")
         }
-        warm = make_dataset(table_root, WARMUP_DATE, 100_000)
-        run_in_process(model, warm, scratch / "warm_a")
+        run_in_process(model, bench.warm, scratch / "warm_a")
         cold = {}  # the first job of a model version: every worker must load it exactly once
         for engine, cfg in cfgs.items():
-            scoring = run_ours(spark, cfg, WARMUP_DATE)["scoring"]
-            cold[engine] = f"{scoring['model_loads']}/{scoring['python_workers']}"
-        if not args.skip_spark_udf:
-            run_spark_udf(spark, tracking_uri, kind, warm, scratch / "warm_udf")
+            scoring = run_ours(spark, cfg, WARMUP_DATE).scoring
+            cold[engine] = f"{scoring.model_loads}/{scoring.python_workers}"
+        if not skip_spark_udf:
+            run_spark_udf(spark, tracking_uri, kind, bench.warm, scratch / "warm_udf")
 
         print(f"[{kind}] A (in-process) ...", flush=True)
         a_s, a_all, a_mem, _ = timed(lambda m=model: run_in_process(m, part, scratch / "a"), reps)
@@ -285,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_loads = f"{manifest.scoring.model_loads}/{manifest.scoring.python_workers}"
             loads = f"{cold[engine]} cold, {warm_loads} warm"
             results.append(_row(kind, engine, s, all_s, a_s, mem, _diff(got, reference), loads))
-        if not args.skip_spark_udf:
+        if not skip_spark_udf:
             print(f"[{kind}] mlflow spark_udf ...", flush=True)
             out = scratch / "udf"
             s, all_s, mem, _ = timed(
@@ -304,14 +419,192 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         model_cache.clear()  # the in-process A path's cache (workers keep their own)
+    return results
 
-    report = render(results, args.scale, rows, reps)
+
+# ----------------------------------------------------------------------------- several models
+def multi_configs(bench: Bench) -> tuple[JobConfig, dict[str, JobConfig]]:
+    """M1: the 4 models as champion + members of ONE job; M4: one single-model job per model.
+    Separate output roots and SQL databases, so neither re-points the other's tables."""
+
+    def job(name: str, tag: str, members: dict[str, Any] | None = None) -> JobConfig:
+        out = bench.scratch / tag
+        raw = _job_dict(name, bench.tracking_uri, bench.table_root, "arrow_direct", out)
+        raw["catalog"] = {
+            "predictions_database": f"bench_{tag}",
+            "quarantine_database": f"bench_{tag}_quarantine",
+        }
+        if members:
+            raw["job"], raw["members"] = "bench_multi", members
+        return JobConfig.model_validate(raw)
+
+    members = {k: {"name": n, "alias": "champion"} for k, (n, _, _) in MEMBERS.items()}
+    champion = members.pop("champion")["name"]
+    return job(champion, "m1", members), {k: job(n, "m4") for k, (n, _, _) in MEMBERS.items()}
+
+
+def measure_multi(bench: Bench, rows: int, reps: int) -> dict[str, Any]:
+    """A4 vs M1 (4 members in one run_score) vs M4 (4 single-model run_score calls)."""
+    spark, scratch = bench.spark, bench.scratch
+    models = {key: load_registered(bench.tracking_uri, name) for key, (name, *_) in MEMBERS.items()}
+    m1_cfg, m4_cfgs = multi_configs(bench)
+
+    def m1(run_date: dt.date) -> RunResult:
+        return run_score(spark, m1_cfg, run_date)
+
+    def m4(run_date: dt.date) -> list[RunResult]:
+        return [run_score(spark, cfg, run_date) for cfg in m4_cfgs.values()]
+
+    print("[multi] warm-up and references ...", flush=True)
+    run_in_process_many(models, bench.warm, scratch / "warm_a4")
+    warm_loads = {"M1": _member_loads([m1(WARMUP_DATE)]), "M4": _member_loads(m4(WARMUP_DATE))}
+    reference = {}  # each model alone, in-process: what every member's score must equal
+    for key, model in models.items():
+        run_in_process(model, bench.part, scratch / "alone" / key)
+        reference[key] = scores_by_id(scratch / "alone" / key, rows)
+
+    timing = timed_rounds(
+        {
+            "A4": lambda: run_in_process_many(models, bench.part, scratch / "a4"),
+            "M1": lambda: m1(RUN_DATE),
+            "M4": lambda: m4(RUN_DATE),
+        },
+        reps,
+    )
+    m1_last: RunResult = timing["M1"][1][-1]
+    m4_last: list[RunResult] = timing["M4"][1][-1]
+    m1_out = Path(m1_last.manifest.output.path)
+    diffs = {
+        "A4": {k: _diff(scores_by_id(scratch / "a4", rows, k), reference[k]) for k in MEMBERS},
+        "M1": {k: _diff(scores_by_id(m1_out, rows, f"{k}.score"), reference[k]) for k in MEMBERS},
+        "M4": {
+            k: _diff(scores_by_id(Path(r.manifest.output.path), rows), reference[k])
+            for k, r in zip(MEMBERS, m4_last, strict=True)
+        },
+    }
+    diffs["M1"]["score (served, top level)"] = _diff(
+        scores_by_id(m1_out, rows), reference["champion"]
+    )
+    timed_loads = {"M1": _member_loads([m1_last]), "M4": _member_loads(m4_last)}
+    a4_s = statistics.median(timing["A4"][0])
+    methods = []
+    for name, label in MULTI_METHODS.items():
+        times = timing[name][0]
+        loads = f"warm-up {warm_loads[name]}, timed {timed_loads[name]}" if name != "A4" else ""
+        methods.append(
+            {
+                "method": name,
+                "label": label,
+                "seconds": round(statistics.median(times), 3),
+                "runs": [round(t, 3) for t in times],
+                "ratio_vs_A4": round(statistics.median(times) / a4_s, 3),
+                "model_loads_per_workers": loads,
+                "max_abs_diff_vs_alone": _worst(diffs[name].values()),
+            }
+        )
+    steps = {
+        "M1": _step_medians(timing["M1"][0], [[r] for r in timing["M1"][1]]),
+        "M4": _step_medians(timing["M4"][0], timing["M4"][1]),
+    }
+    return {"methods": methods, "diffs": diffs, "steps": steps}
+
+
+MULTI_METHODS = {
+    "A4": "A4: in-process, each file read once, 4 x predict_proba, written once",
+    "M1": "M1: one run_score, champion + 3 members (arrow_direct)",
+    "M4": "M4: 4 single-model run_score calls (arrow_direct), total",
+}
+OTHER_STEPS = "other: lease, recovery, SQL catalog, MLflow run record"
+
+
+def _member_loads(results: list[RunResult]) -> str:
+    """Model loads / Python workers per model: every member of a run, or each single run."""
+    pairs = []
+    for result in results:
+        m = result.manifest
+        sections = m.members or [m.scoring]
+        pairs += [(s.model_loads, s.python_workers) for s in sections]
+    if len(set(pairs)) == 1:
+        return f"{len(pairs)} x {pairs[0][0]}/{pairs[0][1]}"
+    return ", ".join(f"{loads}/{workers}" for loads, workers in pairs)
+
+
+def _step_medians(walls: list[float], rounds: list[list[RunResult]]) -> dict[str, float]:
+    """Median seconds per run step (each round's runs summed), the untimed rest, the wall."""
+    per_round: list[dict[str, float]] = []
+    for wall, results in zip(walls, rounds, strict=True):
+        steps: dict[str, float] = {}
+        for result in results:
+            for name, seconds in result.after.durations_s.items():
+                steps[name] = steps.get(name, 0.0) + seconds
+        steps[OTHER_STEPS] = wall - sum(steps.values())
+        steps["wall"] = wall
+        per_round.append(steps)
+    names = list(dict.fromkeys(n for steps in per_round for n in steps))
+    return {n: round(statistics.median(s.get(n, 0.0) for s in per_round), 3) for n in names}
+
+
+def _worst(diffs: Any) -> float:
+    values = list(diffs)
+    return float("nan") if any(np.isnan(values)) else max(values)
+
+
+def render_multi(results: dict[str, Any], scale: str, rows: int, reps: int) -> str:
+    lines = [
+        f"# Several models in one pass ({scale}: {rows:,} rows x {len(FEATURES)} float64 "
+        f"features, {len(MEMBERS)} LogisticRegression models, {os.cpu_count()} cores, median "
+        f"of {reps} interleaved rounds after warm-up)",
+        "",
+        "| method | seconds | x A4 | model loads/workers | max abs diff vs each model alone |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for r in results["methods"]:
+        lines.append(
+            f"| {r['label']} | {r['seconds']:.2f} | {r['ratio_vs_A4']:.2f} | "
+            f"{r['model_loads_per_workers']} | {r['max_abs_diff_vs_alone']:.1e} |"
+        )
+    lines += [
+        "",
+        "Each model alone: that model's predict_proba in-process on the same files. Model "
+        "loads/workers per model; M4's warm-up follows M1's, so its workers already hold the "
+        "models.",
+        "",
+        "max abs diff per member: "
+        + "; ".join(
+            f"{name} " + ", ".join(f"{k} {v:.1e}" for k, v in per.items())
+            for name, per in results["diffs"].items()
+        ),
+        "",
+        "Where the time goes (median seconds per step of run_score; M4: its 4 runs summed):",
+        "",
+        "| step | M1 | M4 |",
+        "|---|---:|---:|",
+    ]
+    m1, m4 = results["steps"]["M1"], results["steps"]["M4"]
+    for name in dict.fromkeys([*m1, *m4]):
+        lines.append(f"| {name} | {m1.get(name, 0.0):.2f} | {m4.get(name, 0.0):.2f} |")
+    by = {r["method"]: r for r in results["methods"]}
+    speedup = by["M4"]["seconds"] / by["M1"]["seconds"]
+    overhead = by["M1"]["ratio_vs_A4"]
+    worst = max(by["M1"]["max_abs_diff_vs_alone"], by["M4"]["max_abs_diff_vs_alone"])
+    lines += [
+        "",
+        "targets:",
+        f"  {'PASS' if speedup >= 2.5 else 'FAIL'} 4 members in one pass vs 4 separate runs: "
+        f"M4/M1 = {speedup:.2f}x faster (target >= 2.5x)",
+        f"  {'PASS' if overhead <= 1.3 else 'FAIL'} vs the in-process limit doing the same: "
+        f"M1/A4 = {overhead:.2f}x (target <= 1.3x)",
+        f"  {'PASS' if worst <= 1e-12 else 'FAIL'} scores: every member (M1, M4) vs that model "
+        f"alone in-process: max abs diff {worst:.1e} (target <= 1e-12)",
+    ]
+    return "\n".join(lines)
+
+
+def _write_report(name: str, scale: str, report: str, results: Any) -> None:
     print(report)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"scoring-{args.scale}.md").write_text(report + "\n")
-    (RESULTS / f"scoring-{args.scale}.json").write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written: {RESULTS / f'scoring-{args.scale}.md'}")
-    return 0
+    (RESULTS / f"{name}-{scale}.md").write_text(report + "\n")
+    (RESULTS / f"{name}-{scale}.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(f"written: {RESULTS / f'{name}-{scale}.md'}", flush=True)
 
 
 def _job_dict(
