@@ -47,6 +47,7 @@ import pyarrow.parquet as pq
 from batch_serving.config import JobConfig
 from batch_serving.models import cache as model_cache
 from batch_serving.runs.job import RunResult, run_score
+from batch_serving.spark.engines.arrow_direct import dictionary_columns
 from batch_serving.spark.session import build_session
 from batch_serving.tables.manifest import RunManifest
 
@@ -186,7 +187,8 @@ def run_in_process(model: Any, part: Path, out: Path) -> np.ndarray:
         table = pq.read_table(f, columns=["id", *FEATURES])
         x = np.column_stack([table.column(c).to_numpy() for c in FEATURES])
         score = model.predict_proba(x)[:, 1]
-        pq.write_table(pa.table({"id": table.column("id"), "score": score}), out / f.name)
+        scored = pa.table({"id": table.column("id"), "score": score})
+        pq.write_table(scored, out / f.name, use_dictionary=dictionary_columns(scored.schema))
         chunks.append(score)
     return np.concatenate(chunks)
 
@@ -199,7 +201,8 @@ def run_in_process_many(models: dict[str, Any], part: Path, out: Path) -> None:
         table = pq.read_table(f, columns=["id", *FEATURES])
         x = np.column_stack([table.column(c).to_numpy() for c in FEATURES])
         scores = {key: model.predict_proba(x)[:, 1] for key, model in models.items()}
-        pq.write_table(pa.table({"id": table.column("id"), **scores}), out / f.name)
+        scored = pa.table({"id": table.column("id"), **scores})
+        pq.write_table(scored, out / f.name, use_dictionary=dictionary_columns(scored.schema))
 
 
 def run_ours(spark: Any, cfg: JobConfig, run_date: dt.date) -> RunManifest:

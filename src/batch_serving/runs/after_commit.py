@@ -16,6 +16,8 @@ from pyspark.sql import SparkSession
 
 from batch_serving.runs.context import RunContext
 from batch_serving.tables.commit import Committed
+from batch_serving.tables.files import data_files
+from batch_serving.tables.layout import QUARANTINE
 from batch_serving.tables.manifest import (
     AFTER_COMMIT_NAME,
     AfterCommit,
@@ -41,6 +43,9 @@ def after_commit(
             (cfg.catalog.predictions_database, run.predictions),
             (cfg.catalog.quarantine_database, run.quarantine),
         ):
+            empty = not data_files(layout.partition_dir(run.run_date))
+            if layout.table == QUARANTINE and empty:
+                continue  # nothing quarantined: five SQL statements saved on most nights
             name = register_partition(spark, database, layout, run.run_date)
             if name is not None:
                 tables.append(name.replace("`", ""))
