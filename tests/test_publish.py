@@ -48,6 +48,7 @@ def test_publish_writes_sorted_snapshot_equal_to_partition(scored: Scored, tmp_p
     assert manifest["rows"] == 500 and manifest["run_date"] == str(day)
     assert manifest["sha256"] == file_sha256(done.path / "predictions.arrow")
     assert manifest["model"] == "served" and manifest["model_version"] >= 1
+    assert "member_columns" not in manifest and "served_columns" not in manifest  # single model
     assert pointer(cfg.serving_root) == {"current": done.snapshot_id, "history": []}
     assert done.changed and done.previous is None
 
@@ -255,3 +256,65 @@ def test_string_keyed_snapshots_have_no_numpy_layout(tmp_path: Path) -> None:
     manifest = write_snapshot(table, tmp_path / "s", {"snapshot_id": "s"})
     assert manifest["numpy_columns"] is None
     assert isinstance(open_snapshot(tmp_path / "s"), Snapshot)
+
+
+def test_member_structs_are_answered_on_request_as_json_objects(tmp_path: Path) -> None:
+    """Member structs (a map inside, NaN, a failed shadow's null) sit beside the served columns;
+    a lookup answers them only when asked, as plain JSON-ready objects."""
+    from batch_serving.errors import PublishError
+    from batch_serving.serving.readers import open_snapshot
+
+    probabilities = pa.map_(pa.string(), pa.float64())
+    member = pa.struct([("probabilities", probabilities), ("model_version", pa.int64())])
+    shadow = pa.struct([("score", pa.float64()), ("action", pa.string())])
+    source = pa.table(
+        {
+            "id": [2, 1],
+            "score": [0.75, float("nan")],
+            "action": ["block", "allow"],
+            "champion": pa.array(
+                [
+                    {"probabilities": [("a", 0.25), ("b", 0.75)], "model_version": 3},
+                    {"probabilities": [("a", float("inf")), ("b", 0.5)], "model_version": 3},
+                ],
+                member,
+            ),
+            "challenger": pa.array([{"score": float("nan"), "action": "review"}, None], shadow),
+        }
+    )
+    table = build_table(source, ["id"], ["score", "action", "champion", "challenger"])
+    with pytest.raises(PublishError, match=r"missing member columns \['nope'\]; present"):
+        write_snapshot(table, tmp_path / "bad", {"snapshot_id": "s"}, member_columns=["nope"])
+    manifest = write_snapshot(
+        table, tmp_path / "s", {"snapshot_id": "s"}, member_columns=["champion", "challenger"]
+    )
+    assert manifest["served_columns"] == ["score", "action"]
+    assert manifest["member_columns"] == ["champion", "challenger"]
+    snap = open_snapshot(tmp_path / "s")
+    assert isinstance(snap, Snapshot) and manifest["numpy_columns"] is None
+
+    assert snap.lookup([1, 2]) == [
+        {"score": None, "action": "allow"},
+        {"score": 0.75, "action": "block"},
+    ]
+    full = [
+        {
+            "score": None,
+            "action": "allow",
+            "champion": {"probabilities": {"a": None, "b": 0.5}, "model_version": 3},
+            "challenger": None,
+        },
+        {
+            "score": 0.75,
+            "action": "block",
+            "champion": {"probabilities": {"a": 0.25, "b": 0.75}, "model_version": 3},
+            "challenger": {"score": None, "action": "review"},
+        },
+    ]
+    assert snap.lookup([1, 2, 9], members=True) == [*full, None]
+    many = [1, 2, 9] * 4  # past the scalar path: take() + to_pylist()
+    assert snap.lookup(many, members=True) == [*full, None] * 4
+    assert (
+        snap.lookup(many)
+        == [{"score": None, "action": "allow"}, {"score": 0.75, "action": "block"}, None] * 4
+    )

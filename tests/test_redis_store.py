@@ -44,6 +44,8 @@ def test_redis_backend_answers_like_the_embedded_backend(
             {i: expected[i] for i in ids if i in expected}, abs=1e-12
         )
         assert httpx.get(f"{red.url}/v1/models").json()["models"][0]["backend"] == "redis"
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    assert client.keys("bs:served:snap:*:b:*") and not client.keys("bs:served:snap:*:mb:*")
 
 
 def test_redis_pointer_flip_expiry_and_rollback(

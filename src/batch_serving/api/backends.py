@@ -20,10 +20,13 @@ class Handle(Protocol):
 
     snapshot_id: str
     manifest: dict[str, Any]
+    member_columns: tuple[str, ...]
 
     def parse_key(self, entity_id: str) -> int | str: ...
 
-    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]: ...
+    async def lookup(
+        self, keys: Sequence[int | str], members: bool = False
+    ) -> list[dict[str, Any] | None]: ...
 
 
 class Backend(Protocol):
@@ -39,12 +42,15 @@ class EmbeddedHandle:
         self._snap = snap
         self.snapshot_id = snap.snapshot_id
         self.manifest = snap.manifest
+        self.member_columns = snap.member_columns
 
     def parse_key(self, entity_id: str) -> int | str:
         return self._snap.parse_key(entity_id)
 
-    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
-        return self._snap.lookup(keys)
+    async def lookup(
+        self, keys: Sequence[int | str], members: bool = False
+    ) -> list[dict[str, Any] | None]:
+        return self._snap.lookup(keys, members)
 
 
 class EmbeddedBackend:

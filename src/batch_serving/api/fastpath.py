@@ -6,8 +6,9 @@ body and the client gets a 413, so a huge body is never read whole or parsed.
 
 The hot route (one id) is matched here, without the router: FastAPI's per-request dependency
 and validation machinery halves its throughput. It calls the same ``routes.get_prediction``
-FastAPI has registered; anything unusual (other methods, ids the pattern rejects) falls
-through to FastAPI.
+FastAPI has registered; anything unusual (other methods, ids the pattern rejects, a query
+string other than none, ``members=true`` or ``members=false``) falls through to FastAPI, which
+validates it (an unknown parameter or a bad value is a 422 in the usual error shape).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batch_serving.api.errors import ApiError, BodyTooLarge, api_error_response, error_response
-from batch_serving.api.routes import GET_ROUTE, get_prediction
+from batch_serving.api.routes import GET_ROUTE, QUERIES, get_prediction
 from batch_serving.api.schemas import ID_PATTERN
 from batch_serving.api.state import ServingState
 from batch_serving.config import MODEL_NAME
@@ -28,6 +29,7 @@ from batch_serving.config import MODEL_NAME
 _GET_PATH = re.compile(r"/v1/models/([^/]+)/predictions/([^/]+)")
 _ID = re.compile(ID_PATTERN)
 PROTECTED = ("/v1/", "/metrics")
+_MEMBERS = {b"": False, b"members=false": False, b"members=true": True}
 
 
 class FastPath:
@@ -135,19 +137,22 @@ class _BodyLimit:
         await self._send(message)
 
 
-def _fast_get(scope: Scope) -> tuple[str, str] | None:
-    """(model, id) of a GET for one id whose parts pass validation, else None."""
+def _fast_get(scope: Scope) -> tuple[str, str, bool] | None:
+    """(model, id, members) of a GET for one id whose parts pass validation, else None."""
     if scope["method"] != "GET":
+        return None
+    members = _MEMBERS.get(scope.get("query_string", b""))
+    if members is None:
         return None
     match = _GET_PATH.fullmatch(scope["path"])
     if match is None or not MODEL_NAME.fullmatch(match[1]) or not _ID.fullmatch(match[2]):
         return None
-    return match[1], match[2]
+    return match[1], match[2], members
 
 
-async def _get(state: ServingState, model: str, entity_id: str) -> Response:
+async def _get(state: ServingState, model: str, entity_id: str, members: bool) -> Response:
     """The route's own answer; its ApiError becomes the JSON error FastAPI would send."""
     try:
-        return await get_prediction(model, entity_id, state)
+        return await get_prediction(model, entity_id, state, QUERIES[members])
     except ApiError as exc:
         return api_error_response(exc)

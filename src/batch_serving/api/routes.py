@@ -3,7 +3,11 @@ loaded dict, an id is a search key inside an already-open snapshot.
 
 ``get_prediction`` is also what the middleware's fast path calls (see ``fastpath.py``): one
 implementation. It is registered here for the OpenAPI schema; FastAPI itself calls it only for
-a GET the fast path did not take.
+a GET the fast path did not take (and so validates every query string the fast path does not
+know: an unknown parameter or a bad value is a 422).
+
+``values`` holds the served columns; a multi-model snapshot's member structs are added under
+``members`` only when the request asks (``?members=true``, or ``"members": true`` in a batch).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
@@ -23,6 +27,7 @@ from batch_serving.api.schemas import (
     BatchGetResponse,
     ErrorResponse,
     HealthResponse,
+    LookupQuery,
     ModelInfo,
     ModelsResponse,
     PredictionResponse,
@@ -33,6 +38,8 @@ from batch_serving.config import MODEL_NAME, ServeSettings
 GET_ROUTE = "/v1/models/{model}/predictions/{entity_id}"
 ModelParam = Annotated[str, Path(pattern=MODEL_NAME.pattern, description="registered model name")]
 IdParam = Annotated[str, Path(pattern=ID_PATTERN, description="entity id")]
+# the fast path's two valid query strings, parsed once (see fastpath.py)
+QUERIES = {members: LookupQuery(members=members) for members in (False, True)}
 
 
 async def serving_state(request: Request) -> ServingState:
@@ -51,19 +58,29 @@ router = APIRouter()
     responses={404: {"model": ErrorResponse}},
     summary="Prediction for one entity",
 )
-async def get_prediction(model: ModelParam, entity_id: IdParam, state: State) -> Response:
+async def get_prediction(
+    model: ModelParam,
+    entity_id: IdParam,
+    state: State,
+    query: Annotated[LookupQuery, Query()],
+) -> Response:
     # One id from the current snapshot, or ApiError (404 unknown model or id, 422 bad id).
     # A comment, not a docstring: FastAPI would publish a docstring in the schema.
     handle = _handle(state, model)
     key = _parse(handle, model, entity_id)
-    (values,) = await handle.lookup([key])
-    if values is None:
+    (row,) = await handle.lookup([key], query.members)
+    if row is None:
         raise ApiError(
             404,
             "entity_not_found",
             f"entity {entity_id!r} is not in snapshot {handle.snapshot_id} of model {model!r}",
         )
-    body = {"model": model, "entity_id": entity_id, **_provenance(handle), "values": values}
+    body = {
+        "model": model,
+        "entity_id": entity_id,
+        **_provenance(handle),
+        **_answer(row, handle, query.members),
+    }
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 
@@ -83,9 +100,11 @@ async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -
     handle = _handle(state, model)
     ids = [str(i) for i in request.ids]
     keys = [_parse(handle, model, i) for i in ids]
-    found = await handle.lookup(keys)
+    found = await handle.lookup(keys, request.members)
     results = [
-        {"entity_id": i, "values": v} for i, v in zip(ids, found, strict=True) if v is not None
+        {"entity_id": i, **_answer(row, handle, request.members)}
+        for i, row in zip(ids, found, strict=True)
+        if row is not None
     ]
     missing = [i for i, v in zip(ids, found, strict=True) if v is None]
     body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
@@ -104,6 +123,7 @@ async def list_models(state: State) -> ModelsResponse:
                 rows=h.manifest["rows"],
                 published_at=h.manifest["published_at"],
                 backend=state.settings.backend,
+                members=list(h.member_columns),
             )
             for model, h in sorted(state.snapshots.items())
         ]
@@ -135,6 +155,17 @@ def _provenance(handle: Handle) -> dict[str, Any]:
         "as_of": m["run_date"],
         "run_id": m["run_id"],
         "snapshot": handle.snapshot_id,
+    }
+
+
+def _answer(row: dict[str, Any], handle: Handle, members: bool) -> dict[str, Any]:
+    """``values`` (the served columns) and, when asked for, ``members`` (one object each)."""
+    if not members:
+        return {"values": row}
+    names = handle.member_columns
+    return {
+        "values": {k: v for k, v in row.items() if k not in names},
+        "members": {k: row.get(k) for k in names},
     }
 
 

@@ -5,11 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
 ID_PATTERN = r"^[A-Za-z0-9_.:@|\-]{1,128}$"
 EntityId = Annotated[str, StringConstraints(pattern=ID_PATTERN)]
 Value = float | int | str | bool | dict[str, float | None] | None
+# member key -> that member's outputs and lineage; null where the member failed on the row
+Members = dict[str, dict[str, Value] | None]
+MEMBERS_DOC = (
+    "Only when members are asked for: one object per member model of a multi-model job "
+    "(its outputs, a shadow's would-be action, model_name, model_version, model_run_id); "
+    "empty for a single-model job."
+)
+MEMBERS_EXAMPLE = {
+    "champion": {"score": 0.12, "model_name": "churn", "model_version": 3, "model_run_id": "a1"},
+    "challenger": {"score": 0.2, "action": "review", "model_name": "churn", "model_version": 4},
+}
 
 
 class ErrorBody(BaseModel):
@@ -21,6 +32,17 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+class LookupQuery(BaseModel):
+    """Query parameters of a one-id GET; any other parameter is a 422."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    members: bool = Field(
+        default=False,
+        description="also answer each member model's outputs under `members` "
+        "(multi-model jobs); `values` holds the served columns either way",
+    )
+
+
 class PredictionResponse(BaseModel):
     model: str = Field(examples=["churn"])
     entity_id: str = Field(examples=["42"])
@@ -28,17 +50,28 @@ class PredictionResponse(BaseModel):
     as_of: dt.date = Field(description="run date of the scoring run that produced the values")
     run_id: str
     snapshot: str
-    values: dict[str, Value] = Field(examples=[{"score": 0.137}])
+    values: dict[str, Value] = Field(
+        description="the served columns: the score (the ensemble's or the champion's) and "
+        "the business-rule action when rules are configured",
+        examples=[{"score": 0.137, "action": "allow"}],
+    )
+    members: Members | None = Field(
+        default=None, description=MEMBERS_DOC, examples=[MEMBERS_EXAMPLE]
+    )
 
 
 class BatchGetRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     ids: list[EntityId | int] = Field(min_length=1, examples=[["42", "43", "999999"]])
+    members: StrictBool = Field(
+        default=False, description="also answer each member model's outputs under `members`"
+    )
 
 
 class Prediction(BaseModel):
     entity_id: str
     values: dict[str, Value]
+    members: Members | None = Field(default=None, description=MEMBERS_DOC)
 
 
 class BatchGetResponse(BaseModel):
@@ -60,6 +93,9 @@ class ModelInfo(BaseModel):
     rows: int
     published_at: str
     backend: str
+    members: list[str] = Field(
+        default_factory=list, description="member keys answered with members=true"
+    )
 
 
 class ModelsResponse(BaseModel):

@@ -1,6 +1,11 @@
 """Snapshot file format: one committed prediction partition as a sorted, uncompressed Arrow IPC
 file plus a ``_snapshot.json`` manifest (row count, sha256, numpy buffer offsets).
 
+A multi-model job's snapshot also holds one struct column per member after the served columns;
+its manifest then names both sets (``served_columns``: answered by default, ``member_columns``:
+answered on request). A single-model snapshot's manifest has neither key: every value column is
+served, and its file and manifest are the same as before members existed.
+
 Why this format: the API memory-maps the file, so loading costs no parsing and no copy (only a
 checksum pass, done with plain reads that do not inflate the API's resident memory), and an id
 is found by binary search on the sorted key column. Pages of the file come in on demand and are
@@ -65,15 +70,23 @@ def build_table(
     return table
 
 
-def write_snapshot(table: pa.Table, directory: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def write_snapshot(
+    table: pa.Table,
+    directory: Path,
+    manifest: dict[str, Any],
+    member_columns: Sequence[str] = (),
+) -> dict[str, Any]:
     """Write the IPC file (one record batch, no compression) and its manifest with a checksum.
 
     For fixed-width, null-free columns the manifest also records each data buffer's byte
     offset in the file, so a reader can map them with numpy without parsing Arrow.
+    ``member_columns`` are the value columns answered only on request (multi-model jobs).
     """
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
+    value_columns = table.schema.names[1:]
+    roles = _column_roles(value_columns, member_columns)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / SNAPSHOT_FILE
     options = ipc.IpcWriteOptions(compression=None)
@@ -84,13 +97,37 @@ def write_snapshot(table: pa.Table, directory: Path, manifest: dict[str, Any]) -
         "format": FORMAT,
         "rows": len(table),
         "key_type": "int64" if pa.types.is_integer(table.schema.field(KEY).type) else "string",
-        "value_columns": table.schema.names[1:],
+        "value_columns": value_columns,
+        **roles,
         "bytes": path.stat().st_size,
         "sha256": file_sha256(path),
         "numpy_columns": _buffer_offsets(path),
     }
     (directory / SNAPSHOT_MANIFEST).write_text(json.dumps(full, indent=2, default=str) + "\n")
     return full
+
+
+def _column_roles(value_columns: list[str], member_columns: Sequence[str]) -> dict[str, list[str]]:
+    """``served_columns`` and ``member_columns`` for a snapshot with members, else nothing."""
+    if not member_columns:
+        return {}
+    missing = [c for c in member_columns if c not in value_columns]
+    if missing:
+        raise PublishError(f"missing member columns {missing}; present: {value_columns}")
+    return {
+        "served_columns": [c for c in value_columns if c not in member_columns],
+        "member_columns": list(member_columns),
+    }
+
+
+def served_columns(manifest: dict[str, Any]) -> list[str]:
+    """Value columns answered by default (all of them in a single-model snapshot)."""
+    return list(manifest.get("served_columns", manifest["value_columns"]))
+
+
+def member_columns(manifest: dict[str, Any]) -> list[str]:
+    """Member struct columns, answered on request (none in a single-model snapshot)."""
+    return list(manifest.get("member_columns", []))
 
 
 def _buffer_offsets(path: Path) -> dict[str, dict[str, Any]] | None:

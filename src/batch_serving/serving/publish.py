@@ -5,6 +5,9 @@ validation gate in it must have passed, and its Parquet footers must hold the ro
 manifest recorded. The snapshot is built beside the store, renamed into place, and only then
 made current by one atomic pointer switch (and, for Redis, one ``SET`` of the pointer key).
 Publishing the same run twice is a no-op; ``rollback`` makes the previous snapshot current.
+
+A multi-model run's snapshot carries the member struct columns beside the served ones (the API
+answers them on request); a single-model run's snapshot is exactly what it always was.
 """
 
 from __future__ import annotations
@@ -171,7 +174,8 @@ def _build(
     layout: ServingLayout,
     snapshot_id: str,
 ) -> None:
-    value_columns = list(manifest.scoring.output_columns)
+    members = list(manifest.scoring.member_columns)
+    value_columns = [*manifest.scoring.output_columns, *members]
     files = data_files(partition)
     columns = [*cfg.entity_columns, *value_columns]
     source = pq.read_table([str(f) for f in files], columns=columns) if files else None
@@ -199,6 +203,7 @@ def _build(
                 "source_partition": str(partition),
                 "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             },
+            member_columns=members,
         )
         target = layout.snapshot_dir(cfg.model.name, snapshot_id)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -2,8 +2,11 @@
 
 ``MappedSnapshot`` maps integer ids and fixed-width values straight out of the IPC file with
 ``numpy.memmap`` at buffer offsets recorded at publish time (no pyarrow in the API process);
-``Snapshot`` reads any snapshot (string keys, maps) through pyarrow. Both give the same answers
-(tested); ``open_snapshot`` picks one.
+``Snapshot`` reads any snapshot (string keys, maps, member structs) through pyarrow. Both give
+the same answers (tested); ``open_snapshot`` picks one.
+
+A lookup answers one dict per id: the served columns, plus one entry per member column (a
+JSON object, or None where that member failed on the row) when ``members`` is asked for.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from batch_serving.serving.format import (
     KEY,
     SNAPSHOT_FILE,
     file_sha256,
+    member_columns,
     read_snapshot_manifest,
+    served_columns,
 )
 
 if TYPE_CHECKING:
@@ -68,11 +73,16 @@ class Snapshot:
             chunk.to_numpy(zero_copy_only=True) if self.int_keys else None
         )
         self._str_keys = chunk if not self.int_keys else None
+        self.member_columns = tuple(member_columns(self.manifest))
         self.values = self.table.drop_columns([KEY]).combine_chunks()
-        self._columns: list[tuple[str, Any]] = [
-            (name, self.values.column(name).chunk(0) if self.values.num_rows else None)
-            for name in self.values.column_names
-        ]
+        self.served = self.values.select(served_columns(self.manifest))
+        self._columns: dict[bool, list[tuple[str, Any]]] = {
+            members: [
+                (name, table.column(name).chunk(0) if table.num_rows else None)
+                for name in table.column_names
+            ]
+            for members, table in ((False, self.served), (True, self.values))
+        }
 
     @property
     def snapshot_id(self) -> str:
@@ -99,20 +109,25 @@ class Snapshot:
             out.append(i if i < len(array) and array[i].as_py() == key else None)
         return out
 
-    def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
-        """Values for each key (``None`` where the id is not in the snapshot), JSON-ready."""
+    def lookup(
+        self, keys: Sequence[int | str], members: bool = False
+    ) -> list[dict[str, Any] | None]:
+        """Values for each key (``None`` where the id is not in the snapshot), JSON-ready:
+        the served columns, and the member columns too when ``members``."""
         found = self.positions(keys)
         hits = [p for p in found if p is not None]
         if len(hits) <= SCALAR_LOOKUP_MAX:  # a few ids: scalar access beats take()+to_pylist()
+            columns = self._columns[members]
             return [
-                {name: _json_value(col[p].as_py()) for name, col in self._columns}
+                {name: _json_value(col[p].as_py()) for name, col in columns}
                 if p is not None
                 else None
                 for p in found
             ]
         import pyarrow as pa
 
-        rows = iter(to_json_rows(self.values.take(pa.array(hits, pa.int64()))))
+        table = self.values if members else self.served
+        rows = iter(to_json_rows(table.take(pa.array(hits, pa.int64()))))
         return [next(rows) if p is not None else None for p in found]
 
 
@@ -140,6 +155,7 @@ class MappedSnapshot:
             )
         self._keys = self._columns.pop(KEY)
         self.int_keys = True
+        self.member_columns: tuple[str, ...] = ()  # member structs are never fixed-width
         self._values = list(self._columns.items())
 
     @property
@@ -149,7 +165,10 @@ class MappedSnapshot:
     def parse_key(self, entity_id: str) -> int | str:
         return parse_int_id(entity_id)
 
-    def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
+    def lookup(
+        self, keys: Sequence[int | str], members: bool = False
+    ) -> list[dict[str, Any] | None]:
+        """As ``Snapshot.lookup``; there are no member columns to add."""
         n = len(self._keys)
         if n == 0:
             return [None] * len(keys)
@@ -175,9 +194,11 @@ class MappedSnapshot:
 
 
 def open_snapshot(directory: Path, verify_checksum: bool = True) -> Snapshot | MappedSnapshot:
-    """numpy-mapped when the layout allows (integer ids, fixed-width values), else Arrow."""
+    """numpy-mapped when the layout allows (integer ids, fixed-width values, no members),
+    else Arrow."""
     manifest = read_snapshot_manifest(directory)
-    if manifest.get("numpy_columns") and manifest.get("key_type") == "int64":
+    mappable = manifest.get("numpy_columns") and not member_columns(manifest)
+    if mappable and manifest.get("key_type") == "int64":
         return MappedSnapshot(directory, verify_checksum)
     return Snapshot(directory, verify_checksum)
 
@@ -196,7 +217,7 @@ class _StrView:
 
 
 def to_json_rows(table: pa.Table) -> list[dict[str, Any]]:
-    """Arrow rows as JSON-safe dicts: maps become objects, NaN/inf become null."""
+    """Arrow rows as JSON-safe dicts: maps and structs become objects, NaN/inf become null."""
     rows = table.to_pylist()
     return [{k: _json_value(v) for k, v in row.items()} for row in rows]
 
@@ -212,8 +233,10 @@ def parse_int_id(entity_id: str) -> int:
 
 
 def _json_value(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list) and value and isinstance(value[0], tuple):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):  # a struct: a member's outputs and lineage
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list) and value and isinstance(value[0], tuple):  # a map
         return {str(k): _json_value(v) for k, v in value}
     return value

@@ -8,12 +8,15 @@ Key space of one model (``{m}`` = model, ``{s}`` = snapshot id)::
     bs:{m}:snapshots             set of snapshot ids not yet scheduled to expire
     bs:{m}:snap:{s}:meta         JSON manifest (+ bucket count); written last = snapshot complete
     bs:{m}:snap:{s}:b:{n}        hash entity_id -> JSON values, n = crc32(id) % buckets
+    bs:{m}:snap:{s}:mb:{n}       hash entity_id -> JSON member structs (multi-model jobs only)
 
 A snapshot is written under its own key prefix, so readers holding the previous pointer keep
 reading a complete previous version; the pointer and history change in one MULTI/EXEC. Old
 versions beyond ``keep`` get a TTL (``expire_s``) rather than being deleted, so a replica that
 has not yet polled the new pointer still finds every key of the version it is serving. Buckets
 of ~100 entries stay in Redis's compact listpack encoding (a fraction of one key per id).
+Member columns live in their own hashes, so a default lookup reads no more than it did before
+members existed, and one with members reads both hashes in the same pipeline.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from types import TracebackType
 from typing import Any
 
 from batch_serving.errors import PublishError, ServingStoreError
-from batch_serving.serving.format import KEY
+from batch_serving.serving.format import KEY, member_columns, served_columns
 from batch_serving.serving.pointer import next_history
 from batch_serving.serving.readers import Snapshot, parse_int_id, to_json_rows
 
@@ -119,16 +122,16 @@ class RedisPublisher:
         sid = snap.snapshot_id
         rows = snap.table.num_rows
         buckets = max(1, math.ceil(rows / BUCKET_SIZE))
+        hashes = {"b": served_columns(snap.manifest), "mb": member_columns(snap.manifest)}
         for start in range(0, rows, WRITE_BATCH):
             chunk = snap.table.slice(start, WRITE_BATCH)
             keys = [str(k) for k in chunk.column(KEY).to_pylist()]
-            values = to_json_rows(chunk.drop_columns([KEY]))
-            grouped: dict[int, dict[Any, Any]] = {}
-            for key, value in zip(keys, values, strict=True):
-                grouped.setdefault(bucket_of(key, buckets), {})[key] = json.dumps(value)
             pipe = self._redis.pipeline(transaction=False)
-            for bucket, mapping in grouped.items():
-                pipe.hset(_k(model, "snap", sid, "b", str(bucket)), mapping=mapping)
+            for prefix, columns in hashes.items():
+                if columns:
+                    values = to_json_rows(chunk.select(columns))
+                    for bucket, mapping in _by_bucket(keys, values, buckets).items():
+                        pipe.hset(_k(model, "snap", sid, prefix, str(bucket)), mapping=mapping)
             pipe.execute()
         meta = {**snap.manifest, "buckets": buckets}
         self._redis.set(_k(model, "snap", sid, "meta"), json.dumps(meta))
@@ -136,14 +139,27 @@ class RedisPublisher:
 
     def _expire(self, model: str, sid: str, expire_s: int) -> None:
         raw = self._redis.get(_k(model, "snap", sid, "meta"))
-        buckets = int(json.loads(raw)["buckets"]) if raw else 0
+        meta = json.loads(raw) if raw else {"buckets": 0}
+        prefixes = ["b", "mb"] if meta.get("member_columns") else ["b"]
         pipe = self._redis.pipeline(transaction=False)
-        for n in range(buckets):
-            pipe.expire(_k(model, "snap", sid, "b", str(n)), expire_s)
+        for n in range(int(meta["buckets"])):
+            for prefix in prefixes:
+                pipe.expire(_k(model, "snap", sid, prefix, str(n)), expire_s)
         pipe.expire(_k(model, "snap", sid, "meta"), expire_s)
         pipe.srem(_k(model, "snapshots"), sid)
         pipe.execute()
         log.info("redis: snapshot %s of %s expires in %ds", sid, model, expire_s)
+
+
+def _by_bucket(
+    keys: list[str], values: list[dict[str, Any]], buckets: int
+) -> dict[int, dict[Any, Any]]:
+    """``{bucket: {entity_id: JSON}}`` for one ``HSET`` per bucket (Any: redis-py's mapping
+    type is invariant in its key)."""
+    grouped: dict[int, dict[Any, Any]] = {}
+    for key, value in zip(keys, values, strict=True):
+        grouped.setdefault(bucket_of(key, buckets), {})[key] = json.dumps(value)
+    return grouped
 
 
 class RedisSnapshot:
@@ -155,24 +171,36 @@ class RedisSnapshot:
         self.manifest = manifest
         self.snapshot_id = str(manifest["snapshot_id"])
         self.int_keys = manifest["key_type"] == "int64"
+        self.member_columns = tuple(member_columns(manifest))
         self._buckets = int(manifest["buckets"])
 
     def parse_key(self, entity_id: str) -> int | str:
         return parse_int_id(entity_id) if self.int_keys else entity_id
 
-    async def lookup(self, keys: Sequence[int | str]) -> list[dict[str, Any] | None]:
+    async def lookup(
+        self, keys: Sequence[int | str], members: bool = False
+    ) -> list[dict[str, Any] | None]:
+        """As ``Snapshot.lookup``: served values, plus the member structs when ``members``."""
         names = [str(k) for k in keys]
-        if len(names) == 1:
-            raw = [await self._client.hget(self._bucket_key(names[0]), names[0])]
+        prefixes = ["b", "mb"] if members and self.member_columns else ["b"]
+        if len(names) == 1 and len(prefixes) == 1:
+            raw = [await self._client.hget(self._bucket_key("b", names[0]), names[0])]
         else:
             pipe = self._client.pipeline(transaction=False)
             for name in names:
-                pipe.hget(self._bucket_key(name), name)
+                for prefix in prefixes:
+                    pipe.hget(self._bucket_key(prefix, name), name)
             raw = await pipe.execute()
-        return [json.loads(r) if r is not None else None for r in raw]
+        if len(prefixes) == 1:
+            return [json.loads(r) if r is not None else None for r in raw]
+        return [
+            {**json.loads(values), **json.loads(structs or "{}")} if values is not None else None
+            for values, structs in zip(raw[::2], raw[1::2], strict=True)
+        ]
 
-    def _bucket_key(self, name: str) -> str:
-        return _k(self.model, "snap", self.snapshot_id, "b", str(bucket_of(name, self._buckets)))
+    def _bucket_key(self, prefix: str, name: str) -> str:
+        bucket = str(bucket_of(name, self._buckets))
+        return _k(self.model, "snap", self.snapshot_id, prefix, bucket)
 
 
 class RedisBackend:
