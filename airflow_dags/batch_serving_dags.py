@@ -1,4 +1,4 @@
-"""One nightly Airflow DAG per scoring job in ``conf/jobs/*.yaml`` (adding a job = adding a YAML).
+"""Two Airflow DAGs per scoring job in ``conf/jobs/*.yaml`` (adding a job = adding a YAML).
 
 Runs in Airflow's own virtualenv (``.venv-airflow``), which has the project installed without
 its dependencies (``pip install --no-deps -e .``): this file imports Airflow and the light
@@ -19,6 +19,11 @@ meet Spark's.
     validate_output batch-serving check-output: committed, reconciled, gates passed
     publish         batch-serving publish (if schedule.publish); outlet: Asset
                     serving.<model>, partition key {{ ds }}
+
+``backfill_<job>``, on demand only: params ``date_from`` / ``date_to`` (YYYY-MM-DD, checked
+when the run is triggered); one task runs ``batch-serving backfill --from --to``, which
+replaces each date's partition, so running a range again is idempotent. Outlet: Asset
+predictions.<model>, one partition key per date of the range.
 
 Failures: the commands' exit codes say whether a retry can help. 2 (config), 3 (registry,
 model, alias or version), 4 (input validation) and 8 (publish refused) fail the task at once
@@ -52,7 +57,7 @@ from typing import Any
 from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
 from airflow.providers.standard.hooks.subprocess import SubprocessHook
 from airflow.providers.standard.triggers.file import FileTrigger
-from airflow.sdk import DAG, Asset, BaseOperator, BaseSensorOperator, Context
+from airflow.sdk import DAG, Asset, BaseOperator, BaseSensorOperator, Context, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from batch_serving.config import JobConfig, load_config
@@ -408,6 +413,71 @@ def build_score_dag(job: Job) -> DAG:
     return dag
 
 
+DATE = r"^\d{4}-\d{2}-\d{2}$"
+
+
+def backfill_dates(context: Context) -> list[str]:
+    """Every date of the run's range, oldest first (the command checked the range)."""
+    first = dt.date.fromisoformat(context["params"]["date_from"])
+    last = dt.date.fromisoformat(context["params"]["date_to"])
+    return [str(first + dt.timedelta(days=n)) for n in range((last - first).days + 1)]
+
+
+def build_backfill_dag(job: Job) -> DAG:
+    """On demand: score a range of dates with ``batch-serving backfill`` (one Spark session)."""
+    cfg = job.cfg
+    predictions = predictions_asset(cfg.model.name)
+    with DAG(
+        dag_id=f"backfill_{cfg.job}",
+        description=f"Backfill a date range of {cfg.model.name} ({job.config_file.name})",
+        schedule=None,
+        start_date=job.start_date,
+        catchup=False,
+        max_active_runs=1,
+        default_args=job.default_args,
+        tags=[*job.tags, "backfill"],
+        params={
+            "date_from": Param(
+                type="string", format="date", pattern=DATE, description="first date, YYYY-MM-DD"
+            ),
+            "date_to": Param(
+                type="string",
+                format="date",
+                pattern=DATE,
+                description="last date, YYYY-MM-DD (not before date_from)",
+            ),
+        },
+        doc_md=__doc__,
+    ) as dag:
+        job.command(
+            "backfill",
+            [
+                "backfill",
+                *job.job_args,
+                "--from",
+                "{{ params.date_from }}",
+                "--to",
+                "{{ params.date_to }}",
+            ],
+            "Scores every date from date_from to date_to, oldest first, in one Spark session "
+            "(spark.master of the job file); each date replaces its own partition, so a rerun "
+            f"is idempotent. Then emits Asset {predictions.name} with one partition key per "
+            "date. Stops at the first failing date: the dates before it are committed but "
+            "announced only by a rerun.",
+            outlets=[predictions],
+            announcer=lambda context: announce(
+                context,
+                predictions,
+                backfill_dates(context),
+                {
+                    "job": cfg.job,
+                    "backfill": [context["params"][k] for k in ("date_from", "date_to")],
+                },
+            ),
+        )
+    return dag
+
+
 def build_dags(conf_dir: Path) -> list[DAG]:
     """Every job's DAGs; any invalid job file fails the import, listing every invalid file
     (Airflow shows it as this file's import error) rather than scheduling with a guess."""
@@ -418,7 +488,7 @@ def build_dags(conf_dir: Path) -> list[DAG]:
         except ConfigError as exc:
             problems.append(str(exc))
             continue
-        dags.append(build_score_dag(job))
+        dags += [build_score_dag(job), build_backfill_dag(job)]
     if problems:
         raise ConfigError("\n".join(problems))
     return dags

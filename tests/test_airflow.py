@@ -1,8 +1,9 @@
-"""Airflow for real, in its own virtualenv: DagBag import (tasks, retries, assets), and
-`airflow dags test` running the generated DAG end to end against a real registry, warehouse
-and spark-submit: the deferred input sensor, partitioned asset events and the consumer they
-queue, a validation failure that fails on its first try, a held lease that is retried with
-backoff. Outcomes are read from Airflow's metadata DB (SQLite, one AIRFLOW_HOME per test)."""
+"""Airflow for real, in its own virtualenv: DagBag import (tasks, retries, assets, the backfill
+DAG), and `airflow dags test` running the generated DAGs end to end against a real registry,
+warehouse and spark-submit: the deferred input sensor, partitioned asset events and the
+consumer they queue, a validation failure that fails on its first try, a held lease that is
+retried with backoff, and a backfill of a date range. Outcomes are read from Airflow's
+metadata DB (SQLite, one AIRFLOW_HOME per test)."""
 
 from __future__ import annotations
 
@@ -361,11 +362,11 @@ class HeldLease:
 # ---------------------------------------------------------------------------------------------
 
 
-def test_dagbag_score_dag_with_assets_retries_and_docs(project) -> None:
+def test_dagbag_score_and_backfill_dags_with_assets_retries_and_docs(project) -> None:
     proj = project()
     found = load_dagbag(proj.env)
     assert found["errors"] == {}
-    assert list(found["dags"]) == [f"score_{JOB}"]
+    assert sorted(found["dags"]) == [f"backfill_{JOB}", f"score_{JOB}"]
     dag = found["dags"][f"score_{JOB}"]
     assert {"batch-serving", "scoring", "e2e", f"model:{proj.model}"} <= set(dag["tags"])
     assert dag["max_active_runs"] == 1 and dag["catchup"] is True
@@ -383,6 +384,17 @@ def test_dagbag_score_dag_with_assets_retries_and_docs(project) -> None:
     assert all(t["retries"] == 0 for t in tasks.values())  # the job's schedule.retries
     assert all(t["backoff"] == 2.0 for t in tasks.values())  # the delay doubles per try
 
+    backfill = found["dags"][f"backfill_{JOB}"]
+    assert backfill["timetable"] == "NullTimetable" and backfill["max_active_runs"] == 1
+    assert {"batch-serving", "backfill", "e2e"} <= set(backfill["tags"])
+    (task,) = backfill["tasks"].values()
+    assert task["operator"] == "BatchServingCommand" and task["doc"]
+    assert task["outlets"] == [f"predictions.{proj.model}"]
+    for name in ("date_from", "date_to"):
+        schema = backfill["params"][name]
+        assert schema["type"] == "string" and schema["format"] == "date"
+        assert "default" not in schema  # required: a run without it is refused
+
 
 def test_repo_dags_import_cleanly_with_default_retries(tmp_path: Path) -> None:
     env = airflow_env(tmp_path / "airflow", REPO / "conf" / "jobs")
@@ -390,7 +402,8 @@ def test_repo_dags_import_cleanly_with_default_retries(tmp_path: Path) -> None:
     assert found["errors"] == {}
     assert found["config_module"] == str(REPO / "src" / "batch_serving" / "config" / "__init__.py")
     jobs = sorted(p.stem for p in (REPO / "conf" / "jobs").glob("*.yaml"))
-    assert len(found["dags"]) == len(jobs) >= 1
+    assert len(found["dags"]) == 2 * len(jobs) >= 2
+    assert sum(d.startswith("backfill_") for d in found["dags"]) == len(jobs)
     for dag in found["dags"].values():
         assert "batch-serving" in dag["tags"]
         assert all(t["retries"] == 2 for t in dag["tasks"].values())
@@ -561,3 +574,45 @@ def test_held_lease_is_retried_with_backoff_then_scores(project, sleeper) -> Non
     assert pq.read_table(proj.predictions / f"ds={RUN_DATE}").num_rows == 300
     (event,) = proj.asset_events()
     assert (event["asset"], event["key"]) == (f"predictions.{proj.model}", str(RUN_DATE))
+
+
+def test_backfill_dag_scores_a_checked_range_and_reruns_idempotently(project) -> None:
+    proj = project(sections=LEAN, retries=2, retry_delay_minutes=0.02)
+    first, last = RUN_DATE - dt.timedelta(days=1), RUN_DATE
+    for day in (first, last):
+        proj.write_input(day)
+    dag_id = f"backfill_{JOB}"
+
+    def backfill(date_from: str, date_to: str) -> subprocess.CompletedProcess:
+        return proj.dags_test(
+            dag_id, "--conf", json.dumps({"date_from": date_from, "date_to": date_to})
+        )
+
+    refused = backfill("2026-11-31", str(last))  # not a date: the run is not even created
+    assert refused.returncode != 0
+    assert "2026-11-31" in refused.stdout + refused.stderr
+    assert proj.query("SELECT count(*) FROM dag_run") == [(0,)]
+
+    reversed_range = backfill(str(last), str(first))  # exit 2: fails at once
+    assert reversed_range.returncode != 0
+    assert proj.tasks(dag_id) == {"backfill": ("failed", 1)}
+    assert "is before --from" in reversed_range.stdout + reversed_range.stderr
+
+    done = backfill(str(first), str(last))
+    assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-4000:])
+    runs = {}
+    for day in (first, last):
+        partition = proj.predictions / f"ds={day}"
+        assert pq.read_table(partition).num_rows == 300
+        runs[day] = json.loads((partition / "_manifest.json").read_text())["run_id"]
+    events = [e for e in proj.asset_events() if e["dag"] == dag_id]
+    assert sorted(e["key"] for e in events) == [str(first), str(last)]
+    assert all(e["asset"] == f"predictions.{proj.model}" for e in events)
+    assert events[0]["extra"] == {"job": JOB, "backfill": [str(first), str(last)]}
+
+    again = backfill(str(last), str(last))  # a rerun replaces that date only
+    assert again.returncode == 0, (again.stdout[-4000:], again.stderr[-4000:])
+    rerun = json.loads((proj.predictions / f"ds={last}" / "_manifest.json").read_text())
+    assert rerun["run_id"] != runs[last] and rerun["output"]["rows"] == 300
+    kept = json.loads((proj.predictions / f"ds={first}" / "_manifest.json").read_text())
+    assert kept["run_id"] == runs[first]
