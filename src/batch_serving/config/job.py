@@ -59,7 +59,7 @@ class JobConfig(Frozen):
     output: OutputConfig
     """Where the predictions and quarantine tables are written."""
     loading: LoadingConfig = LoadingConfig()
-    """How the model reaches the executors."""
+    """How the model reaches the executors: broadcast, or downloaded by each worker."""
     engine: Engine = "auto"
     """Scoring engine: `arrow_direct` (pyarrow inside Spark tasks), `dataframe`
     (`mapInArrow`) or `auto` (`arrow_direct` for Parquet on a filesystem path)."""
