@@ -11,7 +11,7 @@ once by ``spark.delivery``). So its scores are the job's scores for the same mod
 ``read_predictions`` reads one committed partition of a job's predictions table as a pyarrow
 Table (``.to_pandas()`` for pandas).
 
-Example, after ``make demo``::
+Example, after ``make demo``:
 
     from batch_serving.notebook import read_predictions, score_frame
 
