@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import html
 import json
 import os
 import re
@@ -146,17 +147,17 @@ def _restore(chunk: str) -> str:
 
 
 def page_text(page: Page, readme: Readme) -> str:
-    """A page from README sections. One section titled like the page is promoted a level."""
+    """A page from README sections; the section titled like the page is promoted a level."""
     source = "README.md" + (" and the code" if page.head or page.tail else "")
     out = [BANNER.format(source=source), f"# {page.title}\n"]
     if page.intro:
         out.append(f"\n{page.intro}\n")
     if page.head:
         out.append(page.head())
-    if page.sections == (page.title,):
-        out.append("\n" + _promote(readme.sections[page.title]))
-    else:
-        for name in page.sections:
+    for name in page.sections:
+        if name == page.title:  # the page's own section: its ### become the page's ##
+            out.append("\n" + _promote(readme.sections[name]))
+        else:
             out.append(f"\n## {name}\n\n{readme.sections[name]}")
     if page.tail:
         out.append(page.tail())
@@ -363,12 +364,21 @@ def _default_text(info: FieldInfo) -> str:
 
 
 def _clean(text: str) -> str:
-    """Docstring text as Markdown: RST-style double backticks become code spans."""
-    return re.sub(r"``(.+?)``", r"`\1`", " ".join(text.split())).strip()
+    """Docstring text as Markdown: one line, RST double backticks as code spans, and ``<``,
+    ``>``, ``&`` outside code spans escaped (``<model>`` is text, not an HTML tag)."""
+    text = re.sub(r"``(.+?)``", r"`\1`", " ".join(text.split())).strip()
+    parts = re.split(r"(`[^`]*`)", text)
+    return "".join(p if p.startswith("`") else html.escape(p, quote=False) for p in parts)
 
 
-def _cell(text: str) -> str:
-    return _clean(text).replace("|", "\\|")
+def _plain(text: str) -> str:
+    """Plain text (argparse help, OpenAPI descriptions) as Markdown that shows it unchanged."""
+    escaped = re.sub(r"([\\`*_\[\]])", r"\\\1", " ".join(text.split()))
+    return html.escape(escaped, quote=False)
+
+
+def _cell(text: str, plain: bool = False) -> str:
+    return (_plain(text) if plain else _clean(text)).replace("|", "\\|")
 
 
 def job_schema() -> dict[str, Any]:
@@ -388,11 +398,12 @@ def cli_reference() -> str:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     helps = {a.dest: a.help or "" for a in sub._choices_actions}
     out = [
-        f"\nGenerated from `batch_serving.cli.parser.build_parser()`. {parser.description}\n\n",
+        f"\nGenerated from `batch_serving.cli.parser.build_parser()`. "
+        f"{_plain(parser.description or '')}\n\n",
         f"```\n{parser.format_usage().strip()}\n```\n\n",
         "| command | what it does |\n|---|---|\n",
         *(
-            f"| [`{name}`](#{slugify('batch-serving ' + name, '-')}) | {_cell(helps[name])} |\n"
+            f"| [`{name}`](#{_command_anchor(name)}) | {_cell(helps[name], plain=True)} |\n"
             for name in sub.choices
         ),
         "\nGlobal options (before the command):\n\n",
@@ -401,9 +412,15 @@ def cli_reference() -> str:
     for name, command in sub.choices.items():
         out.append(f"\n## batch-serving {name}\n\n")
         description = command.description or helps[name]
-        out.append(f"{_cell(description)}\n\n```\n{command.format_usage().strip()}\n```\n\n")
+        out.append(
+            f"{_cell(description, plain=True)}\n\n```\n{command.format_usage().strip()}\n```\n\n"
+        )
         out.append(_options_table(command))
     return "".join(out)
+
+
+def _command_anchor(name: str) -> str:
+    return str(slugify(f"batch-serving {name}", "-"))
 
 
 def _options_table(parser: argparse.ArgumentParser) -> str:
@@ -412,7 +429,7 @@ def _options_table(parser: argparse.ArgumentParser) -> str:
         if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
             continue
         names = ", ".join(f"`{o}`" for o in action.option_strings) or f"`{action.dest}`"
-        rows.append(f"| {names} | {_value(action)} | {_cell(action.help or '')} |")
+        rows.append(f"| {names} | {_value(action)} | {_cell(action.help or '', plain=True)} |")
     if not rows:
         return "No options.\n"
     return "| option | value | description |\n|---|---|---|\n" + "\n".join(rows) + "\n"
@@ -458,9 +475,9 @@ def api_reference(schema: dict[str, Any]) -> str:
     for path, operations in schema["paths"].items():
         for method, op in operations.items():
             out.append(f"\n### {method.upper()} {path}\n\n")
-            out.append(_clean(op.get("summary", "")) + "\n\n")
+            out.append(_plain(op.get("summary", "")) + "\n\n")
             if op.get("description"):
-                out.append(_clean(op["description"]) + "\n\n")
+                out.append(_plain(op["description"]) + "\n\n")
             out.append(_parameters(op))
             body = op.get("requestBody")
             if body:
@@ -470,18 +487,21 @@ def api_reference(schema: dict[str, Any]) -> str:
             for status, response in op["responses"].items():
                 content = response.get("content", {}).get("application/json", {})
                 body_type = _schema_type(content["schema"]) if "schema" in content else ""
-                out.append(f"| {status} | {_cell(response['description'])} | {body_type} |\n")
+                out.append(
+                    f"| {status} | {_cell(response['description'], plain=True)} | {body_type} |\n"
+                )
     out.append("\n### Schemas\n")
     for name, component in schema["components"]["schemas"].items():
         out.append(f"\n#### {name}\n\n")
         if component.get("description"):
-            out.append(_clean(component["description"]) + "\n\n")
+            out.append(_plain(component["description"]) + "\n\n")
         required = set(component.get("required", []))
-        out.append("| field | type | required | description |\n|---|---|---|---|\n")
+        out.append("| field | type | required | description | example |\n|---|---|---|---|---|\n")
         for field, prop in component.get("properties", {}).items():
             flag = "yes" if field in required else ""
-            text = _cell(prop.get("description", ""))
-            out.append(f"| `{field}` | {_schema_type(prop)} | {flag} | {text} |\n")
+            text = _cell(prop.get("description", ""), plain=True)
+            example = f"`{json.dumps(prop['examples'][0])}`" if prop.get("examples") else ""
+            out.append(f"| `{field}` | {_schema_type(prop)} | {flag} | {text} | {example} |\n")
     return "".join(out)
 
 
@@ -491,7 +511,7 @@ def _parameters(op: dict[str, Any]) -> str:
         return ""
     rows = [
         f"| `{p['name']}` | {p['in']} | {_schema_type(p['schema'])} | "
-        f"{'yes' if p.get('required') else ''} | {_cell(p.get('description', ''))} |"
+        f"{'yes' if p.get('required') else ''} | {_cell(p.get('description', ''), plain=True)} |"
         for p in params
     ]
     return "| parameter | in | type | required | description |\n|---|---|---|---|---|\n" + (
