@@ -51,8 +51,14 @@ install: $(STAMP) $(AIRFLOW_STAMP) system-deps ## .venv (jobs stack, editable), 
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
 
-test: install lint typecheck package ## lint, typecheck, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
+test: install lint typecheck package docs ## lint, typecheck, docs, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
 	$(PY) -m pytest -q --durations=15
+
+.PHONY: docs
+docs: $(STAMP) ## documentation site in site/: docs/gen.py writes the generated pages, mkdocs build --strict
+	$(VENV)/bin/ruff check docs && $(VENV)/bin/ruff format --check docs
+	$(PY) docs/gen.py
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src jobs tests bench airflow_dags

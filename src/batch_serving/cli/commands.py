@@ -167,3 +167,12 @@ def demo_command(args: argparse.Namespace) -> int:
     )
     print("\n".join(lines))
     return 0
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    import json
+
+    from batch_serving.config.schema import job_schema
+
+    print(json.dumps(job_schema(), indent=2))
+    return 0

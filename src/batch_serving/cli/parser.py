@@ -169,6 +169,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rows", type=int, default=200_000, help="rows per date partition")
     demo.add_argument("--days", type=int, default=3, help="date partitions to generate")
     demo.set_defaults(func=commands.demo_command)
+
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a job file (for editors and CI checks)",
+        description="Prints the JSON Schema (draft 2020-12) of conf/jobs/*.yaml, generated "
+        "from the typed config: every key, its type, default and description.",
+    )
+    schema.set_defaults(func=commands.schema_command)
     return parser
 
 

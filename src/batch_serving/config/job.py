@@ -47,22 +47,61 @@ class JobConfig(Frozen):
     """One scoring job: model -> input partition -> predictions partition."""
 
     job: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_\-]+$")
+    """Name of the job, used in logs, the manifest and the Airflow DAG id."""
     model: ModelConfig
+    """The champion: the registered model whose output is served."""
     input: InputConfig
+    """The date-partitioned warehouse table that is scored."""
     entity_columns: tuple[str, ...] = Field(min_length=1)
+    """Id columns carried through to the output (the lookup API's key)."""
     features: Literal["from_signature"] | tuple[str, ...] = "from_signature"
+    """The model's input columns: `from_signature` or an explicit list."""
     output: OutputConfig
+    """Where the predictions and quarantine tables are written."""
     loading: LoadingConfig = LoadingConfig()
+    """How the model reaches the executors: broadcast, or downloaded by each worker."""
     engine: Engine = "auto"
+    """Scoring engine: `arrow_direct` (pyarrow inside Spark tasks), `dataframe`
+    (`mapInArrow`) or `auto` (`arrow_direct` for Parquet on a filesystem path)."""
     validation: ValidationConfig = ValidationConfig()
+    """What bad input is tolerated, and the data-quality gates."""
     publish: PublishConfig = PublishConfig()
+    """Serving snapshots for the lookup API."""
     catalog: CatalogConfig = CatalogConfig()
+    """SQL tables over the committed partitions."""
     tracking: TrackingConfig = TrackingConfig()
+    """MLflow run records of the scoring runs."""
     schedule: ScheduleConfig = ScheduleConfig()
+    """The generated Airflow DAG."""
     spark: SparkConfig = SparkConfig()
+    """The Spark session."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
+    """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None
-    rules: tuple[dict[str, Any], ...] = ()
+    """How the served score combines members' scores; `null`: the champion's output."""
+    rules: tuple[dict[str, Any], ...] = Field(
+        default=(),
+        json_schema_extra={
+            "items": {
+                "oneOf": [
+                    {
+                        "type": "object",
+                        "properties": {"when": {"type": "string"}, "action": {"type": "string"}},
+                        "required": ["when", "action"],
+                        "additionalProperties": False,
+                    },
+                    {
+                        "type": "object",
+                        "properties": {"otherwise": {"type": "string"}},
+                        "required": ["otherwise"],
+                        "additionalProperties": False,
+                    },
+                ]
+            }
+        },
+    )
+    """Business rules turning scores into an `action`, first match wins:
+    `{when: <condition>, action: <name>}` items, ending with `{otherwise: <name>}`."""
 
     @model_validator(mode="after")
     def _members_ensemble_rules(self) -> JobConfig:

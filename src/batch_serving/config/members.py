@@ -37,14 +37,24 @@ class MemberConfig(Frozen):
     """One more registered model; unset registry fields inherit from ``model:``."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Registered model name in the MLflow registry."""
     alias: str | None = None
+    """Registry alias to resolve (set exactly one of `alias` and `version`)."""
     version: int | None = Field(default=None, ge=1)
+    """Registry version to score with (set exactly one of `alias` and `version`)."""
     role: Role = "member"
+    """`member` (may feed the served result) or `shadow` (scored and compared, never served)."""
     inputs: tuple[str, ...] | None = Field(default=None, min_length=1)
+    """Where each feature comes from, in the model's feature order: an input column or
+    `<member>.<output>` of a member scored before; `null`: the input columns of its features."""
     tracking_uri: str | None = None
+    """MLflow tracking URI; `null` inherits `model.tracking_uri`."""
     registry_uri: str | None = None
+    """MLflow registry URI; `null` inherits `model.registry_uri`."""
     positive_label: str | int | bool | None = None
+    """Binary classifiers: the class whose probability is the member's score."""
     skops_trusted_types: tuple[str, ...] = ()
+    """Extra skops types to trust when loading; empty inherits `model.skops_trusted_types`."""
 
     @model_validator(mode="after")
     def _alias_xor_version(self) -> MemberConfig:
@@ -69,9 +79,13 @@ class EnsembleConfig(Frozen):
     """How the served score combines members' scores (see ``scoring.ensemble``)."""
 
     members: tuple[str, ...]
+    """Keys of the combined members (`champion` included if it takes part), at least 2."""
     method: Method
+    """`mean`, `weighted_mean`, `max`, or `vote` (the share of members scoring >= threshold)."""
     weights: tuple[float, ...] | None = None
+    """`weighted_mean`: one weight per member, normalized by their sum."""
     threshold: float = 0.5
+    """`vote`: the score at or above which a member votes yes."""
 
 
 @dataclass(frozen=True)

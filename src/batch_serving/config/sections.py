@@ -3,35 +3,56 @@
 Each section is validated on its own, so an error names its key (``loading.strategy``); rules
 that span sections (alias xor version is local, overlapping locations are not) live in
 ``job.py``. Unknown keys are refused everywhere: a typo must not silently become a default.
+
+The docstring under each field is its description: in the generated configuration reference
+(``docs/gen.py``) and in the job file's JSON Schema (``batch-serving schema``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 LoadingStrategy = Literal["auto", "broadcast", "per_partition"]
 Engine = Literal["auto", "dataframe", "arrow_direct"]
+# Spark conf values are strings to Spark; YAML may write them as numbers or booleans.
+SparkConfValue = Annotated[str, WithJsonSchema({"type": ["string", "number", "boolean"]})]
 
 
 class Frozen(BaseModel):
     """Immutable, and refuses keys it does not know."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
 
 
 class ModelConfig(Frozen):
     """Which registered model to score with, and how to read its outputs."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    """Registered model name in the MLflow registry."""
     alias: str | None = None
+    """Registry alias to resolve, e.g. `champion` (set exactly one of `alias` and `version`)."""
     version: int | None = Field(default=None, ge=1)
+    """Registry version to score with (set exactly one of `alias` and `version`)."""
     tracking_uri: str
+    """MLflow tracking URI: `sqlite:///...` (relative to the project root), `http://...` or a
+    file store path."""
     registry_uri: str | None = None
+    """MLflow registry URI; `null` means the tracking URI."""
     positive_label: str | int | bool | None = None
+    """Binary classifiers: the class whose probability is written as the score, looked up in
+    `classes_` by label. `null` means `1` or `True`."""
     skops_trusted_types: tuple[str, ...] = ()
+    """Extra skops types to trust when loading the model (tree models need their node types)."""
 
     @model_validator(mode="after")
     def _alias_xor_version(self) -> ModelConfig:
@@ -57,34 +78,50 @@ class InputConfig(Frozen):
     """Where the warehouse table lives and how it is partitioned by date."""
 
     path: str
+    """Root of the input Parquet table, holding Hive-style `<partition_column>=YYYY-MM-DD`
+    directories."""
     partition_column: str = "ds"
+    """Name of the date partition column (the directory prefix)."""
 
 
 class OutputConfig(Frozen):
     """Root under which ``predictions/<model>/`` (and staging) are created."""
 
     root: str
+    """Output root: predictions go to `<root>/predictions/<model>/ds=YYYY-MM-DD/`."""
     score_column: str = "score"
+    """Column name of a binary classifier's score."""
 
 
 class LoadingConfig(Frozen):
     """How the model reaches the executors."""
 
     strategy: LoadingStrategy = "auto"
+    """`broadcast` pickles the model once and broadcasts it; `per_partition` has each Python
+    worker download it from the registry; `auto` chooses by artifact size."""
     broadcast_max_mb: float = Field(default=256.0, gt=0)
+    """`auto`: broadcast when the artifact is at most this many MB."""
 
 
 class ExpectationConfig(Frozen):
     """One data-quality expectation, run with Great Expectations (see ``quality/gates.py``)."""
 
     type: Literal["not_null", "null_fraction", "between", "in_set", "unique", "row_count_change"]
+    """Kind of expectation; each kind needs the keys its name suggests."""
     column: str | None = None
+    """Column checked (every type except `row_count_change`)."""
     min: float | None = None
+    """`between`: lowest allowed value."""
     max: float | None = None
+    """`between`: highest allowed value."""
     values: tuple[str | int | float | bool, ...] | None = None
+    """`in_set`: the allowed values."""
     max_fraction: float | None = Field(default=None, ge=0, le=1)
+    """`null_fraction`: highest allowed share of nulls, 0 to 1."""
     max_change_pct: float | None = Field(default=None, ge=0)
+    """`row_count_change`: highest allowed change in rows vs the previous committed run, in %."""
     blocking: bool = True
+    """A failing blocking expectation stops the run; a non-blocking one is only logged."""
 
     @model_validator(mode="after")
     def _arguments(self) -> ExpectationConfig:
@@ -106,10 +143,15 @@ class ValidationConfig(Frozen):
     """What bad input is tolerated; everything else fails the run before anything is committed."""
 
     max_bad_rows: int | str = 0
+    """Rows that may be quarantined: a count (`10`) or a share of the input (`"0.5%"`)."""
     allow_empty: bool = False
+    """`true`: an empty input partition commits an empty partition instead of failing."""
     duplicate_ids: Literal["fail", "keep_last", "allow"] = "fail"
+    """Duplicate entity ids: fail the run, keep the last row in read order, or allow them."""
     input_expectations: tuple[ExpectationConfig, ...] = ()
+    """Great Expectations gate on the input partition, before scoring."""
     output_expectations: tuple[ExpectationConfig, ...] = ()
+    """Great Expectations gate on the staged output, before the commit."""
 
     @field_validator("max_bad_rows")
     @classmethod
@@ -137,11 +179,16 @@ class ValidationConfig(Frozen):
 class PublishConfig(Frozen):
     """Where ``publish`` puts serving snapshots, how many it keeps, which stores it fills."""
 
-    root: str | None = None  # default: <output.root>/serving
+    root: str | None = None
+    """Snapshot root; `null` means `<output.root>/serving`."""
     keep: int = Field(default=5, ge=1)
+    """Snapshots kept for rollback."""
     backends: tuple[Literal["embedded", "redis"], ...] = Field(default=("embedded",), min_length=1)
+    """Stores to publish to: the embedded Arrow snapshot and/or Redis."""
     redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL for the `redis` backend."""
     redis_expire_s: int = Field(default=3600, ge=1)
+    """Grace TTL in seconds of replaced Redis versions beyond `keep`."""
 
 
 class CatalogConfig(Frozen):
@@ -152,42 +199,64 @@ class CatalogConfig(Frozen):
     """
 
     enabled: bool = True
+    """Register each committed partition as a SQL table partition."""
     predictions_database: str = Field(default="predictions", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database of the `<database>.<model>` predictions tables."""
     quarantine_database: str = Field(default="quarantine", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    """Database of the `<database>.<model>` quarantine tables."""
     metastore_uri: str | None = None
-    metastore_dir: str | None = None  # default: <output.root>/_metastore
+    """`thrift://host:port` of a shared Hive metastore; `null` means embedded Derby."""
+    metastore_dir: str | None = None
+    """Directory of the embedded Derby metastore; `null` means `<output.root>/_metastore`."""
 
 
 class TrackingConfig(Frozen):
     """Each run is logged as an MLflow run, next to the model's own runs."""
 
     log_runs: bool = True
+    """Log one MLflow run per committed scoring run."""
     experiment: str = "batch-serving/{job}"
+    """MLflow experiment of those runs; `{job}` is replaced by the job name."""
 
 
 class ScheduleConfig(Frozen):
     """How the generated Airflow DAG (``airflow_dags/``) runs this job every night."""
 
     cron: str = "0 3 * * *"
+    """Cron schedule of the DAG."""
     start_date: dt.date = dt.date(2026, 11, 1)
-    catchup: bool = True  # backfills missed dates, oldest first
+    """First date the DAG runs for."""
+    catchup: bool = True
+    """Backfill missed dates, oldest first."""
     max_active_runs: int = Field(default=1, ge=1)
+    """DAG runs at the same time."""
     retries: int = Field(default=2, ge=0)
+    """Retries of each task."""
     retry_delay_minutes: float = Field(default=5, gt=0)
+    """First retry delay; the delay grows exponentially."""
     max_retry_delay_minutes: float = Field(default=60, gt=0)
+    """Cap of the exponential retry delay."""
     sensor_poke_seconds: int = Field(default=300, ge=1)
+    """How often the input sensor looks for the date's partition."""
     sensor_timeout_hours: float = Field(default=12, gt=0)
+    """How long the input sensor waits for the partition before it fails."""
     publish: bool = True
+    """End the DAG with a publish task."""
     owner: str = "data-platform"
+    """Airflow owner of the DAG."""
     tags: tuple[str, ...] = ()
+    """Extra DAG tags (besides `batch-serving`, `scoring` and `model:<name>`)."""
 
 
 class SparkConfig(Frozen):
     """Session settings; ``master`` is ignored when the job runs under spark-submit."""
 
     master: str = "local[2]"
+    """Spark master of a console-script run; spark-submit's `--master` wins."""
     app_name: str | None = None
-    conf: dict[str, str] = Field(default_factory=dict)
+    """Spark application name; `null` means the command's own, e.g. `batch-serving-<job>`."""
+    conf: dict[str, SparkConfValue] = Field(default_factory=dict)
+    """Spark settings for the session, e.g. `{spark.sql.shuffle.partitions: 4}`."""
 
     @field_validator("conf", mode="before")
     @classmethod

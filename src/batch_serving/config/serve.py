@@ -23,17 +23,28 @@ MODEL_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
 class ServeSettings(BaseSettings):
     """Lookup API settings: ``BATCH_SERVING_*`` environment variables, overridden by CLI flags."""
 
-    model_config = SettingsConfigDict(env_prefix="BATCH_SERVING_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="BATCH_SERVING_", frozen=True, extra="forbid", use_attribute_docstrings=True
+    )
 
     snapshot_root: Path = Path("data/output/serving")
+    """Directory of published snapshots (`publish.root` of the jobs)."""
     backend: Literal["embedded", "redis"] = "embedded"
+    """Where lookups are answered from: memory-mapped snapshot files or Redis."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    models: tuple[str, ...] = ()  # empty: every model published under snapshot_root / in Redis
+    """Redis URL for the `redis` backend."""
+    models: tuple[str, ...] = ()
+    """Models to serve (JSON list); empty: every model published under the root / in Redis."""
     auth_tokens: tuple[SecretStr, ...] = ()
-    auth_tokens_file: Path | None = None  # one token per line (e.g. a mounted secret)
+    """Bearer tokens (JSON list); with any token set, `/v1/*` and `/metrics` require one."""
+    auth_tokens_file: Path | None = None
+    """File of bearer tokens, one per line (e.g. a mounted secret)."""
     max_batch: int = Field(default=1000, ge=1, le=100_000)
+    """Most ids in one `batchGet` request."""
     poll_interval_s: float = Field(default=1.0, gt=0)
+    """Seconds between checks for a newly published snapshot."""
     verify_checksum: bool = True
+    """Check a snapshot's sha256 before serving it."""
 
     @field_validator("models")
     @classmethod
