@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from batch_serving.cli.output import emit, score_record, stdout_reserved
 from batch_serving.errors import BatchServingError
 
 log = logging.getLogger("batch_serving")
@@ -18,31 +19,37 @@ def score_command(args: argparse.Namespace) -> int:
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import build_session
 
-    run_date = parse_run_date(args.run_date)
-    cfg = load_config(args.config, env=args.env).with_overrides(
-        model_alias=args.model_alias,
-        model_version=args.model_version,
-        tracking_uri=args.tracking_uri,
-    )
-    spark = build_session(
-        cfg.spark, f"batch-serving-{cfg.job}", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
-    )
-    result = run_score(spark, cfg, run_date, wait=args.wait)
-    print("\n".join(summary_lines(result.manifest, result.after)))
+    with stdout_reserved(args.json):
+        run_date = parse_run_date(args.run_date)
+        cfg = load_config(args.config, env=args.env).with_overrides(
+            model_alias=args.model_alias,
+            model_version=args.model_version,
+            tracking_uri=args.tracking_uri,
+        )
+        spark = build_session(
+            cfg.spark,
+            f"batch-serving-{cfg.job}",
+            catalog=cfg.catalog,
+            metastore_dir=cfg.metastore_dir,
+        )
+        result = run_score(spark, cfg, run_date, wait=args.wait)
+    emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
     return 0
 
 
 def check_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date, prepare_process_env
-    from batch_serving.runs.preflight import check_input, check_output
+    from batch_serving.runs.preflight import InputCheck, OutputCheck, check_input, check_output
 
-    prepare_process_env(worker_python=None)
-    cfg = load_config(args.config, env=args.env)
-    run_date = parse_run_date(args.run_date)
-    if args.command == "check-input":
-        print("\n".join(check_input(cfg, run_date)))
-    else:
-        print("\n".join(check_output(cfg, run_date, wait=args.wait)))
+    with stdout_reserved(args.json):
+        prepare_process_env(worker_python=None)
+        cfg = load_config(args.config, env=args.env)
+        run_date = parse_run_date(args.run_date)
+        if args.command == "check-input":
+            check: InputCheck | OutputCheck = check_input(cfg, run_date)
+        else:
+            check = check_output(cfg, run_date, wait=args.wait)
+    emit(args.json, check.to_dict(), check.lines())
     return 0
 
 
