@@ -3,6 +3,7 @@ and a quiet stderr (no Hive/metastore WARN lines) on a real run in its own proce
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -15,16 +16,26 @@ import builders
 import mlflow
 import pyspark
 import pytest
-from conftest import RUN_DATE, customers, labelled
+from conftest import RUN_DATE, Scored, customers, labelled
 from test_cli import write_config
 
 import batch_serving
 from batch_serving.cli import main
+from batch_serving.cli.progress import Progress
+from batch_serving.serving import redis_store
+from batch_serving.serving.publish import publish
 from batch_serving.tables.manifest import read_after_commit, read_manifest
 
 # A log4j line of the driver JVM at WARN or above (pattern of spark/log4j2.properties and of
 # Spark's own default profile).
 JVM_WARNING = re.compile(r"^\d\d/\d\d/\d\d \d\d:\d\d:\d\d (WARN|ERROR|FATAL) ", re.MULTILINE)
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal, as stderr does in an interactive shell."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def test_version_names_the_package_and_its_engines(capsys) -> None:
@@ -127,3 +138,64 @@ def test_json_failure_leaves_stdout_empty(tmp_path, capsys) -> None:
     captured = capsys.readouterr()
     assert code == 2 and captured.out == ""
     assert captured.err.startswith("error: cannot read config")
+
+
+def test_progress_bar_only_on_a_terminal(capsys) -> None:
+    terminal, pipe = Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        with Progress("backfill", "date", total=3, stream=stream) as bar:
+            for day in range(3):
+                bar.echo(f"date {day} done")
+                bar.advance()
+    assert "backfill: 100%" in terminal.getvalue() and "3/3" in terminal.getvalue()
+    assert pipe.getvalue() == ""
+    assert capsys.readouterr().out.splitlines() == [f"date {d} done" for d in range(3)] * 2
+
+    lazy, unused = Terminal(), Terminal()
+    with Progress("publish to redis", "id", stream=lazy) as bar:
+        bar.reached(200, 500)
+        bar.reached(500, 500)
+    with Progress("publish to redis", "id", stream=unused):
+        pass  # no Redis writes: no bar at all
+    assert "500/500" in lazy.getvalue() and unused.getvalue() == ""
+
+
+def test_backfill_shows_a_bar_on_a_terminal(spark, tmp_path, catalog_job, monkeypatch, capsys):  # type: ignore[no-untyped-def]
+    cfg, _ = catalog_job
+    data = cfg.model_dump(mode="json")
+    data["catalog"] = {"enabled": False}
+    data["tracking"] = {"log_runs": False}
+    path = tmp_path / "plain.yaml"
+    path.write_text(json.dumps(data))
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    day = str(RUN_DATE)
+    assert main(["backfill", "--config", str(path), "--from", day, "--to", day]) == 0
+    assert "backfill: 100%" in terminal.getvalue() and "1/1" in terminal.getvalue()
+    assert f"backfill: {day} -> 300 rows (1/1)" in capsys.readouterr().out
+
+
+def test_publish_reports_redis_progress(
+    scored: Scored, redis_url: str, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """publish -> RedisPublisher calls progress(ids written, ids total) per batch of buckets;
+    the CLI turns that into a bar on a terminal and prints nothing extra otherwise."""
+    monkeypatch.setattr(redis_store, "WRITE_BATCH", 200)
+    fresh_db = redis_url.rsplit("/", 1)[0]  # each check writes a snapshot into an empty db
+    seen: list[tuple[int, int]] = []
+    cfg = scored.config(tmp_path / "a", backends=["redis"], redis_url=f"{fresh_db}/3")
+    publish(cfg, scored.dates[1], progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(200, 500), (400, 500), (500, 500)]
+
+    def cli(db: int, root: str) -> list[str]:
+        path = write_config(tmp_path / f"{root}.yaml", scored.config(tmp_path / root))
+        job = ["--config", str(path), "--run-date", str(scored.dates[1])]
+        return ["publish", *job, "--backend", "redis", "--redis-url", f"{fresh_db}/{db}"]
+
+    assert main(cli(4, "b")) == 0
+    captured = capsys.readouterr()
+    assert "published served snapshot" in captured.out and "publish to redis" not in captured.err
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert main(cli(5, "c")) == 0
+    assert "publish to redis: 100%" in terminal.getvalue() and "500/500" in terminal.getvalue()

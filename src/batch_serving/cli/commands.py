@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from batch_serving.cli.output import emit, score_record, stdout_reserved
+from batch_serving.cli.progress import Progress
 from batch_serving.errors import BatchServingError
 
 log = logging.getLogger("batch_serving")
@@ -83,15 +84,18 @@ def backfill_command(args: argparse.Namespace) -> int:
         metastore_dir=cfg.metastore_dir,
     )
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    for n, day in enumerate(days, start=1):
-        try:
-            result = run_score(spark, cfg, day, wait=args.wait)
-        except BatchServingError:
-            print(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", file=sys.stderr)
-            raise
-        print(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
+    with Progress("backfill", "date", total=len(days)) as bar:
+        for n, day in enumerate(days, start=1):
+            try:
+                result = run_score(spark, cfg, day, wait=args.wait)
+            except BatchServingError:
+                bar.echo(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", sys.stderr)
+                raise
+            bar.echo(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
+            bar.advance()
     if args.publish:
-        done = publish(cfg, last, wait=args.wait)
+        with Progress("publish to redis", "id") as bar:
+            done = publish(cfg, last, wait=args.wait, progress=bar.reached)
         print(f"backfill: published {done.snapshot_id}")
     return 0
 
@@ -132,7 +136,10 @@ def publish_command(args: argparse.Namespace) -> int:
         if not args.run_date:
             raise ConfigError("--run-date is required (or give --rollback)")
         run_date = parse_run_date(args.run_date)
-        done = publish(cfg, run_date, allow_older=args.allow_older, wait=args.wait)
+        with Progress("publish to redis", "id") as bar:
+            done = publish(
+                cfg, run_date, allow_older=args.allow_older, wait=args.wait, progress=bar.reached
+            )
         if done.skipped_reason:
             print(f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)")
             return 0
