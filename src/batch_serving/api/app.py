@@ -17,6 +17,7 @@ from batch_serving import __version__
 from batch_serving.api.backends import Backend, make_backend
 from batch_serving.api.errors import install_handlers
 from batch_serving.api.fastpath import FastPath
+from batch_serving.api.openapi import declare_bearer_auth, operation_id
 from batch_serving.api.routes import router
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.api.state import ServingState
@@ -37,11 +38,13 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         "domain return 404; every answer names the model version and run date it comes from.",
         lifespan=_lifespan,
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        generate_unique_id_function=operation_id,
     )
     app.state.serving = state
     install_handlers(app)
     app.add_middleware(FastPath, state=state)
     app.include_router(router)
+    declare_bearer_auth(app)
     return app
 
 
