@@ -1,17 +1,20 @@
 """Running the lookup API in production: the OpenAPI document (operation ids, the bearer
-scheme), process/runtime and snapshot metrics."""
+scheme), process/runtime and snapshot metrics, and several uvicorn workers from the env
+factory, for real."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from conftest import Scored
-from live import LiveServer
+from live import ApiProcess, LiveServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from batch_serving.api import create_app
@@ -117,3 +120,57 @@ def test_metrics_cover_the_process_runtime_and_the_served_snapshot(
         )
     ]
     assert found["batch_serving_worker_info"] == [({"pid": str(os.getpid())}, 1.0)]
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.slow
+def test_env_factory_under_uvicorn_with_two_workers(scored: Scored, published: JobConfig) -> None:
+    """`uvicorn 'batch_serving.api:app_from_env' --factory --workers 2`, settings from the
+    environment only: both worker processes answer (health, lookups, metrics), then the whole
+    process group stops."""
+    command = ["-m", "uvicorn", "batch_serving.api:app_from_env", "--factory"]
+    env = {
+        "BATCH_SERVING_SNAPSHOT_ROOT": str(published.serving_root),
+        "BATCH_SERVING_MAX_BATCH": "7",
+    }
+    expected = scored.expected[scored.dates[1]]
+    with ApiProcess(["--workers", "2", "--host", "127.0.0.1"], env=env, command=command) as api:
+        pids: set[str] = set()
+        failures: list[str] = []
+        deadline = time.monotonic() + 60
+
+        def client() -> None:
+            while len(pids) < 2 and time.monotonic() < deadline:
+                # a new connection per round, so the workers' accept loops share them out
+                with httpx.Client(base_url=api.url, timeout=10) as http:
+                    health = http.get("/health")
+                    entity, score = next(iter(expected.items()))
+                    lookup = http.get(f"/v1/models/served/predictions/{entity}")
+                    scrape = http.get("/metrics").text
+                if health.status_code != 200 or lookup.status_code != 200:
+                    failures.append(f"{health.status_code} {lookup.status_code}")
+                elif lookup.json()["values"]["score"] != pytest.approx(score, abs=1e-12):
+                    failures.append(lookup.text)
+                pids.update(
+                    labels["pid"] for labels, _ in samples(scrape)["batch_serving_worker_info"]
+                )
+
+        threads = [threading.Thread(target=client) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert len(pids) == 2, pids
+        workers = {int(p) for p in pids}
+        assert all(_ppid(pid) == api.proc.pid for pid in workers)  # uvicorn's own workers
+        too_many = httpx.post(
+            f"{api.url}/v1/models/served/predictions:batchGet", json={"ids": list(range(8))}
+        )
+        assert too_many.status_code == 413  # BATCH_SERVING_MAX_BATCH reached the workers
+    for pid in workers:  # the group stopped: no worker outlives the test
+        assert not Path(f"/proc/{pid}").exists()

@@ -21,7 +21,7 @@ from batch_serving.api.openapi import declare_bearer_auth, operation_id
 from batch_serving.api.routes import router
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.api.state import ServingState
-from batch_serving.config import ServeSettings
+from batch_serving.config import ServeSettings, load_serve_settings
 
 
 def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastAPI:
@@ -46,6 +46,15 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     app.include_router(router)
     declare_bearer_auth(app)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from ``BATCH_SERVING_*`` only: an import string for uvicorn's
+    factory mode, so it can run several worker processes (each builds its own app)::
+
+        uvicorn 'batch_serving.api:app_from_env' --factory --workers 4 --host 0.0.0.0
+    """
+    return create_app(load_serve_settings())
 
 
 @asynccontextmanager
