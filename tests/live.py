@@ -42,8 +42,12 @@ class LiveServer:
         self._running.__exit__(None, None, None)
 
 
+SERVE = ["-m", "batch_serving.cli", "serve"]
+
+
 class ApiProcess:
-    """``batch-serving serve`` on a free loopback port as its own process group.
+    """``batch-serving serve`` on a free loopback port as its own process group (or another
+    ``command``: the module and arguments that go before ``--port``, e.g. uvicorn's).
 
     It runs the ``batch_serving`` this process imported (its ``src`` leads ``PYTHONPATH``), so a
     test measures the code under test. Ready once ``/health`` answers a status in ``ready``
@@ -56,6 +60,7 @@ class ApiProcess:
         env: dict[str, str] | None = None,
         ready: frozenset[int] = frozenset({200}),
         timeout_s: float = 300,
+        command: list[str] | None = None,
     ) -> None:
         import httpx
 
@@ -67,7 +72,7 @@ class ApiProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         start = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batch_serving.cli", "serve", "--port", str(self.port), *args],
+            [sys.executable, *(command or SERVE), "--port", str(self.port), *args],
             env={**os.environ, **(env or {}), "PYTHONPATH": path},
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -17,10 +17,11 @@ from batch_serving import __version__
 from batch_serving.api.backends import Backend, make_backend
 from batch_serving.api.errors import install_handlers
 from batch_serving.api.fastpath import FastPath
+from batch_serving.api.openapi import declare_bearer_auth, operation_id
 from batch_serving.api.routes import router
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.api.state import ServingState
-from batch_serving.config import ServeSettings
+from batch_serving.config import ServeSettings, load_serve_settings
 
 
 def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastAPI:
@@ -37,12 +38,23 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         "domain return 404; every answer names the model version and run date it comes from.",
         lifespan=_lifespan,
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
+        generate_unique_id_function=operation_id,
     )
     app.state.serving = state
     install_handlers(app)
     app.add_middleware(FastPath, state=state)
     app.include_router(router)
+    declare_bearer_auth(app)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app with settings from ``BATCH_SERVING_*`` only: an import string for uvicorn's
+    factory mode, so it can run several worker processes (each builds its own app)::
+
+        uvicorn 'batch_serving.api:app_from_env' --factory --workers 4 --host 0.0.0.0
+    """
+    return create_app(load_serve_settings())
 
 
 @asynccontextmanager

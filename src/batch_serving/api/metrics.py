@@ -1,16 +1,27 @@
-"""Prometheus metrics of one app: request counts and latency, swaps, and snapshot gauges.
+"""Prometheus metrics of one app: request counts and latency, swaps, snapshot gauges, and the
+process and Python runtime (``process_*``, ``python_*``).
 
 Each app owns its registry (no process-global metrics), so several apps in one process, as in
-the tests, count separately.
+the tests, count separately. With several uvicorn workers each worker is one app: a scrape is
+answered by one of them, and ``batch_serving_worker_info{pid}`` says which.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Callable, Iterable, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 
 from batch_serving.api.backends import Handle
 
@@ -47,6 +58,9 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(SnapshotCollector(snapshots, live))
+        ProcessCollector(registry=self.registry)  # process_* (cpu, memory, fds, start time)
+        PlatformCollector(registry=self.registry)  # python_info
+        GCCollector(registry=self.registry)  # python_gc_*
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
@@ -62,10 +76,20 @@ class SnapshotCollector:
         self._snapshots = snapshots
         self._live = live
 
-    def collect(self) -> Iterable[GaugeMetricFamily]:
+    def collect(self) -> Iterable[Metric]:
         age = GaugeMetricFamily(
             "batch_serving_snapshot_age_seconds",
             "Seconds since the served snapshot was published",
+            labels=["model"],
+        )
+        published_at = GaugeMetricFamily(
+            "batch_serving_snapshot_published_timestamp_seconds",
+            "When the served snapshot was published (Unix time; alert on time() - this)",
+            labels=["model"],
+        )
+        info = InfoMetricFamily(
+            "batch_serving_model",
+            "The served snapshot of each model: model version, snapshot id, run date",
             labels=["model"],
         )
         rows = GaugeMetricFamily(
@@ -80,10 +104,24 @@ class SnapshotCollector:
         for model, handle in self._snapshots().items():
             published = dt.datetime.fromisoformat(handle.manifest["published_at"])
             age.add_metric([model], (now - published).total_seconds())
+            published_at.add_metric([model], published.timestamp())
+            info.add_metric(
+                [model],
+                {
+                    "version": str(handle.manifest["model_version"]),
+                    "snapshot": handle.snapshot_id,
+                    "run_date": str(handle.manifest["run_date"]),
+                },
+            )
             rows.add_metric([model], float(handle.manifest["rows"]))
             version.add_metric([model], float(handle.manifest["model_version"]))
         loaded = GaugeMetricFamily(
             "batch_serving_snapshots_mapped", "Snapshot handles still alive (current + draining)"
         )
         loaded.add_metric([], float(self._live()))
-        return [age, rows, version, loaded]
+        worker = InfoMetricFamily(
+            "batch_serving_worker",
+            "The process that answered this scrape (one of the uvicorn workers)",
+            value={"pid": str(os.getpid())},
+        )
+        return [age, published_at, rows, version, info, loaded, worker]

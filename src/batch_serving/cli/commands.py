@@ -7,6 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
+from batch_serving.cli.output import emit, score_record, stdout_reserved
+from batch_serving.cli.progress import Progress
 from batch_serving.errors import BatchServingError
 
 log = logging.getLogger("batch_serving")
@@ -18,31 +20,37 @@ def score_command(args: argparse.Namespace) -> int:
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import build_session
 
-    run_date = parse_run_date(args.run_date)
-    cfg = load_config(args.config, env=args.env).with_overrides(
-        model_alias=args.model_alias,
-        model_version=args.model_version,
-        tracking_uri=args.tracking_uri,
-    )
-    spark = build_session(
-        cfg.spark, f"batch-serving-{cfg.job}", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
-    )
-    result = run_score(spark, cfg, run_date, wait=args.wait)
-    print("\n".join(summary_lines(result.manifest, result.after)))
+    with stdout_reserved(args.json):
+        run_date = parse_run_date(args.run_date)
+        cfg = load_config(args.config, env=args.env).with_overrides(
+            model_alias=args.model_alias,
+            model_version=args.model_version,
+            tracking_uri=args.tracking_uri,
+        )
+        spark = build_session(
+            cfg.spark,
+            f"batch-serving-{cfg.job}",
+            catalog=cfg.catalog,
+            metastore_dir=cfg.metastore_dir,
+        )
+        result = run_score(spark, cfg, run_date, wait=args.wait)
+    emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
     return 0
 
 
 def check_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date, prepare_process_env
-    from batch_serving.runs.preflight import check_input, check_output
+    from batch_serving.runs.preflight import InputCheck, OutputCheck, check_input, check_output
 
-    prepare_process_env(worker_python=None)
-    cfg = load_config(args.config, env=args.env)
-    run_date = parse_run_date(args.run_date)
-    if args.command == "check-input":
-        print("\n".join(check_input(cfg, run_date)))
-    else:
-        print("\n".join(check_output(cfg, run_date, wait=args.wait)))
+    with stdout_reserved(args.json):
+        prepare_process_env(worker_python=None)
+        cfg = load_config(args.config, env=args.env)
+        run_date = parse_run_date(args.run_date)
+        if args.command == "check-input":
+            check: InputCheck | OutputCheck = check_input(cfg, run_date)
+        else:
+            check = check_output(cfg, run_date, wait=args.wait)
+    emit(args.json, check.to_dict(), check.lines())
     return 0
 
 
@@ -76,15 +84,18 @@ def backfill_command(args: argparse.Namespace) -> int:
         metastore_dir=cfg.metastore_dir,
     )
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
-    for n, day in enumerate(days, start=1):
-        try:
-            result = run_score(spark, cfg, day, wait=args.wait)
-        except BatchServingError:
-            print(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", file=sys.stderr)
-            raise
-        print(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
+    with Progress("backfill", "date", total=len(days)) as bar:
+        for n, day in enumerate(days, start=1):
+            try:
+                result = run_score(spark, cfg, day, wait=args.wait)
+            except BatchServingError:
+                bar.echo(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", sys.stderr)
+                raise
+            bar.echo(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
+            bar.advance()
     if args.publish:
-        done = publish(cfg, last, wait=args.wait)
+        with Progress("publish to redis", "id") as bar:
+            done = publish(cfg, last, wait=args.wait, progress=bar.reached)
         print(f"backfill: published {done.snapshot_id}")
     return 0
 
@@ -125,7 +136,10 @@ def publish_command(args: argparse.Namespace) -> int:
         if not args.run_date:
             raise ConfigError("--run-date is required (or give --rollback)")
         run_date = parse_run_date(args.run_date)
-        done = publish(cfg, run_date, allow_older=args.allow_older, wait=args.wait)
+        with Progress("publish to redis", "id") as bar:
+            done = publish(
+                cfg, run_date, allow_older=args.allow_older, wait=args.wait, progress=bar.reached
+            )
         if done.skipped_reason:
             print(f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)")
             return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from batch_serving.cli import commands
+from batch_serving.cli.options import add_json_argument, add_version_argument
 
 EXIT_CODES = """exit codes:
   0  success
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logs and tracebacks")
+    add_version_argument(parser)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     score = sub.add_parser(
@@ -48,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri", help="MLflow tracking/registry URI (overrides model.tracking_uri)"
     )
     add_wait_argument(score)
+    add_json_argument(score)
     score.set_defaults(func=commands.score_command)
 
     for name, helptext in (
@@ -64,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         add_job_arguments(check)
         if name == "check-output":
             add_wait_argument(check)
+        add_json_argument(check)
         check.set_defaults(func=commands.check_command)
 
     recover = sub.add_parser(

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from dataclasses import asdict, dataclass
+from typing import Any
 
 from batch_serving.config import JobConfig
 from batch_serving.models.loading import load_and_describe, output_request
@@ -27,7 +29,66 @@ from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.verify import verify_committed
 
 
-def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:
+@dataclass(frozen=True)
+class CheckedModel:
+    key: str
+    uri: str
+    kind: str
+    features: tuple[str, ...]
+
+    def line(self) -> str:
+        n = len(self.features)
+        return f"  model    : {self.key} {self.uri} ({self.kind}, {n} features, all present)"
+
+
+@dataclass(frozen=True)
+class InputCheck:
+    """What ``check-input`` found: the partition, its size, every model it would score."""
+
+    partition: str
+    rows: int
+    files: int
+    models: tuple[CheckedModel, ...]
+
+    def lines(self) -> list[str]:
+        return [
+            f"input ok: {self.partition}",
+            f"  rows     : {self.rows} in {self.files} files",
+            *(m.line() for m in self.models),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    """What ``check-output`` confirmed about the committed partition."""
+
+    partition: str
+    repaired: tuple[str, ...]  # tables whose interrupted commit of the date was put back first
+    rows: int
+    input_rows: int
+    quarantined_rows: int
+    gates_passed: tuple[str, ...]
+    run_id: str
+    model_version: int
+
+    def lines(self) -> list[str]:
+        gates = ", ".join(f"{g} passed" for g in self.gates_passed) or "no gates"
+        return [
+            f"output ok: {self.partition}"
+            + (" (interrupted commit repaired)" if self.repaired else ""),
+            f"  rows     : {self.rows} (input {self.input_rows}, "
+            f"quarantined {self.quarantined_rows}); {gates}",
+            f"  run      : {self.run_id}, model v{self.model_version}",
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
     if not partition_exists(cfg.input, run_date):
         raise missing_partition(cfg.input, run_date)
     where = partition_path(cfg.input, run_date)
@@ -52,26 +113,28 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> list[str]:
         score_column=cfg.output.score_column,
     )
     check_not_empty(found.rows, cfg.validation.allow_empty, where)
-    return [
-        f"input ok: {where}",
-        f"  rows     : {found.rows} in {len(found.files)} files",
-        *(
-            f"  model    : {m.key} {m.ref.uri} ({m.spec.kind}, {len(m.spec.features)} "
-            "features, all present)"
-            for m in members
+    return InputCheck(
+        partition=str(where),
+        rows=found.rows,
+        files=len(found.files),
+        models=tuple(
+            CheckedModel(m.key, m.ref.uri, m.spec.kind, tuple(m.spec.features)) for m in members
         ),
-    ]
+    )
 
 
-def check_output(cfg: JobConfig, run_date: dt.date, wait: bool = False) -> list[str]:
+def check_output(cfg: JobConfig, run_date: dt.date, wait: bool = False) -> OutputCheck:
     path = predictions_layout(cfg.output.root, cfg.model.name).partition_dir(run_date)
     with holding_date(cfg, run_date, "check-output", wait):
         restored = recover_date(cfg, run_date)
         manifest = verify_committed(path)
-    gates = ", ".join(f"{k} passed" for k in manifest.validation) or "no gates"
-    return [
-        f"output ok: {path}" + (" (interrupted commit repaired)" if restored else ""),
-        f"  rows     : {manifest.output.rows} (input {manifest.input.rows}, "
-        f"quarantined {manifest.quarantine.rows}); {gates}",
-        f"  run      : {manifest.run_id}, model v{manifest.model.version}",
-    ]
+    return OutputCheck(
+        partition=str(path),
+        repaired=tuple(restored),
+        rows=manifest.output.rows,
+        input_rows=manifest.input.rows,
+        quarantined_rows=manifest.quarantine.rows,
+        gates_passed=tuple(manifest.validation),
+        run_id=manifest.run_id,
+        model_version=manifest.model.version,
+    )

@@ -16,6 +16,7 @@ import datetime as dt
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,21 +51,31 @@ class Published:
 
 
 def publish(
-    cfg: JobConfig, run_date: dt.date, allow_older: bool = False, wait: bool = False
+    cfg: JobConfig,
+    run_date: dt.date,
+    allow_older: bool = False,
+    wait: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Published:
     """Snapshot the committed ``run_date`` partition and make it current in every backend.
 
     Holds the date's lease, so no score run can swap the partition while it is read, and
     repairs an interrupted commit first. A date older than the current snapshot's is not made
     current unless ``allow_older``: a backfill of last month must not replace today's answers
-    (use ``--rollback`` to go back).
+    (use ``--rollback`` to go back). ``progress(ids_written, ids_total)`` follows the writes
+    to Redis.
     """
     with holding_date(cfg, run_date, "publish", wait):
         recover_date(cfg, run_date)
-        return _publish(cfg, run_date, allow_older)
+        return _publish(cfg, run_date, allow_older, progress)
 
 
-def _publish(cfg: JobConfig, run_date: dt.date, allow_older: bool) -> Published:
+def _publish(
+    cfg: JobConfig,
+    run_date: dt.date,
+    allow_older: bool,
+    progress: Callable[[int, int], None] | None = None,
+) -> Published:
     model = cfg.model.name
     partition = predictions_layout(cfg.output.root, model).partition_dir(run_date)
     manifest = verify_committed(partition)
@@ -107,7 +118,11 @@ def _publish(cfg: JobConfig, run_date: dt.date, allow_older: bool) -> Published:
         snap = Snapshot(directory, verify_checksum=True)
         with RedisPublisher(cfg.publish.redis_url) as redis_pub:
             prev_r, changed_r = redis_pub.publish(
-                model, snap, keep=cfg.publish.keep, expire_s=cfg.publish.redis_expire_s
+                model,
+                snap,
+                keep=cfg.publish.keep,
+                expire_s=cfg.publish.redis_expire_s,
+                progress=progress,
             )
         previous, changed = previous or prev_r, changed or changed_r
     return Published(

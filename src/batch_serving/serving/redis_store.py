@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -72,12 +72,18 @@ class RedisPublisher:
         self._redis.close()
 
     def publish(
-        self, model: str, snap: Snapshot, keep: int, expire_s: int
+        self,
+        model: str,
+        snap: Snapshot,
+        keep: int,
+        expire_s: int,
+        progress: Callable[[int, int], None] | None = None,
     ) -> tuple[str | None, bool]:
+        """``progress(ids_written, ids_total)`` is called after each batch of buckets."""
         sid = snap.snapshot_id
         meta_key = _k(model, "snap", sid, "meta")
         if not self._redis.exists(meta_key):
-            self._write(model, snap)
+            self._write(model, snap, progress)
         else:
             log.info("redis: snapshot %s already written; reusing it", sid)
         current_raw = self._redis.get(_k(model, "current"))
@@ -118,7 +124,9 @@ class RedisPublisher:
         raw = self._redis.get(_k(model, "history"))
         return list(json.loads(raw)) if raw else []
 
-    def _write(self, model: str, snap: Snapshot) -> None:
+    def _write(
+        self, model: str, snap: Snapshot, progress: Callable[[int, int], None] | None = None
+    ) -> None:
         sid = snap.snapshot_id
         rows = snap.table.num_rows
         buckets = max(1, math.ceil(rows / BUCKET_SIZE))
@@ -133,6 +141,8 @@ class RedisPublisher:
                     for bucket, mapping in _by_bucket(keys, values, buckets).items():
                         pipe.hset(_k(model, "snap", sid, prefix, str(bucket)), mapping=mapping)
             pipe.execute()
+            if progress is not None:
+                progress(start + chunk.num_rows, rows)
         meta = {**snap.manifest, "buckets": buckets}
         self._redis.set(_k(model, "snap", sid, "meta"), json.dumps(meta))
         log.info("redis: wrote snapshot %s (%d ids in %d buckets)", sid, rows, buckets)

@@ -34,7 +34,8 @@ def register_partition(
     name = table_name(database, layout.model)
     partition = layout.partition_dir(run_date)
     try:
-        spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
+        if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone logs a WARN
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         exists = spark.catalog.tableExists(f"{database}.{layout.model}")
         if exists and _location(spark, name) != layout.table_dir.resolve():
             # the job's output root moved: re-point the (external) table, data untouched

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from pyspark import SparkConf
@@ -15,6 +16,12 @@ from batch_serving.config import (
     running_under_spark_submit,
 )
 
+# Driver logging: Spark's warnings and errors, without the Hive/metastore WARN lines of every
+# healthy run (see the file). Applies where the driver JVM starts here, i.e. not under
+# spark-submit (there: --driver-java-options "-Dlog4j2.configurationFile=<this file's URI>").
+LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
+JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
 # Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
 DEFAULT_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -25,6 +32,7 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.ui.showConsoleProgress": "false",
     "spark.ui.enabled": "false",
     "spark.python.worker.reuse": "true",
+    JAVA_OPTIONS: f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES.as_uri()}",
 }
 
 
@@ -38,8 +46,21 @@ def catalog_conf(catalog: CatalogConfig, metastore_dir: Path) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": (
             f"jdbc:derby:;databaseName={metastore_dir / 'metastore_db'};create=true"
         ),
-        "spark.driver.extraJavaOptions": f"-Dderby.system.home={metastore_dir}",
+        JAVA_OPTIONS: f"-Dderby.system.home={metastore_dir}",
     }
+
+
+def merge_conf(*layers: Mapping[str, str]) -> dict[str, str]:
+    """Later layers win, except the driver's Java options, which add up: our log4j2 file, the
+    Derby home and the job's own options all reach the JVM (for a repeated ``-D`` the JVM
+    keeps the last, so the job's own setting still wins)."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for key, value in layer.items():
+            if key == JAVA_OPTIONS and merged.get(key):
+                value = f"{merged[key]} {value}"
+            merged[key] = value
+    return merged
 
 
 def build_session(
@@ -56,15 +77,17 @@ def build_session(
     """
     settings = {**DEFAULT_CONF, **cfg.conf}
     builder = SparkSession.builder.appName(cfg.app_name or app_name)
+    hive: dict[str, str] = {}
     if catalog is not None and catalog.enabled:
         assert metastore_dir is not None
         metastore_dir.mkdir(parents=True, exist_ok=True)
-        submitted = SparkConf()
-        for key, value in catalog_conf(catalog, metastore_dir).items():
-            if not submitted.contains(key):
-                builder = builder.config(key, value)
+        hive = catalog_conf(catalog, metastore_dir)
         builder = builder.enableHiveSupport()
     if running_under_spark_submit():
+        submitted = SparkConf()
+        for key, value in hive.items():
+            if not submitted.contains(key):
+                builder = builder.config(key, value)
         prepare_process_env(worker_python=None)
         spark = builder.getOrCreate()
         submitted = spark.sparkContext.getConf()
@@ -74,6 +97,6 @@ def build_session(
         return spark
     prepare_process_env(worker_python=sys.executable)
     builder = builder.master(cfg.master)
-    for key, value in settings.items():
+    for key, value in merge_conf(DEFAULT_CONF, hive, cfg.conf).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
