@@ -12,6 +12,7 @@ import yaml
 
 from batch_serving.cli import main
 from batch_serving.config import JobConfig
+from batch_serving.config.loader import _deep_merge
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -59,11 +60,21 @@ def test_shipped_job_file_validates(schema: dict[str, Any]) -> None:
     jsonschema = pytest.importorskip("jsonschema")  # installed with great-expectations
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    for path in sorted((REPO / "conf").rglob("jobs/*.yaml")):
+    for path in sorted((REPO / "conf" / "jobs").glob("*.yaml")):
         errors = [
             f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(job_file(path))
         ]
         assert errors == [], path
+    # an env overlay (conf/<env>/jobs/) is partial on its own: validate it merged over its base,
+    # with the loader's own deep merge
+    overlays = sorted(
+        p for p in (REPO / "conf").glob("*/jobs/*.yaml") if p.parent.parent.name != "conf"
+    )
+    assert overlays  # conf/prod/jobs/churn.yaml ships as an example
+    for overlay in overlays:
+        merged = _deep_merge(job_file(REPO / "conf" / "jobs" / overlay.name), job_file(overlay))
+        errors = [f"{list(e.absolute_path)}: {e.message}" for e in validator.iter_errors(merged)]
+        assert errors == [], overlay
 
 
 def test_schema_rejects_what_the_loader_rejects(schema: dict[str, Any]) -> None:
