@@ -20,9 +20,7 @@ from batch_serving.models.loading import load_and_describe, output_request
 from batch_serving.models.registry import resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
-from batch_serving.scoring.ensemble import from_config
-from batch_serving.scoring.plan import Member, build_plan
-from batch_serving.scoring.rules import parse_rules
+from batch_serving.scoring.plan import Member, plan_for_job
 from batch_serving.tables.files import inspect_input, local_path
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 from batch_serving.tables.layout import predictions_layout
@@ -100,17 +98,8 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
             spec, _, _ = load_and_describe(model.model, request, ref, tmp)
             members.append(Member(model.key, ref, spec, model.role, model.inputs))
     found = inspect_input(local_path(where))
-    build_plan(  # columns, types, member references and rule names, as the run will check them
-        members,
-        cfg.entity_columns,
-        found.schema,
-        "check-input",
-        dt.datetime.now(dt.UTC),
-        where,
-        multi=cfg.multi_model,
-        ensemble=from_config(cfg.ensemble),
-        rules=parse_rules(cfg.rules) if cfg.rules else None,
-        score_column=cfg.output.score_column,
+    plan_for_job(  # columns, types, member references and rule names, as the run will check them
+        cfg, members, found.schema, "check-input", dt.datetime.now(dt.UTC), where
     )
     check_not_empty(found.rows, cfg.validation.allow_empty, where)
     return InputCheck(

@@ -15,9 +15,7 @@ from batch_serving.errors import LeaseHeldError, OutputValidationError, ScoringE
 from batch_serving.quality.checks import check_duplicates, check_not_empty
 from batch_serving.quality.gates import GateRunner, write_reports
 from batch_serving.runs.context import RunContext
-from batch_serving.scoring.ensemble import from_config
-from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
-from batch_serving.scoring.rules import parse_rules
+from batch_serving.scoring.plan import Member, ScoringPlan, plan_for_job
 from batch_serving.spark.engines import Engine, InputData
 from batch_serving.tables.commit import Committed, commit
 from batch_serving.tables.files import count_rows, data_files
@@ -56,18 +54,7 @@ def validate_input(
     """Empty partition, columns and types (by planning the casts), duplicate ids."""
     cfg = run.cfg
     check_not_empty(data.rows, cfg.validation.allow_empty, data.where)
-    plan = build_plan(
-        members,
-        cfg.entity_columns,
-        data.schema,
-        run.run_id,
-        run.started,
-        data.where,
-        multi=cfg.multi_model,
-        ensemble=from_config(cfg.ensemble),
-        rules=parse_rules(cfg.rules) if cfg.rules else None,
-        score_column=cfg.output.score_column,
-    )
+    plan = plan_for_job(cfg, members, data.schema, run.run_id, run.started, data.where)
     policy = cfg.validation.duplicate_ids
     if policy == "allow":
         return Validated(plan, 0)

@@ -24,6 +24,7 @@ from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.casts import Cast, log_ignored, plan_casts
 
 if TYPE_CHECKING:
+    from batch_serving.config import JobConfig
     from batch_serving.scoring.ensemble import Ensemble
     from batch_serving.scoring.rules import RuleSet
 
@@ -181,3 +182,30 @@ def build_plan(
 
         check_plan(plan)
     return plan
+
+
+def plan_for_job(
+    cfg: JobConfig,
+    members: Sequence[Member],
+    input_schema: pa.Schema,
+    run_id: str,
+    scored_at: dt.datetime,
+    where: str,
+) -> ScoringPlan:
+    """``build_plan`` with the job's ensemble, rules and score column: what a run scores with,
+    and what check-input checks against."""
+    from batch_serving.scoring.ensemble import from_config
+    from batch_serving.scoring.rules import parse_rules
+
+    return build_plan(
+        members,
+        cfg.entity_columns,
+        input_schema,
+        run_id,
+        scored_at,
+        where,
+        multi=cfg.multi_model,
+        ensemble=from_config(cfg.ensemble),
+        rules=parse_rules(cfg.rules) if cfg.rules else None,
+        score_column=cfg.output.score_column,
+    )
