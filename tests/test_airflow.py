@@ -66,7 +66,7 @@ spec = importlib.util.spec_from_file_location("dags", %r)
 dags = sys.modules["dags"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(dags)
 outcome = {}
-for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 137, -9):
+for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 137, -9):
     try:
         dags.fail_on_exit_code(code, "cmd")
         outcome[code] = "ok"
@@ -444,12 +444,13 @@ def test_exit_codes_that_a_retry_cannot_fix_fail_at_once(tmp_path: Path) -> None
         "0": "ok",
         "1": "retry",  # unexpected
         "2": "fail",  # config
-        "3": "fail",  # registry/model/alias/version (an unreachable registry too, for now)
+        "3": "fail",  # model/alias/version unknown or not loadable
         "4": "fail",  # input validation
         "5": "retry",  # scoring
         "6": "retry",  # output validation
         "7": "retry",  # storage, lease held
         "8": "fail",  # publish refused
+        "9": "retry",  # registry unreachable
         "137": "retry",  # killed
         "-9": "retry",
     }
