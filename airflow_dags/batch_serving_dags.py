@@ -59,6 +59,7 @@ from airflow.providers.standard.triggers.file import FileTrigger
 from airflow.sdk import DAG, Asset, BaseOperator, BaseSensorOperator, Context, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+import batch_serving
 from batch_serving.config import JobConfig, load_config
 from batch_serving.errors import BatchServingError, ConfigError
 from batch_serving.serving.pointer import ServingLayout, read_pointer
@@ -90,6 +91,12 @@ EXIT_CODES = {
 # Retrying cannot change these: the same config, model and input fail the same way. An
 # unreachable registry is exit 9, retried like the other transient failures.
 NOT_RETRYABLE = frozenset({2, 3, 4, 8})
+# The packaged log4j2 file keeps a healthy spark-submit run free of Hive/metastore WARN lines
+# (a driver started by spark-submit never sees spark/session.py's default Java options).
+QUIET_DRIVER = {
+    "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile="
+    + (Path(batch_serving.__file__).parent / "spark" / "log4j2.properties").as_uri()
+}
 SPARK_SUBMIT_EXIT = re.compile(r"Error code is: (-?\d+)")
 
 
@@ -383,6 +390,7 @@ def build_score_dag(job: Job) -> DAG:
             application=str(HOME / "jobs" / "score.py"),
             application_args=[*job.job_args, "--run-date", "{{ ds }}"],
             conn_id="spark_default",
+            conf=QUIET_DRIVER,
             name=f"batch-serving-{cfg.job}",
             env_vars=job.run_env,
             outlets=[predictions],

@@ -475,6 +475,10 @@ def test_dags_test_waits_deferred_then_scores_publishes_and_announces_the_date(
     )
     proj.write_input(RUN_DATE)  # ... and the trigger sees the files arrive
     assert run.wait(timeout=600) == 0, out.read_text()[-4000:]
+    log = out.read_text()
+    # spark-submit's driver gets the packaged log4j2 file: the job's summary, no JVM noise
+    assert f"batch-serving: job {JOB} scored {RUN_DATE}" in log
+    assert not [line for line in log.splitlines() if " WARN " in line], log[-4000:]
 
     tasks = proj.tasks(dag_id)
     assert all(state == "success" for state, _ in tasks.values()), tasks
