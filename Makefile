@@ -91,8 +91,8 @@ bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow 
 
 ENTITIES ?= 10M
 .PHONY: bench-api
-bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load (ENTITIES=1M|10M)
-	$(PY) bench/api_bench.py --entities $(ENTITIES)
+bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
+	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)
 
 .PHONY: cluster-test
 cluster-test: install package ## only the standalone-cluster test (master + 2 workers on loopback)

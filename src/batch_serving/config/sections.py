@@ -91,6 +91,9 @@ class OutputConfig(Frozen):
     """Output root: predictions go to `<root>/predictions/<model>/ds=YYYY-MM-DD/`."""
     score_column: str = "score"
     """Column name of a binary classifier's score."""
+    staging_max_age_hours: float = Field(default=24.0, gt=0)
+    """Staging left by a run that holds no live lease is removed by the next run of the model;
+    where liveness cannot be judged (storage without leases), staging older than this is."""
 
 
 class LoadingConfig(Frozen):

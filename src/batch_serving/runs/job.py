@@ -21,7 +21,7 @@ from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.runs.records import build_manifest
-from batch_serving.runs.recovery import recover_date
+from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
     commit_run,
     enforce_bad_rows,
@@ -52,6 +52,7 @@ def run_score(
     log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
+        run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
         after = after_commit(spark, run, manifest, committed)
