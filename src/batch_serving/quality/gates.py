@@ -136,7 +136,16 @@ def _validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list
     suite = gx.ExpectationSuite(name=f"{name}_suite")
     for expectation in expectations:
         suite.add_expectation(expectation)
-    return list(batch.validate(suite).results)
+    pending: dict[str, list[Any]] = {}
+    for result in batch.validate(suite).results:
+        pending.setdefault(_key(result.expectation_config), []).append(result)
+    # GX may reorder (column existence first): match results to the declared expectations
+    return [pending[_key(e.configuration)].pop(0) for e in expectations]
+
+
+def _key(config: Any) -> str:
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    return json.dumps([config.type, kwargs], sort_keys=True, default=str)
 
 
 def to_gx(exp: ExpectationConfig, previous_rows: int | None, gate: str = "input") -> Any:

@@ -184,8 +184,8 @@ def compute(df: DataFrame, plan: MetricPlan) -> dict[Any, Any]:
     metrics: dict[Any, Any] = dict(plan.constants)
     keys = list(plan.aggregates)
     if keys:
-        row = df.agg(*[plan.aggregates[k].alias(f"m{i}") for i, k in enumerate(keys)]).first()
-        assert row is not None  # a global aggregation always returns one row
+        aggregated = df.agg(*[plan.aggregates[k].alias(f"m{i}") for i, k in enumerate(keys)])
+        (row,) = aggregated.collect()  # a global aggregation: one row
         metrics.update({k: row[f"m{i}"] for i, k in enumerate(keys)})
     for key, values in plan.values.items():
         if not metrics.get(values.count_id):
