@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 import yaml
-from pyspark.sql import functions as F
 from conftest import RUN_DATE
+from pyspark.sql import functions as F
 from test_bad_input import Setup
 
 from batch_serving.config import ExpectationConfig
@@ -191,7 +191,7 @@ def test_wrong_argument_value_is_a_config_error_naming_the_expectation() -> None
     entry = ExpectationConfig.model_validate(
         {"expectation": "ExpectColumnValuesToBeBetween", "column": "x", "mostly": "most"}
     )
-    with pytest.raises(ConfigError, match="ExpectColumnValuesToBeBetween.*mostly"):
+    with pytest.raises(ConfigError, match=r"ExpectColumnValuesToBeBetween.*mostly"):
         to_gx(entry, None, "output")
 
 
