@@ -87,8 +87,6 @@ def test_extra_artifacts_and_a_changed_input_digest(scored_run, tmp_path, wareho
     run_id = log_run(cfg, result.manifest, result.committed.path, artifacts=[profile, report])
 
     assert run_id is not None
-    assert {"drift_profile.json", "report.html", "_manifest.json"} <= artifact_names(
-        client, run_id
-    )
+    assert {"drift_profile.json", "report.html", "_manifest.json"} <= artifact_names(client, run_id)
     warehouse(customers(310))  # the partition is rewritten: another digest, no data read
     assert input_digest(result.manifest.input.path) != before
