@@ -15,7 +15,7 @@ from test_bad_input import Setup
 from batch_serving.config import ExpectationConfig
 from batch_serving.errors import ConfigError
 from batch_serving.quality import catalog
-from batch_serving.quality.gates import _validate_with_gx, run_gate, to_gx
+from batch_serving.quality.gates import validate_with_gx, run_gate, to_gx
 from batch_serving.quality.onepass import validate_in_one_pass
 
 ROWS = [  # nulls, a NaN, out-of-range and unexpected categories on purpose
@@ -105,7 +105,7 @@ def test_passing_expectations_take_one_spark_job(spark, frame) -> None:  # type:
     (ours, rest), jobs = jobs_run(spark, lambda: validate_in_one_pass(frame, expectations(PASSING)))
     assert rest == [] and jobs == one_aggregation  # (2 jobs with adaptive execution)
     assert all(r.success for r in ours.values()) and len(ours) == len(PASSING)
-    _, gx_jobs = jobs_run(spark, lambda: _validate_with_gx(frame, "t", expectations(PASSING)))
+    _, gx_jobs = jobs_run(spark, lambda: validate_with_gx(frame, "t", expectations(PASSING)))
     assert gx_jobs > 3  # what the one pass saves: GX's own run of the same expectations
 
 
@@ -118,7 +118,7 @@ def test_one_pass_results_equal_gx_own_validation(spark, frame) -> None:  # type
     _, one_aggregation = jobs_run(spark, lambda: frame.agg(F.count(F.lit(1))).collect())
     assert one_aggregation + failing_maps <= jobs <= one_aggregation + 2 * failing_maps
 
-    theirs = _validate_with_gx(frame, "t", expectations(FAST))
+    theirs = validate_with_gx(frame, "t", expectations(FAST))
     for i, expected in enumerate(theirs):
         assert comparable(ours[i]) == comparable(expected), FAST[i]
     between = ours[2].result  # x between 0 and 600: -1 and 700 (NaN as GX counts it)
@@ -140,7 +140,7 @@ def test_other_expectations_run_through_gx_and_keep_declared_order(frame) -> Non
         "expect_column_values_to_match_regex",
         "expect_column_values_to_be_between",
     ]
-    theirs = _validate_with_gx(frame, "t", expectations(specs))
+    theirs = validate_with_gx(frame, "t", expectations(specs))
     for got, expected in zip(gate.raw["results"], theirs, strict=True):
         assert got["success"] == expected.success
         assert got["result"].get("unexpected_count") == expected.result.get("unexpected_count")

@@ -91,7 +91,7 @@ def run_gate(
     if rest:
         log.info("%s gate: %d expectation(s) run by GX on the DataFrame", name, len(rest))
         results.update(
-            zip(rest, _validate_with_gx(df, name, [objects[i] for i in rest]), strict=True)
+            zip(rest, validate_with_gx(df, name, [objects[i] for i in rest]), strict=True)
         )
     ordered = [results[i] for i in range(len(declared))]
     stats = calc_validation_statistics(ordered)
@@ -122,7 +122,7 @@ def run_gate(
     return gate
 
 
-def _validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list[Any]:
+def validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list[Any]:
     """GX's own validation of ``df`` (its Spark jobs), one result per expectation in order."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
