@@ -448,7 +448,7 @@ def measure_single(
 # ----------------------------------------------------------------------------- gates
 def measure_gates(bench: Bench, reps: int) -> dict[str, Any]:
     """Gates on vs off on a 200k-row partition, ``reps`` interleaved rounds (median)."""
-    from batch_serving.quality.gates import validate_with_gx, to_gx
+    from batch_serving.quality.gates import to_gx, validate_with_gx
 
     root = DATA / "warehouse" / "gates"
     make_dataset(root, RUN_DATE, GATE_ROWS)

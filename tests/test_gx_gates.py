@@ -15,7 +15,7 @@ from test_bad_input import Setup
 from batch_serving.config import ExpectationConfig
 from batch_serving.errors import ConfigError
 from batch_serving.quality import catalog
-from batch_serving.quality.gates import validate_with_gx, run_gate, to_gx
+from batch_serving.quality.gates import run_gate, to_gx, validate_with_gx
 from batch_serving.quality.onepass import validate_in_one_pass
 
 ROWS = [  # nulls, a NaN, out-of-range and unexpected categories on purpose
