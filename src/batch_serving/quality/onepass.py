@@ -118,8 +118,11 @@ def plan_expectation(expectation: Any, schema: StructType) -> MetricPlan | None:
         )
     except Exception:  # GX refuses the configuration: GX's own run reports it
         return None
-    if any(isinstance(v, dict) for v in expectation.configuration.kwargs.values()):
+    kwargs = expectation.configuration.kwargs
+    if any(isinstance(v, dict) for v in kwargs.values()):
         return None  # $PARAMETER references: GX resolves them
+    if any(kwargs.get(k) for k in ("result_format", "windows", "row_condition")):
+        return None  # another result format (COMPLETE lists every value), GX Cloud windows
     plan = MetricPlan({}, {}, {})
     configs = deps.metric_configurations
     for name, config in configs.items():
