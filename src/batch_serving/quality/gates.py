@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batch_serving.config import ExpectationConfig
+from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.errors import BatchServingError, ConfigError
 
 if TYPE_CHECKING:
@@ -53,6 +53,13 @@ def preload_gx() -> None:
     if _PRELOAD is None and "great_expectations" not in sys.modules:
         _PRELOAD = threading.Thread(target=_import_gx, name="gx-preload", daemon=True)
         _PRELOAD.start()
+
+
+def preload_gx_for(cfg: JobConfig) -> None:
+    """``preload_gx`` if the job declares expectations (call it before building the session:
+    the import then overlaps the JVM's start)."""
+    if cfg.validation.input_expectations or cfg.validation.output_expectations:
+        preload_gx()
 
 
 def _import_gx() -> None:

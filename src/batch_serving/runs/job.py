@@ -16,7 +16,7 @@ from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputValidationError, OutputValidationError
-from batch_serving.quality.gates import preload_gx
+from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
@@ -63,8 +63,7 @@ def _score_and_commit(
     spark: SparkSession, run: RunContext, lease: Lease
 ) -> tuple[RunManifest, Committed]:
     cfg, step, staging = run.cfg, run.timer.step, run.staging
-    if cfg.validation.input_expectations or cfg.validation.output_expectations:
-        preload_gx()  # imported while the models load and the rows are scored
+    preload_gx_for(cfg)  # imported while the models load (if the caller did not start it)
     with step("resolve_model"):
         resolved = resolve_members(cfg)
     with step("load_model"):
