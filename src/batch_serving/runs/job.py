@@ -16,6 +16,7 @@ from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputValidationError, OutputValidationError
+from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
@@ -63,6 +64,7 @@ def _score_and_commit(
     spark: SparkSession, run: RunContext, lease: Lease
 ) -> tuple[RunManifest, Committed]:
     cfg, step, staging = run.cfg, run.timer.step, run.staging
+    preload_gx_for(cfg)  # imported while the models load (if the caller did not start it)
     with step("resolve_model"):
         resolved = resolve_members(cfg)
     with step("load_model"):
@@ -75,8 +77,9 @@ def _score_and_commit(
         gates = gate_runner(run)
         with step("validate"):
             valid = validate_input(engine, data, models.members, run)
-            expectations = cfg.validation.input_expectations
-            if expectations:
+        expectations = cfg.validation.input_expectations
+        if expectations:
+            with step("gate_input"):
                 frame = engine.frame(spark, data)
                 gates.check(frame, "input", expectations, InputValidationError, data.where)
         with step("score_and_stage"):
@@ -85,7 +88,7 @@ def _score_and_commit(
             counts = reconcile(run, valid.rows(data))
             comparison = compare_shadows(valid.plan, staging.predictions)
         if cfg.validation.output_expectations:
-            with step("validate_output"):
+            with step("gate_output"):
                 frame = spark.read.parquet(str(staging.predictions))
                 where = str(run.predictions.partition_dir(run.run_date))
                 gates.check(
