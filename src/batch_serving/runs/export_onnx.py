@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,12 +38,12 @@ from batch_serving.models.parity import (
     thresholds_from_rules,
 )
 from batch_serving.models.registry import resolve_model
+from batch_serving.models.uris import model_config
 from batch_serving.scoring.casts import apply_casts, plan_casts
 from batch_serving.tables.files import data_files
 
 log = logging.getLogger(__name__)
 
-_URI = re.compile(r"^models:/([A-Za-z0-9_.\-]+)(?:@([A-Za-z0-9_\-]+)|/(\d+))$")
 SUFFIX = "_onnx"
 
 
@@ -76,19 +75,15 @@ class Exported:
 
 def parse_model_uri(uri: str, tracking_uri: str, cfg: JobConfig | None) -> ModelConfig:
     """``models:/name@alias`` or ``models:/name/N``; the job's positive label if same model."""
-    match = _URI.fullmatch(uri)
-    if match is None:
-        raise ConfigError(f"--model {uri!r}: expected models:/<name>@<alias> or models:/<name>/<N>")
-    name, alias, version = match[1], match[2], match[3]
-    same = cfg is not None and cfg.model.name == name
-    return ModelConfig(
-        name=name,
-        alias=alias,
-        version=int(version) if version else None,
-        tracking_uri=tracking_uri,
-        registry_uri=cfg.model.registry_uri if same and cfg else None,
-        positive_label=cfg.model.positive_label if same and cfg else None,
-        skops_trusted_types=cfg.model.skops_trusted_types if same and cfg else (),
+    same = cfg is not None and model_config(uri, tracking_uri).name == cfg.model.name
+    if not same or cfg is None:
+        return model_config(uri, tracking_uri)
+    return model_config(
+        uri,
+        tracking_uri,
+        registry_uri=cfg.model.registry_uri,
+        positive_label=cfg.model.positive_label,
+        skops_trusted_types=cfg.model.skops_trusted_types,
     )
 
 

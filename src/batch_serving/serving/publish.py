@@ -220,6 +220,10 @@ def _build(
             },
             member_columns=members,
         )
+        if cfg.publish.features:
+            from batch_serving.serving.features import write_features
+
+            write_features(cfg, manifest, tmp)
         target = layout.snapshot_dir(cfg.model.name, snapshot_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(target)
