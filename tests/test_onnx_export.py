@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from conftest import RUN_DATE, customers, labelled
 from mlflow import MlflowClient
@@ -161,3 +162,33 @@ def test_cli_text_report_and_registered_model_loads(
         loaded = load_model_dir(download_model(ref, tmp), ref.uri)
     assert loaded.runtime == "onnx" and isinstance(loaded.obj, OnnxModel)
     assert loaded.inputs is not None and "contract" in loaded.inputs.names
+
+
+def test_models_fit_on_a_matrix_convert_to_one_float64_input() -> None:
+    """Bare estimators fit on numpy: one [N, k] input in the spec's feature order; float64
+    keeps LogReg exact and HGB at float32-output precision (its tree outputs are float32)."""
+    import pyarrow as pa
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    from batch_serving.models.adapters import OutputRequest, describe
+    from batch_serving.models.adapters.base import LoadedModel
+    from batch_serving.models.onnx_convert import convert
+    from batch_serving.models.parity import scores
+
+    names = [f"f{i}" for i in range(6)]
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3000, 6))
+    y = (x[:, 0] + x[:, 1] * x[:, 2] > 0).astype(int)
+    batch = pa.RecordBatch.from_arrays([pa.array(x[:, i]) for i in range(6)], names=names)
+    request = OutputRequest(features=tuple(names))
+    for model, limit in ((LogisticRegression(), 1e-15), (HistGradientBoostingClassifier(), 1e-6)):
+        model.fit(x, y)
+        spec = describe(LoadedModel("sklearn", model, None), request, "m")
+        converted = convert(model, spec, {})
+        assert converted.dtype == "float64"
+        onnx_model = converted.model()
+        onnx_spec = describe(LoadedModel("onnx", onnx_model, None), request, "m")
+        assert onnx_spec.features == tuple(names) and onnx_spec.positive_label == "1"
+        got = scores(onnx_spec, onnx_model, batch)
+        assert np.abs(got - model.predict_proba(x)[:, 1]).max() <= limit

@@ -141,6 +141,6 @@ def _check(present: Sequence[str], features: Sequence[str]) -> None:
 def _values(spec: ModelSpec, outputs: list[pa.Array]) -> np.ndarray:
     if spec.kind == "multiclass":
         n, k = len(outputs[0]), len(spec.classes)
-        flat = outputs[0].values.to_numpy(zero_copy_only=False)  # type: ignore[attr-defined]
+        flat = outputs[0].values.to_numpy(zero_copy_only=False)
         return np.asarray(flat, dtype=np.float64).reshape(n, k)
     return np.asarray(outputs[0].to_numpy(zero_copy_only=False), dtype=np.float64)

@@ -71,7 +71,7 @@ async def get_prediction(
     (row,) = await handle.lookup([key], query.members)
     if row is None:
         if state.fallback is not None and state.fallback.enabled(model):
-            return await state.fallback.get(model, handle, key, entity_id)  # type: ignore[no-any-return]
+            return await state.fallback.get(model, handle, key, entity_id)
         raise ApiError(
             404,
             "entity_not_found",

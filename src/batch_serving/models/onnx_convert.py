@@ -24,7 +24,7 @@ import numpy as np
 
 from batch_serving.errors import ModelLoadError
 from batch_serving.models.adapters.base import ModelSpec
-from batch_serving.models.adapters.onnx import META_CLASSES, META_KIND, OnnxModel
+from batch_serving.models.adapters.onnx import META_CLASSES, META_KIND, META_MATRIX, OnnxModel
 
 log = logging.getLogger(__name__)
 
@@ -74,15 +74,20 @@ def _convert(model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: s
 
     _patch_tree_converters()
     numeric = DoubleTensorType if dtype == "float64" else FloatTensorType
-    initial = [
-        (
-            name,
-            StringTensorType([None, 1])
-            if _is_string(column_types.get(name))
-            else numeric([None, 1]),
-        )
-        for name in spec.features
-    ]
+    meta = {META_KIND: spec.kind, META_CLASSES: json.dumps(list(spec.classes))}
+    if spec.feed == "numpy":  # fit on a matrix: one [N, k] input, columns in feature order
+        initial = [("X", numeric([None, len(spec.features)]))]
+        meta[META_MATRIX] = json.dumps(list(spec.features))
+    else:
+        initial = [
+            (
+                f,
+                StringTensorType([None, 1])
+                if _is_string(column_types.get(f))
+                else numeric([None, 1]),
+            )
+            for f in spec.features
+        ]
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if spec.kind in ("binary", "multiclass") else None
     onx = convert_sklearn(
@@ -91,12 +96,36 @@ def _convert(model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: s
         options=options,
         target_opset={"": 17, "ai.onnx.ml": 3},
     )
-    _set_metadata(onx, {META_KIND: spec.kind, META_CLASSES: json.dumps(list(spec.classes))})
+    _cast_tree_outputs(onx)
+    _set_metadata(onx, meta)
     return bytes(onx.SerializeToString())
 
 
 def _is_string(mlflow_type: str | None) -> bool:
     return mlflow_type is not None and mlflow_type.lower() in _STRING_TYPES
+
+
+def _cast_tree_outputs(onx: Any) -> None:
+    """A tree node's outputs are float32 in onnxruntime; where skl2onnx declared the graph's
+    output float64 (a bare tree model in a float64 graph), insert the Cast it left out."""
+    from onnx import TensorProto, helper
+
+    graph = onx.graph
+    declared = {v.name: v.type.tensor_type.elem_type for v in [*graph.output, *graph.value_info]}
+    casts: list[tuple[int, Any]] = []
+    for position, node in enumerate(graph.node):
+        if node.domain != "ai.onnx.ml" or not node.op_type.startswith("TreeEnsemble"):
+            continue
+        for k, name in enumerate(node.output):
+            if k == 0 and node.op_type == "TreeEnsembleClassifier":
+                continue  # the label output
+            if declared.get(name) != TensorProto.DOUBLE:
+                continue
+            node.output[k] = f"{name}_float32"
+            cast = helper.make_node("Cast", [node.output[k]], [name], to=TensorProto.DOUBLE)
+            casts.append((position + 1, cast))
+    for position, cast in reversed(casts):
+        graph.node.insert(position, cast)
 
 
 def _set_metadata(onx: Any, values: dict[str, str]) -> None:

@@ -141,7 +141,7 @@ def compare(
         changed = np.flatnonzero(fn(expected, t.value) != fn(actual, t.value))
         examples = [_row(ids, expected, actual, int(i)) for i in changed[:WORST_ROWS]]
         flips.append(Flip(str(t), len(changed), examples))
-    worst = np.argsort(-diff, kind="stable")[:WORST_ROWS] if len(diff) else []
+    worst: list[int] = np.argsort(-diff, kind="stable")[:WORST_ROWS].tolist()
     return ParityReport(
         rows=len(expected),
         tolerance=tolerance,
@@ -150,7 +150,7 @@ def compare(
         onnx_dtype=onnx_dtype,
         thresholds=[str(t) for t in thresholds],
         flips=flips,
-        worst_rows=[_row(ids, expected, actual, int(i)) for i in worst],
+        worst_rows=[_row(ids, expected, actual, i) for i in worst],
         notes=list(notes),
     )
 

@@ -9,7 +9,8 @@ the per-worker model cache.
 
 Inputs are one ``[N, 1]`` tensor per feature column (what skl2onnx makes of a column
 pipeline): numeric columns in the tensor's float type (float64 when the export kept parity
-that way), string columns as object arrays.
+that way), string columns as object arrays. A model fit on a numpy matrix has one ``[N, k]``
+input instead; its column order is in the ONNX metadata (``batch_serving.matrix_features``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from batch_serving.models.adapters.base import (
 
 META_CLASSES = "batch_serving.classes"
 META_KIND = "batch_serving.kind"
+META_MATRIX = "batch_serving.matrix_features"  # a model fit on a matrix: one [N, k] input
 _NUMPY = {
     "tensor(double)": np.float64,
     "tensor(float)": np.float32,
@@ -79,9 +81,20 @@ class OnnxModel:
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature columns in input order: the matrix's columns, else the graph's inputs."""
+        matrix = self.metadata.get(META_MATRIX)
+        return tuple(json.loads(matrix)) if matrix else tuple(self.input_types)
+
     def run(self, columns: Mapping[str, Any]) -> list[Any]:
-        """Run on whole columns (numpy or Arrow arrays, or lists), one per graph input."""
-        return self.session.run(None, feed(self.input_types, columns))
+        """Run on whole columns (numpy or Arrow arrays, or lists), one per feature."""
+        types = self.input_types
+        if META_MATRIX not in self.metadata:
+            return self.session.run(None, feed(types, columns))
+        ((name, dtype),) = types.items()
+        parts = feed({f: dtype for f in self.features}, columns)
+        return self.session.run(None, {name: np.hstack(list(parts.values()))})
 
 
 def new_session(data: bytes) -> Any:
@@ -129,10 +142,9 @@ class OnnxAdapter(Adapter):
     def describe(
         self, model: Any, inputs: ModelInputSpec | None, request: OutputRequest, label: str
     ) -> ModelSpec:
-        graph_inputs = tuple(model.input_types)
-        cols = resolve_features(request.features, graph_inputs, inputs, label)
+        cols = resolve_features(request.features, model.features, inputs, label)
         meta = model.metadata
-        kind: Kind = meta.get(META_KIND, "regression")  # type: ignore[assignment]
+        kind: Kind = meta.get(META_KIND, "regression")
         common: dict[str, Any] = {
             "runtime": self.name,
             "features": cols,
