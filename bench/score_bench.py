@@ -59,6 +59,7 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi")
+OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 ROWS_PER_FILE = 250_000
 ROW_GROUP = 65_536
 # multi-model part: member key -> (registered name, training data seed, C): 4 different LogRegs
@@ -329,10 +330,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-spark-udf", action="store_true")
     parser.add_argument(
         "--only",
-        choices=PARTS,
+        choices=[*PARTS, *OPT_IN],
         default=None,
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
-        "multi: 4 models in one pass (A4, M1, M4). Default: both",
+        "multi: 4 models in one pass (A4, M1, M4); onnx (opt-in): the ONNX export of each "
+        "model vs the model itself, same engine. Default: single and multi",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -347,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if "single" in parts:
+    if "single" in parts or "onnx" in parts:
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -363,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         results = measure_single(bench, rows, reps, args.skip_spark_udf)
         report = render(results, args.scale, rows, reps)
         _write_report("scoring", args.scale, report, results)
+    if "onnx" in parts:
+        from onnx_part import measure_onnx, render_onnx
+
+        onnx_results = measure_onnx(bench, rows, reps, _job_dict, scores_by_id, WARMUP_DATE)
+        _write_report(
+            "onnx", args.scale, render_onnx(onnx_results, args.scale, rows, reps), onnx_results
+        )
     if "multi" in parts:
         multi = measure_multi(bench, rows, reps)
         report = render_multi(multi, args.scale, rows, reps)
