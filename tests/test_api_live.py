@@ -5,6 +5,7 @@ published feature snapshot, equal to the batch's scores; then cached; unknown id
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import httpx
@@ -99,3 +100,44 @@ def test_score_rows_from_the_body(scored: Scored, published: tuple[Path, list[in
         other = httpx.post(f"{server.url}/v1/models/nope:score", json={"rows": body})
         assert other.status_code == 404
     assert json.dumps(scores)
+
+
+@pytest.mark.slow
+def test_redis_backend_reads_features_from_redis(
+    scored: Scored, redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    from batch_serving.serving.redis_store import bucket_of
+
+    cfg = scored.config(
+        tmp_path / "serving", features=True, backends=["redis"], redis_url=redis_url
+    )
+    done = publish(cfg, scored.dates[0])
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    meta = json.loads(client.get(f"bs:served:snap:{done.snapshot_id}:meta"))
+    expected = scored.expected[scored.dates[0]]
+    removed = sorted(expected)[:3]
+    for entity in removed:  # the batch "missed" them: gone from the predictions in Redis
+        key = str(entity)
+        bucket = f"bs:served:snap:{done.snapshot_id}:b:{bucket_of(key, int(meta['buckets']))}"
+        assert client.hdel(bucket, key) == 1
+    shutil.rmtree(tmp_path / "serving")  # no files: the features must come from Redis
+    settings = ServeSettings(
+        snapshot_root=tmp_path / "none",
+        backend="redis",
+        redis_url=redis_url,
+        models=("served",),
+        live_models={"served": "scored"},
+    )
+    with LiveServer(create_app(settings)) as server:
+        url = f"{server.url}/v1/models/served/predictions"
+        for entity in removed:
+            body = httpx.get(f"{url}/{entity}").json()
+            assert body["source"] == "live", body
+            assert body["values"]["score"] == pytest.approx(expected[entity], abs=1e-9)
+            assert httpx.get(f"{url}/{entity}").json()["source"] == "cache"
+        assert httpx.get(f"{url}/{sorted(expected)[5]}").json()["source"] == "snapshot"
+        assert httpx.get(f"{url}/987654321").status_code == 404
+        listed = httpx.get(f"{server.url}/v1/models").json()["models"]
+        assert [m["model"] for m in listed] == ["served"]  # features are never served

@@ -17,6 +17,7 @@ Model loading and scoring run in a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import logging
 import threading
@@ -101,6 +102,7 @@ class LiveFallback:
         self._features: dict[str, tuple[str, Any]] = {}
         self._scorers: dict[tuple[str, str], LiveScorer] = {}
         self._lock = threading.Lock()
+        self._redis: Any = None
 
     def enabled(self, model: str) -> bool:
         return model in self.settings.live_models
@@ -111,7 +113,16 @@ class LiveFallback:
         hit = self.cache.get(cache_key)
         if hit is not None:
             return _json({**hit, "source": "cache"})
-        body = await asyncio.to_thread(self._score_id, model, handle, key, entity_id)
+        features = await self._feature_snapshot(model, handle)
+        row = await _lookup(features, key) if features is not None else None
+        if row is None:
+            raise ApiError(
+                404,
+                "entity_not_found",
+                f"entity {entity_id!r} is neither in snapshot {handle.snapshot_id} of model "
+                f"{model!r} nor in its feature snapshot",
+            )
+        body = await asyncio.to_thread(self._score_id, model, handle, features, row, entity_id)
         self.cache.put(cache_key, body)
         return _json({**body, "source": "live"})
 
@@ -120,7 +131,8 @@ class LiveFallback:
     ) -> dict[str, Any]:
         from batch_serving.serving.live_scoring import RowError, validate_rows
 
-        scorer = await asyncio.to_thread(self._scorer, model, handle)
+        features = await self._feature_snapshot(model, handle)
+        scorer = await asyncio.to_thread(self._scorer, model, handle, features)
         try:
             validate_rows(rows, scorer)
         except RowError as exc:
@@ -138,19 +150,14 @@ class LiveFallback:
             "results": [{"values": r} for r in results],
         }
 
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
     def _score_id(
-        self, model: str, handle: Handle, key: int | str, entity_id: str
+        self, model: str, handle: Handle, features: Any, row: dict[str, Any], entity_id: str
     ) -> dict[str, Any]:
-        features = self._feature_snapshot(model, handle)
-        (row,) = features.lookup([key]) if features is not None else (None,)
-        if row is None:
-            raise ApiError(
-                404,
-                "entity_not_found",
-                f"entity {entity_id!r} is neither in snapshot {handle.snapshot_id} of model "
-                f"{model!r} nor in its feature snapshot",
-            )
-        scorer = self._scorer(model, handle)
+        scorer = self._scorer(model, handle, features)
         (result,) = scorer.score([row])
         if isinstance(result, str):
             raise ApiError(422, "not_scorable", f"entity {entity_id!r}: {result}")
@@ -163,20 +170,42 @@ class LiveFallback:
             "values": result,
         }
 
-    def _feature_snapshot(self, model: str, handle: Handle) -> Any:
+    async def _feature_snapshot(self, model: str, handle: Handle) -> Any:
+        """The feature snapshot published with ``handle``'s snapshot (None if there is none):
+        a file beside it, or its Redis keys with the Redis backend."""
         current = self._features.get(model)
         if current is not None and current[0] == handle.snapshot_id:
             return current[1]
+        if self.settings.backend == "redis":
+            snap = await self._redis_features(model, handle)
+        else:
+            snap = await asyncio.to_thread(self._file_features, model, handle)
+        self._features[model] = (handle.snapshot_id, snap)
+        return snap
+
+    def _file_features(self, model: str, handle: Handle) -> Any:
         from batch_serving.serving.features import FEATURES_DIR
         from batch_serving.serving.readers import Snapshot
 
         directory = self.layout.snapshot_dir(model, handle.snapshot_id) / FEATURES_DIR
-        snap = Snapshot(directory, self.settings.verify_checksum) if directory.is_dir() else None
-        self._features[model] = (handle.snapshot_id, snap)
-        return snap
+        return Snapshot(directory, self.settings.verify_checksum) if directory.is_dir() else None
 
-    def _scorer(self, model: str, handle: Handle) -> LiveScorer:
-        features = self._feature_snapshot(model, handle)
+    async def _redis_features(self, model: str, handle: Handle) -> Any:
+        import redis.asyncio as aioredis
+
+        from batch_serving.serving.features import features_meta_key, features_name
+        from batch_serving.serving.redis_store import RedisSnapshot
+
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=5, decode_responses=True
+            )
+        raw = await self._redis.get(features_meta_key(model, handle.manifest["run_id"]))
+        if raw is None:
+            return None
+        return RedisSnapshot(self._redis, features_name(model), json.loads(raw))
+
+    def _scorer(self, model: str, handle: Handle, features: Any) -> LiveScorer:
         info = dict(features.manifest) if features is not None else dict(handle.manifest)
         if info.get("ensemble"):
             raise ApiError(
@@ -186,7 +215,7 @@ class LiveFallback:
         uri = info["model_uri"] if wanted in ("", "scored") else wanted
         with self._lock:
             scorer = self._scorers.get((model, uri))
-            if scorer is None or (wanted in ("", "scored") and scorer.uri != uri):
+            if scorer is None:
                 tracking = self.settings.live_tracking_uri or info.get("tracking_uri")
                 if not tracking:
                     raise ApiError(
@@ -200,6 +229,15 @@ class LiveFallback:
                     raise ApiError(503, "live_unavailable", str(exc)) from None
                 self._scorers[(model, uri)] = scorer
             return scorer
+
+
+async def _lookup(features: Any, key: int | str) -> dict[str, Any] | None:
+    """One row of a file (sync) or Redis (async) feature snapshot."""
+    found = features.lookup([key])
+    if inspect.isawaitable(found):
+        found = await found
+    row: dict[str, Any] | None = found[0]
+    return row
 
 
 def _json(body: dict[str, Any]) -> Response:

@@ -10,6 +10,7 @@ and registry, the entity columns, the score column and the job's rules.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,9 @@ from batch_serving.tables.files import data_files
 from batch_serving.tables.manifest import RunManifest
 
 FEATURES_DIR = "features"
+# Redis: under a name that is not a valid served model name, so the API never lists or serves
+# the features as predictions; found by the run id of the predictions snapshot they belong to
+FEATURES_SUFFIX = "@features"
 
 
 def write_features(cfg: JobConfig, manifest: RunManifest, snapshot_dir: Path) -> int:
@@ -41,7 +45,7 @@ def write_features(cfg: JobConfig, manifest: RunManifest, snapshot_dir: Path) ->
 
 def live_manifest(cfg: JobConfig, manifest: RunManifest) -> dict[str, Any]:
     return {
-        "snapshot_id": f"features-{manifest.run_id}",
+        "snapshot_id": features_id(manifest.run_id),
         "model": cfg.model.name,
         "model_version": manifest.model.version,
         "model_uri": manifest.model.uri,
@@ -56,3 +60,40 @@ def live_manifest(cfg: JobConfig, manifest: RunManifest) -> dict[str, Any]:
         "ensemble": manifest.ensemble,
         "source_partition": manifest.input.path,
     }
+
+
+def features_name(model: str) -> str:
+    return f"{model}{FEATURES_SUFFIX}"
+
+
+def features_id(run_id: str) -> str:
+    return f"features-{run_id}"
+
+
+def features_meta_key(model: str, run_id: str) -> str:
+    return f"bs:{features_name(model)}:snap:{features_id(run_id)}:meta"
+
+
+def publish_features_redis(
+    publisher: Any, model: str, snapshot_dir: Path, keep: int, expire_s: int
+) -> None:
+    """Write the feature snapshot beside ``snapshot_dir``'s predictions into Redis (once);
+    versions beyond ``keep`` get the same grace TTL as replaced prediction snapshots."""
+    from batch_serving.serving.pointer import next_history
+    from batch_serving.serving.readers import Snapshot
+
+    directory = snapshot_dir / FEATURES_DIR
+    if not directory.is_dir():
+        return
+    snap = Snapshot(directory, verify_checksum=True)
+    name = features_name(model)
+    client = publisher._redis
+    if not client.exists(f"bs:{name}:snap:{snap.snapshot_id}:meta"):
+        publisher._write(name, snap)
+    history = publisher._history(name)
+    if history and history[0] == snap.snapshot_id:
+        return
+    retained, dropped = next_history(None, history, snap.snapshot_id, keep)
+    client.set(f"bs:{name}:history", json.dumps([snap.snapshot_id, *retained]))
+    for old in dropped:
+        publisher._expire(name, old, expire_s)
