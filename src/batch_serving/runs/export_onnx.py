@@ -226,6 +226,8 @@ def _register(
             signature=signature,
             registered_model_name=name,
             save_as_external_data=False,
+            # pinned here: mlflow's requirement inference spawns a process that imports the model
+            pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={_ort_version()}"],
         )
     version = str(info.registered_model_version)
     for key, value in tags.items():
@@ -237,3 +239,9 @@ def _register(
         "registered %s version %s (parity max |diff| %.3g)", name, version, report.max_abs_diff
     )
     return f"models:/{name}/{version}", alias
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return str(onnxruntime.__version__)
