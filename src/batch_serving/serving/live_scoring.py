@@ -103,6 +103,7 @@ def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer
         rules=rules,
         score_column=request.score_column,
     )
+    _one_thread()
     log.info("live fallback: loaded %s (%s runtime)", ref.uri, spec.runtime)
     return LiveScorer(ref.uri, ref.version, spec.features, plan, loaded.obj, schema)
 
@@ -124,3 +125,12 @@ def validate_rows(rows: list[dict[str, Any]], scorer: LiveScorer) -> None:
                 raise RowError(f"rows[{i}].{name}: expected a number")
             if pa.types.is_integer(kind) and isinstance(value, float) and not value.is_integer():
                 raise RowError(f"rows[{i}].{name}: expected an integer")
+
+
+def _one_thread() -> None:
+    """The API process scores one or a few rows per request: OpenMP/BLAS thread pools only add
+    wake-up latency there (an sklearn HGB single-row predict took 0.5-2 s on a loaded 2-core
+    machine with its default pool, ~2 ms with one thread). Process-wide, set once."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)
