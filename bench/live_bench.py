@@ -184,7 +184,7 @@ def paced(url: str, ids: list[int], rate: float) -> tuple[list[float], list[str]
 
     samples, sources = [], []
     interval = 1.0 / rate
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=120) as client:  # the first miss loads the model
         next_at = time.perf_counter()
         for entity in ids:
             now = time.perf_counter()

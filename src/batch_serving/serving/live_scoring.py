@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -40,6 +41,8 @@ class LiveScorer:
     plan: Any
     model: Any
     schema: pa.Schema
+    _batch_scorer: Any = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def score(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any] | str]:
         """Values per row, or the reason a row could not be scored."""
@@ -50,7 +53,10 @@ class LiveScorer:
             field = self.schema.field(name)
             columns[name] = pa.array([r.get(name) for r in rows], field.type)
         batch = pa.RecordBatch.from_pydict(columns)
-        scored = BatchScorer(self.plan, [self.model]).score(batch)
+        with self._lock:  # one BatchScorer: its run-constant columns are built once
+            if self._batch_scorer is None:
+                self._batch_scorer = BatchScorer(self.plan, [self.model])
+            scored = self._batch_scorer.score(batch)
         out: list[dict[str, Any] | str] = ["not scored"] * len(rows)
         predictions = scored.predictions
         index = predictions.column(ROW).to_pylist()

@@ -56,6 +56,8 @@ class OnnxModel:
     def __init__(self, data: bytes) -> None:
         self.data = data
         self._session: Any = None
+        self._types: dict[str, Any] | None = None
+        self._meta: dict[str, str] | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -75,11 +77,15 @@ class OnnxModel:
     @property
     def input_types(self) -> dict[str, Any]:
         """Input name -> numpy dtype (object for strings), in graph order."""
-        return {i.name: _NUMPY.get(i.type, object) for i in self.session.get_inputs()}
+        if self._types is None:
+            self._types = {i.name: _NUMPY.get(i.type, object) for i in self.session.get_inputs()}
+        return self._types
 
     @property
     def metadata(self) -> dict[str, str]:
-        return dict(self.session.get_modelmeta().custom_metadata_map)
+        if self._meta is None:
+            self._meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        return self._meta
 
     @property
     def features(self) -> tuple[str, ...]:
