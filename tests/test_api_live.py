@@ -141,3 +141,28 @@ def test_redis_backend_reads_features_from_redis(
         assert httpx.get(f"{url}/987654321").status_code == 404
         listed = httpx.get(f"{server.url}/v1/models").json()["models"]
         assert [m["model"] for m in listed] == ["served"]  # features are never served
+
+
+@pytest.mark.slow
+def test_live_with_the_onnx_export(scored: Scored, published: tuple[Path, list[int]]) -> None:
+    from batch_serving.models.uris import model_config
+    from batch_serving.runs.export_onnx import export_onnx
+
+    root, removed = published
+    day = scored.dates[1]
+    partition = Path(scored.cfg.input.path) / f"ds={day}"
+    done = export_onnx(
+        model_config("models:/served@champion", scored.cfg.model.tracking_uri), partition
+    )
+    assert done.registered is not None
+    tolerance = done.report.tolerance  # the gate's bound: what ONNX may differ by
+    expected = scored.expected[day]
+    settings = ServeSettings(
+        snapshot_root=root, live_models={"served": "models:/served_onnx@champion"}
+    )
+    with LiveServer(create_app(settings)) as server:
+        url = f"{server.url}/v1/models/served/predictions"
+        for entity in removed[:3]:
+            body = httpx.get(f"{url}/{entity}").json()
+            assert body["source"] == "live" and body["live_model"] == done.registered
+            assert body["values"]["score"] == pytest.approx(expected[entity], abs=tolerance)
