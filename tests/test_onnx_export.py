@@ -86,6 +86,7 @@ def test_demo_models_pass_the_gate_and_register(
     assert mv.tags["parity_flips"] == "0"
 
 
+@pytest.mark.slow
 def test_tree_ensemble_float64_passes_float32_flips_and_is_refused(
     register: Callable[..., tuple[str, int]],
     tracking_uri: str,
@@ -136,6 +137,7 @@ def test_tree_ensemble_float64_passes_float32_flips_and_is_refused(
     assert f"{name}_onnx" not in names
 
 
+@pytest.mark.slow
 def test_cli_text_report_and_registered_model_loads(
     tracking_uri: str,
     partition: Path,

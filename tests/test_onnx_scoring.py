@@ -54,6 +54,7 @@ def exported(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Exp
     return Exported(name, tracking_uri, source)
 
 
+@pytest.mark.slow
 def test_spark_batch_with_onnx_equals_in_process_and_sklearn(
     spark: SparkSession,
     exported: Exported,
