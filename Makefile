@@ -90,6 +90,10 @@ bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow 
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M
+.PHONY: bench-live
+bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live fallback (misses, cache, snapshot hits) (LIVE_ENTITIES=50k|200k|1M)
+	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k)
+
 .PHONY: bench-api
 bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
 	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)

@@ -63,6 +63,7 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi", "gates")
+OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 INPUT_GATE = [  # like the demo job's input gate, on the bench columns
     {"type": "not_null", "column": "id"},
@@ -345,11 +346,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-spark-udf", action="store_true")
     parser.add_argument(
         "--only",
-        choices=PARTS,
+        choices=[*PARTS, *OPT_IN],
         default=None,
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
         "multi: 4 models in one pass (A4, M1, M4); gates: GX gates' share of a 200k-row "
-        "job. Default: all",
+        "job; onnx (opt-in): the ONNX export of each model vs the model itself, same engine. "
+        "Default: single, multi and gates",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -364,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if "single" in parts or "gates" in parts:
+    if "single" in parts or "gates" in parts or "onnx" in parts:
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -380,6 +382,13 @@ def main(argv: list[str] | None = None) -> int:
         results = measure_single(bench, rows, reps, args.skip_spark_udf)
         report = render(results, args.scale, rows, reps)
         _write_report("scoring", args.scale, report, results)
+    if "onnx" in parts:
+        from onnx_part import measure_onnx, render_onnx
+
+        onnx_results = measure_onnx(bench, rows, reps, _job_dict, scores_by_id, WARMUP_DATE)
+        _write_report(
+            "onnx", args.scale, render_onnx(onnx_results, args.scale, rows, reps), onnx_results
+        )
     if "multi" in parts:
         multi = measure_multi(bench, rows, reps)
         report = render_multi(multi, args.scale, rows, reps)

@@ -66,6 +66,11 @@ PAGES = (
     Page("api.md", "Lookup API", ("Lookup API",), tail=lambda: api_reference(openapi_schema())),
     Page("operating.md", "Operating it", ("Operating it", "Development")),
     Page("performance.md", "Performance", ("Performance",)),
+    Page(
+        "embedded.md",
+        "Embedded and live scoring",
+        ("Embedded scoring (ONNX)", "Live scoring for ids the batch missed"),
+    ),
 )
 GENERATED = (
     "index.md",

@@ -65,6 +65,7 @@ def test_openapi_names_operations_and_declares_the_bearer_scheme(server: LiveSer
         ("/v1/models/{model}/predictions:batchGet", "post"): "batchGetPredictions",
         ("/v1/models", "get"): "listModels",
         ("/health", "get"): "health",
+        ("/v1/models/{model}:score", "post"): "scoreRows",  # live scoring (test_api_live.py)
     }
     assert schema["components"]["securitySchemes"] == {
         "bearerAuth": {

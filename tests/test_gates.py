@@ -27,7 +27,7 @@ def test_input_gate_failure_stops_before_scoring(setup, capsys) -> None:
     bad = setup.rows.copy()
     bad.loc[bad["customer_id"] < 3, "tenure_months"] = 9999.0
     code, out = setup.cli(bad, capsys, validation={"input_expectations": [BETWEEN_TENURE]})
-    assert code == 4
+    assert code == 4, out
     assert "input validation failed" in out
     assert "expect_column_values_to_be_between(column=tenure_months" in out
     assert "3 of 400 rows unexpected" in out

@@ -95,6 +95,14 @@ class ServingStoreError(BatchServingError):
     exit_code = 7
 
 
+class ParityGateError(BatchServingError):
+    """``export-onnx``: the converted model does not decide like its source (score difference
+    over the tolerance, or a row changes side of a decision threshold); nothing registered."""
+
+    exit_code = 10
+    report: object = None  # the ParityReport, for the CLI to print
+
+
 def first_line(error: BaseException | str, default: str = "unknown error") -> str:
     """The first non-empty line of an error: JVM and Python tracebacks stay out of messages."""
     stripped = str(error).strip()

@@ -70,6 +70,8 @@ async def get_prediction(
     key = _parse(handle, model, entity_id)
     (row,) = await handle.lookup([key], query.members)
     if row is None:
+        if state.fallback is not None and state.fallback.enabled(model):
+            return await state.fallback.get(model, handle, key, entity_id)
         raise ApiError(
             404,
             "entity_not_found",
@@ -80,6 +82,7 @@ async def get_prediction(
         "entity_id": entity_id,
         **_provenance(handle),
         **_answer(row, handle, query.members),
+        "source": "snapshot",
     }
     return Response(json.dumps(body).encode(), media_type="application/json")
 

@@ -58,6 +58,16 @@ class PredictionResponse(BaseModel):
     members: Members | None = Field(
         default=None, description=MEMBERS_DOC, examples=[MEMBERS_EXAMPLE]
     )
+    source: str = Field(
+        default="snapshot",
+        description="where the values come from: `snapshot` (the batch), `live` (scored now "
+        "from the feature snapshot; models with live scoring enabled) or `cache` (a recent "
+        "live answer)",
+        examples=["snapshot"],
+    )
+    live_model: str | None = Field(
+        default=None, description="the model version that scored a live or cached answer"
+    )
 
 
 class BatchGetRequest(BaseModel):

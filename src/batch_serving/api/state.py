@@ -29,6 +29,7 @@ class ServingState:
     tokens: list[bytes]
     snapshots: dict[str, Any] = field(default_factory=dict)
     live: weakref.WeakSet[Any] = field(default_factory=weakref.WeakSet)
+    fallback: Any = None  # api.live.LiveFallback when live scoring is enabled for a model
 
     def __post_init__(self) -> None:
         self.metrics = Metrics(lambda: self.snapshots, lambda: len(self.live))

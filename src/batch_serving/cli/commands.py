@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from batch_serving.cli.output import emit, score_record, stdout_reserved
 from batch_serving.cli.progress import Progress
@@ -191,4 +192,49 @@ def schema_command(args: argparse.Namespace) -> int:
     from batch_serving.config.schema import job_schema
 
     print(json.dumps(job_schema(), indent=2))
+    return 0
+
+
+def export_onnx_command(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.config.paths import absolutize_uri
+    from batch_serving.errors import ConfigError, ParityGateError
+    from batch_serving.runs.export_onnx import export_onnx, parse_model_uri
+    from batch_serving.tables.inputs import partition_path
+
+    with stdout_reserved(args.json):
+        cfg = load_config(args.config, env=args.env) if args.config else None
+        if args.tracking_uri:
+            tracking_uri = absolutize_uri(args.tracking_uri)
+        elif cfg is not None:
+            tracking_uri = cfg.model.tracking_uri
+        else:
+            raise ConfigError("give --tracking-uri or --config (its model.tracking_uri)")
+        if args.run_date and cfg is None:
+            raise ConfigError("--run-date needs --config (the job's input table)")
+        partition = (
+            Path(partition_path(cfg.input, parse_run_date(args.run_date)))
+            if args.run_date and cfg is not None
+            else Path(args.input)
+        )
+        model = parse_model_uri(args.model, tracking_uri, cfg)
+        refused: ParityGateError | None = None
+        try:
+            done = export_onnx(
+                model,
+                partition,
+                cfg=cfg,
+                tolerance=args.tolerance,
+                dtype=args.dtype,
+                max_rows=args.max_rows,
+                register=not args.dry_run,
+            )
+        except ParityGateError as exc:
+            refused = exc
+    if refused is not None:
+        report: Any = refused.report
+        record = {"source": args.model, "registered": None, "parity": report.to_dict()}
+        emit(args.json, record, report.lines())
+        raise refused
+    emit(args.json, done.to_dict(), done.lines())
     return 0

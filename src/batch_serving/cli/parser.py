@@ -19,6 +19,7 @@ EXIT_CODES = """exit codes:
   7  also: another run holds the date's lease (the message names it; --wait waits)
   8  publish refused (partition not committed or failed validation; nothing to roll back to)
   9  model registry unreachable (transient: a later try can succeed)
+  10 export-onnx parity gate failed (score difference or decision flips); nothing registered
 """
 
 
@@ -175,6 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=3, help="date partitions to generate")
     demo.set_defaults(func=commands.demo_command)
 
+    add_export_onnx_parser(sub)
+
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of a job file (for editors and CI checks)",
@@ -208,3 +211,45 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="if another run is writing the same date, wait for it (default: fail with exit 7)",
     )
+
+
+def add_export_onnx_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    export = sub.add_parser(
+        "export-onnx",
+        help="convert a registered sklearn model to ONNX behind a parity gate, register it",
+        description="Converts --model with skl2onnx (float64 inputs when onnxruntime can run "
+        "them), scores a real partition with both models and registers <name>_onnx only if "
+        "the largest score difference is within --tolerance and no row changes side of 0.5 or "
+        "of any threshold the job's rules use. Prints the parity report (worst rows by id).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    export.add_argument(
+        "--model", required=True, help="models:/<name>@<alias> or models:/<name>/<N>"
+    )
+    export.add_argument(
+        "--config", help="job config: rules' thresholds, entity ids, input, registry"
+    )
+    export.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+    where = export.add_mutually_exclusive_group(required=True)
+    where.add_argument("--input", help="partition directory (Parquet) to check parity on")
+    where.add_argument("--run-date", help="check on the job's input partition of this date")
+    export.add_argument(
+        "--tracking-uri", help="MLflow registry (default: the job's model.tracking_uri)"
+    )
+    export.add_argument(
+        "--tolerance", type=float, default=1e-5, help="max |score diff| allowed (default 1e-5)"
+    )
+    export.add_argument(
+        "--dtype",
+        choices=["auto", "float64", "float32"],
+        default="auto",
+        help="ONNX numeric input type (auto: float64, else float32)",
+    )
+    export.add_argument("--max-rows", type=int, help="compare only the first N rows")
+    export.add_argument(
+        "--dry-run", action="store_true", help="run the gate and print the report; register nothing"
+    )
+    export.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    add_json_argument(export)
+    export.set_defaults(func=commands.export_onnx_command)

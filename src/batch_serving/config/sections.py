@@ -247,6 +247,9 @@ class PublishConfig(Frozen):
     """Redis URL for the `redis` backend."""
     redis_expire_s: int = Field(default=3600, ge=1)
     """Grace TTL in seconds of replaced Redis versions beyond `keep`."""
+    features: bool = False
+    """Also publish the scored input rows' features beside the predictions, for the lookup
+    API's live fallback (ids missing from the snapshot are scored live with them)."""
 
 
 class CatalogConfig(Frozen):

@@ -45,6 +45,16 @@ class ServeSettings(BaseSettings):
     """Seconds between checks for a newly published snapshot."""
     verify_checksum: bool = True
     """Check a snapshot's sha256 before serving it."""
+    live_models: dict[str, str] = {}
+    """Live fallback, opt-in per model (JSON object): model -> `scored` (the version that
+    scored the snapshot) or a `models:/` URI (e.g. `models:/churn_onnx@champion`). Ids missing
+    from the snapshot are scored live from the published feature snapshot."""
+    live_tracking_uri: str | None = None
+    """MLflow registry for live models; default: the one recorded when the job published."""
+    live_cache_size: int = Field(default=10_000, ge=1)
+    """Live answers kept (per process), keyed by snapshot, model version and id."""
+    live_cache_ttl_s: float = Field(default=300.0, gt=0)
+    """Seconds a live answer is served from the cache."""
 
     @field_validator("models")
     @classmethod

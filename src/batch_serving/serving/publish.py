@@ -124,6 +124,12 @@ def _publish(
                 expire_s=cfg.publish.redis_expire_s,
                 progress=progress,
             )
+            if cfg.publish.features:
+                from batch_serving.serving.features import publish_features_redis
+
+                publish_features_redis(
+                    redis_pub, model, directory, cfg.publish.keep, cfg.publish.redis_expire_s
+                )
         previous, changed = previous or prev_r, changed or changed_r
     return Published(
         model=model,
@@ -220,6 +226,10 @@ def _build(
             },
             member_columns=members,
         )
+        if cfg.publish.features:
+            from batch_serving.serving.features import write_features
+
+            write_features(cfg, manifest, tmp)
         target = layout.snapshot_dir(cfg.model.name, snapshot_id)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp.rename(target)

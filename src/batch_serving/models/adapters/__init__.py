@@ -13,6 +13,7 @@ from batch_serving.models.adapters.base import (
     ModelSpec,
     OutputRequest,
 )
+from batch_serving.models.adapters.onnx import OnnxAdapter
 from batch_serving.models.adapters.pyfunc import PyfuncAdapter
 from batch_serving.models.adapters.sklearn import SklearnAdapter
 
@@ -28,12 +29,19 @@ __all__ = [
     "runtime_of",
 ]
 
-_RUNTIMES: dict[str, Adapter] = {"sklearn": SklearnAdapter(), "pyfunc": PyfuncAdapter()}
+_RUNTIMES: dict[str, Adapter] = {
+    "sklearn": SklearnAdapter(),
+    "pyfunc": PyfuncAdapter(),
+    "onnx": OnnxAdapter(),
+}
 
 
 def runtime_of(flavors: dict[str, Any]) -> str:
     """The runtime for an MLmodel's flavors: a dedicated one if we have it, else pyfunc."""
-    return "sklearn" if "sklearn" in flavors else "pyfunc"
+    for runtime in ("sklearn", "onnx"):
+        if runtime in flavors:
+            return runtime
+    return "pyfunc"
 
 
 def adapter_for(runtime: str, trusted_types: tuple[str, ...] = ()) -> Adapter:

@@ -1,0 +1,268 @@
+"""Live fallback: score ids the batch did not cover, and rows callers bring (opt-in per model).
+
+``GET /v1/models/{model}/predictions/{id}`` answers from the snapshot first (the fast path is
+unchanged: the live code runs only where the answer would have been a 404). For a model listed
+in ``live_models``, an id missing from the snapshot is looked up in the feature snapshot
+published beside it (``serving/features.py``), scored through the scoring core
+(``BatchScorer``: the same casts, rules and outputs as the batch) with the version that scored
+the snapshot or the configured URI (e.g. the ONNX export), and the answer is cached (bounded,
+TTL, keyed by snapshot, model version and id). ``source`` says where an answer came from:
+``snapshot``, ``live`` or ``cache``. An id without features stays a 404.
+
+``POST /v1/models/{model}:score`` scores feature rows from the body: every row must carry
+every feature of the model in its signature's kind (number or string); a 422 names the field.
+Model loading and scoring run in a worker thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from batch_serving.api.backends import Handle
+from batch_serving.api.errors import ApiError
+from batch_serving.api.routes import ModelParam, _handle, _provenance, serving_state
+from batch_serving.api.schemas import ErrorResponse, Value
+from batch_serving.api.state import ServingState
+from batch_serving.config import ServeSettings
+from batch_serving.errors import BatchServingError
+from batch_serving.serving.pointer import ServingLayout
+
+if TYPE_CHECKING:
+    from batch_serving.serving.live_scoring import LiveScorer
+
+log = logging.getLogger(__name__)
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        examples=[[{"tenure_months": 3, "monthly_charges": 70.5, "contract": "month-to-month"}]],
+    )
+
+
+class ScoredRow(BaseModel):
+    values: dict[str, Value]
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    model_version: int
+    live_model: str
+    source: str = Field(examples=["live"])
+    results: list[ScoredRow]
+
+
+class TtlCache:
+    """Bounded LRU with a time-to-live; used from the event loop only (no lock)."""
+
+    def __init__(self, size: int, ttl_s: float) -> None:
+        self.size, self.ttl_s = size, ttl_s
+        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
+
+    def get(self, key: Any) -> Any:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        if item[0] < time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return item[1]
+
+    def put(self, key: Any, value: Any) -> None:
+        self._data[key] = (time.monotonic() + self.ttl_s, value)
+        self._data.move_to_end(key)
+        while len(self._data) > self.size:
+            self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class LiveFallback:
+    """Per-app live state: feature snapshots of current snapshots, loaded models, the cache."""
+
+    def __init__(self, settings: ServeSettings) -> None:
+        self.settings = settings
+        self.layout = ServingLayout(settings.snapshot_root)
+        self.cache = TtlCache(settings.live_cache_size, settings.live_cache_ttl_s)
+        self._features: dict[str, tuple[str, Any]] = {}
+        self._scorers: dict[tuple[str, str], LiveScorer] = {}
+        self._lock = threading.Lock()
+        self._redis: Any = None
+
+    def enabled(self, model: str) -> bool:
+        return model in self.settings.live_models
+
+    async def get(self, model: str, handle: Handle, key: int | str, entity_id: str) -> Response:
+        """The live (or cached) answer for an id missing from ``handle``; 404 without features."""
+        cache_key = (model, handle.snapshot_id, key)
+        hit = self.cache.get(cache_key)
+        if hit is not None:
+            return _json({**hit, "source": "cache"})
+        features = await self._feature_snapshot(model, handle)
+        row = await _lookup(features, key) if features is not None else None
+        if row is None:
+            raise ApiError(
+                404,
+                "entity_not_found",
+                f"entity {entity_id!r} is neither in snapshot {handle.snapshot_id} of model "
+                f"{model!r} nor in its feature snapshot",
+            )
+        body = await asyncio.to_thread(self._score_id, model, handle, features, row, entity_id)
+        self.cache.put(cache_key, body)
+        return _json({**body, "source": "live"})
+
+    async def score_rows(
+        self, model: str, handle: Handle, rows: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        from batch_serving.serving.live_scoring import RowError, validate_rows
+
+        features = await self._feature_snapshot(model, handle)
+        scorer = await asyncio.to_thread(self._scorer, model, handle, features)
+        try:
+            validate_rows(rows, scorer)
+        except RowError as exc:
+            raise ApiError(422, "invalid_request", str(exc)) from None
+        results = await asyncio.to_thread(scorer.score, rows)
+        failed = [(i, r) for i, r in enumerate(results) if isinstance(r, str)]
+        if failed:
+            i, reason = failed[0]
+            raise ApiError(422, "invalid_row", f"rows[{i}]: cannot be scored: {reason}")
+        return {
+            "model": model,
+            "model_version": scorer.version,
+            "live_model": scorer.uri,
+            "source": "live",
+            "results": [{"values": r} for r in results],
+        }
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    def _score_id(
+        self, model: str, handle: Handle, features: Any, row: dict[str, Any], entity_id: str
+    ) -> dict[str, Any]:
+        scorer = self._scorer(model, handle, features)
+        (result,) = scorer.score([row])
+        if isinstance(result, str):
+            raise ApiError(422, "not_scorable", f"entity {entity_id!r}: {result}")
+        return {
+            "model": model,
+            "entity_id": entity_id,
+            **_provenance(handle),
+            "model_version": scorer.version,
+            "live_model": scorer.uri,
+            "values": result,
+        }
+
+    async def _feature_snapshot(self, model: str, handle: Handle) -> Any:
+        """The feature snapshot published with ``handle``'s snapshot (None if there is none):
+        a file beside it, or its Redis keys with the Redis backend."""
+        current = self._features.get(model)
+        if current is not None and current[0] == handle.snapshot_id:
+            return current[1]
+        if self.settings.backend == "redis":
+            snap = await self._redis_features(model, handle)
+        else:
+            snap = await asyncio.to_thread(self._file_features, model, handle)
+        self._features[model] = (handle.snapshot_id, snap)
+        return snap
+
+    def _file_features(self, model: str, handle: Handle) -> Any:
+        from batch_serving.serving.features import FEATURES_DIR
+        from batch_serving.serving.readers import Snapshot
+
+        directory = self.layout.snapshot_dir(model, handle.snapshot_id) / FEATURES_DIR
+        return Snapshot(directory, self.settings.verify_checksum) if directory.is_dir() else None
+
+    async def _redis_features(self, model: str, handle: Handle) -> Any:
+        import redis.asyncio as aioredis
+
+        from batch_serving.serving.features import features_meta_key, features_name
+        from batch_serving.serving.redis_store import RedisSnapshot
+
+        if self._redis is None:
+            self._redis = aioredis.Redis.from_url(
+                self.settings.redis_url, socket_connect_timeout=5, decode_responses=True
+            )
+        raw = await self._redis.get(features_meta_key(model, handle.manifest["run_id"]))
+        if raw is None:
+            return None
+        return RedisSnapshot(self._redis, features_name(model), json.loads(raw))
+
+    def _scorer(self, model: str, handle: Handle, features: Any) -> LiveScorer:
+        info = dict(features.manifest) if features is not None else dict(handle.manifest)
+        if info.get("ensemble"):
+            raise ApiError(
+                404, "live_unsupported", f"model {model!r} serves an ensemble; no live scoring"
+            )
+        wanted = self.settings.live_models[model]
+        uri = info["model_uri"] if wanted in ("", "scored") else wanted
+        with self._lock:
+            scorer = self._scorers.get((model, uri))
+            if scorer is None:
+                tracking = self.settings.live_tracking_uri or info.get("tracking_uri")
+                if not tracking:
+                    raise ApiError(
+                        503, "live_unavailable", f"no registry known for live model {uri}"
+                    )
+                from batch_serving.serving.live_scoring import load_scorer
+
+                try:
+                    scorer = load_scorer(uri, info, tracking)
+                except BatchServingError as exc:
+                    raise ApiError(503, "live_unavailable", str(exc)) from None
+                self._scorers[(model, uri)] = scorer
+            return scorer
+
+
+async def _lookup(features: Any, key: int | str) -> dict[str, Any] | None:
+    """One row of a file (sync) or Redis (async) feature snapshot."""
+    found = features.lookup([key])
+    if inspect.isawaitable(found):
+        found = await found
+    row: dict[str, Any] | None = found[0]
+    return row
+
+
+def _json(body: dict[str, Any]) -> Response:
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
+State = Annotated[ServingState, Depends(serving_state)]
+router = APIRouter()
+
+
+@router.post(
+    "/v1/models/{model}:score",
+    response_model=ScoreResponse,
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Score feature rows from the body (models with live scoring enabled)",
+)
+async def score_rows(model: ModelParam, request: ScoreRequest, state: State) -> Response:
+    fallback: LiveFallback | None = getattr(state, "fallback", None)
+    if fallback is None or not fallback.enabled(model):
+        raise ApiError(404, "live_not_enabled", f"live scoring is not enabled for {model!r}")
+    handle = _handle(state, model)
+    return _json(await fallback.score_rows(model, handle, request.rows))
+
+
+def install_live(app: FastAPI, state: ServingState) -> None:
+    """The live router, and the fallback the GET route consults on a snapshot miss."""
+    state.fallback = LiveFallback(state.settings) if state.settings.live_models else None
+    app.include_router(router)

@@ -1,0 +1,182 @@
+"""ONNX runtime: an ``onnxruntime.InferenceSession`` behind the same contract as sklearn.
+
+The loaded object (``OnnxModel``) is the model's bytes plus what ``export-onnx`` wrote into
+the ONNX metadata (classes, kind); the session is created lazily, once per object, with
+``intra_op_num_threads=1`` and ``inter_op_num_threads=1``: Spark already runs one task per
+core, so more threads only oversubscribe (onnxruntime#9473). The object pickles without its
+session, so broadcast delivery ships bytes and each Python worker builds one session through
+the per-worker model cache.
+
+Inputs are one ``[N, 1]`` tensor per feature column (what skl2onnx makes of a column
+pipeline): numeric columns in the tensor's float type (float64 when the export kept parity
+that way), string columns as object arrays. A model fit on a numpy matrix has one ``[N, k]``
+input instead; its column order is in the ONNX metadata (``batch_serving.matrix_features``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from batch_serving.errors import ModelLoadError
+from batch_serving.models.adapters.base import (
+    Adapter,
+    Kind,
+    ModelInputSpec,
+    ModelSpec,
+    OutputRequest,
+    empty_outputs,
+    from_probabilities,
+    from_values,
+    positive_index,
+    resolve_features,
+)
+
+META_CLASSES = "batch_serving.classes"
+META_KIND = "batch_serving.kind"
+META_MATRIX = "batch_serving.matrix_features"  # a model fit on a matrix: one [N, k] input
+_NUMPY = {
+    "tensor(double)": np.float64,
+    "tensor(float)": np.float32,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+    "tensor(bool)": np.bool_,
+}
+
+
+class OnnxModel:
+    """ONNX bytes and their session; pickles as bytes (sessions do not pickle)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._session: Any = None
+        self._types: dict[str, Any] | None = None
+        self._meta: dict[str, str] | None = None
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["data"])  # type: ignore[misc]
+
+    @property
+    def session(self) -> Any:
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = new_session(self.data)
+        return self._session
+
+    @property
+    def input_types(self) -> dict[str, Any]:
+        """Input name -> numpy dtype (object for strings), in graph order."""
+        if self._types is None:
+            self._types = {i.name: _NUMPY.get(i.type, object) for i in self.session.get_inputs()}
+        return self._types
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        if self._meta is None:
+            self._meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        return self._meta
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        """Feature columns in input order: the matrix's columns, else the graph's inputs."""
+        matrix = self.metadata.get(META_MATRIX)
+        return tuple(json.loads(matrix)) if matrix else tuple(self.input_types)
+
+    def run(self, columns: Mapping[str, Any]) -> list[Any]:
+        """Run on whole columns (numpy or Arrow arrays, or lists), one per feature."""
+        types = self.input_types
+        if META_MATRIX not in self.metadata:
+            return self.session.run(None, feed(types, columns))
+        ((name, dtype),) = types.items()
+        parts = feed({f: dtype for f in self.features}, columns)
+        return self.session.run(None, {name: np.hstack(list(parts.values()))})
+
+
+def new_session(data: bytes) -> Any:
+    """One single-threaded CPU session (see the module docstring)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def feed(types: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """``[N, 1]`` tensors in each input's type; a null becomes NaN (numeric) or ``""``."""
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in types.items():
+        column = columns[name]
+        if isinstance(column, pa.ChunkedArray | pa.Array):
+            if dtype is object:
+                values = np.asarray(column.fill_null("").to_numpy(zero_copy_only=False), object)
+            else:
+                values = column.to_numpy(zero_copy_only=False)
+        else:
+            values = np.asarray(column)
+        if dtype is object:
+            out[name] = values.astype(object).reshape(-1, 1)
+        else:
+            out[name] = values.astype(dtype, copy=False).reshape(-1, 1)
+    return out
+
+
+class OnnxAdapter(Adapter):
+    name = "onnx"
+
+    def load(self, model_dir: Path, flavor_conf: dict[str, Any], label: str) -> Any:
+        path = model_dir / flavor_conf.get("data", "model.onnx")
+        try:
+            model = OnnxModel(path.read_bytes())
+            model.session  # noqa: B018 - fail here, naming the model, not on a worker
+        except Exception as exc:
+            raise ModelLoadError(f"{label}: cannot load ONNX model {path}: {exc}") from None
+        return model
+
+    def describe(
+        self, model: Any, inputs: ModelInputSpec | None, request: OutputRequest, label: str
+    ) -> ModelSpec:
+        cols = resolve_features(request.features, model.features, inputs, label)
+        meta = model.metadata
+        kind: Kind = meta.get(META_KIND, "regression")
+        common: dict[str, Any] = {
+            "runtime": self.name,
+            "features": cols,
+            "feed": "pandas",  # named, typed columns (strings allowed), not one float matrix
+            "score_column": request.score_column,
+            "input_types": inputs.columns if inputs else (),
+        }
+        labels = tuple(json.loads(meta.get(META_CLASSES, "[]")))
+        if kind == "binary":
+            index = positive_index(labels, request.positive_label, label)
+            return ModelSpec(
+                kind="binary",
+                classes=labels,
+                positive_index=index,
+                positive_label=labels[index],
+                **common,
+            )
+        if kind == "multiclass":
+            return ModelSpec(kind="multiclass", classes=labels, **common)
+        return ModelSpec(kind="regression", **common)
+
+    def predict(self, spec: ModelSpec, model: Any, batch: pa.RecordBatch) -> list[pa.Array]:
+        if batch.num_rows == 0:
+            return empty_outputs(spec)
+        columns = {name: batch.column(name) for name in spec.features}
+        outputs = model.run(columns)
+        if spec.kind == "regression":
+            return from_values(outputs[0], batch.num_rows)
+        return from_probabilities(spec, outputs[-1])

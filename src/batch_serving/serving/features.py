@@ -1,0 +1,99 @@
+"""Feature snapshot: the scored input rows, published beside the predictions (opt-in).
+
+With ``publish.features: true`` a snapshot directory also holds ``features/``: the same
+sorted-Arrow format as the predictions (``format.py``), keyed by entity id, built from the
+input partition the run scored (the manifest names it). The lookup API's live fallback reads
+it to score ids that are not in the predictions, with the same features the batch saw. Its
+manifest carries what live scoring needs to reproduce the batch's answer: the model version
+and registry, the entity columns, the score column and the job's rules.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from batch_serving.config import JobConfig
+from batch_serving.errors import PublishError
+from batch_serving.serving.format import build_table, write_snapshot
+from batch_serving.tables.files import data_files
+from batch_serving.tables.manifest import RunManifest
+
+FEATURES_DIR = "features"
+# Redis: under a name that is not a valid served model name, so the API never lists or serves
+# the features as predictions; found by the run id of the predictions snapshot they belong to
+FEATURES_SUFFIX = "@features"
+
+
+def write_features(cfg: JobConfig, manifest: RunManifest, snapshot_dir: Path) -> int:
+    """Write ``<snapshot_dir>/features``; returns its row count."""
+    partition = Path(manifest.input.path)
+    files = data_files(partition)
+    if not files:
+        raise PublishError(f"publish.features: input partition {partition} has no data files")
+    table = pq.read_table([str(f) for f in files])
+    drop = [c for c in (cfg.input.partition_column,) if c in table.column_names]
+    table = table.drop_columns(drop)
+    values = [c for c in table.column_names if c not in cfg.entity_columns]
+    built = build_table(table, cfg.entity_columns, values)
+    write_snapshot(built, snapshot_dir / FEATURES_DIR, live_manifest(cfg, manifest))
+    return len(built)
+
+
+def live_manifest(cfg: JobConfig, manifest: RunManifest) -> dict[str, Any]:
+    return {
+        "snapshot_id": features_id(manifest.run_id),
+        "model": cfg.model.name,
+        "model_version": manifest.model.version,
+        "model_uri": manifest.model.uri,
+        "tracking_uri": cfg.model.tracking_uri,
+        "registry_uri": manifest.model.registry_uri,
+        "positive_label": cfg.model.positive_label,
+        "run_date": manifest.run_date,
+        "run_id": manifest.run_id,
+        "entity_columns": list(cfg.entity_columns),
+        "score_column": cfg.output.score_column,
+        "rules": [dict(r) for r in cfg.rules] if cfg.rules else [],
+        "ensemble": manifest.ensemble,
+        "source_partition": manifest.input.path,
+    }
+
+
+def features_name(model: str) -> str:
+    return f"{model}{FEATURES_SUFFIX}"
+
+
+def features_id(run_id: str) -> str:
+    return f"features-{run_id}"
+
+
+def features_meta_key(model: str, run_id: str) -> str:
+    return f"bs:{features_name(model)}:snap:{features_id(run_id)}:meta"
+
+
+def publish_features_redis(
+    publisher: Any, model: str, snapshot_dir: Path, keep: int, expire_s: int
+) -> None:
+    """Write the feature snapshot beside ``snapshot_dir``'s predictions into Redis (once);
+    versions beyond ``keep`` get the same grace TTL as replaced prediction snapshots."""
+    from batch_serving.serving.pointer import next_history
+    from batch_serving.serving.readers import Snapshot
+
+    directory = snapshot_dir / FEATURES_DIR
+    if not directory.is_dir():
+        return
+    snap = Snapshot(directory, verify_checksum=True)
+    name = features_name(model)
+    client = publisher._redis
+    if not client.exists(f"bs:{name}:snap:{snap.snapshot_id}:meta"):
+        publisher._write(name, snap)
+    history = publisher._history(name)
+    if history and history[0] == snap.snapshot_id:
+        return
+    retained, dropped = next_history(None, history, snap.snapshot_id, keep)
+    client.set(f"bs:{name}:history", json.dumps([snap.snapshot_id, *retained]))
+    for old in dropped:
+        publisher._expire(name, old, expire_s)
