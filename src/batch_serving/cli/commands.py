@@ -190,3 +190,29 @@ def schema_command(args: argparse.Namespace) -> int:
 
     print(json.dumps(job_schema(), indent=2))
     return 0
+
+
+def stream_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from batch_serving.config import load_config
+    from batch_serving.spark.session import build_session
+    from batch_serving.stream.runner import run_stream
+
+    with stdout_reserved(args.json):
+        cfg = load_config(args.config, env=args.env)
+        spark = build_session(
+            cfg.spark,
+            f"batch-serving-stream-{cfg.job}",
+            catalog=None,
+            metastore_dir=None,
+        )
+        result = run_stream(spark, cfg, available_now=args.available_now)
+    record = dataclasses.asdict(result)
+    lines = [
+        f"stream {result.stream_run_id}: {result.batches} batches, {result.scored_rows} rows "
+        f"scored, {result.quarantined_rows} quarantined, {result.poison_files} poison files "
+        f"skipped ({result.skipped_batches} replayed batches already committed)"
+    ]
+    emit(args.json, record, lines)
+    return 0

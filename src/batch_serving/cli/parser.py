@@ -174,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--days", type=int, default=3, help="date partitions to generate")
     demo.set_defaults(func=commands.demo_command)
 
+    add_stream_parser(sub)
+
     schema = sub.add_parser(
         "schema",
         help="print the JSON Schema of a job file (for editors and CI checks)",
@@ -207,3 +209,27 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="if another run is writing the same date, wait for it (default: fail with exit 7)",
     )
+
+
+def add_stream_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    stream = sub.add_parser(
+        "stream",
+        help="score events continuously: Structured Streaming over the job's `stream:` source",
+        description="Resolve the models once, then score each micro-batch of newly landed "
+        "files (or the rate source) with the batch scoring core and write it exactly once to "
+        "stream_predictions/<model>/ds=<event date>/ (bad rows to stream_quarantine). SIGTERM "
+        "finishes the current batch and exits 0. --available-now scores what has landed and "
+        "exits (for Airflow).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    stream.add_argument("--config", required=True, help="job config YAML with a `stream:` section")
+    stream.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+    stream.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process every file landed so far in bounded batches, then exit 0",
+    )
+    add_json_argument(stream)
+    stream.set_defaults(func=commands.stream_command)
