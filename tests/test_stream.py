@@ -108,3 +108,123 @@ def test_files_scored_once_with_rules_bad_rows_and_poison(
     assert again.scored_rows == 30 and again.poison_files == 0
     total = read_table(layout.predictions.table_dir)
     assert len(total) == 149 and total.customer_id.is_unique
+
+
+def test_json_malformed_lines_are_quarantined(
+    spark: SparkSession, job_config: Callable[..., JobConfig], tmp_path: Path, logreg: Any
+) -> None:
+    name, oracle = logreg
+    cfg = stream_job(job_config, name, tmp_path, format="json")
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    rows = customers(12, seed=4)
+    lines = rows.to_json(orient="records", lines=True).splitlines()
+    lines.insert(3, '{"customer_id": 77, "tenure_months": ')  # cut-off event
+    (landing / "events.json").write_text("\n".join(lines) + "\n")
+
+    result = run_stream(spark, cfg, available_now=True)
+
+    layout = StreamLayout.for_job(cfg)
+    got = read_table(layout.predictions.table_dir).sort_values("customer_id")
+    assert got.customer_id.tolist() == rows.customer_id.tolist()
+    assert np.allclose(got.score, oracle(rows)["score"], rtol=0, atol=1e-9)
+    bad = read_table(layout.quarantine.table_dir)
+    assert bad.error_class.tolist() == ["malformed_record"]
+    assert '"tenure_months":' in bad.error_message[0] and bad.batch_id[0] == 0
+    assert result.quarantined_rows == 1 and result.scored_rows == 12
+
+
+@pytest.mark.slow
+def test_kill9_sigterm_and_restart_score_every_event_exactly_once(
+    spark: SparkSession,
+    job_config: Callable[..., JobConfig],
+    tmp_path: Path,
+    register: Callable[..., tuple[str, int]],
+) -> None:
+    """kill -9 of the stream's process group in the middle of a batch, a restart stopped by
+    SIGTERM (which lets its batch in flight commit, then exits 0), a last availableNow run
+    (in this process, saving a JVM start): every landed event is in the table exactly once,
+    with the model's values."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    model, oracle = builders.custom_pyfunc(labelled(50))
+    name, _ = register(builders.SlowScore(seconds=1.0), customers(20)[builders.NUMERIC], pyfunc=True)
+    cfg = job_config(
+        name,
+        stream={
+            "path": str(tmp_path / "landing"),
+            "schema": DDL,
+            "trigger_seconds": 0.2,
+            "max_files_per_trigger": 1,
+        },
+        features=builders.NUMERIC,
+    )
+    config = tmp_path / "stream.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    frames = [
+        customers(20, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 100 * s)
+        for s in range(6)
+    ]
+    for i, frame in enumerate(frames):
+        land(tmp_path / "landing", f"events-{i}.parquet", frame)
+    layout = StreamLayout.for_job(cfg)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+
+    def start(*extra: str) -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"stream-{time.monotonic_ns()}.log").open("wb")
+        return subprocess.Popen(
+            [sys.executable, "-m", "batch_serving.cli", "stream", "--config", str(config), *extra],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def in_flight(proc: subprocess.Popen[bytes], after: int = 0, timeout_s: float = 120) -> int:
+        """Wait until batch ``after`` is committed and the next one is being scored; its id."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, "stream exited early"
+            done = layout.committed_batches()
+            offsets = layout.checkpoint / "offsets"
+            if done and done[-1] >= after and (offsets / str(done[-1] + 1)).exists():
+                return done[-1] + 1
+            time.sleep(0.05)
+        raise AssertionError("no batch in flight")
+
+    first = start()
+    try:
+        killed = in_flight(first)
+        time.sleep(0.4)  # inside the model's 1 s predict
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+        assert not layout.marker(killed).exists()
+
+        second = start()
+        stopped = in_flight(second, after=killed)
+        os.kill(second.pid, signal.SIGTERM)  # the driver only, as a supervisor would
+        assert second.wait(120) == 0
+        assert layout.marker(stopped).exists()  # its batch in flight was finished
+        assert len(layout.committed_batches()) < len(frames)  # and it stopped there
+
+    finally:
+        for proc in (first, locals().get("second")):
+            if proc is not None and proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+    last = run_stream(spark, cfg, available_now=True)
+    assert last.batches == len(frames) - 1 - stopped and last.skipped_batches <= 1
+
+    events = pd.concat(frames, ignore_index=True)
+    got = read_table(layout.predictions.table_dir)
+    assert len(got) == len(events) and got.customer_id.is_unique
+    assert set(got.customer_id) == set(events.customer_id)
+    expected = dict(zip(events.customer_id, oracle(events)["prediction"], strict=True))
+    assert np.allclose(got.prediction, got.customer_id.map(expected), rtol=0, atol=1e-9)
+    assert layout.committed_batches() == list(range(len(frames)))

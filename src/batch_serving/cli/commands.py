@@ -207,7 +207,10 @@ def stream_command(args: argparse.Namespace) -> int:
             catalog=None,
             metastore_dir=None,
         )
-        result = run_stream(spark, cfg, available_now=args.available_now)
+        try:
+            result = run_stream(spark, cfg, available_now=args.available_now)
+        finally:
+            spark.stop()  # before exit, so no progress event is sent to a dead Python side
     record = dataclasses.asdict(result)
     lines = [
         f"stream {result.stream_run_id}: {result.batches} batches, {result.scored_rows} rows "

@@ -98,7 +98,7 @@ def run_stream(
     stop = stop or threading.Event()
     try:
         with _stop_on_signals(stop):
-            signalled = _wait(start_query(writer), stop)
+            signalled = _wait(start_query(writer), stop, sink)
     finally:
         spark.streams.removeListener(listener)
         models.release()
@@ -155,12 +155,12 @@ def start_query(writer: object) -> StreamingQuery:
     return query
 
 
-def _wait(query: StreamingQuery, stop: threading.Event) -> bool:
+def _wait(query: StreamingQuery, stop: threading.Event, sink: StreamSink) -> bool:
     """Block until the query ends; True if it was stopped on request."""
     try:
         while query.isActive:
             if stop.is_set():
-                _finish_current_batch(query)
+                _finish_current_batch(query, sink)
                 query.stop()
                 log.info("stream stopped on request")
                 return True
@@ -173,11 +173,28 @@ def _wait(query: StreamingQuery, stop: threading.Event) -> bool:
     return False
 
 
-def _finish_current_batch(query: StreamingQuery, timeout_s: float = 600) -> None:
-    """Let the micro-batch in flight commit before the query is stopped."""
+def _finish_current_batch(query: StreamingQuery, sink: StreamSink, timeout_s: float = 600) -> None:
+    """Let the micro-batch in flight when the stop came (its offsets logged by Spark, its
+    marker not yet written) commit. A batch Spark starts after that is cut short by the stop
+    and replayed on restart (the sink is idempotent)."""
+    in_flight = sink.active if sink.active is not None else _planned_batch(sink.layout)
+    if in_flight is None:
+        return
+    log.info("waiting for batch %d to commit before stopping", in_flight)
     deadline = time.monotonic() + timeout_s
-    while query.isActive and query.status["isTriggerActive"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    marker = sink.layout.marker(in_flight)
+    while query.isActive and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _planned_batch(layout: StreamLayout) -> int | None:
+    """The newest batch Spark has planned (offsets logged) but not committed, if any."""
+    offsets = [int(p.name) for p in (layout.checkpoint / "offsets").glob("[0-9]*")]
+    if not offsets:
+        return None
+    newest = max(offsets)
+    done = (layout.checkpoint / "commits" / str(newest)).exists()
+    return None if done or layout.marker(newest).exists() else newest
 
 
 @contextmanager

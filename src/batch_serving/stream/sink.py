@@ -50,8 +50,16 @@ class StreamSink:
     cfg: StreamConfig
     metrics: StreamMetrics
     stream_run_id: str
+    active: int | None = None  # the batch being written right now (for a graceful stop)
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
+        self.active = batch_id
+        try:
+            self._batch(frame, batch_id)
+        finally:
+            self.active = None
+
+    def _batch(self, frame: DataFrame, batch_id: int) -> None:
         if self.layout.marker(batch_id).exists():
             log.info("batch %d already committed (replayed after a restart): skipped", batch_id)
             self.metrics.record_batch(BatchStats(batch_id, 0, 0, 0, 0.0, None, None, None, True))
