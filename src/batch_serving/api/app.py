@@ -18,6 +18,7 @@ from batch_serving.api.backends import Backend, make_backend
 from batch_serving.api.errors import install_handlers
 from batch_serving.api.fastpath import FastPath
 from batch_serving.api.openapi import declare_bearer_auth, operation_id
+from batch_serving.api.requests import router as requests_router
 from batch_serving.api.routes import router
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.api.state import ServingState
@@ -44,6 +45,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     install_handlers(app)
     app.add_middleware(FastPath, state=state)
     app.include_router(router)
+    app.include_router(requests_router)
     declare_bearer_auth(app)
     return app
 

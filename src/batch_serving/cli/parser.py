@@ -211,7 +211,7 @@ def add_wait_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_stream_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_stream_parser(sub: argparse._SubParsersAction) -> None:
     stream = sub.add_parser(
         "stream",
         help="score events continuously: Structured Streaming over the job's `stream:` source",

@@ -45,6 +45,10 @@ class ServeSettings(BaseSettings):
     """Seconds between checks for a newly published snapshot."""
     verify_checksum: bool = True
     """Check a snapshot's sha256 before serving it."""
+    stream_jobs: tuple[Path, ...] = ()
+    """Job files (JSON list) with a `stream:` section: their models take asynchronous
+    scoring requests (`POST /v1/models/{model}/scoring-requests`), landed in the stream's
+    landing directory and answered from its results."""
 
     @field_validator("models")
     @classmethod

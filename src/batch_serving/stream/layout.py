@@ -1,13 +1,13 @@
 """Every path the stream writes, under ``stream.output_root`` (default ``output.root``)::
 
-    stream_predictions/<model>/ds=YYYY-MM-DD/batch-<batch id>.parquet   (scored rows)
-    stream_quarantine/<model>/ds=YYYY-MM-DD/batch-<batch id>.parquet    (rows not scored)
-    _stream/<model>/batches/<batch id>.json      (commit marker: the batch is fully written)
-    _stream/<model>/requests/<request id>.json   (results of asynchronous API requests)
-    _stream/<model>/poison/<batch id>-<file>.json  (unreadable landing files, skipped)
-    _stream/<model>/metrics.prom                 (Prometheus text file of the progress)
-    _staging/stream/<model>/                     (files being written, renamed into place)
-    _checkpoints/stream/<model>/                 (Spark's offsets/commits, unless configured)
+stream_predictions/<model>/ds=YYYY-MM-DD/batch-<batch id>.parquet   (scored rows)
+stream_quarantine/<model>/ds=YYYY-MM-DD/batch-<batch id>.parquet    (rows not scored)
+_stream/<model>/batches/<batch id>.json      (commit marker: the batch is fully written)
+_stream/<model>/requests/<request id>.json   (results of asynchronous API requests)
+_stream/<model>/poison/<batch id>-<file>.json  (unreadable landing files, skipped)
+_stream/<model>/metrics.prom                 (Prometheus text file of the progress)
+_staging/stream/<model>/                     (files being written, renamed into place)
+_checkpoints/stream/<model>/                 (Spark's offsets/commits, unless configured)
 """
 
 from __future__ import annotations

@@ -106,8 +106,7 @@ class StreamMetrics:
             f"{PREFIX}_replayed_batches_skipped_total{label} {self.skipped_batches}",
             f"# TYPE {PREFIX}_rows_total counter",
             f'{PREFIX}_rows_total{{model="{self.model}",outcome="scored"}} {self.scored}',
-            f'{PREFIX}_rows_total{{model="{self.model}",outcome="quarantined"}} '
-            f"{self.quarantined}",
+            f'{PREFIX}_rows_total{{model="{self.model}",outcome="quarantined"}} {self.quarantined}',
             f"# TYPE {PREFIX}_poison_files_total counter",
             f"{PREFIX}_poison_files_total{label} {self.poison_files}",
         ]

@@ -41,7 +41,7 @@ def unreadable_reason(uri: str, fmt: str) -> str | None:
         return None  # JSON: malformed lines arrive as rows and are quarantined
     try:
         pq.read_metadata(path)
-    except Exception as exc:  # noqa: BLE001 - any failure to open is the report's content
+    except Exception as exc:  # any failure to open is the report's content
         return f"{type(exc).__name__}: {exc}".splitlines()[0]
     return None
 

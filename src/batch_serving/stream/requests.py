@@ -8,6 +8,7 @@ into the landing directory (Spark ignores dot-files), so the stream never reads 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -43,9 +44,21 @@ def land_request(
     if fmt == "json":
         tmp.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
     else:
-        pq.write_table(pa.Table.from_pylist(list(rows), schema=schema), tmp)
+        pq.write_table(pa.Table.from_pylist([_typed(r, schema) for r in rows], schema=schema), tmp)
     os.replace(tmp, target)
     return target
+
+
+def _typed(row: dict[str, Any], schema: pa.Schema) -> dict[str, Any]:
+    """ISO strings -> datetime/date for Parquet's timestamp and date columns."""
+    out = dict(row)
+    for field in schema:
+        value = out.get(field.name)
+        if isinstance(value, str) and pa.types.is_timestamp(field.type):
+            out[field.name] = dt.datetime.fromisoformat(value)
+        elif isinstance(value, str) and pa.types.is_date(field.type):
+            out[field.name] = dt.date.fromisoformat(value)
+    return out
 
 
 def is_pending(landing: Path, request_id: str) -> bool:

@@ -164,7 +164,7 @@ def _wait(query: StreamingQuery, stop: threading.Event, sink: StreamSink) -> boo
                 query.stop()
                 log.info("stream stopped on request")
                 return True
-            query.awaitTermination(0.2)
+            query.awaitTermination(0.2)  # type: ignore[arg-type]  # py4j takes seconds as float
     except StreamingQueryException as exc:
         raise ScoringError(f"stream failed: {_python_or_first_line(str(exc))}") from None
     error = query.exception()

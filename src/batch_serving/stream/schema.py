@@ -38,7 +38,9 @@ def parse_ddl(ddl: str) -> pa.Schema:
     for part in ddl.split(","):
         match = _COLUMN.match(part)
         if match is None:
-            raise ConfigError(f"stream.schema: cannot parse column {part.strip()!r} (want `name TYPE`)")
+            raise ConfigError(
+                f"stream.schema: cannot parse column {part.strip()!r} (want `name TYPE`)"
+            )
         name, kind = match.group(1), match.group(2).upper()
         if kind not in _TYPES:
             raise ConfigError(

@@ -168,8 +168,9 @@ def split(table: pa.Table, plan: ScoringPlan) -> tuple[pa.Table, pa.Table]:
         error_class = pc.if_else(corrupt, pa.scalar(MALFORMED), table.column(ERROR_CLASS))
         message = pc.if_else(
             corrupt,
-            pc.binary_join_element_wise("malformed record: ", pc.utf8_slice_codeunits(
-                table.column(CORRUPT), 0, 200), ""),
+            pc.binary_join_element_wise(
+                "malformed record: ", pc.utf8_slice_codeunits(table.column(CORRUPT), 0, 200), ""
+            ),
             table.column(ERROR_MESSAGE),
         )
         table = table.set_column(
@@ -192,7 +193,10 @@ def latencies(
     if not times:
         return None, None, None
     micros = np.concatenate(
-        [pc.cast(pc.cast(t, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(False) for t in times]
+        [
+            pc.cast(pc.cast(t, pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy(False)
+            for t in times
+        ]
     ).astype(np.float64)
     ages = committed.timestamp() - micros / 1e6
     ages = ages[~np.isnan(ages)]

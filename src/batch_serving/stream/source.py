@@ -89,9 +89,7 @@ def _with_event_columns(
 ) -> DataFrame:
     event = F.col(event_time_column) if event_time_column else landed
     kept = [c for c in frame.columns if c not in (EVENT_TIME, SOURCE_FILE)]
-    return frame.select(
-        *kept, event.cast("timestamp").alias(EVENT_TIME), source.alias(SOURCE_FILE)
-    )
+    return frame.select(*kept, event.cast("timestamp").alias(EVENT_TIME), source.alias(SOURCE_FILE))
 
 
 def _spark_type(arrow: pa.DataType) -> str:
