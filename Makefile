@@ -90,6 +90,10 @@ bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow 
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M
+.PHONY: bench-stream
+bench-stream: $(STAMP) ## streaming benchmark: end-to-end latency at a sustained rate (RATE=2000 SECONDS=30), then a rate ramp
+	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30)
+
 .PHONY: bench-api
 bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load (ENTITIES=1M|10M)
 	$(PY) bench/api_bench.py --entities $(ENTITIES)
