@@ -97,7 +97,7 @@ def job(tracking_uri: str, model: str) -> JobConfig:
             },
             "stream": {
                 "path": str(DATA / "landing"),
-                "schema": DDL,
+                "columns": DDL,
                 "trigger_seconds": 0,
                 "max_files_per_trigger": 1000,
             },

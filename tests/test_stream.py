@@ -35,7 +35,7 @@ def stream_job(
 ) -> JobConfig:
     section = {
         "path": str(tmp_path / "landing"),
-        "schema": DDL,
+        "columns": DDL,
         "trigger_seconds": 0.2,
         "max_files_per_trigger": 2,
         **stream,
@@ -61,6 +61,26 @@ def logreg(register: Callable[..., tuple[str, int]]) -> tuple[str, Any]:
     model, oracle = builders.logreg_pipeline(labelled(800))
     name, _ = register(model, customers(50)[builders.FEATURES])
     return name, oracle
+
+
+def test_stream_config_errors_name_the_key(
+    job_config: Callable[..., JobConfig], tmp_path: Path
+) -> None:
+    import yaml
+    from pydantic import ValidationError
+
+    from batch_serving.cli import main
+    from batch_serving.errors import ConfigError
+    from batch_serving.stream.schema import parse_ddl
+
+    with pytest.raises(ValidationError, match="needs `path`"):
+        job_config("m", stream={"columns": DDL})
+    with pytest.raises(ConfigError, match="column tags has unsupported type MAP"):
+        parse_ddl("id BIGINT, tags MAP")
+    assert parse_ddl(DDL).field("monthly_charges").type == "double"
+    batch_only = tmp_path / "batch.yaml"
+    batch_only.write_text(yaml.safe_dump(job_config("m").model_dump(mode="json")))
+    assert main(["stream", "--config", str(batch_only)]) == 2  # no `stream:` section
 
 
 def test_files_scored_once_with_rules_bad_rows_and_poison(
@@ -162,14 +182,14 @@ def test_kill9_sigterm_and_restart_score_every_event_exactly_once(
         name,
         stream={
             "path": str(tmp_path / "landing"),
-            "schema": DDL,
+            "columns": DDL,
             "trigger_seconds": 0.2,
             "max_files_per_trigger": 1,
         },
         features=builders.NUMERIC,
     )
     config = tmp_path / "stream.yaml"
-    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     frames = [
         customers(20, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 100 * s)
         for s in range(6)

@@ -34,10 +34,10 @@ def test_request_round_trip_through_the_stream(
     name, _ = register(model, customers(50)[builders.FEATURES])
     landing = tmp_path / "landing"
     cfg = job_config(
-        name, stream={"path": str(landing), "schema": DDL, "trigger_seconds": 0.2}, rules=RULES
+        name, stream={"path": str(landing), "columns": DDL, "trigger_seconds": 0.2}, rules=RULES
     )
     job_file = tmp_path / "stream.yaml"
-    job_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json", by_alias=True)))
+    job_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     (tmp_path / "serving").mkdir()
     settings = load_serve_settings(
         snapshot_root=str(tmp_path / "serving"), stream_jobs=[str(job_file)]

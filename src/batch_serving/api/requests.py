@@ -73,7 +73,7 @@ def load_targets(settings: ServeSettings) -> dict[str, StreamTarget]:
         stream = cfg.stream
         if stream is None or stream.source != "files" or stream.path is None:
             continue
-        schema = parse_ddl(stream.schema_ddl or "")
+        schema = parse_ddl(stream.columns)
         optional = frozenset([stream.event_time_column] if stream.event_time_column else [])
         targets[cfg.model.name] = StreamTarget(
             cfg.model.name,

@@ -197,10 +197,12 @@ def stream_command(args: argparse.Namespace) -> int:
 
     from batch_serving.config import load_config
     from batch_serving.spark.session import build_session
-    from batch_serving.stream.runner import run_stream
+    from batch_serving.stream.runner import run_stream, stream_config
+    from batch_serving.stream.schema import parse_ddl
 
     with stdout_reserved(args.json):
         cfg = load_config(args.config, env=args.env)
+        parse_ddl(stream_config(cfg).columns)  # config errors before the JVM starts
         spark = build_session(
             cfg.spark,
             f"batch-serving-stream-{cfg.job}",

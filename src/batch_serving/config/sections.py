@@ -278,9 +278,9 @@ class StreamConfig(Frozen):
     """Landing directory watched for new files (`files` source); API scoring requests land here."""
     format: Literal["parquet", "json"] = "parquet"
     """Format of the landing files (`json`: one JSON object per line)."""
-    schema_ddl: str | None = Field(default=None, alias="schema")
-    """Columns of the landing files as Spark DDL, e.g. `customer_id BIGINT, tenure_months BIGINT`
-    (required for `files`: a stream cannot infer it safely)."""
+    columns: str = Field(min_length=1)
+    """Columns of the events as Spark DDL, e.g. `customer_id BIGINT, tenure_months BIGINT`
+    (a stream cannot infer them safely; the API validates requests against them)."""
     event_time_column: str | None = None
     """Timestamp column giving each event's time; `null`: the file's landing (modification) time."""
     checkpoint: str | None = None
@@ -295,12 +295,8 @@ class StreamConfig(Frozen):
     rows_per_second: int = Field(default=1000, ge=1)
     """`rate` source: rows generated per second."""
 
-    model_config = ConfigDict(
-        frozen=True, extra="forbid", use_attribute_docstrings=True, populate_by_name=True
-    )
-
     @model_validator(mode="after")
-    def _files_need_path_and_schema(self) -> StreamConfig:
-        if self.source == "files" and (not self.path or not self.schema_ddl):
-            raise ValueError("stream.source files needs `path` (landing dir) and `schema` (DDL)")
+    def _files_need_path(self) -> StreamConfig:
+        if self.source == "files" and not self.path:
+            raise ValueError("stream.source files needs `path` (the landing directory)")
         return self

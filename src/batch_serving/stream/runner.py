@@ -63,7 +63,7 @@ def run_stream(
     """Run until stopped (``stop`` set, SIGTERM/SIGINT) or, with ``available_now``, until the
     files that had landed when it started are scored."""
     stream = stream_config(cfg)
-    parse_ddl(stream.schema_ddl or "")  # a bad schema is a config error before Spark starts
+    parse_ddl(stream.columns)  # a bad schema is a config error before Spark starts
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     run_id = new_run_id(started)
     resolved = resolve_members(cfg)

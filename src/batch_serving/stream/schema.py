@@ -1,4 +1,4 @@
-"""The landing files' columns, from the ``stream.schema`` DDL, as Arrow types.
+"""The events' columns, from the ``stream.columns`` DDL, as Arrow types.
 
 A small parser of flat Spark DDL (``name TYPE, ...``) without a JVM: the lookup API validates
 posted rows against it, and the stream hands the same string to Spark.
@@ -39,16 +39,16 @@ def parse_ddl(ddl: str) -> pa.Schema:
         match = _COLUMN.match(part)
         if match is None:
             raise ConfigError(
-                f"stream.schema: cannot parse column {part.strip()!r} (want `name TYPE`)"
+                f"stream.columns: cannot parse column {part.strip()!r} (want `name TYPE`)"
             )
         name, kind = match.group(1), match.group(2).upper()
         if kind not in _TYPES:
             raise ConfigError(
-                f"stream.schema: column {name} has unsupported type {kind}; "
+                f"stream.columns: column {name} has unsupported type {kind}; "
                 f"supported: {', '.join(sorted(_TYPES))}"
             )
         fields.append(pa.field(name, _TYPES[kind]))
     names = [f.name for f in fields]
     if len(set(names)) != len(names):
-        raise ConfigError(f"stream.schema names a column twice: {names}")
+        raise ConfigError(f"stream.columns names a column twice: {names}")
     return pa.schema(fields)

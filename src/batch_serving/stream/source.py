@@ -32,18 +32,17 @@ def read_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     Parquet: an unreadable file is skipped by Spark (``ignoreCorruptFiles``) and reported by
     the sink (``stream.poison``). JSON: a malformed line becomes a row whose ``_corrupt_record``
     holds the text; the sink quarantines it."""
-    assert cfg.schema_ddl is not None  # the config requires it
     if cfg.source == RATE_SOURCE:
         return _rate(spark, cfg)
     reader = spark.readStream.format(cfg.format).option(
         "maxFilesPerTrigger", cfg.max_files_per_trigger
     )
     if cfg.format == "json":
-        reader = reader.schema(f"{cfg.schema_ddl}, {CORRUPT} STRING").option(
+        reader = reader.schema(f"{cfg.columns}, {CORRUPT} STRING").option(
             "columnNameOfCorruptRecord", CORRUPT
         )
     else:
-        reader = reader.schema(cfg.schema_ddl).option("ignoreCorruptFiles", "true")
+        reader = reader.schema(cfg.columns).option("ignoreCorruptFiles", "true")
     frame = reader.load(cfg.path)
     return _with_event_columns(
         frame,
@@ -57,7 +56,6 @@ def _rate(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     """Synthetic rows for load tests: the schema's columns computed from the rate's counter
     (integers: ``value`` or ``value % 97``; floats: ``(value * 37) % 1000 / 10``; strings:
     ``v0``..``v2``)."""
-    assert cfg.schema_ddl is not None
     rate = (
         spark.readStream.format("rate")
         .option("rowsPerSecond", cfg.rows_per_second)
@@ -65,7 +63,7 @@ def _rate(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
         .load()
     )
     columns = []
-    for i, f in enumerate(parse_ddl(cfg.schema_ddl)):
+    for i, f in enumerate(parse_ddl(cfg.columns)):
         value = F.col("value")
         if pa.types.is_integer(f.type):
             col = value if i == 0 else value % 97
