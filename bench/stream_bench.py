@@ -9,8 +9,9 @@ local[2] session, a registered StandardScaler+OneHot+LogisticRegression pipeline
 scores them. Latency of an event = the commit time of its micro-batch (its marker, after which
 the rows are readable) minus the time its file landed (the file's mtime, which the stream
 records as ``event_time``). Printed: p50/p99/max over the measured window (after a warm-up),
-then for each rate of the ramp whether latency stayed bounded (p99 of the last third of the
-window not growing past 2x the first third, and under 3 s): the maximum sustainable rate.
+then for each rate of the ramp whether it was stable (every event scored, p99 of the last
+third of the window not past 2x the first third: no backlog building up) and whether it met
+the targets (p50 <= 1.5 s, p99 <= 3 s): the maximum sustainable rate is the highest stable one.
 The machine is shared: numbers move with its load.
 """
 
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_serving import sample_data
@@ -106,35 +108,36 @@ def job(tracking_uri: str, model: str) -> JobConfig:
 
 
 class Writer(threading.Thread):
-    """Lands ``rate * TICK_S`` events every ``TICK_S`` seconds, on a fixed schedule."""
+    """Lands ``rate * TICK_S`` events every ``TICK_S`` seconds, on a fixed schedule (the
+    Arrow tables are built beforehand, so a tick is one Parquet write and a rename)."""
 
     def __init__(self, landing: Path, rate: int, seconds: float, id_offset: int) -> None:
         super().__init__(daemon=True)
-        self.landing, self.rate, self.seconds, self.next_id = landing, rate, seconds, id_offset
-        self.pool = sample_data.customer_features(20_000, seed=5).drop(columns=["churned"])
-        self.files = 0
+        self.landing, self.rate = landing, rate
+        pool = sample_data.customer_features(20_000, seed=5).drop(columns=["churned"])
+        per_tick = max(1, int(rate * TICK_S))
+        self.tables: list[tuple[str, pa.Table]] = []
+        for tick in range(int(seconds / TICK_S)):
+            first = id_offset + tick * per_tick
+            offset = (first * 7) % (len(pool) - per_tick)
+            rows = pool.iloc[offset : offset + per_tick].copy()
+            rows["customer_id"] = np.arange(first, first + per_tick)
+            table = pa.Table.from_pandas(rows, preserve_index=False)
+            self.tables.append((f"events-{first:010d}.parquet", table))  # never a name twice
+        self.next_id = id_offset + len(self.tables) * per_tick
         self.late_ticks = 0
 
     def run(self) -> None:
-        per_tick = max(1, int(self.rate * TICK_S))
         start = time.monotonic()
-        ticks = int(self.seconds / TICK_S)
-        for tick in range(ticks):
-            due = start + tick * TICK_S
-            delay = due - time.monotonic()
+        for tick, (name, table) in enumerate(self.tables):
+            delay = start + tick * TICK_S - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             else:
                 self.late_ticks += 1
-            offset = (self.next_id * 7) % (len(self.pool) - per_tick)
-            rows = self.pool.iloc[offset : offset + per_tick].copy()
-            rows["customer_id"] = np.arange(self.next_id, self.next_id + per_tick)
-            self.next_id += per_tick
-            name = f"events-{self.rate}-{tick:06d}.parquet"
             tmp = self.landing / f".{name}.tmp"
-            rows.to_parquet(tmp, index=False)
+            pq.write_table(table, tmp)
             tmp.rename(self.landing / name)
-            self.files += 1
 
 
 def latencies(layout: StreamLayout, since_id: int) -> pd.DataFrame:
@@ -188,9 +191,9 @@ def window(
         "p99_last_third_s": round(float(last), 3),
         "writer_late_ticks": writer.late_ticks,
     }
-    result["bounded"] = bool(
-        len(got) == expected and last <= max(2 * first, 1.0) and result["p99_s"] <= 3.0
-    )
+    # stable: everything scored, and latency not growing over the window (no backlog build-up)
+    result["stable"] = bool(len(got) == expected and last <= max(2 * first, 1.0))
+    result["meets_targets"] = bool(result["p50_s"] <= 1.5 and result["p99_s"] <= 3.0)
     return result, writer.next_id
 
 
@@ -205,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ramp", default="4000,8000,16000", help="rates to try afterwards")
     parser.add_argument("--ramp-seconds", type=float, default=15)
     args = parser.parse_args(argv)
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    for noisy in ("py4j", "mlflow", "alembic", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     shutil.rmtree(DATA, ignore_errors=True)
     (DATA / "landing").mkdir(parents=True)
@@ -226,19 +234,19 @@ def main(argv: list[str] | None = None) -> int:
             f"(targets p50 <= 1.5s, p99 <= 3s) {sustained}",
             flush=True,
         )
-        best = args.rate if sustained["bounded"] else 0
+        best = args.rate if sustained["stable"] else 0
         ramp = [int(r) for r in args.ramp.split(",") if r]
-        if not sustained["bounded"]:  # look below the target instead
+        if not sustained["stable"]:  # look below the target instead
             ramp = [args.rate // 2, args.rate // 4]
         for rate in ramp:
             time.sleep(5)  # let any backlog drain
             result, next_id = window(layout, rate, args.ramp_seconds, next_id)
             print(f"ramp {rate} events/s: {result}", flush=True)
-            if result["bounded"]:
+            if result["stable"]:
                 best = max(best, rate)
             elif rate > args.rate:
                 break
-        print(f"\nmax sustainable rate (of those tried): {best} events/s", flush=True)
+        print(f"\nmax sustainable (stable) rate of those tried: {best} events/s", flush=True)
     finally:
         stop.set()
         runner.join(120)

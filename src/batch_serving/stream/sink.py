@@ -67,7 +67,9 @@ class StreamSink:
         start = time.perf_counter()
         now = dt.datetime.now(dt.UTC)
         plan = replace(self.plan, scored_at=now, run_id=f"{self.stream_run_id}-b{batch_id}")
-        scored = score_frame(frame, plan, self.handles)
+        # many small landed files would each be a task (and a Python worker round trip)
+        tasks = frame.sparkSession.sparkContext.defaultParallelism
+        scored = score_frame(frame.coalesce(tasks), plan, self.handles)
         table = errors.scoring(scored.toArrow, self.layout.staging_dir)
         good, bad = split(table, plan)
         written = self._write(good, self.layout.predictions, batch_id, plan.output_schema)
