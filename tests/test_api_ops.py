@@ -65,6 +65,8 @@ def test_openapi_names_operations_and_declares_the_bearer_scheme(server: LiveSer
         ("/v1/models/{model}/predictions:batchGet", "post"): "batchGetPredictions",
         ("/v1/models", "get"): "listModels",
         ("/health", "get"): "health",
+        ("/v1/models/{model}/scoring-requests", "post"): "submitScoringRequest",
+        ("/v1/models/{model}/scoring-requests/{request_id}", "get"): "getScoringRequest",
     }
     assert schema["components"]["securitySchemes"] == {
         "bearerAuth": {

@@ -105,7 +105,7 @@ Targets = Annotated[dict[str, StreamTarget], Depends(stream_targets)]
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
     summary="Queue rows for the stream to score; 202 with the request id",
 )
-async def submit(
+async def submit_scoring_request(
     model: ModelParam, body: ScoringRequest, targets: Targets, request: Request
 ) -> Response:
     target = _target(targets, model)
@@ -132,7 +132,7 @@ async def submit(
     responses={202: {"description": "not scored yet"}, 404: {"model": ErrorResponse}},
     summary="The result of a scoring request: 200 once scored, 202 while pending",
 )
-async def result(model: ModelParam, request_id: str, targets: Targets) -> Response:
+async def get_scoring_request(model: ModelParam, request_id: str, targets: Targets) -> Response:
     target = _target(targets, model)
     if not REQUEST_ID.fullmatch(request_id):
         raise ApiError(404, "request_not_found", f"no scoring request {request_id!r}")
