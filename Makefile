@@ -94,6 +94,10 @@ ENTITIES ?= 10M
 bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live fallback (misses, cache, snapshot hits) (LIVE_ENTITIES=50k|200k|1M)
 	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k)
 
+.PHONY: bench-stream
+bench-stream: $(STAMP) ## streaming benchmark: end-to-end latency at a sustained rate (RATE=2000 SECONDS=30), then a rate ramp
+	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30)
+
 .PHONY: bench-api
 bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
 	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)

@@ -64,7 +64,7 @@ PAGES = (
     Page("configuration.md", "Configuration", ("Configuration",), tail=lambda: config_reference()),
     Page("cli.md", "Command line", ("Exit codes",), head=lambda: cli_reference()),
     Page("api.md", "Lookup API", ("Lookup API",), tail=lambda: api_reference(openapi_schema())),
-    Page("operating.md", "Operating it", ("Operating it", "Development")),
+    Page("operating.md", "Operating it", ("Operating it", "Streaming and asynchronous requests", "Development")),
     Page("performance.md", "Performance", ("Performance",)),
     Page(
         "embedded.md",

@@ -66,6 +66,8 @@ def test_openapi_names_operations_and_declares_the_bearer_scheme(server: LiveSer
         ("/v1/models", "get"): "listModels",
         ("/health", "get"): "health",
         ("/v1/models/{model}:score", "post"): "scoreRows",  # live scoring (test_api_live.py)
+        ("/v1/models/{model}/scoring-requests", "post"): "submitScoringRequest",
+        ("/v1/models/{model}/scoring-requests/{request_id}", "get"): "getScoringRequest",
     }
     assert schema["components"]["securitySchemes"] == {
         "bearerAuth": {

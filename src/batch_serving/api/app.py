@@ -19,6 +19,7 @@ from batch_serving.api.errors import install_handlers
 from batch_serving.api.fastpath import FastPath
 from batch_serving.api.live import install_live
 from batch_serving.api.openapi import declare_bearer_auth, operation_id
+from batch_serving.api.requests import router as requests_router
 from batch_serving.api.routes import router
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.api.state import ServingState
@@ -46,6 +47,7 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
     app.add_middleware(FastPath, state=state)
     app.include_router(router)
     install_live(app, state)
+    app.include_router(requests_router)
     declare_bearer_auth(app)
     return app
 

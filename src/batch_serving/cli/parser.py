@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=commands.demo_command)
 
     add_export_onnx_parser(sub)
+    add_stream_parser(sub)
 
     schema = sub.add_parser(
         "schema",
@@ -253,3 +254,27 @@ def add_export_onnx_parser(sub: argparse._SubParsersAction[argparse.ArgumentPars
     export.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
     add_json_argument(export)
     export.set_defaults(func=commands.export_onnx_command)
+
+
+def add_stream_parser(sub: argparse._SubParsersAction) -> None:
+    stream = sub.add_parser(
+        "stream",
+        help="score events continuously: Structured Streaming over the job's `stream:` source",
+        description="Resolve the models once, then score each micro-batch of newly landed "
+        "files (or the rate source) with the batch scoring core and write it exactly once to "
+        "stream_predictions/<model>/ds=<event date>/ (bad rows to stream_quarantine). SIGTERM "
+        "finishes the current batch and exits 0. --available-now scores what has landed and "
+        "exits (for Airflow).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stream.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    stream.add_argument("--config", required=True, help="job config YAML with a `stream:` section")
+    stream.add_argument("--env", help="overlay conf/<env>/... on top of --config")
+    stream.add_argument(
+        "--available-now",
+        action="store_true",
+        help="process every file landed so far in bounded batches, then exit 0",
+    )
+    add_json_argument(stream)
+    stream.set_defaults(func=commands.stream_command)

@@ -23,6 +23,7 @@ from batch_serving.config.sections import (
     PublishConfig,
     ScheduleConfig,
     SparkConfig,
+    StreamConfig,
     TrackingConfig,
     ValidationConfig,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ScheduleConfig",
     "ServeSettings",
     "SparkConfig",
+    "StreamConfig",
     "TrackingConfig",
     "ValidationConfig",
     "_absolutize_uri",

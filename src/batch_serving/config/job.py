@@ -36,6 +36,7 @@ from batch_serving.config.sections import (
     PublishConfig,
     ScheduleConfig,
     SparkConfig,
+    StreamConfig,
     TrackingConfig,
     ValidationConfig,
 )
@@ -75,6 +76,8 @@ class JobConfig(Frozen):
     """The generated Airflow DAG."""
     spark: SparkConfig = SparkConfig()
     """The Spark session."""
+    stream: StreamConfig | None = None
+    """Streaming micro-batch scoring (`batch-serving stream`); `null`: the job is batch only."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None

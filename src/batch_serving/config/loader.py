@@ -26,6 +26,9 @@ _PATH_KEYS = (
     ("output", "root"),
     ("publish", "root"),
     ("catalog", "metastore_dir"),
+    ("stream", "path"),
+    ("stream", "checkpoint"),
+    ("stream", "output_root"),
 )
 
 

@@ -327,3 +327,37 @@ class SparkConfig(Frozen):
                 str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
             }
         return value
+
+
+class StreamConfig(Frozen):
+    """Streaming micro-batch scoring (``batch-serving stream``): the same scoring core driven by
+    Spark Structured Streaming over a landing directory (or the rate source, for load tests)."""
+
+    source: Literal["files", "rate"] = "files"
+    """`files`: new Parquet/JSON files landing in `path`; `rate`: synthetic rows (load tests)."""
+    path: str | None = None
+    """Landing directory watched for new files (`files` source); API scoring requests land here."""
+    format: Literal["parquet", "json"] = "parquet"
+    """Format of the landing files (`json`: one JSON object per line)."""
+    columns: str = Field(min_length=1)
+    """Columns of the events as Spark DDL, e.g. `customer_id BIGINT, tenure_months BIGINT`
+    (a stream cannot infer them safely; the API validates requests against them)."""
+    event_time_column: str | None = None
+    """Timestamp column giving each event's time; `null`: the file's landing (modification) time."""
+    checkpoint: str | None = None
+    """Checkpoint directory (offsets and commits); `null`: `<output_root>/_checkpoints/<model>`."""
+    output_root: str | None = None
+    """Root of `stream_predictions/<model>/ds=YYYY-MM-DD/` and `stream_quarantine/...`;
+    `null`: `output.root`."""
+    trigger_seconds: float = Field(default=1.0, ge=0)
+    """Micro-batch trigger interval in seconds (0: start the next batch as soon as one ends)."""
+    max_files_per_trigger: int = Field(default=100, ge=1)
+    """Most new files one micro-batch takes (bounds batch size and latency under a backlog)."""
+    rows_per_second: int = Field(default=1000, ge=1)
+    """`rate` source: rows generated per second."""
+
+    @model_validator(mode="after")
+    def _files_need_path(self) -> StreamConfig:
+        if self.source == "files" and not self.path:
+            raise ValueError("stream.source files needs `path` (the landing directory)")
+        return self

@@ -55,6 +55,10 @@ class ServeSettings(BaseSettings):
     """Live answers kept (per process), keyed by snapshot, model version and id."""
     live_cache_ttl_s: float = Field(default=300.0, gt=0)
     """Seconds a live answer is served from the cache."""
+    stream_jobs: tuple[Path, ...] = ()
+    """Job files (JSON list) with a `stream:` section: their models take asynchronous
+    scoring requests (`POST /v1/models/{model}/scoring-requests`), landed in the stream's
+    landing directory and answered from its results."""
 
     @field_validator("models")
     @classmethod

@@ -1,0 +1,16 @@
+"""Streaming scoring job: spark-submit entry point (thin; all logic lives in batch_serving).
+
+    spark-submit --master local[2] jobs/stream.py --config conf/jobs/churn_stream.yaml \
+        [--available-now]
+
+Same options and exit codes as ``batch-serving stream --help``.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from batch_serving.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["stream", *sys.argv[1:]]))

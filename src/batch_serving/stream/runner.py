@@ -1,0 +1,222 @@
+"""The stream: resolve the models once, plan once, run the query, stop cleanly.
+
+``run_stream`` reads like the batch job: config -> resolve models -> read (a stream) -> plan
+(columns and casts checked before the first event) -> score and write each micro-batch
+(``sink``). An alias moved in the registry takes effect when the stream restarts.
+
+Stopping: SIGTERM (or SIGINT) to the driver process lets the micro-batch in flight finish,
+then stops the query; a batch cut short anyway (kill -9, lost machine) is replayed on restart
+from the checkpoint and written idempotently (see ``sink``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType
+
+from pyspark.errors import StreamingQueryException
+from pyspark.sql import SparkSession
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.streaming import StreamingQuery
+
+from batch_serving.config import JobConfig, StreamConfig
+from batch_serving.errors import ConfigError, ScoringError, first_line
+from batch_serving.runs.context import new_run_id
+from batch_serving.runs.models import prepare_models, resolve_members
+from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.stream.layout import StreamLayout
+from batch_serving.stream.metrics import ProgressListener, StreamMetrics
+from batch_serving.stream.schema import parse_ddl
+from batch_serving.stream.sink import StreamSink
+from batch_serving.stream.source import passthrough_columns, read_stream
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    """What this process did before the query ended."""
+
+    stream_run_id: str
+    batches: int
+    skipped_batches: int
+    scored_rows: int
+    quarantined_rows: int
+    poison_files: int
+    stopped_by_signal: bool
+
+
+def run_stream(
+    spark: SparkSession,
+    cfg: JobConfig,
+    *,
+    available_now: bool = False,
+    stop: threading.Event | None = None,
+) -> StreamResult:
+    """Run until stopped (``stop`` set, SIGTERM/SIGINT) or, with ``available_now``, until the
+    files that had landed when it started are scored."""
+    stream = stream_config(cfg)
+    parse_ddl(stream.columns)  # a bad schema is a config error before Spark starts
+    started = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    run_id = new_run_id(started)
+    resolved = resolve_members(cfg)
+    log.info("stream %s: models pinned until restart (an alias move takes effect then)", run_id)
+    models = prepare_models(spark, cfg, resolved)
+    layout = StreamLayout.for_job(cfg)
+    frame = read_stream(spark, stream)
+    plan = stream_plan(cfg, stream, models.members, frame, run_id, started)
+    metrics = StreamMetrics(cfg.model.name, layout.metrics_file)
+    sink = StreamSink(plan, models.handles(), layout, stream, metrics, run_id)
+    name = f"batch-serving-{cfg.job}-{run_id}"
+    listener = ProgressListener(metrics, name)
+    spark.streams.addListener(listener)
+    writer = (
+        frame.select(*plan.input_columns)
+        .writeStream.queryName(name)
+        .foreachBatch(sink)
+        .option("checkpointLocation", str(layout.checkpoint))
+    )
+    if available_now:
+        writer = writer.trigger(availableNow=True)
+    else:
+        writer = writer.trigger(processingTime=f"{stream.trigger_seconds} seconds")
+    log.info(
+        "stream %s: %s %s -> %s (checkpoint %s)",
+        run_id,
+        stream.source,
+        stream.path or f"{stream.rows_per_second} rows/s",
+        layout.predictions.table_dir,
+        layout.checkpoint,
+    )
+    stop = stop or threading.Event()
+    try:
+        with _stop_on_signals(stop):
+            signalled = _wait(start_query(writer), stop, sink)
+    finally:
+        spark.streams.removeListener(listener)
+        models.release()
+    return StreamResult(
+        run_id,
+        metrics.batches,
+        metrics.skipped_batches,
+        metrics.scored,
+        metrics.quarantined,
+        metrics.poison_files,
+        signalled,
+    )
+
+
+def stream_config(cfg: JobConfig) -> StreamConfig:
+    if cfg.stream is None:
+        raise ConfigError(f"job {cfg.job} has no `stream:` section; add one to stream it")
+    return cfg.stream
+
+
+def stream_plan(
+    cfg: JobConfig,
+    stream: StreamConfig,
+    members: tuple[Member, ...],
+    frame: object,
+    run_id: str,
+    started: dt.datetime,
+) -> ScoringPlan:
+    """The job's plan (ensemble, rules, score column) over the stream's columns; the event
+    columns ride along as ids. Raises naming a missing or mistyped column."""
+    from batch_serving.scoring.ensemble import from_config
+    from batch_serving.scoring.rules import parse_rules
+
+    schema = to_arrow_schema(frame.schema, timezone="UTC")  # type: ignore[attr-defined]
+    return build_plan(
+        members,
+        [*cfg.entity_columns, *passthrough_columns(stream)],
+        schema,
+        run_id,
+        started,
+        stream.path or "rate source",
+        multi=cfg.multi_model,
+        ensemble=from_config(cfg.ensemble),
+        rules=parse_rules(cfg.rules) if cfg.rules else None,
+        score_column=cfg.output.score_column,
+    )
+
+
+def start_query(writer: object) -> StreamingQuery:
+    try:
+        query: StreamingQuery = writer.start()  # type: ignore[attr-defined]
+    except Exception as exc:
+        raise ScoringError(f"stream could not start: {first_line(str(exc))}") from None
+    return query
+
+
+def _wait(query: StreamingQuery, stop: threading.Event, sink: StreamSink) -> bool:
+    """Block until the query ends; True if it was stopped on request."""
+    try:
+        while query.isActive:
+            if stop.is_set():
+                _finish_current_batch(query, sink)
+                query.stop()
+                log.info("stream stopped on request")
+                return True
+            query.awaitTermination(0.2)  # type: ignore[arg-type]  # py4j takes seconds as float
+    except StreamingQueryException as exc:
+        raise ScoringError(f"stream failed: {_python_or_first_line(str(exc))}") from None
+    error = query.exception()
+    if error is not None:
+        raise ScoringError(f"stream failed: {_python_or_first_line(str(error))}")
+    return False
+
+
+def _finish_current_batch(query: StreamingQuery, sink: StreamSink, timeout_s: float = 600) -> None:
+    """Let the micro-batch in flight when the stop came (its offsets logged by Spark, its
+    marker not yet written) commit. A batch Spark starts after that is cut short by the stop
+    and replayed on restart (the sink is idempotent)."""
+    in_flight = sink.active if sink.active is not None else _planned_batch(sink.layout)
+    if in_flight is None:
+        return
+    log.info("waiting for batch %d to commit before stopping", in_flight)
+    deadline = time.monotonic() + timeout_s
+    marker = sink.layout.marker(in_flight)
+    while query.isActive and not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+def _planned_batch(layout: StreamLayout) -> int | None:
+    """The newest batch Spark has planned (offsets logged) but not committed, if any."""
+    offsets = [int(p.name) for p in (layout.checkpoint / "offsets").glob("[0-9]*")]
+    if not offsets:
+        return None
+    newest = max(offsets)
+    done = (layout.checkpoint / "commits" / str(newest)).exists()
+    return None if done or layout.marker(newest).exists() else newest
+
+
+@contextmanager
+def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` (only the main thread may install handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: finishing the current batch, then stopping", signum)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _python_or_first_line(text: str) -> str:
+    from batch_serving.spark.errors import python_error_line
+
+    return python_error_line(text) if "Traceback" in text else first_line(text)
