@@ -62,6 +62,14 @@ def preload_gx_for(cfg: JobConfig) -> None:
         preload_gx()
 
 
+def await_gx_preload() -> None:
+    """Wait for a background import still running. Importing GX from two threads at once can
+    hand one of them a partially initialized module (GX's own imports are circular), so every
+    function here that imports GX calls this first."""
+    if _PRELOAD is not None:
+        _PRELOAD.join()
+
+
 def _import_gx() -> None:
     try:
         import great_expectations.expectations.expectation  # noqa: F401
@@ -77,6 +85,7 @@ def run_gate(
     Expectations GX can answer from counts and aggregates are computed in one Spark pass and
     evaluated by GX (``onepass``); the others run through GX on ``df``. Results keep the
     declared order."""
+    await_gx_preload()
     from great_expectations.core.expectation_validation_result import (
         ExpectationSuiteValidationResult,
     )
@@ -131,6 +140,7 @@ def run_gate(
 
 def validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list[Any]:
     """GX's own validation of ``df`` (its Spark jobs), one result per expectation in order."""
+    await_gx_preload()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -157,6 +167,7 @@ def _key(config: Any) -> str:
 
 def to_gx(exp: ExpectationConfig, previous_rows: int | None, gate: str = "input") -> Any:
     """Our small expectation vocabulary, or any GX class by name -> GX 1.x expectation objects."""
+    await_gx_preload()
     import great_expectations as gx
 
     e = gx.expectations
