@@ -23,6 +23,7 @@ from batch_serving.config.sections import (
     PublishConfig,
     ScheduleConfig,
     SparkConfig,
+    StorageConfig,
     TrackingConfig,
     ValidationConfig,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "ScheduleConfig",
     "ServeSettings",
     "SparkConfig",
+    "StorageConfig",
     "TrackingConfig",
     "ValidationConfig",
     "_absolutize_uri",

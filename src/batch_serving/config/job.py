@@ -36,6 +36,7 @@ from batch_serving.config.sections import (
     PublishConfig,
     ScheduleConfig,
     SparkConfig,
+    StorageConfig,
     TrackingConfig,
     ValidationConfig,
 )
@@ -75,6 +76,8 @@ class JobConfig(Frozen):
     """The generated Airflow DAG."""
     spark: SparkConfig = SparkConfig()
     """The Spark session."""
+    storage: StorageConfig = StorageConfig()
+    """Object-store access (S3 endpoint, credentials) and the output commit protocol."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None
@@ -154,6 +157,11 @@ class JobConfig(Frozen):
     def serving_root(self) -> Path:
         """Directory of serving snapshots (``<root>/<model>/snapshots/...`` + ``CURRENT.json``)."""
         return Path(self.publish.root or str(Path(self.output.root) / "serving"))
+
+    @property
+    def serving_uri(self) -> str:
+        """``serving_root`` as a URI: the same place, spelled so ``s3://`` roots survive."""
+        return self.publish.root or self.output.root.rstrip("/") + "/serving"
 
     def digest(self) -> str:
         """Stable hash of the effective config, recorded in every manifest."""

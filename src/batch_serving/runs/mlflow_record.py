@@ -13,23 +13,23 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
-from batch_serving.tables.files import data_files
+from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.manifest import RunManifest
+from batch_serving.tables.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 
-def score_stats(partition: Path, column: str) -> dict[str, float]:
+def score_stats(partition: AnyPath, column: str) -> dict[str, float]:
     """Mean and approximate quantiles (t-digest) of a numeric output column, from Parquet."""
     files = data_files(partition)
     if not files:
         return {}
-    values = pq.read_table([str(f) for f in files], columns=[column]).column(column)
+    values = read_tables(files, columns=[column]).column(column)
     if values.length() == values.null_count:
         return {}
     stats = {f"{column}_mean": float(pc.mean(values).as_py())}
@@ -55,7 +55,7 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
     return metrics
 
 
-def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | None:
+def log_run(cfg: JobConfig, manifest: RunManifest, partition: AnyPath) -> str | None:
     """Log one finished run; returns the MLflow run id, or None if tracking failed."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag

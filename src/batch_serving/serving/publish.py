@@ -20,17 +20,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
 from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.serving.format import build_table, read_snapshot_manifest, write_snapshot
 from batch_serving.serving.pointer import ServingLayout, next_history, read_pointer, write_pointer
 from batch_serving.serving.readers import Snapshot
-from batch_serving.tables.files import data_files
+from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
-from batch_serving.tables.manifest import RunManifest, committed_run_id
+from batch_serving.tables.manifest import RunManifest
+from batch_serving.tables.storage import AnyPath
 from batch_serving.tables.verify import verify_committed
 
 log = logging.getLogger(__name__)
@@ -77,7 +76,8 @@ def _publish(
     progress: Callable[[int, int], None] | None = None,
 ) -> Published:
     model = cfg.model.name
-    partition = predictions_layout(cfg.output.root, model).partition_dir(run_date)
+    table_layout = predictions_layout(cfg.output.root, model, cfg.storage)
+    partition = table_layout.committed_dir(run_date)  # object stores: the pointer's run
     manifest = verify_committed(partition)
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
@@ -101,7 +101,7 @@ def _publish(
         _build(cfg, partition, manifest, layout, snapshot_id)
     else:
         log.info("snapshot %s already built; reusing it", snapshot_id)
-    holder = committed_run_id(partition)
+    holder = table_layout.current_run_id(run_date)
     if holder != manifest.run_id:  # cannot happen under the lease; never serve a mix
         raise PublishError(
             f"{partition} changed while it was published (run {manifest.run_id} -> {holder}); "
@@ -184,7 +184,7 @@ def rollback(cfg: JobConfig) -> Published:
 
 def _build(
     cfg: JobConfig,
-    partition: Path,
+    partition: AnyPath,
     manifest: RunManifest,
     layout: ServingLayout,
     snapshot_id: str,
@@ -193,7 +193,7 @@ def _build(
     value_columns = [*manifest.scoring.output_columns, *members]
     files = data_files(partition)
     columns = [*cfg.entity_columns, *value_columns]
-    source = pq.read_table([str(f) for f in files], columns=columns) if files else None
+    source = read_tables(files, columns=columns) if files else None
     if source is None:
         import pyarrow as pa
 

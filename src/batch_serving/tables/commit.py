@@ -20,6 +20,7 @@ from pathlib import Path
 from batch_serving.errors import StorageError
 from batch_serving.tables.files import count_rows, data_files
 from batch_serving.tables.layout import TableLayout
+from batch_serving.tables.storage import AnyPath, Location
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 class Committed:
     """What a commit wrote: where, how many rows, how many data files."""
 
-    path: Path
+    path: AnyPath
     rows: int
     files: int
 
@@ -36,8 +37,15 @@ class Committed:
 def recover(layout: TableLayout, run_date: dt.date) -> bool:
     """Undo a swap interrupted between its two renames; drop trash of completed swaps.
 
-    Returns True if a previous partition was put back."""
+    Returns True if a previous partition was put back. Pointer protocol: nothing to undo
+    (the pointer is one object); run directories past their grace period are removed."""
+    if layout.pointer_commit:
+        from batch_serving.tables.object_commit import clean_expired
+
+        clean_expired(layout, run_date)
+        return False
     target = layout.partition_dir(run_date)
+    assert isinstance(target, Path)  # the swap protocol runs on local paths
     entries = layout.trash_entries(run_date)
     restored = False
     if not target.exists() and entries:
@@ -51,10 +59,17 @@ def recover(layout: TableLayout, run_date: dt.date) -> bool:
     return restored
 
 
-def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) -> Committed:
-    """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched."""
+def commit(layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str) -> Committed:
+    """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched.
+    On object stores: switch the date's pointer to it (``tables.object_commit``)."""
+    if layout.pointer_commit:
+        from batch_serving.tables.object_commit import commit_pointer
+
+        return commit_pointer(layout, run_date, staged, run_id)
+    assert isinstance(staged, Path)
     target = layout.partition_dir(run_date)
     trash = layout.trash_dir(run_date, run_id)
+    assert isinstance(target, Path) and isinstance(trash, Path)
     rows, files = count_rows(staged), len(data_files(staged))
     recover(layout, run_date)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +88,15 @@ def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) ->
     return Committed(path=target, rows=rows, files=files)
 
 
-def discard(staged: Path) -> None:
-    """Remove a run's staging directory (after a failure, or a successful commit's leftovers)."""
+def discard(staged: AnyPath) -> None:
+    """Remove a run's staging directory (after a failure, or a successful commit's leftovers);
+    a run directory its date's pointer names is the committed data and stays."""
+    if isinstance(staged, Location):
+        from batch_serving.tables.object_commit import is_committed
+
+        if not is_committed(staged):
+            staged.rmtree()
+        return
     shutil.rmtree(staged, ignore_errors=True)
 
 

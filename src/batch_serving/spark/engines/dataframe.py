@@ -16,23 +16,32 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from batch_serving.config import InputConfig
+from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer, tagged
 from batch_serving.scoring.plan import ERROR_CLASS, ScoringPlan
 from batch_serving.spark import errors
+from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.reader import read_partition
 from batch_serving.tables.files import count_rows, data_files, is_local, local_path
 from batch_serving.tables.inputs import partition_path
+from batch_serving.tables.storage import Location
 
 
 class DataFrameEngine:
     name = "dataframe"
 
-    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData:
+    def read(
+        self,
+        spark: SparkSession,
+        cfg: InputConfig,
+        run_date: dt.date,
+        storage: StorageConfig | None = None,
+    ) -> InputData:
         where = partition_path(cfg, run_date)
+        require_scheme(spark, where, "input")
         df = errors.reading(lambda: read_partition(spark, cfg, run_date), where)
         rows = errors.reading(df.count, where)
         files = tuple(data_files(local_path(where))) if is_local(where) else ()
@@ -107,4 +116,5 @@ def keep_last_rows(df: DataFrame, entity_columns: list[str]) -> DataFrame:
 
 
 def _write(df: DataFrame, staged: Any) -> None:
-    errors.scoring(lambda: df.write.mode("overwrite").parquet(str(staged)), staged)
+    target = staged.spark_uri if isinstance(staged, Location) else str(staged)
+    errors.scoring(lambda: df.write.mode("overwrite").parquet(target), staged)

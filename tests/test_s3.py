@@ -1,0 +1,236 @@
+"""Object storage (issue #12): the job on a real S3-protocol server on loopback (moto_server).
+
+Input and output on ``s3://``: the arrow_direct engine reads and writes through pyarrow's S3
+client on the executors, and commits with the pointer protocol (``tables.object_commit``).
+A fault injected at each step of that protocol must leave the previous run readable and whole.
+Spark's own s3a connector is not installable here: the dataframe engine must refuse S3 with
+exit 7 before scoring, naming the scheme.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import builders
+import cloudpickle
+import numpy as np
+import pandas as pd
+import pyarrow.fs as pafs
+import pytest
+from conftest import RUN_DATE, customers, labelled
+from live import S3Server
+
+from batch_serving import sample_data
+from batch_serving.config import JobConfig, StorageConfig
+from batch_serving.errors import StorageError
+from batch_serving.notebook import read_predictions
+from batch_serving.runs.job import run_score
+from batch_serving.runs.preflight import check_output
+from batch_serving.runs.recovery import recover_date
+from batch_serving.tables import object_commit
+from batch_serving.tables.layout import predictions_layout
+from batch_serving.tables.storage import Location, location, resolve, spark_uri
+
+cloudpickle.register_pickle_by_value(builders)
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def bucket(s3: S3Server) -> str:
+    """A fresh bucket per test: tests never see each other's objects."""
+    name = f"bs-{uuid.uuid4().hex[:12]}"
+    location(f"s3://{name}", StorageConfig.model_validate(s3.storage)).mkdir()
+    return name
+
+
+@pytest.fixture
+def s3_job(
+    s3: S3Server, bucket: str, tmp_path: Path, register: Callable[..., tuple[str, int]]
+) -> Callable[..., JobConfig]:
+    """Registers a model once; returns a builder of job configs whose input/output are on S3."""
+    model, _ = builders.logreg_pipeline(labelled(400))
+    name, _ = register(model, customers(50)[builders.FEATURES])
+
+    def _config(*, local: bool = False, engine: str = "arrow_direct", **storage: Any) -> JobConfig:
+        base = str(tmp_path) if local else f"s3://{bucket}"
+        return JobConfig.model_validate(
+            {
+                "job": "s3_job",
+                "model": {"name": name, "alias": "champion", "tracking_uri": _tracking(register)},
+                "input": {"path": f"{base}/warehouse/features"},
+                "entity_columns": [sample_data.ENTITY],
+                "output": {"root": f"{base}/out"},
+                "engine": engine,
+                "spark": {"master": "local[2]"},
+                "catalog": {"enabled": False},
+                "tracking": {"log_runs": False},
+                "storage": {**s3.storage, "lease_dir": str(tmp_path / "leases"), **storage},
+            }
+        )
+
+    return _config
+
+
+def _tracking(register: Any) -> str:
+    """The session's registry URI (the ``register`` fixture closes over it)."""
+    cells = [c.cell_contents for c in register.__closure__ or ()]
+    return next(c for c in cells if isinstance(c, str) and c.startswith("sqlite"))
+
+
+def write_input(cfg: JobConfig, frame: pd.DataFrame, tmp: Path, day: dt.date = RUN_DATE) -> None:
+    """Write the partition locally, then upload it where ``cfg.input.path`` points."""
+    local = tmp / f"upload-{uuid.uuid4().hex[:6]}"
+    sample_data.write_partition(local, day, frame, files=2)
+    target = resolve(cfg.input.path, cfg.storage)
+    if isinstance(target, Path):
+        sample_data.write_partition(target, day, frame, files=2)
+        return
+    dest = target / f"ds={day.isoformat()}"
+    dest.rmtree()
+    pafs.copy_files(
+        str(local / f"ds={day.isoformat()}"),
+        dest.path,
+        source_filesystem=pafs.LocalFileSystem(),
+        destination_filesystem=target.fs,
+    )
+
+
+def scores(cfg: JobConfig, day: dt.date = RUN_DATE) -> pd.Series:
+    got = read_predictions(cfg, day, columns=["customer_id", "score"]).to_pandas()
+    return got.set_index("customer_id")["score"].sort_index()
+
+
+def keys(loc: Location) -> list[str]:
+    base = loc.path + "/"
+    return sorted(i.path[len(base) :] for i in loc.infos())
+
+
+def test_uris_resolve_to_filesystems(s3: S3Server) -> None:
+    storage = StorageConfig.model_validate(s3.storage)
+    assert resolve("/tmp/x") == Path("/tmp/x")
+    assert resolve("file:///tmp/x") == Path("/tmp/x")
+    for uri in ("s3://b/k/", "s3a://b/k"):
+        loc = resolve(uri, storage)
+        assert isinstance(loc, Location) and (loc.scheme, loc.path) == ("s3", "b/k")
+        assert loc.spark_uri == "s3a://b/k" and str(loc) == "s3://b/k"
+    assert spark_uri("s3://b/k") == "s3a://b/k" and spark_uri("gs://b/k") == "gs://b/k"
+    with pytest.raises(StorageError, match="unsupported URI scheme 'ftp'"):
+        resolve("ftp://host/x")
+
+
+@pytest.mark.slow
+def test_s3_run_equals_local_run_and_rerun_replaces(spark, s3_job, tmp_path: Path) -> None:
+    s3_cfg, local_cfg = s3_job(), s3_job(local=True)
+    rows = customers(300)
+    for cfg in (s3_cfg, local_cfg):
+        write_input(cfg, rows, tmp_path)
+        run_score(spark, cfg, RUN_DATE)
+    on_s3, on_disk = scores(s3_cfg), scores(local_cfg)
+    assert len(on_s3) == 300 and on_s3.index.equals(on_disk.index)
+    assert np.max(np.abs(on_s3.to_numpy() - on_disk.to_numpy())) <= 1e-12
+
+    layout = predictions_layout(s3_cfg.output.root, s3_cfg.model.name, s3_cfg.storage)
+    first = layout.current_run_id(RUN_DATE)
+    assert first is not None
+    partition = layout.partition_dir(RUN_DATE)
+    assert isinstance(partition, Location)
+    names = keys(partition)
+    assert "_COMMITTED.json" in names and f"_runs/{first}/_manifest.json" in names
+    assert not any(
+        n.startswith("_staging") for n in keys(resolve(s3_cfg.output.root, s3_cfg.storage))
+    )  # type: ignore[arg-type]
+    assert check_output(s3_cfg, RUN_DATE).rows == 300
+
+    # rerun with other feature values: the date holds the new run's rows, once
+    write_input(s3_cfg, customers(300, seed=8), tmp_path)
+    run_score(spark, s3_cfg, RUN_DATE)
+    second = layout.current_run_id(RUN_DATE)
+    again = scores(s3_cfg)
+    assert second != first and len(again) == 300 and again.index.equals(on_s3.index)
+    assert not np.allclose(again.to_numpy(), on_s3.to_numpy())
+    # the replaced run stays for the grace period (readers mid-read), then goes
+    runs = sorted({n.split("/")[1] for n in keys(partition) if n.startswith("_runs/")})
+    assert runs == sorted([first, second])
+    recover_date(s3_job(grace_period_s=0), RUN_DATE)
+    runs = sorted({n.split("/")[1] for n in keys(partition) if n.startswith("_runs/")})
+    assert runs == [second]
+    assert scores(s3_cfg).equals(again)
+
+
+def _fail(*_: object, **__: object) -> None:
+    raise OSError("injected fault")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("step", ["stage", "manifest", "pointer", "cleanup"])
+def test_fault_at_each_protocol_step_keeps_previous_run(
+    spark, s3_job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    cfg = s3_job(grace_period_s=0)
+    write_input(cfg, customers(200), tmp_path)
+    run_score(spark, cfg, RUN_DATE)
+    before = scores(cfg)
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
+    first = layout.current_run_id(RUN_DATE)
+    write_input(cfg, customers(200, seed=8), tmp_path)
+
+    if step == "stage":  # executors wrote every part file, then the run died
+        from batch_serving.spark.engines.arrow_direct import ArrowDirectEngine
+
+        original = ArrowDirectEngine.stage
+
+        def stage_then_fail(self: Any, *args: Any) -> None:
+            original(self, *args)
+            raise StorageError("injected fault after staging")
+
+        monkeypatch.setattr(ArrowDirectEngine, "stage", stage_then_fail)
+    elif step == "manifest":
+        monkeypatch.setattr("batch_serving.runs.steps.write_manifest", _fail)
+    elif step == "pointer":
+        monkeypatch.setattr(object_commit, "_write_pointer", _fail)
+    else:  # the pointer is written; removing the replaced run fails
+        monkeypatch.setattr(object_commit, "_remove_dir", _fail)
+
+    if step == "cleanup":
+        run_score(spark, cfg, RUN_DATE)  # committed: a failed cleanup is only logged
+        after = scores(cfg)
+        assert layout.current_run_id(RUN_DATE) != first and len(after) == 200
+        assert not np.allclose(after.to_numpy(), before.to_numpy())
+        monkeypatch.undo()
+        recover_date(cfg, RUN_DATE)  # the next recovery removes the replaced run
+        partition = layout.partition_dir(RUN_DATE)
+        assert isinstance(partition, Location)
+        assert {n.split("/")[1] for n in keys(partition) if n.startswith("_runs/")} == {
+            layout.current_run_id(RUN_DATE)
+        }
+        return
+
+    with pytest.raises((StorageError, OSError)):
+        run_score(spark, cfg, RUN_DATE)
+    monkeypatch.undo()
+    assert layout.current_run_id(RUN_DATE) == first
+    assert scores(cfg).equals(before)  # every row of the previous run, nothing of the failed
+    assert check_output(cfg, RUN_DATE).run_id == first
+    partition = layout.partition_dir(RUN_DATE)
+    assert isinstance(partition, Location)
+    assert {n.split("/")[1] for n in keys(partition) if n.startswith("_runs/")} == {first}
+
+
+def test_dataframe_engine_refuses_s3_without_the_connector(spark, s3_job, tmp_path) -> None:
+    cfg = s3_job(engine="dataframe")
+    write_input(cfg, customers(20), tmp_path)
+    with pytest.raises(StorageError, match=r"Spark cannot open s3a://.*hadoop-aws") as err:
+        run_score(spark, cfg, RUN_DATE)
+    assert err.value.exit_code == 7
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
+    assert layout.current_run_id(RUN_DATE) is None
