@@ -17,20 +17,24 @@ from typing import Any
 
 import builders
 import cloudpickle
+import httpx
 import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
-from conftest import RUN_DATE, customers, labelled
-from live import S3Server
+from conftest import RUN_DATE, Scored, customers, labelled
+from live import LiveServer, S3Server
 
 from batch_serving import sample_data
-from batch_serving.config import JobConfig, StorageConfig
+from batch_serving.api.app import create_app
+from batch_serving.config import JobConfig, ServeSettings, StorageConfig
 from batch_serving.errors import StorageError
 from batch_serving.notebook import read_predictions
 from batch_serving.runs.job import run_score
 from batch_serving.runs.preflight import check_output
 from batch_serving.runs.recovery import recover_date
+from batch_serving.serving import remote
+from batch_serving.serving.publish import publish, rollback
 from batch_serving.tables import object_commit
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.storage import Location, location, resolve, spark_uri
@@ -166,6 +170,11 @@ def test_s3_run_equals_local_run_and_rerun_replaces(spark, s3_job, tmp_path: Pat
     assert runs == [second]
     assert scores(s3_cfg).equals(again)
 
+    # publish reads the committed run through the pointer; the snapshot lands on S3
+    published = publish(s3_cfg, RUN_DATE)
+    assert published.rows == 300 and published.snapshot_id.endswith(str(second))
+    assert str(published.path).startswith(f"{s3_cfg.output.root}/serving/")
+
 
 def _fail(*_: object, **__: object) -> None:
     raise OSError("injected fault")
@@ -234,3 +243,137 @@ def test_dataframe_engine_refuses_s3_without_the_connector(spark, s3_job, tmp_pa
     assert err.value.exit_code == 7
     layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
     assert layout.current_run_id(RUN_DATE) is None
+
+
+def _answer(server: LiveServer, entity: int) -> tuple[float, str]:
+    body = httpx.get(f"{server.url}/v1/models/served/predictions/{entity}").json()
+    return body["values"]["score"], body["as_of"]
+
+
+def _until(check: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.slow
+def test_publish_to_s3_and_the_api_serves_from_it(
+    scored: Scored, s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = scored.cfg.model_dump(mode="json")
+    data["publish"] = {**data["publish"], "root": f"s3://{bucket}/serving"}
+    data["storage"] = {**s3.storage, "lease_dir": str(tmp_path / "leases")}
+    cfg = JobConfig.model_validate(data)
+    day0, day1 = scored.dates
+    entity = next(iter(scored.expected[day1]))
+    first = publish(cfg, day0)
+    assert first.changed and str(first.path).startswith(f"s3://{bucket}/serving/served/")
+    settings = ServeSettings(
+        snapshot_uri=f"s3://{bucket}/serving",
+        snapshot_cache=tmp_path / "cache",
+        poll_interval_s=0.05,
+        s3_endpoint_override=s3.endpoint,
+        s3_scheme="http",
+        s3_access_key="testing",
+        s3_secret_key="testing",
+    )
+    with LiveServer(create_app(settings)) as server:
+        assert _until(lambda: httpx.get(f"{server.url}/health").status_code == 200)
+        score, as_of = _answer(server, entity)
+        assert as_of == str(day0) and score == pytest.approx(
+            scored.expected[day0][entity], abs=1e-12
+        )
+
+        # the pointer PUT fails: the new snapshot is uploaded, but nobody is pointed at it
+        monkeypatch.setattr(remote, "_upload_pointer", _fail)
+        with pytest.raises(OSError, match="injected"):
+            publish(cfg, day1)
+        monkeypatch.undo()
+        time_passes = not _until(lambda: _answer(server, entity)[1] != str(day0), timeout_s=1.0)
+        assert time_passes  # still the previous snapshot, whole
+
+        publish(cfg, day1)
+        assert _until(lambda: _answer(server, entity)[1] == str(day1))
+        score, _ = _answer(server, entity)
+        assert score == pytest.approx(scored.expected[day1][entity], abs=1e-12)
+
+        back = rollback(cfg)
+        assert back.snapshot_id == first.snapshot_id
+        assert _until(lambda: _answer(server, entity)[1] == str(day0))
+
+
+def test_swap_protocol_through_a_filesystem_location(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDFS keeps the two-rename swap through pyarrow's ``move``: the same code, run here on
+    pyarrow's LocalFileSystem (no libhdfs on this machine)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from batch_serving.tables import commit as swap
+    from batch_serving.tables.layout import TableLayout
+
+    root = location(str(tmp_path / "out"))
+    layout = TableLayout(root, "predictions", "m")
+
+    def staged(run_id: str, rows: int) -> Location:
+        directory = layout.staging_dir(run_id)
+        assert isinstance(directory, Location)
+        directory.mkdir()
+        table = pa.table({"id": list(range(rows))})
+        pq.write_table(table, (directory / "part-0.parquet").path, filesystem=directory.fs)
+        return directory
+
+    assert swap.commit(layout, RUN_DATE, staged("r1", 3), "r1").rows == 3
+    monkeypatch.setattr(swap, "_rename", _fail_second_rename())
+    with pytest.raises(StorageError):
+        swap.commit(layout, RUN_DATE, staged("r2", 5), "r2")
+    monkeypatch.undo()
+    partition = layout.partition_dir(RUN_DATE)
+    assert pq.read_table(str(tmp_path / "out/predictions/m" / partition.name)).num_rows == 3
+    assert swap.commit(layout, RUN_DATE, staged("r3", 7), "r3").rows == 7
+    assert layout.trash_entries(RUN_DATE) == []
+
+
+def _fail_second_rename() -> Callable[[Any, Any], None]:
+    from batch_serving.tables import commit as swap
+
+    calls: list[int] = []
+    original = swap._move
+
+    def rename(src: Any, dst: Any) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError("injected fault between the renames")
+        original(src, dst)
+
+    return rename
+
+
+@pytest.mark.slow
+def test_pointer_protocol_switches_the_hive_partition_location(
+    spark, register, warehouse, job_config
+) -> None:
+    """``storage.commit: pointer`` on a local disk: the object-store protocol with Spark SQL
+    through the metastore (s3a itself is not installable here)."""
+    model, _ = builders.logreg_pipeline(labelled(400))
+    name, _ = register(model, customers(50)[builders.FEATURES])
+    cfg = job_config(
+        name, catalog={"enabled": True}, storage={"commit": "pointer", "grace_period_s": 0}
+    )
+    table = f"predictions.{name}"
+    for seed in (3, 8):  # a run, then a rerun with other feature values
+        warehouse(customers(120, seed=seed))
+        result = run_score(spark, cfg, RUN_DATE)
+        sql = spark.sql(f"SELECT customer_id, score FROM {table} WHERE ds = DATE'{RUN_DATE}'")
+        got = sql.toPandas().set_index("customer_id")["score"].sort_index()
+        assert len(got) == 120
+        assert np.max(np.abs(got.to_numpy() - scores(cfg).to_numpy())) <= 1e-12
+        rows = spark.sql(f"DESCRIBE FORMATTED {table} PARTITION (ds = DATE'{RUN_DATE}')")
+        where = next(r.data_type for r in rows.collect() if r.col_name == "Location")
+        assert where.rstrip("/").endswith(f"_runs/{result.manifest.run_id}")

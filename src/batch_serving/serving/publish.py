@@ -18,7 +18,6 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
@@ -26,6 +25,7 @@ from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.serving.format import build_table, read_snapshot_manifest, write_snapshot
 from batch_serving.serving.pointer import ServingLayout, next_history, read_pointer, write_pointer
 from batch_serving.serving.readers import Snapshot
+from batch_serving.serving.remote import RemoteSnapshots, publish_remote, remote_root
 from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.manifest import RunManifest
@@ -43,7 +43,7 @@ class Published:
     snapshot_id: str
     previous: str | None
     rows: int
-    path: Path
+    path: AnyPath
     backends: tuple[str, ...]
     changed: bool
     skipped_reason: str | None = None
@@ -66,6 +66,13 @@ def publish(
     """
     with holding_date(cfg, run_date, "publish", wait):
         recover_date(cfg, run_date)
+        remote = remote_root(cfg.serving_uri, cfg.storage)
+        if remote is not None:  # object storage: decided on a local mirror, pointer PUT last
+            return publish_remote(
+                cfg,
+                RemoteSnapshots(remote),
+                lambda local: _publish(local, run_date, allow_older, progress),
+            )
         return _publish(cfg, run_date, allow_older, progress)
 
 
@@ -138,6 +145,9 @@ def _publish(
 
 def rollback(cfg: JobConfig) -> Published:
     """Make the snapshot that was current before this one current again, in every backend."""
+    remote = remote_root(cfg.serving_uri, cfg.storage)
+    if remote is not None:
+        return publish_remote(cfg, RemoteSnapshots(remote), rollback)
     model = cfg.model.name
     layout = ServingLayout(cfg.serving_root)
     result: Published | None = None

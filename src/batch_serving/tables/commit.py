@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from batch_serving.errors import StorageError
 from batch_serving.tables.files import count_rows, data_files
@@ -45,17 +44,16 @@ def recover(layout: TableLayout, run_date: dt.date) -> bool:
         clean_expired(layout, run_date)
         return False
     target = layout.partition_dir(run_date)
-    assert isinstance(target, Path)  # the swap protocol runs on local paths
     entries = layout.trash_entries(run_date)
     restored = False
     if not target.exists() and entries:
         newest = entries[-1]
         log.warning("restoring %s from interrupted commit (%s)", target, newest.name)
-        os.rename(newest, target)
+        _move(newest, target)
         entries = entries[:-1]
         restored = True
     for leftover in entries:
-        shutil.rmtree(leftover, ignore_errors=True)
+        _rmtree(leftover)
     return restored
 
 
@@ -66,10 +64,8 @@ def commit(layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str)
         from batch_serving.tables.object_commit import commit_pointer
 
         return commit_pointer(layout, run_date, staged, run_id)
-    assert isinstance(staged, Path)
     target = layout.partition_dir(run_date)
     trash = layout.trash_dir(run_date, run_id)
-    assert isinstance(target, Path) and isinstance(trash, Path)
     rows, files = count_rows(staged), len(data_files(staged))
     recover(layout, run_date)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -82,9 +78,9 @@ def commit(layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str)
         _rename(staged, target)
     except OSError as exc:
         if moved_old and not target.exists():
-            os.rename(trash, target)  # put the previous partition back right away
+            _move(trash, target)  # put the previous partition back right away
         raise StorageError(f"commit of {target} failed: {exc}") from None
-    shutil.rmtree(trash, ignore_errors=True)
+    _rmtree(trash)
     return Committed(path=target, rows=rows, files=files)
 
 
@@ -100,6 +96,21 @@ def discard(staged: AnyPath) -> None:
     shutil.rmtree(staged, ignore_errors=True)
 
 
-def _rename(src: Path, dst: Path) -> None:
+def _rename(src: AnyPath, dst: AnyPath) -> None:
     """A separate function so fault-injection tests can interrupt the swap between renames."""
-    os.rename(src, dst)
+    _move(src, dst)
+
+
+def _move(src: AnyPath, dst: AnyPath) -> None:
+    """An atomic directory rename: ``os.rename`` locally, the filesystem's move on HDFS."""
+    if isinstance(src, Location) and isinstance(dst, Location):
+        src.fs.move(src.path, dst.path)
+    else:
+        os.rename(src, dst)  # type: ignore[arg-type]
+
+
+def _rmtree(path: AnyPath) -> None:
+    if isinstance(path, Location):
+        path.rmtree()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

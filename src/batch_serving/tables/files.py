@@ -53,7 +53,7 @@ def _remote_data_files(directory: Location) -> list[AnyPath]:
     """One listing call (object stores list a prefix recursively in pages)."""
     base = directory.path.rstrip("/") + "/"
     return [
-        Location(directory.fs, info.path, directory.scheme, directory.kind)
+        Location(directory.fs, info.path, directory.scheme, directory.kind, directory.authority)
         for info in sorted(directory.infos(), key=lambda i: i.path)
         if not any(part.startswith(("_", ".")) for part in info.path[len(base) :].split("/"))
     ]

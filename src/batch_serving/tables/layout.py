@@ -117,12 +117,13 @@ class TableLayout:
             names = [n for n in names if (self.table_dir / n / POINTER_NAME).is_file()]
         return [n[len(prefix) :] for n in names]
 
-    def trash_entries(self, run_date: dt.date) -> list[Path]:
+    def trash_entries(self, run_date: dt.date) -> list[AnyPath]:
         prefix = f"{self.partition_name(run_date)}."
         parent = self._trash_parent
-        if not isinstance(parent, Path) or not parent.is_dir():
+        if not parent.is_dir():
             return []
-        return sorted(parent.glob(prefix + "*"))
+        found: list[AnyPath] = list(parent.glob(prefix + "*"))
+        return sorted(found, key=lambda p: p.name)
 
     @property
     def _trash_parent(self) -> AnyPath:

@@ -42,24 +42,28 @@ class Location:
     path: str
     scheme: str
     kind: Kind
+    authority: str = ""  # hdfs: the namenode (S3/GCS/Azure paths start with the bucket)
 
     # --- pathlib-like -------------------------------------------------------------------
     def __truediv__(self, part: str) -> Location:
-        return Location(self.fs, f"{self.path.rstrip('/')}/{part}", self.scheme, self.kind)
+        path = f"{self.path.rstrip('/')}/{part}"
+        return Location(self.fs, path, self.scheme, self.kind, self.authority)
 
     def __str__(self) -> str:
         return self.uri
 
     @property
     def uri(self) -> str:
-        return self.path if self.kind == "local" else f"{self.scheme}://{self.path}"
+        if self.kind == "local":
+            return self.path
+        return f"{self.scheme}://{self.authority}{self.path}"
 
     @property
     def spark_uri(self) -> str:
         """What Spark's Hadoop filesystems understand (``s3a://`` for S3)."""
         if self.kind == "local":
             return self.path
-        return f"{SPARK_SCHEMES.get(self.scheme, self.scheme)}://{self.path}"
+        return f"{SPARK_SCHEMES.get(self.scheme, self.scheme)}://{self.authority}{self.path}"
 
     @property
     def name(self) -> str:
@@ -67,7 +71,8 @@ class Location:
 
     @property
     def parent(self) -> Location:
-        return Location(self.fs, self.path.rstrip("/").rsplit("/", 1)[0], self.scheme, self.kind)
+        parent = self.path.rstrip("/").rsplit("/", 1)[0]
+        return Location(self.fs, parent, self.scheme, self.kind, self.authority)
 
     def with_name(self, name: str) -> Location:
         return self.parent / name
@@ -90,7 +95,7 @@ class Location:
     def iterdir(self) -> Iterator[Location]:
         selector = pafs.FileSelector(self.path, allow_not_found=True)
         for info in self.fs.get_file_info(selector):
-            yield Location(self.fs, info.path, self.scheme, self.kind)
+            yield Location(self.fs, info.path, self.scheme, self.kind, self.authority)
 
     def glob(self, pattern: str) -> Iterator[Location]:
         """Direct children whose name matches ``pattern`` (no ``**``)."""
@@ -110,6 +115,8 @@ class Location:
 
     def write_bytes(self, data: bytes) -> None:
         """One PUT on object stores: the object appears whole or not at all."""
+        if self.kind != "object":  # object stores have no directories to create
+            self.fs.create_dir(self.parent.path, recursive=True)
         with self.fs.open_output_stream(self.path) as fh:
             fh.write(data)
 
@@ -152,7 +159,7 @@ def location(uri: str, storage: StorageConfig | None = None) -> Location:
         return Location(_object_fs(canonical, cfg), rest.rstrip("/"), canonical, "object")
     if scheme == "hdfs":
         host, _, path = rest.partition("/")
-        return Location(_hdfs(host), "/" + path.rstrip("/"), "hdfs", "hdfs")
+        return Location(_hdfs(host), "/" + path.rstrip("/"), "hdfs", "hdfs", host)
     raise StorageError(
         f"unsupported URI scheme {scheme!r} in {uri!r}: use a local path, file://, s3://, "
         "s3a://, gs://, abfs://, abfss:// or hdfs://"
