@@ -377,3 +377,13 @@ def test_pointer_protocol_switches_the_hive_partition_location(
         rows = spark.sql(f"DESCRIBE FORMATTED {table} PARTITION (ds = DATE'{RUN_DATE}')")
         where = next(r.data_type for r in rows.collect() if r.col_name == "Location")
         assert where.rstrip("/").endswith(f"_runs/{result.manifest.run_id}")
+
+
+def test_remote_output_root_needs_a_metastore_location_for_the_catalog(job_config) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"output\.root s3://b/out is remote"):
+        job_config("m", output={"root": "s3://b/out"}, catalog={"enabled": True})
+    shared = {"enabled": True, "metastore_uri": "thrift://h:1"}
+    cfg = job_config("m", output={"root": "s3://b/out"}, catalog=shared)
+    assert cfg.output.root == "s3://b/out"
