@@ -57,20 +57,41 @@ def bucket(s3: S3Server) -> str:
     return name
 
 
+@pytest.fixture(scope="module")
+def s3_model(tracking_uri: str) -> str:
+    """One registered model for the module's S3 jobs (each test has its own bucket)."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+
+    model, _ = builders.logreg_pipeline(labelled(400))
+    name = f"s3_{uuid.uuid4().hex[:8]}"
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=infer_signature(customers(50)[builders.FEATURES]),
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    MlflowClient(tracking_uri).set_registered_model_alias(name, "champion", version)
+    return name
+
+
 @pytest.fixture
 def s3_job(
-    s3: S3Server, bucket: str, tmp_path: Path, register: Callable[..., tuple[str, int]]
+    s3: S3Server, bucket: str, tmp_path: Path, s3_model: str, tracking_uri: str
 ) -> Callable[..., JobConfig]:
-    """Registers a model once; returns a builder of job configs whose input/output are on S3."""
-    model, _ = builders.logreg_pipeline(labelled(400))
-    name, _ = register(model, customers(50)[builders.FEATURES])
+    """Job configs whose input and output are on S3 (or, ``local=True``, on local disk)."""
 
     def _config(*, local: bool = False, engine: str = "arrow_direct", **storage: Any) -> JobConfig:
         base = str(tmp_path) if local else f"s3://{bucket}"
         return JobConfig.model_validate(
             {
                 "job": "s3_job",
-                "model": {"name": name, "alias": "champion", "tracking_uri": _tracking(register)},
+                "model": {"name": s3_model, "alias": "champion", "tracking_uri": tracking_uri},
                 "input": {"path": f"{base}/warehouse/features"},
                 "entity_columns": [sample_data.ENTITY],
                 "output": {"root": f"{base}/out"},
@@ -83,12 +104,6 @@ def s3_job(
         )
 
     return _config
-
-
-def _tracking(register: Any) -> str:
-    """The session's registry URI (the ``register`` fixture closes over it)."""
-    cells = [c.cell_contents for c in register.__closure__ or ()]
-    return next(c for c in cells if isinstance(c, str) and c.startswith("sqlite"))
 
 
 def write_input(cfg: JobConfig, frame: pd.DataFrame, tmp: Path, day: dt.date = RUN_DATE) -> None:
