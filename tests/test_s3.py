@@ -395,10 +395,12 @@ def test_pointer_protocol_switches_the_hive_partition_location(
 
 
 def test_remote_output_root_needs_a_metastore_location_for_the_catalog(job_config) -> None:
-    from pydantic import ValidationError
+    from batch_serving.errors import ConfigError
 
-    with pytest.raises(ValidationError, match=r"output\.root s3://b/out is remote"):
-        job_config("m", output={"root": "s3://b/out"}, catalog={"enabled": True})
+    cfg = job_config("m", output={"root": "s3://b/out"}, catalog={"enabled": True})
+    with pytest.raises(ConfigError, match=r"output\.root s3://b/out is remote"):
+        _ = cfg.metastore_dir
     shared = {"enabled": True, "metastore_uri": "thrift://h:1"}
-    cfg = job_config("m", output={"root": "s3://b/out"}, catalog=shared)
-    assert cfg.output.root == "s3://b/out"
+    assert job_config("m", output={"root": "s3://b/out"}, catalog=shared).metastore_dir
+    local = job_config("m", output={"root": "s3://b/out"}, catalog={"metastore_dir": "/tmp/ms"})
+    assert local.metastore_dir == Path("/tmp/ms")

@@ -149,24 +149,18 @@ class JobConfig(Frozen):
                 )
         return self
 
-    @model_validator(mode="after")
-    def _metastore_for_remote_root(self) -> JobConfig:
-        """The embedded Derby metastore defaults to ``<output.root>/_metastore``: a local
-        directory, which a remote root (``s3://``) cannot hold."""
-        root = self.output.root
-        remote = "://" in root and not root.startswith("file://")
-        catalog = self.catalog
-        if remote and catalog.enabled and not (catalog.metastore_uri or catalog.metastore_dir):
-            raise PydanticCustomError(
-                "metastore_location",
-                f"output.root {root} is remote: with catalog.enabled set catalog.metastore_uri "
-                "(a shared Hive metastore) or catalog.metastore_dir (a local Derby directory)",
-            )
-        return self
-
     @property
     def metastore_dir(self) -> Path:
-        return Path(self.catalog.metastore_dir or str(Path(self.output.root) / "_metastore"))
+        """Embedded Derby's directory; its default, ``<output.root>/_metastore``, must be local:
+        a remote root (``s3://``) with the catalog on needs a metastore URI or directory."""
+        catalog, root = self.catalog, self.output.root
+        remote = "://" in root and not root.startswith("file://")
+        if remote and catalog.enabled and not (catalog.metastore_uri or catalog.metastore_dir):
+            raise ConfigError(
+                f"output.root {root} is remote: with catalog.enabled set catalog.metastore_uri "
+                "(a shared Hive metastore) or catalog.metastore_dir (a local Derby directory)"
+            )
+        return Path(catalog.metastore_dir or str(Path(root) / "_metastore"))
 
     @property
     def serving_root(self) -> Path:
