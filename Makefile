@@ -86,13 +86,13 @@ clean: ## remove generated data (keeps venvs)
 SCALE ?= 2M
 ONLY ?=
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi|s3; s3 only when asked)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi|gates|s3; s3 only when asked)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M
 .PHONY: bench-api
-bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load (ENTITIES=1M|10M)
-	$(PY) bench/api_bench.py --entities $(ENTITIES)
+bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
+	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)
 
 .PHONY: cluster-test
 cluster-test: install package ## only the standalone-cluster test (master + 2 workers on loopback)

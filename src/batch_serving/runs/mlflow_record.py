@@ -9,12 +9,14 @@ in the manifest instead of failing a good nightly run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.compute as pc
 
 from batch_serving.config import JobConfig
+from batch_serving.runs.lineage import log_lineage, run_artifacts
 from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.manifest import RunManifest
 from batch_serving.tables.storage import AnyPath
@@ -22,6 +24,7 @@ from batch_serving.tables.storage import AnyPath
 log = logging.getLogger(__name__)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+ARTIFACT_DIR = "batch_serving"
 
 
 def score_stats(partition: AnyPath, column: str) -> dict[str, float]:
@@ -50,13 +53,25 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
             for key in ("agreement", "correlation", "mean_abs_diff")
             if values.get(key) is not None
         },
+        **{
+            f"gate_{name}_{key}": float(value)
+            for name, gate in manifest.validation.items()
+            for key, value in (("success", gate.success), ("checked", gate.checked))
+        },
         **stats,
     }
     return metrics
 
 
-def log_run(cfg: JobConfig, manifest: RunManifest, partition: AnyPath) -> str | None:
-    """Log one finished run; returns the MLflow run id, or None if tracking failed."""
+def log_run(
+    cfg: JobConfig, manifest: RunManifest, partition: AnyPath, artifacts: Sequence[Path] = ()
+) -> str | None:
+    """Log one finished run; returns the MLflow run id, or None if tracking failed.
+
+    Besides params and metrics: the input partition as a dataset input and the model versions
+    as model inputs (``lineage``), and as artifacts under ``batch_serving/`` the manifest, the
+    gate reports and any extra ``artifacts`` (files) handed in, e.g. a drift profile (the
+    partition's own files only from a local partition)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -101,12 +116,21 @@ def log_run(cfg: JobConfig, manifest: RunManifest, partition: AnyPath) -> str | 
             params=[Param(k, str(v)) for k, v in params.items()],
             tags=[RunTag("batch_serving.output", manifest.output.path)],
         )
+        log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
+        own = run_artifacts(partition, artifacts) if isinstance(partition, Path) else artifacts
+        for path in own:
+            client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
         client.set_terminated(run.info.run_id, "FINISHED")
     except Exception as exc:  # the run is committed; tracking is best-effort by design
         log.warning("could not log the run to MLflow at %s: %s", cfg.model.tracking_uri, exc)
         return None
     log.info("logged MLflow run %s in experiment %r", run.info.run_id, name)
     return str(run.info.run_id)
+
+
+def _dataset_name(cfg: JobConfig) -> str:
+    """The input table's name: the last part of ``input.path``."""
+    return cfg.input.path.rstrip("/").rsplit("/", 1)[-1] or cfg.input.path
 
 
 def _artifact_location(cfg: JobConfig) -> str | None:

@@ -8,7 +8,17 @@ from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
-    return [*_header(manifest, after), *_members(manifest), *_after(after)]
+    return [*_header(manifest, after), *_members(manifest), *_hygiene(manifest), *_after(after)]
+
+
+def _hygiene(manifest: RunManifest) -> list[str]:
+    """Staging of dead runs (killed mid-write) that this run removed before scoring."""
+    if not manifest.staging_removed:
+        return []
+    return [
+        "  cleanup   : removed staging of dead runs",
+        *(f"    {line}" for line in manifest.staging_removed),
+    ]
 
 
 def _header(manifest: RunManifest, after: AfterCommit | None) -> list[str]:

@@ -107,6 +107,7 @@ class RunManifest(_Record):
     ensemble: str | None = None
     rules: list[str] = []
     comparison: dict[str, dict[str, Any]] = {}  # shadow key -> ComparisonSummary.to_dict()
+    staging_removed: list[str] = []  # staging of dead runs this run removed (tables.staging)
 
     def failed_gates(self) -> list[str]:
         return [name for name, gate in self.validation.items() if not gate.success]
