@@ -93,6 +93,7 @@ def _score_and_commit(
             comparison = compare_shadows(valid.plan, staging.predictions)
         if cfg.validation.output_expectations:
             with step("gate_output"):
+                require_scheme(spark, cfg.output.root, "output expectations on")
                 frame = spark.read.parquet(spark_path(staging.predictions))
                 where = str(run.predictions.partition_dir(run.run_date))
                 gates.check(
