@@ -86,7 +86,7 @@ clean: ## remove generated data (keeps venvs)
 SCALE ?= 2M
 ONLY ?=
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi|gates)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi|gates|s3; s3 only when asked)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M

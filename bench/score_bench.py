@@ -27,6 +27,11 @@ Part "multi" (issue #11): 4 different LogisticRegressions, each registered under
 Same session, warm-up on the small partition, then --reps rounds of A4, M1, M4 interleaved
 (median). Every member's score (M1 structs and served score, M4 outputs) is compared with that
 model alone in-process; the run steps' durations show where M1's and M4's time goes.
+
+Part "s3" (issue #12, opt-in: ``--only s3``): the same arrow_direct LogReg job with input and
+output on an S3-protocol server on loopback (moto_server, started and stopped here) vs on
+local disk, interleaved rounds; the ratio is the cost of the object-store I/O + the pointer
+commit protocol (moto keeps objects in its own Python process: a pessimistic S3).
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ FEATURES = [f"f{i}" for i in range(20)]
 RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
-PARTS = ("single", "multi", "gates")
+PARTS = ("single", "multi", "gates", "s3")  # "s3" only runs when asked for (--only s3)
 OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 INPUT_GATE = [  # like the demo job's input gate, on the bench columns
@@ -350,13 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
         "multi: 4 models in one pass (A4, M1, M4); gates: GX gates' share of a 200k-row "
-        "job; onnx (opt-in): the ONNX export of each model vs the model itself, same engine. "
-        "Default: single, multi and gates",
+        "job; s3: arrow_direct on an S3 server vs local disk; onnx: the ONNX export of each "
+        "model vs the model itself, same engine. Default: all but s3 and onnx",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
     reps = args.reps or (1 if args.scale == "20M" else 3)
-    parts = [args.only] if args.only else list(PARTS)
+    parts = [args.only] if args.only else [p for p in PARTS if p != "s3"]
 
     table_root = DATA / "warehouse" / args.scale
     print(f"preparing {rows:,} rows x {len(FEATURES)} features in {table_root} ...", flush=True)
@@ -366,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if "single" in parts or "gates" in parts or "onnx" in parts:
+    if "single" in parts or "gates" in parts or "s3" in parts or "onnx" in parts:
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -396,7 +401,111 @@ def main(argv: list[str] | None = None) -> int:
     if "gates" in parts:
         gates = measure_gates(bench, reps)
         _write_report("gates", "200k", render_gates(gates, reps), gates)
+    if "s3" in parts:
+        s3 = measure_s3(bench, rows, reps)
+        _write_report("s3", args.scale, render_s3(s3, args.scale, rows, reps), s3)
     return 0
+
+
+def measure_s3(bench: Bench, rows: int, reps: int) -> dict[str, Any]:
+    """arrow_direct (LogReg) with input + output on moto_server vs on local disk."""
+    import pyarrow.fs as pafs
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from live import S3Server  # the tests' helper (own process group)
+
+    from batch_serving.notebook import read_predictions
+
+    server = S3Server()
+    try:
+        off = {"catalog": {"enabled": False}, "tracking": {"log_runs": False}}
+        local_dict = _job_dict(
+            "logreg",
+            bench.tracking_uri,
+            bench.table_root,
+            "arrow_direct",
+            bench.scratch / "s3-local",
+        )
+        local = JobConfig.model_validate({**local_dict, **off})
+        remote_dict = _job_dict("logreg", bench.tracking_uri, bench.table_root, "arrow_direct")
+        remote_dict["input"] = {"path": "s3://bench/warehouse"}
+        remote_dict["output"] = {"root": "s3://bench/out"}
+        remote_dict["storage"] = {**server.storage, "lease_dir": str(bench.scratch / "leases")}
+        # same post-commit work on both sides: none (SQL tables on S3 need Spark's s3a jars)
+        remote = JobConfig.model_validate({**remote_dict, **off})
+        fs = pafs.S3FileSystem(
+            endpoint_override=server.endpoint,
+            scheme="http",
+            access_key="testing",
+            secret_key="testing",
+            allow_bucket_creation=True,
+        )
+        fs.create_dir("bench")
+        print("[s3] uploading the input to moto_server ...", flush=True)
+        for day in (WARMUP_DATE, RUN_DATE):
+            name = f"ds={day.isoformat()}"
+            pafs.copy_files(
+                str(bench.table_root / name),
+                f"bench/warehouse/{name}",
+                source_filesystem=pafs.LocalFileSystem(),
+                destination_filesystem=fs,
+            )
+        for cfg in (local, remote):
+            run_ours(bench.spark, cfg, WARMUP_DATE)
+        rounds = timed_rounds(
+            {
+                "local disk": lambda: run_ours(bench.spark, local, RUN_DATE),
+                "S3 (moto)": lambda: run_ours(bench.spark, remote, RUN_DATE),
+            },
+            reps,
+        )
+        got = {
+            name: read_predictions(cfg, RUN_DATE, columns=["id", "score"]).sort_by("id")
+            for name, cfg in (("local disk", local), ("S3 (moto)", remote))
+        }
+        diff = float(
+            np.max(
+                np.abs(
+                    got["S3 (moto)"].column("score").to_numpy()
+                    - got["local disk"].column("score").to_numpy()
+                )
+            )
+        )
+    finally:
+        server.stop()
+    medians = {name: statistics.median(times) for name, (times, _) in rounds.items()}
+    steps = {  # run_ours returns the manifest: its step durations (commit excluded)
+        name: {
+            step: round(statistics.median(m.durations_s.get(step, 0.0) for m in manifests), 3)
+            for step in manifests[-1].durations_s
+        }
+        for name, (_, manifests) in rounds.items()
+    }
+    return {
+        "seconds": medians,
+        "all": {k: v[0] for k, v in rounds.items()},
+        "max_abs_diff": diff,
+        "steps": steps,
+    }
+
+
+def render_s3(results: dict[str, Any], scale: str, rows: int, reps: int) -> str:
+    local, s3 = results["seconds"]["local disk"], results["seconds"]["S3 (moto)"]
+    lines = [
+        f"# arrow_direct on S3 (moto_server, loopback) vs local disk ({scale}: {rows:,} rows, "
+        f"LogReg, {os.cpu_count()} cores, median of {reps} interleaved rounds)",
+        "",
+        "| storage | seconds | x local | steps (median s) |",
+        "|---|---:|---:|---|",
+    ]
+    for name, sec in results["seconds"].items():
+        steps = ", ".join(f"{k} {v:.2f}" for k, v in results["steps"][name].items())
+        lines.append(f"| {name} | {sec:.2f} | {sec / local:.2f} | {steps} |")
+    lines += [
+        "",
+        f"S3 / local: {s3 / local:.2f}x; max abs score diff {results['max_abs_diff']:.1e}",
+    ]
+    return "\n".join(lines)
 
 
 def measure_single(

@@ -173,3 +173,48 @@ def stop_group(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     except ProcessLookupError:
         return
     proc.wait(timeout=timeout_s)
+
+
+class S3Server:
+    """moto's S3 server (the real S3 HTTP protocol) on a loopback port, in its own process
+    group; ``storage`` is the job config's ``storage:`` section that reaches it."""
+
+    def __init__(self) -> None:
+        import urllib.request
+
+        binary = Path(sys.executable).with_name("moto_server")
+        if not binary.exists():
+            raise FileNotFoundError(f"{binary} missing (pip install 'moto[server]')")
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [str(binary), "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{self.endpoint}/moto-api/", timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise RuntimeError("moto_server did not start") from None
+                time.sleep(0.1)
+
+    @property
+    def storage(self) -> dict[str, Any]:
+        return {
+            "s3": {
+                "endpoint_override": self.endpoint,
+                "scheme": "http",
+                "access_key": "testing",
+                "secret_key": "testing",
+                "allow_bucket_creation": True,
+            }
+        }
+
+    def stop(self) -> None:
+        stop_group(self.proc, timeout_s=10)

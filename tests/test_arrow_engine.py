@@ -91,6 +91,8 @@ def test_auto_engine_choice(job_config) -> None:
     from batch_serving.spark.engines import choose_engine
 
     assert choose_engine(job_config("m")) == "arrow_direct"
+    # object stores: pyarrow's own clients, no Hadoop jars (issue #12); HDFS: Spark reads it
     remote = job_config("m", input={"path": "s3a://bucket/features"})
-    assert choose_engine(remote) == "dataframe"
+    assert choose_engine(remote) == "arrow_direct"
+    assert choose_engine(job_config("m", input={"path": "hdfs://nn/features"})) == "dataframe"
     assert choose_engine(job_config("m", engine="dataframe")) == "dataframe"

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig, LoadingConfig, ModelConfig
 from batch_serving.config.loader import load_config, parse_run_date
@@ -53,9 +52,10 @@ from batch_serving.scoring.plan import (
     ScoringPlan,
     build_plan,
 )
-from batch_serving.tables.files import data_files
+from batch_serving.tables.files import data_files, read_table
 from batch_serving.tables.layout import PARTITION_COLUMN, predictions_layout
-from batch_serving.tables.manifest import committed_run_id, read_manifest
+from batch_serving.tables.manifest import read_manifest
+from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -202,9 +202,10 @@ def read_predictions(
     """
     cfg = config if isinstance(config, JobConfig) else load_config(config, env=env)
     day = _as_date(run_date)
-    layout = predictions_layout(cfg.output.root, cfg.model.name)
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
     partition = layout.partition_dir(day)
     for _ in range(_READ_ATTEMPTS):
+        partition = layout.committed_dir(day)  # object stores: the run the pointer names
         manifest = read_manifest(partition) if partition.is_dir() else None
         if manifest is None:
             raise InputNotFoundError(
@@ -215,7 +216,7 @@ def read_predictions(
             table = _read_files(data_files(partition), columns)
         except FileNotFoundError:  # a new run swapped the partition in while we read it
             continue
-        if committed_run_id(partition) == manifest.run_id:
+        if layout.current_run_id(day) == manifest.run_id:
             dates = pa.array(np.full(table.num_rows, day), pa.date32())
             return table.append_column(pa.field(PARTITION_COLUMN, pa.date32()), dates)
     raise StorageError(
@@ -357,9 +358,9 @@ def _as_date(value: dt.date | str) -> dt.date:
     return parse_run_date(value)
 
 
-def _read_files(files: list[Path], columns: Sequence[str] | None) -> pa.Table:
+def _read_files(files: list[AnyPath], columns: Sequence[str] | None) -> pa.Table:
     if not files:
         return pa.table({})
     wanted = list(columns) if columns is not None else None
-    tables = [pq.read_table(f, columns=wanted) for f in files]
+    tables = [read_table(f, columns=wanted) for f in files]
     return pa.concat_tables(tables, promote_options="permissive")

@@ -81,6 +81,10 @@ class EmbeddedBackend:
 
 
 def make_backend(settings: ServeSettings) -> Backend:
+    if settings.backend == "embedded" and settings.snapshot_uri:
+        from batch_serving.api.remote_backend import RemoteEmbeddedBackend
+
+        return RemoteEmbeddedBackend(settings)
     if settings.backend == "redis":
         from batch_serving.serving.redis_store import RedisBackend
 

@@ -36,6 +36,7 @@ from batch_serving.config.sections import (
     PublishConfig,
     ScheduleConfig,
     SparkConfig,
+    StorageConfig,
     StreamConfig,
     TrackingConfig,
     ValidationConfig,
@@ -78,6 +79,8 @@ class JobConfig(Frozen):
     """The Spark session."""
     stream: StreamConfig | None = None
     """Streaming micro-batch scoring (`batch-serving stream`); `null`: the job is batch only."""
+    storage: StorageConfig = StorageConfig()
+    """Object-store access (S3 endpoint, credentials) and the output commit protocol."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None
@@ -151,12 +154,26 @@ class JobConfig(Frozen):
 
     @property
     def metastore_dir(self) -> Path:
-        return Path(self.catalog.metastore_dir or str(Path(self.output.root) / "_metastore"))
+        """Embedded Derby's directory; its default, ``<output.root>/_metastore``, must be local:
+        a remote root (``s3://``) with the catalog on needs a metastore URI or directory."""
+        catalog, root = self.catalog, self.output.root
+        remote = "://" in root and not root.startswith("file://")
+        if remote and catalog.enabled and not (catalog.metastore_uri or catalog.metastore_dir):
+            raise ConfigError(
+                f"output.root {root} is remote: with catalog.enabled set catalog.metastore_uri "
+                "(a shared Hive metastore) or catalog.metastore_dir (a local Derby directory)"
+            )
+        return Path(catalog.metastore_dir or str(Path(root) / "_metastore"))
 
     @property
     def serving_root(self) -> Path:
         """Directory of serving snapshots (``<root>/<model>/snapshots/...`` + ``CURRENT.json``)."""
         return Path(self.publish.root or str(Path(self.output.root) / "serving"))
+
+    @property
+    def serving_uri(self) -> str:
+        """``serving_root`` as a URI: the same place, spelled so ``s3://`` roots survive."""
+        return self.publish.root or self.output.root.rstrip("/") + "/serving"
 
     def digest(self) -> str:
         """Stable hash of the effective config, recorded in every manifest."""

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -361,3 +362,41 @@ class StreamConfig(Frozen):
         if self.source == "files" and not self.path:
             raise ValueError("stream.source files needs `path` (the landing directory)")
         return self
+
+
+class S3Config(Frozen):
+    """How pyarrow's S3 client reaches the store (AWS, or any S3-compatible server).
+
+    Credentials: leave the keys `null` to use the standard AWS chain (``AWS_ACCESS_KEY_ID`` /
+    ``AWS_SECRET_ACCESS_KEY``, profiles, instance roles), read by the AWS SDK itself.
+    """
+
+    endpoint_override: str | None = None
+    """`host:port` of an S3-compatible server (MinIO, Ceph, a test server); `null`: AWS."""
+    scheme: Literal["https", "http"] = "https"
+    """Protocol to the endpoint."""
+    region: str = "us-east-1"
+    """Bucket region."""
+    access_key: str | None = None
+    """Access key id; `null`: the AWS credential chain."""
+    secret_key: SecretStr | None = None
+    """Secret key; `null`: the AWS credential chain."""
+    allow_bucket_creation: bool = False
+    """Create a missing bucket on first write (test servers); off for real buckets."""
+
+
+class StorageConfig(Frozen):
+    """Object-store access, and the commit protocol of ``output.root``."""
+
+    s3: S3Config = S3Config()
+    """Options of `s3://` / `s3a://` URIs."""
+    azure_account: str | None = None
+    """Storage account of `abfs://` URIs."""
+    commit: Literal["auto", "swap", "pointer"] = "auto"
+    """`auto`: two-rename swap where directory rename is atomic (local, HDFS), immutable run
+    directories + a pointer object written last on object stores; `pointer` forces the latter."""
+    grace_period_s: float = Field(default=3600.0, ge=0)
+    """Seconds a replaced run's directory stays readable (object stores) before it is deleted."""
+    lease_dir: str | None = None
+    """Local (or shared POSIX) directory of the date leases when `output.root` is remote;
+    `null`: the system temp directory (one driver host)."""

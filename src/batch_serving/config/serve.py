@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from batch_serving.config.sections import S3Config, StorageConfig
 from batch_serving.config.validate import validated
 from batch_serving.errors import ConfigError
 
@@ -59,6 +60,21 @@ class ServeSettings(BaseSettings):
     """Job files (JSON list) with a `stream:` section: their models take asynchronous
     scoring requests (`POST /v1/models/{model}/scoring-requests`), landed in the stream's
     landing directory and answered from its results."""
+    snapshot_uri: str | None = None
+    """Remote snapshot root (`s3://bucket/serving`, the jobs' `publish.root`); overrides
+    `snapshot_root`. Current snapshots are downloaded into `snapshot_cache`."""
+    snapshot_cache: Path = Path("data/cache/snapshots")
+    """Local directory of snapshots downloaded from `snapshot_uri`."""
+    s3_endpoint_override: str | None = None
+    """`host:port` of an S3-compatible server; `null`: AWS."""
+    s3_scheme: Literal["https", "http"] = "https"
+    """Protocol to the S3 endpoint."""
+    s3_region: str = "us-east-1"
+    """Bucket region."""
+    s3_access_key: str | None = None
+    """S3 access key id; `null`: the AWS credential chain."""
+    s3_secret_key: SecretStr | None = None
+    """S3 secret key; `null`: the AWS credential chain."""
 
     @field_validator("models")
     @classmethod
@@ -67,6 +83,17 @@ class ServeSettings(BaseSettings):
             if not MODEL_NAME.fullmatch(name):
                 raise ValueError(f"invalid model name {name!r}")
         return value
+
+    def storage(self) -> StorageConfig:
+        """The S3 settings as the storage layer takes them."""
+        s3 = S3Config(
+            endpoint_override=self.s3_endpoint_override,
+            scheme=self.s3_scheme,
+            region=self.s3_region,
+            access_key=self.s3_access_key,
+            secret_key=self.s3_secret_key,
+        )
+        return StorageConfig(s3=s3)
 
     def tokens(self) -> list[str]:
         """Configured bearer tokens (inline plus file); empty means auth is off."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from batch_serving.errors import InputValidationError
+from batch_serving.tables.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
@@ -24,14 +24,15 @@ def check_not_empty(rows: int, allow_empty: bool, where: str) -> None:
 
 
 def duplicate_ids_arrow(
-    files: Sequence[Path], entity_columns: Sequence[str]
+    files: Sequence[AnyPath], entity_columns: Sequence[str]
 ) -> tuple[int, list[Any]]:
     """(rows beyond the first per entity id, a few example ids), reading the id columns only."""
     import pandas as pd
-    import pyarrow.parquet as pq
+
+    from batch_serving.tables.files import read_table
 
     ids = pd.concat(
-        [pq.read_table(f, columns=list(entity_columns)).to_pandas() for f in files],
+        [read_table(f, columns=list(entity_columns)).to_pandas() for f in files],
         ignore_index=True,
     )
     dup = ids.duplicated(keep="first")

@@ -20,11 +20,11 @@ import logging
 import sys
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.errors import BatchServingError, ConfigError
+from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -213,7 +213,7 @@ def describe(item: Any) -> str:
     return f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {seen}"
 
 
-def write_reports(directory: Path, gates: list[GateResult], title: str) -> Path:
+def write_reports(directory: AnyPath, gates: list[GateResult], title: str) -> AnyPath:
     """``_validation.json`` (GX results) and ``_validation.html`` (readable) in ``directory``.
 
     The ``_`` prefix keeps them out of the data when the directory is a table partition."""
@@ -262,7 +262,7 @@ class GateRunner:
     """A run's gate results so far; a failing gate stops the run with its report saved."""
 
     previous_rows: int | None
-    report_dir: Path
+    report_dir: AnyPath
     title: str
     results: list[GateResult] = field(default_factory=list)
 

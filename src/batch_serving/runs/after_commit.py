@@ -10,7 +10,6 @@ record says why, so no table or run record can describe another run's data.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -22,7 +21,6 @@ from batch_serving.tables.manifest import (
     AFTER_COMMIT_NAME,
     AfterCommit,
     RunManifest,
-    committed_run_id,
     write_json,
 )
 
@@ -35,7 +33,7 @@ def after_commit(
     cfg = run.cfg
     tables: list[str] = []
     mlflow_run_id: str | None = None
-    skipped = _other_run(committed.path, run.run_id)
+    skipped = _other_run(run)
     if skipped is None and cfg.catalog.enabled:
         from batch_serving.spark.catalog import register_partition
 
@@ -43,13 +41,13 @@ def after_commit(
             (cfg.catalog.predictions_database, run.predictions),
             (cfg.catalog.quarantine_database, run.quarantine),
         ):
-            empty = not data_files(layout.partition_dir(run.run_date))
+            empty = not data_files(layout.committed_dir(run.run_date))
             if layout.table == QUARANTINE and empty:
                 continue  # nothing quarantined: five SQL statements saved on most nights
             name = register_partition(spark, database, layout, run.run_date)
             if name is not None:
                 tables.append(name.replace("`", ""))
-        skipped = _other_run(committed.path, run.run_id)
+        skipped = _other_run(run)
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
 
@@ -67,11 +65,12 @@ def after_commit(
     return record
 
 
-def _other_run(partition: Path, run_id: str) -> str | None:
-    """None while ``partition`` holds ``run_id``'s data; otherwise why the steps stop."""
-    holder = committed_run_id(partition)
-    if holder == run_id:
+def _other_run(run: RunContext) -> str | None:
+    """None while the date holds this run's data; otherwise why the steps stop."""
+    holder = run.predictions.current_run_id(run.run_date)
+    if holder == run.run_id:
         return None
-    reason = f"partition {partition} now holds run {holder}, not {run_id}"
+    partition = run.predictions.partition_dir(run.run_date)
+    reason = f"partition {partition} now holds run {holder}, not {run.run_id}"
     log.warning("post-commit steps skipped: %s", reason)
     return reason

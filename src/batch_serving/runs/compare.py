@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batch_serving.scoring.comparison import (
     ComparisonPartial,
@@ -16,10 +13,11 @@ from batch_serving.scoring.comparison import (
 )
 from batch_serving.scoring.members import label_field, score_field
 from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
-from batch_serving.tables.files import data_files
+from batch_serving.tables.files import data_files, read_table
+from batch_serving.tables.storage import AnyPath
 
 
-def compare_shadows(plan: ScoringPlan, staged: Path) -> dict[str, ComparisonSummary]:
+def compare_shadows(plan: ScoringPlan, staged: AnyPath) -> dict[str, ComparisonSummary]:
     """Agreement of actions (or labels), score correlation, mean abs difference, flip matrix."""
     shadows = [m for m in plan.members if m.shadow]
     if not shadows:
@@ -30,7 +28,7 @@ def compare_shadows(plan: ScoringPlan, staged: Path) -> dict[str, ComparisonSumm
         columns.append(ACTION.name)
     partials: dict[str, ComparisonPartial] = {}
     for f in data_files(staged):
-        table = pq.read_table(f, columns=columns)
+        table = read_table(f, columns=columns)
         for shadow in shadows:
             part = ComparisonPartial.of(
                 _scores(table, champion),

@@ -57,16 +57,17 @@ class RunContext:
 
     @property
     def predictions(self) -> TableLayout:
-        return predictions_layout(self.cfg.output.root, self.cfg.model.name)
+        return predictions_layout(self.cfg.output.root, self.cfg.model.name, self.cfg.storage)
 
     @property
     def quarantine(self) -> TableLayout:
-        return quarantine_layout(self.cfg.output.root, self.cfg.model.name)
+        return quarantine_layout(self.cfg.output.root, self.cfg.model.name, self.cfg.storage)
 
     @property
     def staging(self) -> Staging:
         return Staging(
-            self.predictions.staging_dir(self.run_id), self.quarantine.staging_dir(self.run_id)
+            self.predictions.staging_for(self.run_date, self.run_id),
+            self.quarantine.staging_for(self.run_date, self.run_id),
         )
 
     @property

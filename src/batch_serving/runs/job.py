@@ -30,10 +30,12 @@ from batch_serving.runs.steps import (
     reconcile,
     validate_input,
 )
+from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.engines import choose_engine, engine_named
 from batch_serving.tables.commit import Committed, discard
 from batch_serving.tables.lease import Lease
 from batch_serving.tables.manifest import AfterCommit, RunManifest
+from batch_serving.tables.storage import spark_path
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,11 @@ def _score_and_commit(
     with step("load_model"):
         models = prepare_models(spark, cfg, resolved)
     engine = engine_named(choose_engine(cfg))
+    if engine.name == "dataframe":  # Spark itself writes the staged output
+        require_scheme(spark, cfg.output.root, "output.root")
     try:
         with step("read"):
-            data = engine.read(spark, cfg.input, run.run_date)
+            data = engine.read(spark, cfg.input, run.run_date, cfg.storage)
         log.info("input %s: %d rows (engine %s)", data.where, data.rows, engine.name)
         gates = gate_runner(run)
         with step("validate"):
@@ -89,7 +93,8 @@ def _score_and_commit(
             comparison = compare_shadows(valid.plan, staging.predictions)
         if cfg.validation.output_expectations:
             with step("gate_output"):
-                frame = spark.read.parquet(str(staging.predictions))
+                require_scheme(spark, cfg.output.root, "output expectations on")
+                frame = spark.read.parquet(spark_path(staging.predictions))
                 where = str(run.predictions.partition_dir(run.run_date))
                 gates.check(
                     frame,

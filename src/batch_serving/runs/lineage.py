@@ -46,6 +46,7 @@ def input_digest(partition: str) -> str:
     if is_local(partition):
         root = local_path(partition)
         for f in data_files(root):
+            assert isinstance(f, Path)  # a local partition lists local files
             stat = f.stat()
             h.update(f"{f.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     else:

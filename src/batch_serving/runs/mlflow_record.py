@@ -14,12 +14,12 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
 from batch_serving.runs.lineage import log_lineage, run_artifacts
-from batch_serving.tables.files import data_files
+from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.manifest import RunManifest
+from batch_serving.tables.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +27,12 @@ QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 ARTIFACT_DIR = "batch_serving"
 
 
-def score_stats(partition: Path, column: str) -> dict[str, float]:
+def score_stats(partition: AnyPath, column: str) -> dict[str, float]:
     """Mean and approximate quantiles (t-digest) of a numeric output column, from Parquet."""
     files = data_files(partition)
     if not files:
         return {}
-    values = pq.read_table([str(f) for f in files], columns=[column]).column(column)
+    values = read_tables(files, columns=[column]).column(column)
     if values.length() == values.null_count:
         return {}
     stats = {f"{column}_mean": float(pc.mean(values).as_py())}
@@ -64,13 +64,14 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
 
 
 def log_run(
-    cfg: JobConfig, manifest: RunManifest, partition: Path, artifacts: Sequence[Path] = ()
+    cfg: JobConfig, manifest: RunManifest, partition: AnyPath, artifacts: Sequence[Path] = ()
 ) -> str | None:
     """Log one finished run; returns the MLflow run id, or None if tracking failed.
 
     Besides params and metrics: the input partition as a dataset input and the model versions
     as model inputs (``lineage``), and as artifacts under ``batch_serving/`` the manifest, the
-    gate reports and any extra ``artifacts`` (files) handed in, e.g. a drift profile."""
+    gate reports and any extra ``artifacts`` (files) handed in, e.g. a drift profile (the
+    partition's own files only from a local partition)."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -116,7 +117,8 @@ def log_run(
             tags=[RunTag("batch_serving.output", manifest.output.path)],
         )
         log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
-        for path in run_artifacts(partition, artifacts):
+        own = run_artifacts(partition, artifacts) if isinstance(partition, Path) else artifacts
+        for path in own:
             client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
         client.set_terminated(run.info.run_id, "FINISHED")
     except Exception as exc:  # the run is committed; tracking is best-effort by design

@@ -21,8 +21,13 @@ from batch_serving.models.registry import resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.scoring.plan import Member, plan_for_job
-from batch_serving.tables.files import inspect_input, local_path
-from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
+from batch_serving.tables.files import inspect_input
+from batch_serving.tables.inputs import (
+    missing_partition,
+    partition_exists,
+    partition_location,
+    partition_path,
+)
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.verify import verify_committed
 
@@ -87,8 +92,8 @@ class OutputCheck:
 
 
 def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
-    if not partition_exists(cfg.input, run_date):
-        raise missing_partition(cfg.input, run_date)
+    if not partition_exists(cfg.input, run_date, cfg.storage):
+        raise missing_partition(cfg.input, run_date, cfg.storage)
     where = partition_path(cfg.input, run_date)
     members = []
     with tempfile.TemporaryDirectory(prefix="bs-check-") as tmp:
@@ -97,7 +102,7 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
             request = output_request(cfg, model.model, champion=model.role == "champion")
             spec, _, _ = load_and_describe(model.model, request, ref, tmp)
             members.append(Member(model.key, ref, spec, model.role, model.inputs))
-    found = inspect_input(local_path(where))
+    found = inspect_input(partition_location(cfg.input, run_date, cfg.storage))
     plan_for_job(  # columns, types, member references and rule names, as the run will check them
         cfg, members, found.schema, "check-input", dt.datetime.now(dt.UTC), where
     )
@@ -113,9 +118,10 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
 
 
 def check_output(cfg: JobConfig, run_date: dt.date, wait: bool = False) -> OutputCheck:
-    path = predictions_layout(cfg.output.root, cfg.model.name).partition_dir(run_date)
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
     with holding_date(cfg, run_date, "check-output", wait):
         restored = recover_date(cfg, run_date)
+        path = layout.committed_dir(run_date)
         manifest = verify_committed(path)
     return OutputCheck(
         partition=str(path),

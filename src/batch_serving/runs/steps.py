@@ -76,7 +76,7 @@ def previous_input_rows(layout: TableLayout, run_date: dt.date) -> int | None:
     earlier = [d for d in layout.committed_dates() if d < run_date.isoformat()]
     if not earlier:
         return None
-    manifest = read_manifest(layout.partition_dir(dt.date.fromisoformat(earlier[-1])))
+    manifest = read_manifest(layout.committed_dir(dt.date.fromisoformat(earlier[-1])))
     return manifest.input.rows if manifest else None
 
 

@@ -18,9 +18,6 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-
-import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
@@ -28,9 +25,11 @@ from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.serving.format import build_table, read_snapshot_manifest, write_snapshot
 from batch_serving.serving.pointer import ServingLayout, next_history, read_pointer, write_pointer
 from batch_serving.serving.readers import Snapshot
-from batch_serving.tables.files import data_files
+from batch_serving.serving.remote import RemoteSnapshots, publish_remote, remote_root
+from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
-from batch_serving.tables.manifest import RunManifest, committed_run_id
+from batch_serving.tables.manifest import RunManifest
+from batch_serving.tables.storage import AnyPath
 from batch_serving.tables.verify import verify_committed
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class Published:
     snapshot_id: str
     previous: str | None
     rows: int
-    path: Path
+    path: AnyPath
     backends: tuple[str, ...]
     changed: bool
     skipped_reason: str | None = None
@@ -67,6 +66,13 @@ def publish(
     """
     with holding_date(cfg, run_date, "publish", wait):
         recover_date(cfg, run_date)
+        remote = remote_root(cfg.serving_uri, cfg.storage)
+        if remote is not None:  # object storage: decided on a local mirror, pointer PUT last
+            return publish_remote(
+                cfg,
+                RemoteSnapshots(remote),
+                lambda local: _publish(local, run_date, allow_older, progress),
+            )
         return _publish(cfg, run_date, allow_older, progress)
 
 
@@ -77,7 +83,8 @@ def _publish(
     progress: Callable[[int, int], None] | None = None,
 ) -> Published:
     model = cfg.model.name
-    partition = predictions_layout(cfg.output.root, model).partition_dir(run_date)
+    table_layout = predictions_layout(cfg.output.root, model, cfg.storage)
+    partition = table_layout.committed_dir(run_date)  # object stores: the pointer's run
     manifest = verify_committed(partition)
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
@@ -101,7 +108,7 @@ def _publish(
         _build(cfg, partition, manifest, layout, snapshot_id)
     else:
         log.info("snapshot %s already built; reusing it", snapshot_id)
-    holder = committed_run_id(partition)
+    holder = table_layout.current_run_id(run_date)
     if holder != manifest.run_id:  # cannot happen under the lease; never serve a mix
         raise PublishError(
             f"{partition} changed while it was published (run {manifest.run_id} -> {holder}); "
@@ -144,6 +151,9 @@ def _publish(
 
 def rollback(cfg: JobConfig) -> Published:
     """Make the snapshot that was current before this one current again, in every backend."""
+    remote = remote_root(cfg.serving_uri, cfg.storage)
+    if remote is not None:
+        return publish_remote(cfg, RemoteSnapshots(remote), rollback)
     model = cfg.model.name
     layout = ServingLayout(cfg.serving_root)
     result: Published | None = None
@@ -190,7 +200,7 @@ def rollback(cfg: JobConfig) -> Published:
 
 def _build(
     cfg: JobConfig,
-    partition: Path,
+    partition: AnyPath,
     manifest: RunManifest,
     layout: ServingLayout,
     snapshot_id: str,
@@ -199,7 +209,7 @@ def _build(
     value_columns = [*manifest.scoring.output_columns, *members]
     files = data_files(partition)
     columns = [*cfg.entity_columns, *value_columns]
-    source = pq.read_table([str(f) for f in files], columns=columns) if files else None
+    source = read_tables(files, columns=columns) if files else None
     if source is None:
         import pyarrow as pa
 

@@ -18,6 +18,7 @@ from pyspark.sql import SparkSession
 from batch_serving.errors import StorageError
 from batch_serving.tables.files import data_files
 from batch_serving.tables.layout import PARTITION_COLUMN, TableLayout
+from batch_serving.tables.storage import AnyPath, Location, spark_path
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,12 @@ def register_partition(
     """Create ``database.model`` if needed and add ``run_date``; returns the table name, or
     None when there is nothing to register yet (e.g. an empty quarantine)."""
     name = table_name(database, layout.model)
-    partition = layout.partition_dir(run_date)
+    partition = layout.committed_dir(run_date)  # pointer protocol: the committed run's dir
     try:
         if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone logs a WARN
             spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
         exists = spark.catalog.tableExists(f"{database}.{layout.model}")
-        if exists and _location(spark, name) != layout.table_dir.resolve():
+        if exists and _location(spark, name) != _real(layout.table_dir):
             # the job's output root moved: re-point the (external) table, data untouched
             log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)
             spark.sql(f"DROP TABLE {name}")
@@ -45,17 +46,20 @@ def register_partition(
         if not exists:
             if not data_files(partition):
                 return None
-            schema = spark.read.parquet(str(partition)).schema
+            schema = spark.read.parquet(spark_path(partition)).schema
             columns = ", ".join(f"`{f.name}` {f.dataType.simpleString()}" for f in schema)
             spark.sql(
                 f"CREATE TABLE IF NOT EXISTS {name} ({columns}, {PARTITION_COLUMN} DATE) "
                 f"USING parquet PARTITIONED BY ({PARTITION_COLUMN}) "
-                f"LOCATION {_sql_string(layout.table_dir)}"
+                f"LOCATION {_sql_string(spark_path(layout.table_dir))}"
             )
-        spark.sql(
-            f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION "
-            f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
-        )
+        spec = f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
+        spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
+        if layout.pointer_commit:  # the metastore follows the pointer: LOCATION = the run dir
+            spark.sql(
+                f"ALTER TABLE {name} PARTITION {spec} "
+                f"SET LOCATION {_sql_string(spark_path(partition))}"
+            )
         spark.sql(f"REFRESH TABLE {name}")
     except Exception as exc:  # Spark's AnalysisException and metastore errors alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -67,13 +71,23 @@ def register_partition(
     return name
 
 
-def _location(spark: SparkSession, name: str) -> Path | None:
+def _location(spark: SparkSession, name: str) -> str | None:
     for row in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect():
         if row["col_name"] == "Location":
-            value = str(row["data_type"]).removeprefix("file:")
-            return Path(value).resolve()
+            value = str(row["data_type"])
+            if "://" in value and not value.startswith("file:"):
+                return value.rstrip("/")
+            return str(Path(value.removeprefix("file:")).resolve())
     return None
 
 
-def _sql_string(path: Path) -> str:
+def _real(path: AnyPath) -> str:
+    if isinstance(path, Location):
+        return (
+            path.spark_uri.rstrip("/") if path.kind != "local" else str(Path(path.path).resolve())
+        )
+    return str(path.resolve())
+
+
+def _sql_string(path: str) -> str:
     return "'" + str(path).replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 from batch_serving.errors import BatchServingError, ScoringError, StorageError, first_line
@@ -38,7 +37,7 @@ def reading(action: Callable[[], T], where: str) -> T:
         raise StorageError(f"cannot read {culprit}: {jvm_error_line(text)}") from None
 
 
-def scoring(action: Callable[[], T], staged: Path) -> T:
+def scoring(action: Callable[[], T], staged: object) -> T:
     """Run the Spark job that scores and writes; classify what went wrong if it fails."""
     try:
         return action()

@@ -58,7 +58,8 @@ class StreamLayout:
 
     def batch_file(self, table: TableLayout, day: dt.date, batch_id: int) -> Path:
         """Deterministic per (batch, date): a replayed batch overwrites, never duplicates."""
-        return table.partition_dir(day) / f"batch-{batch_id:012d}.parquet"
+        folder = self.root / table.table / table.model / table.partition_name(day)
+        return folder / f"batch-{batch_id:012d}.parquet"  # the stream's root is a local Path
 
     def marker(self, batch_id: int) -> Path:
         return self.state_dir / "batches" / f"{batch_id:012d}.json"

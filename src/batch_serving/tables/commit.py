@@ -15,11 +15,11 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
 from batch_serving.errors import StorageError
 from batch_serving.tables.files import count_rows, data_files
 from batch_serving.tables.layout import TableLayout
+from batch_serving.tables.storage import AnyPath, Location
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 class Committed:
     """What a commit wrote: where, how many rows, how many data files."""
 
-    path: Path
+    path: AnyPath
     rows: int
     files: int
 
@@ -36,23 +36,34 @@ class Committed:
 def recover(layout: TableLayout, run_date: dt.date) -> bool:
     """Undo a swap interrupted between its two renames; drop trash of completed swaps.
 
-    Returns True if a previous partition was put back."""
+    Returns True if a previous partition was put back. Pointer protocol: nothing to undo
+    (the pointer is one object); run directories past their grace period are removed."""
+    if layout.pointer_commit:
+        from batch_serving.tables.object_commit import clean_expired
+
+        clean_expired(layout, run_date)
+        return False
     target = layout.partition_dir(run_date)
     entries = layout.trash_entries(run_date)
     restored = False
     if not target.exists() and entries:
         newest = entries[-1]
         log.warning("restoring %s from interrupted commit (%s)", target, newest.name)
-        os.rename(newest, target)
+        _move(newest, target)
         entries = entries[:-1]
         restored = True
     for leftover in entries:
-        shutil.rmtree(leftover, ignore_errors=True)
+        _rmtree(leftover)
     return restored
 
 
-def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) -> Committed:
-    """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched."""
+def commit(layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str) -> Committed:
+    """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched.
+    On object stores: switch the date's pointer to it (``tables.object_commit``)."""
+    if layout.pointer_commit:
+        from batch_serving.tables.object_commit import commit_pointer
+
+        return commit_pointer(layout, run_date, staged, run_id)
     target = layout.partition_dir(run_date)
     trash = layout.trash_dir(run_date, run_id)
     rows, files = count_rows(staged), len(data_files(staged))
@@ -67,17 +78,39 @@ def commit(layout: TableLayout, run_date: dt.date, staged: Path, run_id: str) ->
         _rename(staged, target)
     except OSError as exc:
         if moved_old and not target.exists():
-            os.rename(trash, target)  # put the previous partition back right away
+            _move(trash, target)  # put the previous partition back right away
         raise StorageError(f"commit of {target} failed: {exc}") from None
-    shutil.rmtree(trash, ignore_errors=True)
+    _rmtree(trash)
     return Committed(path=target, rows=rows, files=files)
 
 
-def discard(staged: Path) -> None:
-    """Remove a run's staging directory (after a failure, or a successful commit's leftovers)."""
+def discard(staged: AnyPath) -> None:
+    """Remove a run's staging directory (after a failure, or a successful commit's leftovers);
+    a run directory its date's pointer names is the committed data and stays."""
+    if isinstance(staged, Location):
+        from batch_serving.tables.object_commit import is_committed
+
+        if not is_committed(staged):
+            staged.rmtree()
+        return
     shutil.rmtree(staged, ignore_errors=True)
 
 
-def _rename(src: Path, dst: Path) -> None:
+def _rename(src: AnyPath, dst: AnyPath) -> None:
     """A separate function so fault-injection tests can interrupt the swap between renames."""
-    os.rename(src, dst)
+    _move(src, dst)
+
+
+def _move(src: AnyPath, dst: AnyPath) -> None:
+    """An atomic directory rename: ``os.rename`` locally, the filesystem's move on HDFS."""
+    if isinstance(src, Location) and isinstance(dst, Location):
+        src.fs.move(src.path, dst.path)
+    else:
+        os.rename(src, dst)  # type: ignore[arg-type]
+
+
+def _rmtree(path: AnyPath) -> None:
+    if isinstance(path, Location):
+        path.rmtree()
+    else:
+        shutil.rmtree(path, ignore_errors=True)

@@ -13,13 +13,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_serving.errors import InputNotFoundError, StorageError
+from batch_serving.tables.storage import AnyPath, Location, parquet_source
 
 
 @dataclass(frozen=True)
 class ParquetInput:
     """A partition's files, their common Arrow schema, total rows and rows per row group."""
 
-    files: tuple[Path, ...]
+    files: tuple[AnyPath, ...]
     schema: pa.Schema
     rows: int
     row_groups: tuple[tuple[int, ...], ...]  # rows per row group, per file
@@ -33,36 +34,55 @@ def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
-def data_files(directory: Path) -> list[Path]:
+def data_files(directory: AnyPath) -> list[AnyPath]:
     """Data files below ``directory``, sorted; ``_``/``.``-prefixed names are skipped."""
+    if isinstance(directory, Location):
+        return _remote_data_files(directory)
     if not directory.is_dir():
         return []
-    return sorted(
+    local: list[Path] = sorted(
         p
         for p in directory.rglob("*")
         if p.is_file()
         and not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
     )
+    return list[AnyPath](local)
 
 
-def count_rows(directory: Path) -> int:
+def _remote_data_files(directory: Location) -> list[AnyPath]:
+    """One listing call (object stores list a prefix recursively in pages)."""
+    base = directory.path.rstrip("/") + "/"
+    return [
+        Location(directory.fs, info.path, directory.scheme, directory.kind, directory.authority)
+        for info in sorted(directory.infos(), key=lambda i: i.path)
+        if not any(part.startswith(("_", ".")) for part in info.path[len(base) :].split("/"))
+    ]
+
+
+def parquet_file(path: AnyPath) -> pq.ParquetFile:
+    """Footer access on any filesystem."""
+    source, fs = parquet_source(path)
+    return pq.ParquetFile(source, filesystem=fs)
+
+
+def count_rows(directory: AnyPath) -> int:
     """Row count from Parquet footers only (no data read)."""
     try:
-        return sum(pq.ParquetFile(f).metadata.num_rows for f in data_files(directory))
+        return sum(parquet_file(f).metadata.num_rows for f in data_files(directory))
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read Parquet footers in {directory}: {exc}") from None
 
 
-def read_footer(path: Path) -> pq.FileMetaData:
+def read_footer(path: AnyPath) -> pq.FileMetaData:
     """One data file's footer; a file that is not Parquet (``README.txt``) or is corrupt is a
     StorageError naming it, worded the same for every engine."""
     try:
-        return pq.ParquetFile(path).metadata
+        return parquet_file(path).metadata
     except (OSError, pa.ArrowException) as exc:
         raise StorageError(f"cannot read Parquet file {path}: {exc}") from None
 
 
-def checked_data_files(partition: Path) -> list[Path]:
+def checked_data_files(partition: AnyPath) -> list[AnyPath]:
     """``data_files`` after checking each one is Parquet (footers only): what an engine that
     lets Spark read the partition hands it, so both engines see the same files and fail alike."""
     files = data_files(partition)
@@ -73,7 +93,7 @@ def checked_data_files(partition: Path) -> list[Path]:
     return files
 
 
-def inspect_input(partition: Path) -> ParquetInput:
+def inspect_input(partition: AnyPath) -> ParquetInput:
     """Read every footer once; a corrupt file or a schema that differs is named."""
     files = data_files(partition)
     schema: pa.Schema | None = None
@@ -93,3 +113,16 @@ def inspect_input(partition: Path) -> ParquetInput:
         raise InputNotFoundError(f"input partition {partition} contains no data files")
     rows = sum(sum(s) for s in sizes)
     return ParquetInput(tuple(files), schema, rows, tuple(sizes))
+
+
+def read_table(path: AnyPath, columns: list[str] | None = None) -> pa.Table:
+    """One Parquet file on any filesystem."""
+    source, fs = parquet_source(path)
+    return pq.read_table(source, columns=columns, filesystem=fs)
+
+
+def read_tables(files: list[AnyPath], columns: list[str] | None = None) -> pa.Table:
+    """Several files of one schema as one table (pyarrow reads local lists in parallel)."""
+    if files and all(isinstance(f, Path) for f in files):
+        return pq.read_table([str(f) for f in files], columns=columns)
+    return pa.concat_tables([read_table(f, columns) for f in files])

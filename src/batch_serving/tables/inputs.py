@@ -3,28 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
-from batch_serving.config import InputConfig
+from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.errors import InputNotFoundError
-from batch_serving.tables.files import is_local, local_path
+from batch_serving.tables.storage import AnyPath, resolve
 
 
 def partition_path(cfg: InputConfig, run_date: dt.date) -> str:
     return f"{cfg.path.rstrip('/')}/{cfg.partition_column}={run_date.isoformat()}"
 
 
-def available_dates(cfg: InputConfig) -> list[str]:
-    """Dates present under a local table root (for error messages); empty if not local."""
-    root = Path(cfg.path)
-    if not is_local(cfg.path) or not root.is_dir():
+def partition_location(
+    cfg: InputConfig, run_date: dt.date, storage: StorageConfig | None = None
+) -> AnyPath:
+    """The partition as a local ``Path`` or a ``Location`` on its filesystem."""
+    return resolve(partition_path(cfg, run_date), storage)
+
+
+def available_dates(cfg: InputConfig, storage: StorageConfig | None = None) -> list[str]:
+    """Dates present under the table root (for error messages)."""
+    root = resolve(cfg.path, storage)
+    if not root.is_dir():
         return []
     prefix = f"{cfg.partition_column}="
-    return sorted(p.name[len(prefix) :] for p in root.iterdir() if p.name.startswith(prefix))
+    names: list[str] = [p.name for p in root.iterdir()]
+    return sorted(n[len(prefix) :] for n in names if n.startswith(prefix))
 
 
-def missing_partition(cfg: InputConfig, run_date: dt.date) -> InputNotFoundError:
-    dates = available_dates(cfg)
+def missing_partition(
+    cfg: InputConfig, run_date: dt.date, storage: StorageConfig | None = None
+) -> InputNotFoundError:
+    dates = available_dates(cfg, storage)
     shown = dates[-5:] if dates else "none"
     return InputNotFoundError(
         f"input partition {partition_path(cfg, run_date)} for {run_date} does not exist; "
@@ -32,5 +41,7 @@ def missing_partition(cfg: InputConfig, run_date: dt.date) -> InputNotFoundError
     )
 
 
-def partition_exists(cfg: InputConfig, run_date: dt.date) -> bool:
-    return local_path(partition_path(cfg, run_date)).is_dir()
+def partition_exists(
+    cfg: InputConfig, run_date: dt.date, storage: StorageConfig | None = None
+) -> bool:
+    return partition_location(cfg, run_date, storage).is_dir()

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from batch_serving.errors import StorageError
+from batch_serving.tables.storage import AnyPath, Location
 
 MANIFEST_NAME = "_manifest.json"
 AFTER_COMMIT_NAME = "_after_commit.json"
@@ -125,8 +125,12 @@ class AfterCommit(_Record):
     skipped: str | None = None  # why the steps did not run (the partition holds another run)
 
 
-def write_json(path: Path, record: BaseModel) -> Path:
-    """Write ``record`` atomically (temp file + rename): a reader never sees half a file."""
+def write_json(path: AnyPath, record: BaseModel) -> AnyPath:
+    """Write ``record`` atomically (temp file + rename; one PUT on object stores): a reader
+    never sees half a file."""
+    if isinstance(path, Location):
+        path.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
+        return path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
@@ -134,14 +138,14 @@ def write_json(path: Path, record: BaseModel) -> Path:
     return path
 
 
-def write_manifest(directory: Path, manifest: RunManifest) -> Path:
+def write_manifest(directory: AnyPath, manifest: RunManifest) -> AnyPath:
     return write_json(directory / MANIFEST_NAME, manifest)
 
 
 R = TypeVar("R", bound=_Record)
 
 
-def _read(path: Path, kind: type[R]) -> R | None:
+def _read(path: AnyPath, kind: type[R]) -> R | None:
     try:
         return kind.model_validate_json(path.read_text())
     except FileNotFoundError:
@@ -150,16 +154,16 @@ def _read(path: Path, kind: type[R]) -> R | None:
         raise StorageError(f"unreadable {kind.__name__} record {path}: {exc}") from None
 
 
-def read_manifest(partition_dir: Path) -> RunManifest | None:
+def read_manifest(partition_dir: AnyPath) -> RunManifest | None:
     """The partition's manifest; None if it has none; StorageError if it is unreadable."""
     return _read(partition_dir / MANIFEST_NAME, RunManifest)
 
 
-def committed_run_id(partition_dir: Path) -> str | None:
+def committed_run_id(partition_dir: AnyPath) -> str | None:
     """Which run's data the partition holds right now (None: no committed manifest)."""
     manifest = read_manifest(partition_dir)
     return manifest.run_id if manifest else None
 
 
-def read_after_commit(run_dir: Path) -> AfterCommit | None:
+def read_after_commit(run_dir: AnyPath) -> AfterCommit | None:
     return _read(run_dir / AFTER_COMMIT_NAME, AfterCommit)

@@ -121,7 +121,10 @@ def clean_staging(
     Staging directories are listed BEFORE the leases are read: a run creates its staging only
     after taking its lease and removes it before releasing it, so a live run seen in the
     listing is still named by a lease when we read them."""
-    found = [p for layout in layouts for p in list_dirs(layout.staging_dir("x").parent)]
+    # local staging only: on object stores a run stages in its own run directory, which the
+    # pointer protocol cleans up (tables.object_commit.clean_expired)
+    parents = [layout.staging_dir("x").parent for layout in layouts]
+    found = [p for parent in parents if isinstance(parent, Path) for p in list_dirs(parent)]
     found = [p for p in found if p.name != keep_run]
     if not found:
         return []

@@ -7,6 +7,7 @@ from batch_serving.spark.engines.arrow_direct import ArrowDirectEngine
 from batch_serving.spark.engines.base import Engine, InputData, Staging
 from batch_serving.spark.engines.dataframe import DataFrameEngine
 from batch_serving.tables.files import is_local
+from batch_serving.tables.storage import pyarrow_can_read
 
 __all__ = ["Engine", "InputData", "Staging", "choose_engine", "engine_named"]
 
@@ -17,7 +18,9 @@ def choose_engine(cfg: JobConfig) -> str:
         return cfg.engine
     if cfg.validation.duplicate_ids == "keep_last":
         return "dataframe"  # needs a window over the whole partition
-    return "arrow_direct" if is_local(cfg.input.path) else "dataframe"
+    # object stores too: pyarrow's own clients need no Hadoop connector jars
+    path = cfg.input.path
+    return "arrow_direct" if is_local(path) or pyarrow_can_read(path) else "dataframe"
 
 
 def engine_named(name: str) -> Engine:

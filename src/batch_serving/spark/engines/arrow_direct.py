@@ -6,7 +6,10 @@ balanced by row count from the Parquet footers. Each Spark task then reads its u
 pyarrow, scores it with the scoring core, and writes ``part-<unit>.parquet`` into the run's
 staging directory under a temporary name it then renames, so a retried or speculative task
 overwrites instead of duplicating.
-Applicable when the input is plain Parquet on a filesystem the executors can read.
+Applicable when the input is plain Parquet on a filesystem the executors can read: a local
+or shared path, or an object store / HDFS URI (``tables.storage``: pyarrow's own clients, no
+Hadoop jars). On object stores a part file is written straight to its final key: a PUT appears
+whole or not at all, and a retried task overwrites the same key.
 """
 
 from __future__ import annotations
@@ -19,18 +22,21 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
-from batch_serving.config import InputConfig
+from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark import errors
+from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
-from batch_serving.tables.files import ParquetInput, inspect_input, local_path
-from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
+from batch_serving.tables.files import ParquetInput, inspect_input
+from batch_serving.tables.inputs import missing_partition, partition_location, partition_path
+from batch_serving.tables.storage import AnyPath, Location, parquet_source, spark_uri
 
 BATCH_ROWS = 65_536
 
@@ -41,23 +47,32 @@ class WorkUnit:
     path: str
     row_groups: tuple[int, ...]
     rows: int
+    fs: pafs.FileSystem | None = None  # None: a local path
 
 
 class ArrowDirectEngine:
     name = "arrow_direct"
 
-    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData:
-        if not partition_exists(cfg, run_date):
-            raise missing_partition(cfg, run_date)
+    def read(
+        self,
+        spark: SparkSession,
+        cfg: InputConfig,
+        run_date: dt.date,
+        storage: StorageConfig | None = None,
+    ) -> InputData:
+        partition = partition_location(cfg, run_date, storage)
+        if not partition.is_dir():
+            raise missing_partition(cfg, run_date, storage)
         where = partition_path(cfg, run_date)
-        found = inspect_input(local_path(where))
+        found = inspect_input(partition)
         return InputData(where, found.rows, found.schema, found.files, found)
 
     def duplicate_ids(self, data: InputData, entities: list[str]) -> tuple[int, list[Any]]:
         return duplicate_ids_arrow(data.files, entities)
 
     def frame(self, spark: SparkSession, data: InputData) -> DataFrame:
-        return spark.read.parquet(data.where)
+        require_scheme(spark, data.where, "input expectations on")
+        return spark.read.parquet(spark_uri(data.where))
 
     def stage(
         self,
@@ -71,7 +86,7 @@ class ArrowDirectEngine:
         units = plan_units(data.native, max(spark.sparkContext.defaultParallelism * 2, 1))
         staging.predictions.mkdir(parents=True, exist_ok=True)
         staging.quarantine.mkdir(parents=True, exist_ok=True)
-        dirs = (str(staging.predictions), str(staging.quarantine))
+        dirs = (staging.predictions, staging.quarantine)
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
@@ -86,25 +101,26 @@ def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
     """Split files into units of about ``rows / target_units`` rows, along row groups."""
     goal = max(1, -(-found.rows // max(1, target_units)))
     units: list[WorkUnit] = []
-    for path, groups in zip(found.files, found.row_groups, strict=True):
+    for file, groups in zip(found.files, found.row_groups, strict=True):
+        path, fs = parquet_source(file)
         current: list[int] = []
         current_rows = 0
         for i, n in enumerate(groups):
             if current and current_rows + n > goal:
-                units.append(WorkUnit(len(units), str(path), tuple(current), current_rows))
+                units.append(WorkUnit(len(units), path, tuple(current), current_rows, fs))
                 current, current_rows = [], 0
             current.append(i)
             current_rows += n
         if current or not groups:
-            units.append(WorkUnit(len(units), str(path), tuple(current), current_rows))
+            units.append(WorkUnit(len(units), path, tuple(current), current_rows, fs))
     return units
 
 
-def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[str, str]) -> None:
+def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[AnyPath, AnyPath]) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
     plan = scorer.plan
     quarantined: list[pa.RecordBatch] = []
-    source = pq.ParquetFile(unit.path)
+    source = pq.ParquetFile(unit.path, filesystem=unit.fs)
     with _AtomicWriter(dirs[0], unit.index, plan.output_schema) as writer:
         if unit.row_groups:
             groups = list(unit.row_groups)
@@ -121,13 +137,25 @@ def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[str, str]) -> N
 
 class _AtomicWriter:
     """``part-<index>.parquet`` written under a temporary name and renamed on success, so task
-    retries and speculative copies replace each other instead of adding files."""
+    retries and speculative copies replace each other instead of adding files. On an object
+    store the final key is written directly (no rename there; a PUT is atomic, and a failed
+    attempt's file is overwritten by the retry or, if every attempt fails, the run fails)."""
 
-    def __init__(self, directory: str, index: int, schema: pa.Schema) -> None:
-        self.final = os.path.join(directory, f"part-{index:05d}.parquet")
-        self.tmp = os.path.join(directory, f".part-{index:05d}.{uuid.uuid4().hex}.tmp")
+    def __init__(self, directory: AnyPath, index: int, schema: pa.Schema) -> None:
+        name = f"part-{index:05d}.parquet"
+        self.fs: pafs.FileSystem | None = None
+        if isinstance(directory, Location):
+            self.fs = directory.fs
+            self.final = self.tmp = (directory / name).path
+        else:
+            self.final = os.path.join(directory, name)
+            self.tmp = os.path.join(directory, f".part-{index:05d}.{uuid.uuid4().hex}.tmp")
         self.writer = pq.ParquetWriter(
-            self.tmp, schema, compression="snappy", use_dictionary=dictionary_columns(schema)
+            self.tmp,
+            schema,
+            compression="snappy",
+            use_dictionary=dictionary_columns(schema),
+            filesystem=self.fs,
         )
 
     def __enter__(self) -> _AtomicWriter:
@@ -138,6 +166,8 @@ class _AtomicWriter:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.writer.close()
+        if self.fs is not None:
+            return
         if exc_type is None:
             os.replace(self.tmp, self.final)
         else:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
-from batch_serving.config import InputConfig
+from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.delivery import ModelHandle
+from batch_serving.tables.storage import AnyPath
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class InputData:
     where: str
     rows: int
     schema: pa.Schema
-    files: tuple[Path, ...]  # local data files; empty when the input is not on a local path
+    files: tuple[AnyPath, ...]  # data files (pyarrow-readable); empty when Spark reads them
     native: Any = None  # the engine's own handle: footers (arrow_direct) or a DataFrame
 
 
@@ -34,14 +34,20 @@ class InputData:
 class Staging:
     """Where a run stages its two outputs before the commit."""
 
-    predictions: Path
-    quarantine: Path
+    predictions: AnyPath
+    quarantine: AnyPath
 
 
 class Engine(Protocol):
     name: str
 
-    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData: ...
+    def read(
+        self,
+        spark: SparkSession,
+        cfg: InputConfig,
+        run_date: dt.date,
+        storage: StorageConfig | None = None,
+    ) -> InputData: ...
 
     def duplicate_ids(self, data: InputData, entities: list[str]) -> tuple[int, list[Any]]: ...
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -17,24 +16,33 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
-from batch_serving.config import InputConfig
+from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer, tagged
 from batch_serving.scoring.plan import ERROR_CLASS, ScoringPlan
 from batch_serving.spark import errors
+from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.reader import read_partition
 from batch_serving.tables.files import checked_data_files, count_rows, is_local, local_path
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
+from batch_serving.tables.storage import AnyPath, Location
 
 
 class DataFrameEngine:
     name = "dataframe"
 
-    def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData:
+    def read(
+        self,
+        spark: SparkSession,
+        cfg: InputConfig,
+        run_date: dt.date,
+        storage: StorageConfig | None = None,
+    ) -> InputData:
         where = partition_path(cfg, run_date)
-        files: tuple[Path, ...] = ()
+        require_scheme(spark, where, "input")
+        files: tuple[AnyPath, ...] = ()
         if is_local(where):
             # the one rule of data files (tables.files), checked first: Spark gets exactly the
             # files arrow_direct would read, and a non-Parquet one fails both engines alike
@@ -117,4 +125,5 @@ def keep_last_rows(df: DataFrame, entity_columns: list[str]) -> DataFrame:
 
 
 def _write(df: DataFrame, staged: Any) -> None:
-    errors.scoring(lambda: df.write.mode("overwrite").parquet(str(staged)), staged)
+    target = staged.spark_uri if isinstance(staged, Location) else str(staged)
+    errors.scoring(lambda: df.write.mode("overwrite").parquet(target), staged)
