@@ -181,7 +181,34 @@ def build_parser() -> argparse.ArgumentParser:
         "from the typed config: every key, its type, default and description.",
     )
     schema.set_defaults(func=commands.schema_command)
+    add_monitoring_commands(sub)
     return parser
+
+
+def add_monitoring_commands(sub: argparse._SubParsersAction) -> None:
+    """``runs`` and ``report`` (issue #13: drift per run and the run report)."""
+    from batch_serving.cli import monitoring_commands
+
+    runs = sub.add_parser(
+        "runs",
+        help="list a job's runs: status, rows, drift and gate outcome",
+        description="One line per run of the job's model: committed runs (oldest date first), "
+        "then runs whose data no partition holds (replaced or never committed). The drift gate "
+        "is evaluated with the config's current monitoring.gates, as publish would.",
+    )
+    add_job_arguments(runs, run_date_required=False)
+    add_json_argument(runs)
+    runs.set_defaults(func=monitoring_commands.runs_command)
+
+    report = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of a run and the index page; print the report's path",
+        description="Builds <output.root>/_runs/predictions/<model>/<run_id>/report.html for the "
+        "run committed for --run-date (default: the latest committed date) and "
+        "<output.root>/_runs/index.html, from the manifest and the drift profile (no Spark).",
+    )
+    add_job_arguments(report, run_date_required=False)
+    report.set_defaults(func=monitoring_commands.report_command)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, run_date_required: bool = True) -> None:

@@ -32,6 +32,7 @@ from batch_serving.config.sections import (
     InputConfig,
     LoadingConfig,
     ModelConfig,
+    MonitoringConfig,
     OutputConfig,
     PublishConfig,
     ScheduleConfig,
@@ -75,6 +76,8 @@ class JobConfig(Frozen):
     """The generated Airflow DAG."""
     spark: SparkConfig = SparkConfig()
     """The Spark session."""
+    monitoring: MonitoringConfig = MonitoringConfig()
+    """Drift per run (in the scoring pass), the run report and drift gates on publish."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None

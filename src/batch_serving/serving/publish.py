@@ -79,6 +79,10 @@ def _publish(
     model = cfg.model.name
     partition = predictions_layout(cfg.output.root, model).partition_dir(run_date)
     manifest = verify_committed(partition)
+    if manifest.drift:
+        from batch_serving.monitoring.gates import enforce_on_publish
+
+        enforce_on_publish(cfg.monitoring.gates, manifest.drift, partition)
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
     directory = layout.snapshot_dir(model, snapshot_id)

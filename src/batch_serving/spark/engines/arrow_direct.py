@@ -23,12 +23,14 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig
+from batch_serving.monitoring.profile import ProfilePartial, Profiler, ProfileSpec
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark import errors
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
+from batch_serving.spark.profiles import profile_accumulator
 from batch_serving.tables.files import ParquetInput, inspect_input, local_path
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 
@@ -67,19 +69,25 @@ class ArrowDirectEngine:
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-    ) -> None:
+        monitor: ProfileSpec | None = None,
+    ) -> ProfilePartial | None:
         units = plan_units(data.native, max(spark.sparkContext.defaultParallelism * 2, 1))
         staging.predictions.mkdir(parents=True, exist_ok=True)
         staging.quarantine.mkdir(parents=True, exist_ok=True)
         dirs = (str(staging.predictions), str(staging.quarantine))
+        profiles = profile_accumulator(spark, monitor) if monitor is not None else None
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
+            profiler = Profiler.of(monitor) if monitor is not None else None
             for unit in it:
-                _score_unit(unit, scorer, dirs)
+                _score_unit(unit, scorer, dirs, profiler)
+            if profiles is not None and profiler is not None:
+                profiles.add(profiler.partial)
 
         rdd = spark.sparkContext.parallelize(units, len(units))
         errors.scoring(lambda: rdd.foreachPartition(score_units), staging.predictions)
+        return profiles.value if profiles is not None else None
 
 
 def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
@@ -100,7 +108,9 @@ def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
     return units
 
 
-def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[str, str]) -> None:
+def _score_unit(
+    unit: WorkUnit, scorer: BatchScorer, dirs: tuple[str, str], profiler: Profiler | None = None
+) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
     plan = scorer.plan
     quarantined: list[pa.RecordBatch] = []
@@ -111,6 +121,8 @@ def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[str, str]) -> N
             for batch in source.iter_batches(BATCH_ROWS, groups, plan.input_columns):
                 scored = scorer.score(batch)
                 writer.write(scored.predictions)
+                if profiler is not None:
+                    profiler.add(batch, scored.predictions)
                 if scored.quarantined is not None:
                     quarantined.append(scored.quarantined)
     if quarantined:
