@@ -41,10 +41,13 @@ $(AIRFLOW_STAMP): requirements/airflow.txt pyproject.toml
 	$(AIRFLOW_VENV)/bin/pip install -q --no-deps -e .
 	touch $(AIRFLOW_STAMP)
 
-system-deps: ## redis-server (lookup store tests) and wrk (bench-api), from Debian packages
+system-deps: ## redis-server (lookup store tests), wrk (bench-api), chromium (report render test)
 	@if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server wrk \
 		|| echo "warning: could not install redis-server/wrk: Redis tests will be skipped"; fi
+	@if ! command -v chromium >/dev/null; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium \
+		|| echo "warning: could not install chromium: the report render test will fail"; fi
 
 install: $(STAMP) $(AIRFLOW_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, redis-server, wrk
 

@@ -244,7 +244,7 @@ class Profile:
         """Atomically (temp file + rename), like the manifest."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")  # column order kept
         os.replace(tmp, path)
         return path
 
