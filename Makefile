@@ -89,7 +89,7 @@ clean: ## remove generated data (keeps venvs)
 SCALE ?= 2M
 ONLY ?=
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off (SCALE=200k|2M|20M, ONLY=single|multi|drift)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M

@@ -17,7 +17,8 @@ EXIT_CODES = """exit codes:
   6  output validation failed (row counts do not reconcile); nothing committed
   7  storage error (unreadable file, failed commit, serving store unreachable)
   7  also: another run holds the date's lease (the message names it; --wait waits)
-  8  publish refused (partition not committed or failed validation; nothing to roll back to)
+  8  publish refused (partition not committed, failed validation, drift over monitoring.gates;
+     nothing to roll back to)
 """
 
 
