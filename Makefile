@@ -88,6 +88,10 @@ clean: ## remove generated data (keeps venvs)
 
 SCALE ?= 2M
 ONLY ?=
+.PHONY: report-png
+report-png: $(STAMP) ## README screenshot of the latest demo run's report (after make demo; needs chromium)
+	$(PY) docs/screenshot.py --config conf/jobs/churn.yaml --out docs/img/report.png
+
 .PHONY: bench
 bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off (SCALE=200k|2M|20M, ONLY=single|multi|drift)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))

@@ -3,6 +3,8 @@ shifts, profiles that merge like one pass over all rows, and the drift gate's ou
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -41,7 +43,7 @@ def psi_by_hand(current: np.ndarray, reference: np.ndarray, edges: np.ndarray) -
     """PSI as a textbook writes it: histogram both on the reference's edges, sum per bin."""
     bounds = np.concatenate([[-np.inf], edges, [np.inf]])
     total = 0.0
-    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+    for lo, hi in itertools.pairwise(bounds):
         actual = max(np.mean((current >= lo) & (current < hi)), 1e-6)
         expected = max(np.mean((reference >= lo) & (reference < hi)), 1e-6)
         total += (actual - expected) * np.log(actual / expected)

@@ -196,12 +196,25 @@ def _comparison(shadow: str, values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+STEP_ORDER = (
+    "resolve_model",
+    "load_model",
+    "read",
+    "validate",
+    "drift_reference",
+    "score_and_stage",
+    "reconcile",
+    "validate_output",
+    "commit",
+)
+
+
 def _durations(durations: Mapping[str, float]) -> list[dict[str, Any]]:
+    """In the order the steps run (the records store them sorted by name)."""
     longest = max([*durations.values(), 1e-9])
-    return [
-        {"step": k, "seconds": v, "width": int(np.ceil(240 * v / longest))}
-        for k, v in durations.items()
-    ]
+    rank = {name: i for i, name in enumerate(STEP_ORDER)}
+    steps = sorted(durations.items(), key=lambda kv: (rank.get(kv[0], len(rank)), kv[0]))
+    return [{"step": k, "seconds": v, "width": int(np.ceil(240 * v / longest))} for k, v in steps]
 
 
 def build_index(root: Path, cfg: JobConfig) -> Path:

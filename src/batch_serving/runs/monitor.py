@@ -59,7 +59,8 @@ class Drift:
 
 
 def monitored_columns(plan: ScoringPlan, schema: pa.Schema) -> list[Monitored]:
-    """The served score(s), each member's score (multi-model plans), then every input feature."""
+    """The served score(s), each member's score (multi-model plans; the champion's only when an
+    ensemble is served, otherwise it IS the served score), then every input feature."""
     served_binary = plan.served.spec.kind == "binary"
     binary_members = all(m.spec.kind == "binary" for m in plan.members)
     columns = [
@@ -74,6 +75,8 @@ def monitored_columns(plan: ScoringPlan, schema: pa.Schema) -> list[Monitored]:
     ]
     if plan.multi:
         for member in plan.members:
+            if member is plan.served and plan.ensemble is None:
+                continue
             name = score_field(member)
             if name is not None:
                 probability = member.spec.kind == "binary"
