@@ -8,7 +8,7 @@ from batch_serving.cli.output import emit, stdout_reserved
 
 
 def runs_command(args: argparse.Namespace) -> int:
-    from batch_serving.config import load_config
+    from batch_serving.config import load_config, parse_run_date
     from batch_serving.monitoring.history import list_runs
     from batch_serving.tables.layout import predictions_layout
 
@@ -16,6 +16,8 @@ def runs_command(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, env=args.env)
         layout = predictions_layout(cfg.output.root, cfg.model.name)
         runs = list_runs(layout, cfg.monitoring.gates)
+        if args.run_date:  # one date's runs only
+            runs = [r for r in runs if r.run_date == parse_run_date(args.run_date).isoformat()]
     record = {"job": cfg.job, "model": cfg.model.name, "runs": [r.to_dict() for r in runs]}
     emit(args.json, record, run_lines(cfg.job, cfg.model.name, [r.to_dict() for r in runs]))
     return 0

@@ -195,7 +195,8 @@ def add_monitoring_commands(sub: argparse._SubParsersAction) -> None:
         help="list a job's runs: status, rows, drift and gate outcome",
         description="One line per run of the job's model: committed runs (oldest date first), "
         "then runs whose data no partition holds (replaced or never committed). The drift gate "
-        "is evaluated with the config's current monitoring.gates, as publish would.",
+        "is evaluated with the config's current monitoring.gates, as publish would. "
+        "--run-date keeps that date's runs only.",
     )
     add_job_arguments(runs, run_date_required=False)
     add_json_argument(runs)
