@@ -122,3 +122,53 @@ def test_gate_outcome_names_column_and_value() -> None:
     assert outcome.warnings == ["feature tenure PSI 0.2200 > 0.2 (warning)"]
     assert not outcome.success
     assert evaluate(DriftGatesConfig(score_psi_max=0.5), {"score": columns["score"]}).success
+
+
+def test_training_reference_round_trips_through_mlflow(tracking_uri: str) -> None:
+    """A training profile logged with a model's run is what a run takes its bins from."""
+    import mlflow
+
+    from batch_serving.monitoring.reference import (
+        log_training_reference,
+        model_profile,
+        reference_profiles,
+        training_reference,
+    )
+
+    rng = np.random.default_rng(5)
+    table = pa.table(
+        {
+            "tenure": rng.normal(20, 5, 5000),
+            "contract": rng.choice(["monthly", "yearly"], 5000),
+            "score": rng.uniform(0, 1, 5000),
+        }
+    )
+    reference = training_reference(table, "score", bins=8, top_k=5)
+    mlflow.set_tracking_uri(tracking_uri)
+    with mlflow.start_run() as run:
+        log_training_reference(reference)
+    got = model_profile(tracking_uri, run.info.run_id)
+    assert got is not None and got.to_dict() == reference.to_dict()
+    assert model_profile(tracking_uri, None) is None
+    counts = {
+        v: int(np.sum(table.column("contract").to_numpy() == v)) for v in ("monthly", "yearly")
+    }
+    by_count = tuple(sorted(counts, key=lambda v: -counts[v]))
+    assert got.spec.by_name()["contract"].categories == by_count  # most frequent first
+    assert len(got.spec.by_name()["tenure"].edges) == 7
+    assert got.spec.by_name()["score"].edges == tuple(np.linspace(0, 1, 9)[1:-1])
+
+    # auto: the model's reference first, the previous date's after it
+    previous = training_reference(table.slice(0, 100), "score")
+    order = reference_profiles("auto", lambda: got, lambda: previous)
+    assert order == [got, previous]
+    assert reference_profiles("previous", lambda: got, lambda: None) == []
+    spec = build_spec(
+        [Monitored("tenure", "feature", pa.float64()), Monitored("new", "feature", pa.int64())],
+        order,
+        lambda names: pa.table({"new": pa.array(range(100))}).select(names),
+        bins=4,
+        top_k=3,
+    )
+    assert spec.by_name()["tenure"].edges == got.spec.by_name()["tenure"].edges
+    assert spec.by_name()["new"].edges == (24.75, 49.5, 74.25)  # quartiles of the sample

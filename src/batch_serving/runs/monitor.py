@@ -85,9 +85,23 @@ def monitored_columns(plan: ScoringPlan, schema: pa.Schema) -> list[Monitored]:
                 )
     entities = set(plan.entity_columns)
     for name in plan.input_columns:
-        if name not in entities and name in schema.names:
+        if name not in entities and name in schema.names and binnable(schema.field(name).type):
             columns.append(Monitored(name, "feature", schema.field(name).type))
     return columns
+
+
+def binnable(dtype: pa.DataType) -> bool:
+    """Numbers, booleans and strings; nested or temporal features are not profiled."""
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return (
+        pa.types.is_integer(dtype)
+        or pa.types.is_floating(dtype)
+        or pa.types.is_decimal(dtype)
+        or pa.types.is_boolean(dtype)
+        or pa.types.is_string(dtype)
+        or pa.types.is_large_string(dtype)
+    )
 
 
 def plan_monitoring(
