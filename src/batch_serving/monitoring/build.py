@@ -57,7 +57,8 @@ def gather(
 ) -> RunReport:
     drift = manifest.drift
     references = drift.get("references", [])
-    reference = _reference(cfg, layout, references[0]) if references else None
+    loaded = [_reference(cfg, layout, r) for r in references]
+    reference_profiles = [p for p in loaded if p is not None]
     after = read_after_commit(layout.run_dir(manifest.run_id))
     durations = after.durations_s if after is not None and after.durations_s else None
     report = RunReport(
@@ -75,7 +76,7 @@ def gather(
     )
     if profile is not None:
         for spec in profile.spec.columns:
-            plot = _plot(profile, reference, spec.name)
+            plot = _plot(profile, reference_profiles, spec.name)
             if plot is not None:
                 target = report.score_plots if spec.role != "feature" else report.feature_plots
                 target.append({"name": spec.name, "svg": plot})
@@ -109,17 +110,20 @@ def _describe(references: list[Mapping[str, Any]]) -> str:
     return "; then ".join(parts)
 
 
-def _plot(profile: Profile, reference: Profile | None, name: str) -> str | None:
+def _plot(profile: Profile, references: list[Profile], name: str) -> str | None:
+    """This run's bin shares against the first reference binned the same way (as ``compare``)."""
     found = profile.column(name)
     if found is None:
         return None
     spec, counts = found
     total = counts.counts.sum()
     current = (counts.counts / total).tolist() if total else [0.0] * spec.bins
-    theirs = reference.column(name) if reference is not None else None
     ref: list[float] | None = None
-    if theirs is not None and same_bins(spec, theirs[0]) and theirs[1].counts.sum():
-        ref = (theirs[1].counts / theirs[1].counts.sum()).tolist()
+    for reference in references:
+        theirs = reference.column(name)
+        if theirs is not None and same_bins(spec, theirs[0]) and theirs[1].counts.sum():
+            ref = (theirs[1].counts / theirs[1].counts.sum()).tolist()
+            break
     return svg.histogram(current, ref, spec.labels(), f"{name}: this run vs reference")
 
 
