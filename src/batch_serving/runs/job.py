@@ -57,13 +57,21 @@ def run_score(
         recover_date(cfg, run_date)
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
+        report = _report(cfg, run_date) if cfg.monitoring.enabled else None
         after = after_commit(spark, run, manifest, committed)
-    report = None
-    if cfg.monitoring.enabled:
-        from batch_serving.monitoring.build import build_reports
-
-        report = build_reports(cfg, run_date)
     return RunResult(manifest, committed, after, report)
+
+
+def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
+    """The run's report, before the post-commit steps (so the MLflow record can log it); the
+    partition is committed already, so a report that cannot be built is a warning only."""
+    from batch_serving.monitoring.build import build_reports
+
+    try:
+        return build_reports(cfg, run_date)
+    except Exception as exc:
+        log.warning("run report not built (batch-serving report rebuilds it): %s", exc)
+        return None
 
 
 def _score_and_commit(
