@@ -93,13 +93,13 @@ report-png: $(STAMP) ## README screenshot of the latest demo run's report (after
 	$(PY) docs/screenshot.py --config conf/jobs/churn.yaml --out docs/img/report.png
 
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off (SCALE=200k|2M|20M, ONLY=single|multi|drift)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off, GX gates' share (SCALE=200k|2M|20M, ONLY=single|multi|drift|gates)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M
 .PHONY: bench-api
-bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load (ENTITIES=1M|10M)
-	$(PY) bench/api_bench.py --entities $(ENTITIES)
+bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
+	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)
 
 .PHONY: cluster-test
 cluster-test: install package ## only the standalone-cluster test (master + 2 workers on loopback)

@@ -28,9 +28,8 @@ predictions.<model>, one partition key per date of the range.
 Failures: the commands' exit codes say whether a retry can help. 2 (config), 3 (registry,
 model, alias or version), 4 (input validation) and 8 (publish refused) fail the task at once
 (AirflowFailException, no retries); anything else (1 unexpected, 5 scoring, 6 output
-validation, 7 storage or lease held, a signal) is retried ``schedule.retries`` times with
-exponential backoff. Exit 3 also covers an unreachable registry, which a retry could fix:
-the CLI does not tell the two apart yet.
+validation, 7 storage or lease held, 9 registry unreachable, a signal) is retried
+``schedule.retries`` times with exponential backoff.
 
 Settings per job come from the YAML's ``schedule:`` section (cron, start_date, catchup,
 retries with exponential backoff, max_active_runs, sensor timing, tags; defaults in
@@ -60,6 +59,7 @@ from airflow.providers.standard.triggers.file import FileTrigger
 from airflow.sdk import DAG, Asset, BaseOperator, BaseSensorOperator, Context, Param
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+import batch_serving
 from batch_serving.config import JobConfig, load_config
 from batch_serving.errors import BatchServingError, ConfigError
 from batch_serving.serving.pointer import ServingLayout, read_pointer
@@ -80,16 +80,23 @@ ENV_OVERLAY = os.environ.get("BATCH_SERVING_ENV", "")
 EXIT_CODES = {
     1: "unexpected error",
     2: "invalid config or arguments",
-    3: "model registry unreachable, or model/alias/version unknown or not loadable",
+    3: "model/alias/version unknown or not loadable",
     4: "input validation failed",
     5: "too many rows could not be scored",
     6: "output validation failed",
     7: "storage error or another run holds the date's lease",
     8: "publish refused",
+    9: "model registry unreachable",
 }
-# Retrying cannot change these: the same config, model and input fail the same way. Exit 3
-# includes an unreachable registry (transient), which the CLI does not tell apart today.
+# Retrying cannot change these: the same config, model and input fail the same way. An
+# unreachable registry is exit 9, retried like the other transient failures.
 NOT_RETRYABLE = frozenset({2, 3, 4, 8})
+# The packaged log4j2 file keeps a healthy spark-submit run free of Hive/metastore WARN lines
+# (a driver started by spark-submit never sees spark/session.py's default Java options).
+QUIET_DRIVER = {
+    "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile="
+    + (Path(batch_serving.__file__).parent / "spark" / "log4j2.properties").as_uri()
+}
 SPARK_SUBMIT_EXIT = re.compile(r"Error code is: (-?\d+)")
 
 
@@ -383,6 +390,7 @@ def build_score_dag(job: Job) -> DAG:
             application=str(HOME / "jobs" / "score.py"),
             application_args=[*job.job_args, "--run-date", "{{ ds }}"],
             conn_id="spark_default",
+            conf=QUIET_DRIVER,
             name=f"batch-serving-{cfg.job}",
             env_vars=job.run_env,
             outlets=[predictions],

@@ -19,6 +19,10 @@ Part "drift" (issue #13): the same arrow_direct job with monitoring off and on (
 and the score binned in the scoring pass, drift vs the previous date, report written), HGB
 and LogReg, interleaved rounds in one session: the on/off wall-time ratio (target <= 1.10x).
 
+Part "gates" (issue #13): the demo-like input + output GX gates on a 200k-row partition (HGB,
+arrow_direct): their steps' share of run_score's wall time (target <= 10%), the same job
+without gates (A/B), and GX's own validation of the same expectations for reference.
+
 Part "multi" (issue #11): 4 different LogisticRegressions, each registered under its own name:
   A4  one Python process reads each file once with pyarrow, calls the 4 models' predict_proba,
       writes once (id + 4 score columns), file by file: the limit for the same work
@@ -48,7 +52,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from batch_serving.config import JobConfig
+from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.models import cache as model_cache
 from batch_serving.runs.job import RunResult, run_score
 from batch_serving.spark.engines.arrow_direct import dictionary_columns
@@ -62,7 +66,19 @@ FEATURES = [f"f{i}" for i in range(20)]
 RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
-PARTS = ("single", "multi", "drift")
+PARTS = ("single", "multi", "drift", "gates")
+GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
+INPUT_GATE = [  # like the demo job's input gate, on the bench columns
+    {"type": "not_null", "column": "id"},
+    {"type": "between", "column": "f0", "min": -10, "max": 10},
+    {"type": "null_fraction", "column": "f1", "max_fraction": 0.01},
+    {"expectation": "ExpectColumnMeanToBeBetween", "column": "f2", "min_value": -1, "max_value": 1},
+    {"type": "row_count_change", "max_change_pct": 50},
+]
+OUTPUT_GATE = [
+    {"type": "not_null", "column": "score"},
+    {"type": "between", "column": "score", "min": 0, "max": 1},
+]
 ROWS_PER_FILE = 250_000
 ROW_GROUP = 65_536
 # multi-model part: member key -> (registered name, training data seed, C): 4 different LogRegs
@@ -337,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
         "multi: 4 models in one pass (A4, M1, M4); drift: monitoring on vs off (HGB and "
-        "LogReg). Default: all",
+        "LogReg); gates: GX gates' share of a 200k-row job. Default: all",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -352,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if "single" in parts or "drift" in parts:
+    if "single" in parts or "drift" in parts or "gates" in parts:
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -375,6 +391,9 @@ def main(argv: list[str] | None = None) -> int:
     if "drift" in parts:
         drift = measure_drift(bench, reps)
         _write_report("drift", args.scale, render_drift(drift, args.scale, rows, reps), drift)
+    if "gates" in parts:
+        gates = measure_gates(bench, reps)
+        _write_report("gates", "200k", render_gates(gates, reps), gates)
     return 0
 
 
@@ -501,6 +520,76 @@ def render_drift(results: list[dict[str, Any]], scale: str, rows: int, reps: int
         "(target <= 1.10x)"
     )
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- gates
+def measure_gates(bench: Bench, reps: int) -> dict[str, Any]:
+    """Gates on vs off on a 200k-row partition, ``reps`` interleaved rounds (median)."""
+    from batch_serving.quality.gates import to_gx, validate_with_gx
+
+    root = DATA / "warehouse" / "gates"
+    make_dataset(root, RUN_DATE, GATE_ROWS)
+    make_dataset(root, WARMUP_DATE, GATE_ROWS)  # the "previous run" of row_count_change
+
+    def job(tag: str, validation: dict[str, Any]) -> JobConfig:
+        raw = _job_dict("hgb", bench.tracking_uri, root, "arrow_direct", bench.scratch / tag)
+        raw["validation"] = validation
+        return JobConfig.model_validate(raw)
+
+    gated = job("gates_on", {"input_expectations": INPUT_GATE, "output_expectations": OUTPUT_GATE})
+    plain = job("gates_off", {})
+    for cfg in (gated, plain):  # warm-up, and the previous committed run for row_count_change
+        run_score(bench.spark, cfg, WARMUP_DATE)
+    rounds = timed_rounds(
+        {
+            "gates on": lambda: run_score(bench.spark, gated, RUN_DATE),
+            "gates off": lambda: run_score(bench.spark, plain, RUN_DATE),
+        },
+        reps,
+    )
+    walls, results = rounds["gates on"]
+    gate_s = [
+        r.after.durations_s.get("gate_input", 0.0) + r.after.durations_s.get("gate_output", 0.0)
+        for r in results
+    ]
+    shares = [g / w for g, w in zip(gate_s, walls, strict=True)]
+    # reference: GX's own validation of the same expectations (its Spark jobs per expectation)
+    frame_in = bench.spark.read.parquet(str(root / f"ds={RUN_DATE}"))
+    frame_out = bench.spark.read.parquet(results[-1].manifest.output.path)
+    own = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for frame, specs in ((frame_in, INPUT_GATE), (frame_out, OUTPUT_GATE)):
+            objects = [to_gx(ExpectationConfig.model_validate(e), GATE_ROWS) for e in specs]
+            validate_with_gx(frame, "bench", objects)
+        own.append(time.perf_counter() - start)
+    return {
+        "rows": GATE_ROWS,
+        "wall_on_s": statistics.median(walls),
+        "wall_off_s": statistics.median(rounds["gates off"][0]),
+        "gates_s": statistics.median(gate_s),
+        "share": statistics.median(shares),
+        "gx_own_s": statistics.median(own),
+        "all_walls_on": walls,
+        "all_walls_off": rounds["gates off"][0],
+        "all_gates_s": gate_s,
+    }
+
+
+def render_gates(g: dict[str, Any], reps: int) -> str:
+    extra = g["wall_on_s"] - g["wall_off_s"]
+    verdict = "PASS" if g["share"] <= 0.10 else "FAIL"
+    return "\n".join(
+        [
+            f"## GX gates at {g['rows']:,} rows (HGB, arrow_direct, median of {reps}; "
+            "shared machine, noisy)",
+            f"  {verdict} gates' share of job wall time: {g['share']:.1%} (target <= 10%): "
+            f"gate_input + gate_output {g['gates_s']:.2f} s of run_score {g['wall_on_s']:.2f} s",
+            f"  A/B: same job without gates {g['wall_off_s']:.2f} s "
+            f"(difference {extra:+.2f} s, {extra / g['wall_on_s']:+.1%} of the gated run)",
+            f"  reference: GX's own validation of the same 7 expectations {g['gx_own_s']:.2f} s",
+        ]
+    )
 
 
 # ----------------------------------------------------------------------------- several models

@@ -66,7 +66,7 @@ spec = importlib.util.spec_from_file_location("dags", %r)
 dags = sys.modules["dags"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(dags)
 outcome = {}
-for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 137, -9):
+for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 137, -9):
     try:
         dags.fail_on_exit_code(code, "cmd")
         outcome[code] = "ok"
@@ -444,12 +444,13 @@ def test_exit_codes_that_a_retry_cannot_fix_fail_at_once(tmp_path: Path) -> None
         "0": "ok",
         "1": "retry",  # unexpected
         "2": "fail",  # config
-        "3": "fail",  # registry/model/alias/version (an unreachable registry too, for now)
+        "3": "fail",  # model/alias/version unknown or not loadable
         "4": "fail",  # input validation
         "5": "retry",  # scoring
         "6": "retry",  # output validation
         "7": "retry",  # storage, lease held
         "8": "fail",  # publish refused
+        "9": "retry",  # registry unreachable
         "137": "retry",  # killed
         "-9": "retry",
     }
@@ -474,6 +475,10 @@ def test_dags_test_waits_deferred_then_scores_publishes_and_announces_the_date(
     )
     proj.write_input(RUN_DATE)  # ... and the trigger sees the files arrive
     assert run.wait(timeout=600) == 0, out.read_text()[-4000:]
+    log = out.read_text()
+    # spark-submit's driver gets the packaged log4j2 file: the job's summary, no JVM noise
+    assert f"batch-serving: job {JOB} scored {RUN_DATE}" in log
+    assert not [line for line in log.splitlines() if " WARN " in line], log[-4000:]
 
     tasks = proj.tasks(dag_id)
     assert all(state == "success" for state, _ in tasks.values()), tasks

@@ -264,9 +264,21 @@ def test_dataframe_engine_gathers_the_same_profile(
     name, _ = register(champion, customers(200)[builders.FEATURES])
     frame = customers(500, seed=11)
     warehouse(frame, DAYS[0])
-    cfg = job_config(name, engine="dataframe", monitoring={"enabled": True})
+    cfg = job_config(
+        name, engine="dataframe", monitoring={"enabled": True}, tracking={"log_runs": True}
+    )
     result = run_score(spark, cfg, DAYS[0])
     assert result.manifest.scoring.engine == "dataframe"
+    # the MLflow run record carries the run's profile and report
+    from mlflow import MlflowClient
+
+    client = MlflowClient(cfg.model.tracking_uri)
+    assert result.after.mlflow_run_id is not None
+    logged = {
+        Path(a.path).name
+        for a in client.list_artifacts(result.after.mlflow_run_id, "batch_serving")
+    }
+    assert {"profile.json", "report.html", "_manifest.json"} <= logged
     profile = read_profile(result.committed.path / PROFILE_NAME)
     assert profile is not None
     table = pa.Table.from_pandas(frame[builders.FEATURES], preserve_index=False)

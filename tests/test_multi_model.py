@@ -253,3 +253,44 @@ def test_check_input_resolves_every_member(
     for key, version in (("champion", models.v1), ("challenger", models.v2)):
         assert f"model    : {key} models:/{models.name}/{version}" in out
     assert f"model    : tenure_adj models:/{models.stage_name}/1" in out
+
+
+def test_pipeline_input_of_the_wrong_type_is_exit_2_before_reading(
+    spark, tmp_path, warehouse, job_config, models: Models, register, capsys
+) -> None:
+    """A multi-class member's string label fed where the next stage expects a number."""
+    warehouse(customers(100))
+    train = labelled(300)
+    contract_model, _ = builders.multiclass(train)
+    contract_name, _ = register(contract_model, train[builders.NUMERIC])
+    data = models.config(job_config).model_dump(mode="json")
+    data["members"]["contract"] = {"name": contract_name, "alias": "champion"}
+    data["members"]["tenure_adj"]["inputs"] = ["contract.predicted_label", "tenure_months"]
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code = main(["score", "--config", str(path), "--run-date", str(RUN_DATE)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "'contract.predicted_label' is string" in err
+    assert f"feature 'champion_score' of models:/{models.stage_name}/1 expects double" in err
+    assert not (tmp_path / "out" / "predictions").exists()
+
+
+def test_comparison_goes_into_the_mlflow_run_record(
+    spark, tmp_path, warehouse, job_config, models: Models
+) -> None:
+    from mlflow import MlflowClient
+
+    warehouse(customers(300))
+    experiment = f"compare-{models.name}"
+    cfg = models.config(job_config, tracking={"log_runs": True, "experiment": experiment})
+    result = run_score(spark, cfg, RUN_DATE)
+    compared = result.manifest.comparison["challenger"]
+    client = MlflowClient(tracking_uri=cfg.model.tracking_uri)
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None
+    (run,) = client.search_runs([found.experiment_id])
+    assert run.info.run_id == result.after.mlflow_run_id
+    for key in ("agreement", "correlation", "mean_abs_diff"):
+        assert run.data.metrics[f"shadow_challenger_{key}"] == pytest.approx(compared[key])
+    assert 0.5 < compared["agreement"] <= 1.0

@@ -22,6 +22,7 @@ HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor
 
 def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list[str]:
     """Prepare data and models if missing, score ``run_date``; return the summary lines."""
+    from batch_serving.quality.gates import preload_gx_for
     from batch_serving.runs.job import run_score
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import build_session
@@ -30,6 +31,7 @@ def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list
     dates = [run_date - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
     ensure_warehouse(cfg, dates, rows)
     ensure_models(cfg, train_rows=min(rows, 50_000))
+    preload_gx_for(cfg)
     spark = build_session(
         cfg.spark,
         f"batch-serving-demo-{cfg.job}",

@@ -20,9 +20,16 @@ class ConfigError(BatchServingError):
 
 
 class RegistryError(BatchServingError):
-    """The model registry cannot be reached, or the model/alias/version does not exist."""
+    """The model/alias/version does not exist in the registry, or its registry store is missing."""
 
     exit_code = 3
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry did not answer (down, network, timeout). Unlike an unknown alias, a later
+    try can succeed, so it has its own exit code that schedulers retry."""
+
+    exit_code = 9
 
 
 class ModelLoadError(RegistryError):

@@ -16,6 +16,7 @@ log = logging.getLogger("batch_serving")
 
 def score_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
+    from batch_serving.quality.gates import preload_gx_for
     from batch_serving.runs.job import run_score
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import build_session
@@ -27,6 +28,7 @@ def score_command(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             tracking_uri=args.tracking_uri,
         )
+        preload_gx_for(cfg)  # GX's import overlaps the JVM's start
         spark = build_session(
             cfg.spark,
             f"batch-serving-{cfg.job}",

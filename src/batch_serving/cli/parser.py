@@ -11,7 +11,7 @@ EXIT_CODES = """exit codes:
   0  success
   1  unexpected error (bug): rerun with --verbose for the traceback
   2  invalid config or arguments
-  3  model registry unreachable, model/alias/version unknown, or model not loadable
+  3  model/alias/version unknown, or model not loadable
   4  input validation failed (missing partition, missing column, wrong type)
   5  more rows could not be scored than validation.max_bad_rows allows
   6  output validation failed (row counts do not reconcile); nothing committed
@@ -19,6 +19,7 @@ EXIT_CODES = """exit codes:
   7  also: another run holds the date's lease (the message names it; --wait waits)
   8  publish refused (partition not committed, failed validation, drift over monitoring.gates;
      nothing to roll back to)
+  9  model registry unreachable (transient: a later try can succeed)
 """
 
 

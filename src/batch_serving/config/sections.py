@@ -91,6 +91,9 @@ class OutputConfig(Frozen):
     """Output root: predictions go to `<root>/predictions/<model>/ds=YYYY-MM-DD/`."""
     score_column: str = "score"
     """Column name of a binary classifier's score."""
+    staging_max_age_hours: float = Field(default=24.0, gt=0)
+    """Staging left by a run that holds no live lease is removed by the next run of the model;
+    where liveness cannot be judged (storage without leases), staging older than this is."""
 
 
 class LoadingConfig(Frozen):
@@ -104,10 +107,31 @@ class LoadingConfig(Frozen):
 
 
 class ExpectationConfig(Frozen):
-    """One data-quality expectation, run with Great Expectations (see ``quality/gates.py``)."""
+    """One data-quality expectation, run with Great Expectations (see ``quality/gates.py``).
 
-    type: Literal["not_null", "null_fraction", "between", "in_set", "unique", "row_count_change"]
-    """Kind of expectation; each kind needs the keys its name suggests."""
+    Either one of our short kinds (``type: between``) or any GX expectation by class name with
+    its own arguments inline: ``{expectation: ExpectColumnValuesToBeBetween, column: x,
+    min_value: 0}`` (the snake name ``expect_column_values_to_be_between`` works too).
+    """
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        json_schema_extra={"additionalProperties": True},  # `expectation:` takes GX's arguments
+    )
+
+    type: (
+        Literal["not_null", "null_fraction", "between", "in_set", "unique", "row_count_change"]
+        | None
+    ) = None
+    """Kind of expectation; each kind needs the keys its name suggests (or set `expectation`)."""
+    expectation: str | None = None
+    """Any Great Expectations expectation class, e.g. `ExpectColumnValuesToMatchRegex` or
+    `expect_column_values_to_match_regex`; its arguments (`column`, `regex`, `mostly` ...) are
+    written beside it. Checked against the pinned GX's catalogue at load."""
+    kwargs: dict[str, Any] = {}
+    """The GX arguments of an `expectation` (collected from the keys written beside it)."""
     column: str | None = None
     """Column checked (every type except `row_count_change`)."""
     min: float | None = None
@@ -123,8 +147,31 @@ class ExpectationConfig(Frozen):
     blocking: bool = True
     """A failing blocking expectation stops the run; a non-blocking one is only logged."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _gx_arguments(cls, data: Any) -> Any:
+        """``expectation:`` form: every key but ``expectation``/``blocking`` is a GX argument."""
+        if not isinstance(data, dict) or data.get("expectation") is None:
+            return data
+        own = {"expectation", "blocking", "kwargs", "type"}
+        unset = {k for k, v in data.items() if k in cls.model_fields and v is None}  # a dump
+        written = {k: v for k, v in data.items() if k not in own | unset}
+        arguments = {**(data.get("kwargs") or {}), **written}
+        return {**{k: v for k, v in data.items() if k in own}, "kwargs": arguments}
+
     @model_validator(mode="after")
     def _arguments(self) -> ExpectationConfig:
+        if (self.type is None) == (self.expectation is None):
+            raise ValueError(
+                "set exactly one of `type` (a short kind) or `expectation` (a GX class)"
+            )
+        if self.expectation is not None:
+            from batch_serving.config.expectations import check_arguments, class_name
+
+            check_arguments(class_name(self.expectation), self.kwargs)
+            return self
+        if self.kwargs:
+            raise ValueError("`kwargs` belongs to the `expectation:` form")
         needs_column = self.type not in ("row_count_change",)
         if needs_column and not self.column:
             raise ValueError(f"expectation {self.type} needs `column`")
@@ -137,6 +184,17 @@ class ExpectationConfig(Frozen):
         if self.type == "row_count_change" and self.max_change_pct is None:
             raise ValueError("expectation row_count_change needs `max_change_pct`")
         return self
+
+    @property
+    def gx_class(self) -> str | None:
+        """The GX class of the `expectation:` form (its class name, whichever way written)."""
+        from batch_serving.config.expectations import class_name
+
+        return class_name(self.expectation) if self.expectation is not None else None
+
+    @property
+    def label(self) -> str:
+        return self.type or self.expectation or ""
 
 
 class ValidationConfig(Frozen):

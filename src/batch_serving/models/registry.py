@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from batch_serving.config import ModelConfig
-from batch_serving.errors import RegistryError
+from batch_serving.errors import RegistryError, RegistryUnavailableError
 
 _HEALTH_TIMEOUT_S = 5.0
 
@@ -80,7 +80,7 @@ def check_registry_reachable(uri: str) -> None:
             reason = str(getattr(exc, "reason", exc))
         except (OSError, ValueError) as exc:
             reason = str(exc)
-        raise RegistryError(f"MLflow registry {uri} is unreachable ({reason})")
+        raise RegistryUnavailableError(f"MLflow registry {uri} is unreachable ({reason})")
     if parsed.scheme == "sqlite":
         db_path = Path(parsed.path) if parsed.netloc == "" else Path(parsed.netloc + parsed.path)
         if not db_path.is_file():

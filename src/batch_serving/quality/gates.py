@@ -3,7 +3,13 @@
 Expectations are declared per job under ``validation.input_expectations`` and
 ``validation.output_expectations``. A failing *blocking* expectation stops the run (input: before
 scoring; output: before commit, the staged output is discarded). Non-blocking ones are logged.
-GX is imported lazily (about 4 s) and only when a job declares expectations.
+GX is imported lazily (1-4 s) and only when a job declares expectations; ``preload_gx`` starts
+that import in the background when the run starts.
+
+Speed: the expectations GX answers from counts and aggregates (nulls, between, in set, row
+count, min/max/mean ...) share ONE Spark aggregation and are evaluated by GX from it
+(``onepass``); any other GX expectation runs through GX on the DataFrame. Either way the
+results are GX's ``ExpectationValidationResult`` objects, saved as ``_validation.json``.
 """
 
 from __future__ import annotations
@@ -11,17 +17,20 @@ from __future__ import annotations
 import html
 import json
 import logging
+import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from batch_serving.config import ExpectationConfig
-from batch_serving.errors import BatchServingError
+from batch_serving.config import ExpectationConfig, JobConfig
+from batch_serving.errors import BatchServingError, ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
 log = logging.getLogger(__name__)
+_PRELOAD: threading.Thread | None = None
 
 
 @dataclass
@@ -36,10 +45,92 @@ class GateResult:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+def preload_gx() -> None:
+    """Start importing GX in a background thread (1-4 s here), so that a gate later in the
+    run finds it loaded instead of waiting for it. Idempotent; a failed import surfaces when
+    the gate imports GX itself."""
+    global _PRELOAD
+    if _PRELOAD is None and "great_expectations" not in sys.modules:
+        _PRELOAD = threading.Thread(target=_import_gx, name="gx-preload", daemon=True)
+        _PRELOAD.start()
+
+
+def preload_gx_for(cfg: JobConfig) -> None:
+    """``preload_gx`` if the job declares expectations (call it before building the session:
+    the import then overlaps the JVM's start)."""
+    if cfg.validation.input_expectations or cfg.validation.output_expectations:
+        preload_gx()
+
+
+def _import_gx() -> None:
+    try:
+        import great_expectations.expectations.expectation  # noqa: F401
+    except Exception:  # reported by the gate's own import
+        return
+
+
 def run_gate(
     df: DataFrame, name: str, expectations: tuple[ExpectationConfig, ...], previous_rows: int | None
 ) -> GateResult:
-    """Validate ``df`` against ``expectations``; never raises for data problems."""
+    """Validate ``df`` against ``expectations``; never raises for data problems.
+
+    Expectations GX can answer from counts and aggregates are computed in one Spark pass and
+    evaluated by GX (``onepass``); the others run through GX on ``df``. Results keep the
+    declared order."""
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    from batch_serving.quality.onepass import validate_in_one_pass
+
+    declared: list[tuple[ExpectationConfig, Any]] = []
+    for exp in expectations:
+        gx_exp = to_gx(exp, previous_rows, name)
+        if gx_exp is None:
+            log.info("%s gate: %s skipped (no previous run to compare with)", name, exp.label)
+            continue
+        declared.append((exp, gx_exp))
+    if not declared:
+        return GateResult(name, True)
+    objects = [gx_exp for _, gx_exp in declared]
+    results, rest = validate_in_one_pass(df, objects)
+    if rest:
+        log.info("%s gate: %d expectation(s) run by GX on the DataFrame", name, len(rest))
+        results.update(
+            zip(rest, validate_with_gx(df, name, [objects[i] for i in rest]), strict=True)
+        )
+    ordered = [results[i] for i in range(len(declared))]
+    stats = calc_validation_statistics(ordered)
+    suite_result = ExpectationSuiteValidationResult(
+        success=stats.success,
+        results=ordered,
+        suite_name=f"{name}_suite",
+        statistics=stats._asdict(),
+    )
+    gate = GateResult(name, True, checked=len(ordered), raw=suite_result.to_json_dict())
+    for item, (exp, _) in zip(ordered, declared, strict=True):
+        if item.success:
+            continue
+        line = describe(item)
+        if exp.blocking:
+            gate.failures.append(line)
+            gate.success = False
+        else:
+            gate.warnings.append(line)
+    log.info(
+        "%s gate: %d/%d expectations passed (%d in one pass)%s",
+        name,
+        gate.checked - len(gate.failures) - len(gate.warnings),
+        gate.checked,
+        gate.checked - len(rest),
+        f"; non-blocking failures: {gate.warnings}" if gate.warnings else "",
+    )
+    return gate
+
+
+def validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list[Any]:
+    """GX's own validation of ``df`` (its Spark jobs), one result per expectation in order."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -50,42 +141,33 @@ def run_gate(
         batch_parameters={"dataframe": df}
     )
     suite = gx.ExpectationSuite(name=f"{name}_suite")
-    blocking: dict[int, bool] = {}
-    for exp in expectations:
-        gx_exp = to_gx(exp, previous_rows)
-        if gx_exp is None:
-            log.info("%s gate: %s skipped (no previous run to compare with)", name, exp.type)
-            continue
-        added = suite.add_expectation(gx_exp)
-        blocking[id(added)] = exp.blocking
-    if not suite.expectations:
-        return GateResult(name, True)
-    result = batch.validate(suite)
-    gate = GateResult(name, True, checked=len(result.results), raw=result.to_json_dict())
-    for item, exp_obj in zip(result.results, suite.expectations, strict=True):
-        if item.success:
-            continue
-        line = describe(item)
-        if blocking.get(id(exp_obj), True):
-            gate.failures.append(line)
-            gate.success = False
-        else:
-            gate.warnings.append(line)
-    log.info(
-        "%s gate: %d/%d expectations passed%s",
-        name,
-        gate.checked - len(gate.failures) - len(gate.warnings),
-        gate.checked,
-        f"; non-blocking failures: {gate.warnings}" if gate.warnings else "",
-    )
-    return gate
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    pending: dict[str, list[Any]] = {}
+    for result in batch.validate(suite).results:
+        pending.setdefault(_key(result.expectation_config), []).append(result)
+    # GX may reorder (column existence first): match results to the declared expectations
+    return [pending[_key(e.configuration)].pop(0) for e in expectations]
 
 
-def to_gx(exp: ExpectationConfig, previous_rows: int | None) -> Any:
-    """Our small expectation vocabulary -> GX 1.x expectation objects."""
+def _key(config: Any) -> str:
+    kwargs = {k: v for k, v in config.kwargs.items() if k != "batch_id"}
+    return json.dumps([config.type, kwargs], sort_keys=True, default=str)
+
+
+def to_gx(exp: ExpectationConfig, previous_rows: int | None, gate: str = "input") -> Any:
+    """Our small expectation vocabulary, or any GX class by name -> GX 1.x expectation objects."""
     import great_expectations as gx
 
     e = gx.expectations
+    if exp.gx_class is not None:
+        try:
+            return getattr(e, exp.gx_class)(**exp.kwargs)
+        except Exception as exc:  # pydantic (v1) validation of GX's own arguments
+            problem = " ".join(str(exc).split())
+            raise ConfigError(
+                f"invalid validation.{gate}_expectations entry {exp.gx_class}: {problem}"
+            ) from None
     column = exp.column or ""  # config validation guarantees a column for column expectations
     if exp.type == "not_null":
         return e.ExpectColumnValuesToNotBeNull(column=column)

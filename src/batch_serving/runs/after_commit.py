@@ -53,7 +53,9 @@ def after_commit(
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
 
-        mlflow_run_id = log_run(cfg, manifest, committed.path)
+        records = run.predictions.run_dir(run.run_id)
+        extra = [records / name for name in ("profile.json", "report.html")]  # monitoring
+        mlflow_run_id = log_run(cfg, manifest, committed.path, [p for p in extra if p.is_file()])
     record = AfterCommit(
         run_id=run.run_id,
         partition=str(committed.path),

@@ -48,6 +48,7 @@ class RunContext:
     run_id: str
     started: dt.datetime
     timer: StepTimer
+    staging_removed: list[str] = field(default_factory=list)  # dead runs' staging, removed
 
     @classmethod
     def start(cls, cfg: JobConfig, run_date: dt.date) -> RunContext:

@@ -17,13 +17,14 @@ from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputValidationError, OutputValidationError
+from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.runs.monitor import finish_monitoring, plan_monitoring
 from batch_serving.runs.records import build_manifest
-from batch_serving.runs.recovery import recover_date
+from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
     commit_run,
     enforce_bad_rows,
@@ -55,6 +56,7 @@ def run_score(
     log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
+        run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
         report = _report(cfg, run_date) if cfg.monitoring.enabled else None
@@ -78,6 +80,7 @@ def _score_and_commit(
     spark: SparkSession, run: RunContext, lease: Lease
 ) -> tuple[RunManifest, Committed]:
     cfg, step, staging = run.cfg, run.timer.step, run.staging
+    preload_gx_for(cfg)  # imported while the models load (if the caller did not start it)
     with step("resolve_model"):
         resolved = resolve_members(cfg)
     with step("load_model"):
@@ -90,8 +93,9 @@ def _score_and_commit(
         gates = gate_runner(run)
         with step("validate"):
             valid = validate_input(engine, data, models.members, run)
-            expectations = cfg.validation.input_expectations
-            if expectations:
+        expectations = cfg.validation.input_expectations
+        if expectations:
+            with step("gate_input"):
                 frame = engine.frame(spark, data)
                 gates.check(frame, "input", expectations, InputValidationError, data.where)
         monitoring = None
@@ -108,7 +112,7 @@ def _score_and_commit(
             comparison = compare_shadows(valid.plan, staging.predictions)
             drift = finish_monitoring(monitoring, partial, run) if monitoring else None
         if cfg.validation.output_expectations:
-            with step("validate_output"):
+            with step("gate_output"):
                 frame = spark.read.parquet(str(staging.predictions))
                 where = str(run.predictions.partition_dir(run.run_date))
                 gates.check(

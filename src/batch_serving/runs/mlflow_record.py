@@ -9,6 +9,7 @@ in the manifest instead of failing a good nightly run.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -16,12 +17,14 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig
+from batch_serving.runs.lineage import log_lineage, run_artifacts
 from batch_serving.tables.files import data_files
 from batch_serving.tables.manifest import RunManifest
 
 log = logging.getLogger(__name__)
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+ARTIFACT_DIR = "batch_serving"
 
 
 def score_stats(partition: Path, column: str) -> dict[str, float]:
@@ -50,13 +53,35 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
             for key in ("agreement", "correlation", "mean_abs_diff")
             if values.get(key) is not None
         },
+        **{
+            f"gate_{name}_{key}": float(value)
+            for name, gate in manifest.validation.items()
+            for key, value in (("success", gate.success), ("checked", gate.checked))
+        },
+        **drift_metrics(manifest),
         **stats,
     }
     return metrics
 
 
-def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | None:
-    """Log one finished run; returns the MLflow run id, or None if tracking failed."""
+def drift_metrics(manifest: RunManifest) -> dict[str, float]:
+    """``drift_psi_<column>`` and ``drift_js_<column>`` per monitored column (monitoring)."""
+    columns = manifest.drift.get("columns", {}) if manifest.drift else {}
+    return {
+        f"drift_{key}_{name}": float(values[key])
+        for name, values in columns.items()
+        for key in ("psi", "js")
+    }
+
+
+def log_run(
+    cfg: JobConfig, manifest: RunManifest, partition: Path, artifacts: Sequence[Path] = ()
+) -> str | None:
+    """Log one finished run; returns the MLflow run id, or None if tracking failed.
+
+    Besides params and metrics: the input partition as a dataset input and the model versions
+    as model inputs (``lineage``), and as artifacts under ``batch_serving/`` the manifest, the
+    gate reports and any extra ``artifacts`` (files) handed in, e.g. a drift profile."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -101,12 +126,20 @@ def log_run(cfg: JobConfig, manifest: RunManifest, partition: Path) -> str | Non
             params=[Param(k, str(v)) for k, v in params.items()],
             tags=[RunTag("batch_serving.output", manifest.output.path)],
         )
+        log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
+        for path in run_artifacts(partition, artifacts):
+            client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
         client.set_terminated(run.info.run_id, "FINISHED")
     except Exception as exc:  # the run is committed; tracking is best-effort by design
         log.warning("could not log the run to MLflow at %s: %s", cfg.model.tracking_uri, exc)
         return None
     log.info("logged MLflow run %s in experiment %r", run.info.run_id, name)
     return str(run.info.run_id)
+
+
+def _dataset_name(cfg: JobConfig) -> str:
+    """The input table's name: the last part of ``input.path``."""
+    return cfg.input.path.rstrip("/").rsplit("/", 1)[-1] or cfg.input.path
 
 
 def _artifact_location(cfg: JobConfig) -> str | None:

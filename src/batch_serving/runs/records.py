@@ -60,6 +60,7 @@ def build_manifest(
             python_workers=len(delivery.handle.workers.value),
         ),
         input=InputSection(path=run.where, rows=counts.input_rows),
+        staging_removed=list(run.staging_removed),
         quarantine=QuarantineSection(
             path=str(run.quarantine.partition_dir(run.run_date)),
             rows=counts.bad_rows,

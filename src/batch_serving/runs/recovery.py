@@ -17,6 +17,7 @@ from batch_serving.config import JobConfig
 from batch_serving.tables.commit import recover
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
 from batch_serving.tables.lease import Lease
+from batch_serving.tables.staging import clean_staging
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,15 @@ def recover_date(cfg: JobConfig, run_date: dt.date) -> list[str]:
     """Put back the previous partition of each table whose swap was interrupted (caller holds
     the date's lease); returns the tables restored."""
     return [layout.table for layout in layouts(cfg) if recover(layout, run_date)]
+
+
+def remove_dead_staging(cfg: JobConfig, keep_run: str) -> list[str]:
+    """Staging of this model's runs that are no longer alive (killed mid-write), removed; the
+    staging of a concurrent live run (another date, its own lease) is kept. One line each."""
+    tables = layouts(cfg)
+    lease_dir = tables[0].lease_file(dt.date.min).parent  # a run's lease: its predictions date
+    max_age_s = cfg.output.staging_max_age_hours * 3600
+    return [v.describe() for v in clean_staging(tables, lease_dir, max_age_s, keep_run)]
 
 
 @contextmanager

@@ -8,7 +8,13 @@ from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
-    return [*_header(manifest, after), *_members(manifest), *_drift(manifest), *_after(after)]
+    return [
+        *_header(manifest, after),
+        *_members(manifest),
+        *_drift(manifest),
+        *_hygiene(manifest),
+        *_after(after),
+    ]
 
 
 def _drift(manifest: RunManifest) -> list[str]:
@@ -23,6 +29,16 @@ def _drift(manifest: RunManifest) -> list[str]:
     gate = drift.get("gate", {})
     outcome = "pass" if gate.get("success", True) else "; ".join(gate.get("blocking", []))
     return [f"  drift     : PSI {top} (largest first); publish gate: {outcome}"]
+
+
+def _hygiene(manifest: RunManifest) -> list[str]:
+    """Staging of dead runs (killed mid-write) that this run removed before scoring."""
+    if not manifest.staging_removed:
+        return []
+    return [
+        "  cleanup   : removed staging of dead runs",
+        *(f"    {line}" for line in manifest.staging_removed),
+    ]
 
 
 def _header(manifest: RunManifest, after: AfterCommit | None) -> list[str]:

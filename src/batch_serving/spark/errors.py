@@ -12,6 +12,13 @@ from batch_serving.errors import BatchServingError, ScoringError, StorageError, 
 
 T = TypeVar("T")
 _PARQUET_PATH = re.compile(r"(?:file:)?(/[^\s'\"\]\[,]+\.parquet)")
+# "file:/x/README.txt is not a Parquet file", "Could not read footer for file: s3a://b/k"
+_NAMED_FILE = re.compile(
+    r"(?:file:)?((?:/|[a-z][a-z0-9+.-]*://)[^\s'\"\]\[,]+?)\.? is not a Parquet file"
+    r"|for file:? (?:file:)?((?:/|[a-z][a-z0-9+.-]*://)[^\s'\"\]\[,]+?)\.?(?:\s|$)"
+)
+_PY4J_WRAPPER = re.compile(r"^An error occurred while calling \S+\.?$")
+_JAVA_CLASS = re.compile(r"^(?:Caused by: )?(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ")
 
 
 def reading(action: Callable[[], T], where: str) -> T:
@@ -22,9 +29,13 @@ def reading(action: Callable[[], T], where: str) -> T:
         raise
     except Exception as exc:
         text = str(exc)
+        named = _NAMED_FILE.search(text)
         match = _PARQUET_PATH.search(text)
-        culprit = f"Parquet file {match.group(1)}" if match else f"input {where}"
-        raise StorageError(f"cannot read {culprit}: {first_line(text)}") from None
+        if named:
+            culprit = f"Parquet file {named.group(1) or named.group(2)}"
+        else:
+            culprit = f"Parquet file {match.group(1)}" if match else f"input {where}"
+        raise StorageError(f"cannot read {culprit}: {jvm_error_line(text)}") from None
 
 
 def scoring(action: Callable[[], T], staged: Path) -> T:
@@ -37,7 +48,20 @@ def scoring(action: Callable[[], T], staged: Path) -> T:
         text = str(exc)
         if "PythonException" in text or "Traceback" in text:
             raise ScoringError(f"scoring failed: {python_error_line(text)}") from None
-        raise StorageError(f"writing staged output {staged} failed: {first_line(text)}") from None
+        raise StorageError(
+            f"writing staged output {staged} failed: {jvm_error_line(text)}"
+        ) from None
+
+
+def jvm_error_line(text: str) -> str:
+    """The line of a Spark/Py4J error that says what went wrong: the innermost ``Caused by``
+    (else the first line that is not Py4J's "An error occurred while calling oNN.parquet"),
+    without the Java class name."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    causes = [line for line in lines if line.startswith("Caused by: ")]
+    useful = [line.lstrip(": ").strip() for line in lines if not _PY4J_WRAPPER.match(line)]
+    line = causes[-1] if causes else next(iter(useful), first_line(text))
+    return _JAVA_CLASS.sub("", line.lstrip(": ").strip()) or first_line(text)
 
 
 def python_error_line(text: str) -> str:

@@ -33,6 +33,10 @@ DEFAULT_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.python.worker.reuse": "true",
     JAVA_OPTIONS: f"-Dlog4j2.configurationFile={LOG4J2_PROPERTIES.as_uri()}",
+    # Local files without Hadoop's checksum layer: a ``.name.crc`` next to a data file is junk
+    # to us (names starting with "." are not data, issue #12.5), and a stale one would fail
+    # the dataframe engine while arrow_direct reads the same file fine.
+    "spark.hadoop.fs.file.impl": "org.apache.hadoop.fs.RawLocalFileSystem",
 }
 
 

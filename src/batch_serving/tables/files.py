@@ -53,16 +53,33 @@ def count_rows(directory: Path) -> int:
         raise StorageError(f"cannot read Parquet footers in {directory}: {exc}") from None
 
 
+def read_footer(path: Path) -> pq.FileMetaData:
+    """One data file's footer; a file that is not Parquet (``README.txt``) or is corrupt is a
+    StorageError naming it, worded the same for every engine."""
+    try:
+        return pq.ParquetFile(path).metadata
+    except (OSError, pa.ArrowException) as exc:
+        raise StorageError(f"cannot read Parquet file {path}: {exc}") from None
+
+
+def checked_data_files(partition: Path) -> list[Path]:
+    """``data_files`` after checking each one is Parquet (footers only): what an engine that
+    lets Spark read the partition hands it, so both engines see the same files and fail alike."""
+    files = data_files(partition)
+    for f in files:
+        read_footer(f)
+    if not files:
+        raise InputNotFoundError(f"input partition {partition} contains no data files")
+    return files
+
+
 def inspect_input(partition: Path) -> ParquetInput:
     """Read every footer once; a corrupt file or a schema that differs is named."""
     files = data_files(partition)
     schema: pa.Schema | None = None
     sizes: list[tuple[int, ...]] = []
     for f in files:
-        try:
-            meta = pq.ParquetFile(f).metadata
-        except (OSError, pa.ArrowException) as exc:
-            raise StorageError(f"cannot read Parquet file {f}: {exc}") from None
+        meta = read_footer(f)
         file_schema = meta.schema.to_arrow_schema()
         if schema is None:
             schema = file_schema

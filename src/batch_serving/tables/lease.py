@@ -90,6 +90,17 @@ def read_holder(path: Path) -> LeaseHolder | None:
     return holder
 
 
+def stale_reason(holder: LeaseHolder, stale_after_s: float) -> str | None:
+    """Why ``holder`` is dead (its pid is gone on this host, or its heartbeat is older than
+    ``stale_after_s``), or None while it may be alive."""
+    if holder.host == socket.gethostname() and not _pid_alive(holder.pid):
+        return f"pid {holder.pid} is not running on this host"
+    age = holder.heartbeat_age_s()
+    if age is not None and age > stale_after_s:
+        return f"no heartbeat for {age:.0f} s (stale after {stale_after_s:g} s)"
+    return None
+
+
 class Lease:
     """Context manager holding the lease at ``path`` for ``run_id`` while the block runs."""
 
@@ -181,12 +192,7 @@ class Lease:
     def _stale_reason(self, holder: LeaseHolder | None, file_age_s: float) -> str | None:
         if holder is None:
             return "unreadable" if file_age_s > self.stale_after_s else None
-        if holder.host == socket.gethostname() and not _pid_alive(holder.pid):
-            return f"pid {holder.pid} is not running on this host"
-        age = holder.heartbeat_age_s()
-        if age is not None and age > self.stale_after_s:
-            return f"no heartbeat for {age:.0f} s (stale after {self.stale_after_s:g} s)"
-        return None
+        return stale_reason(holder, self.stale_after_s)
 
     def _create(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)

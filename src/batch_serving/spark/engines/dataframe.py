@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -26,8 +27,8 @@ from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.profiles import profile_accumulator
 from batch_serving.spark.reader import read_partition
-from batch_serving.tables.files import count_rows, data_files, is_local, local_path
-from batch_serving.tables.inputs import partition_path
+from batch_serving.tables.files import checked_data_files, count_rows, is_local, local_path
+from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 
 
 class DataFrameEngine:
@@ -35,9 +36,18 @@ class DataFrameEngine:
 
     def read(self, spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> InputData:
         where = partition_path(cfg, run_date)
-        df = errors.reading(lambda: read_partition(spark, cfg, run_date), where)
+        files: tuple[Path, ...] = ()
+        if is_local(where):
+            # the one rule of data files (tables.files), checked first: Spark gets exactly the
+            # files arrow_direct would read, and a non-Parquet one fails both engines alike
+            if not partition_exists(cfg, run_date):
+                raise missing_partition(cfg, run_date)
+            files = tuple(checked_data_files(local_path(where)))
+            paths = [str(f) for f in files]
+            df = errors.reading(lambda: spark.read.parquet(*paths), where)
+        else:
+            df = errors.reading(lambda: read_partition(spark, cfg, run_date), where)
         rows = errors.reading(df.count, where)
-        files = tuple(data_files(local_path(where))) if is_local(where) else ()
         schema = to_arrow_schema(df.schema, timezone="UTC")
         return InputData(where, rows, schema, files, df)
 
