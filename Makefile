@@ -41,10 +41,13 @@ $(AIRFLOW_STAMP): requirements/airflow.txt pyproject.toml
 	$(AIRFLOW_VENV)/bin/pip install -q --no-deps -e .
 	touch $(AIRFLOW_STAMP)
 
-system-deps: ## redis-server (lookup store tests) and wrk (bench-api), from Debian packages
+system-deps: ## redis-server (lookup store tests), wrk (bench-api), chromium (report render test)
 	@if ! command -v redis-server >/dev/null || ! command -v wrk >/dev/null; then \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q redis-server wrk \
 		|| echo "warning: could not install redis-server/wrk: Redis tests will be skipped"; fi
+	@if ! command -v chromium >/dev/null; then \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium \
+		|| echo "warning: could not install chromium: the report render test will fail"; fi
 
 install: $(STAMP) $(AIRFLOW_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, redis-server, wrk
 
@@ -85,8 +88,12 @@ clean: ## remove generated data (keeps venvs)
 
 SCALE ?= 2M
 ONLY ?=
+.PHONY: report-png
+report-png: $(STAMP) ## README screenshot of the latest demo run's report (after make demo; needs chromium)
+	$(PY) docs/screenshot.py --config conf/jobs/churn.yaml --out docs/img/report.png
+
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, and 4 models in one pass (SCALE=200k|2M|20M, ONLY=single|multi|gates|s3; s3 only when asked)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off, GX gates' share (SCALE=200k|2M|20M, ONLY=single|multi|drift|gates|s3|onnx; s3 and onnx only when asked)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M

@@ -2,7 +2,7 @@
 
     make bench               # 2M rows x 20 float64 features, both parts below
     make bench SCALE=20M     # same, 20M rows (slower; checks that memory stays flat)
-    make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi)
+    make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi|drift)
 
 Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
@@ -14,6 +14,10 @@ Part "single": for HistGradientBoosting and LogisticRegression (both fit on nump
 Each is the median of --reps runs after a warm-up on a small partition. Every method's scores
 are compared with A's (max abs diff). Peak RSS is sampled over the whole process tree
 (driver, JVM, Python workers) during each method's runs.
+
+Part "drift" (issue #13): the same arrow_direct job with monitoring off and on (every feature
+and the score binned in the scoring pass, drift vs the previous date, report written), HGB
+and LogReg, interleaved rounds in one session: the on/off wall-time ratio (target <= 1.10x).
 
 Part "gates" (issue #13): the demo-like input + output GX gates on a 200k-row partition (HGB,
 arrow_direct): their steps' share of run_score's wall time (target <= 10%), the same job
@@ -67,7 +71,7 @@ FEATURES = [f"f{i}" for i in range(20)]
 RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
-PARTS = ("single", "multi", "gates", "s3")  # "s3" only runs when asked for (--only s3)
+PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
 OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 INPUT_GATE = [  # like the demo job's input gate, on the bench columns
@@ -354,9 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         choices=[*PARTS, *OPT_IN],
         default=None,
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
-        "multi: 4 models in one pass (A4, M1, M4); gates: GX gates' share of a 200k-row "
-        "job; s3: arrow_direct on an S3 server vs local disk; onnx: the ONNX export of each "
-        "model vs the model itself, same engine. Default: all but s3 and onnx",
+        "multi: 4 models in one pass (A4, M1, M4); drift: monitoring on vs off (HGB and "
+        "LogReg); gates: GX gates' share of a 200k-row job; s3: arrow_direct on an S3 server "
+        "vs local disk; onnx: the ONNX export of each model vs the model itself, same engine. "
+        "Default: all but s3 and onnx",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -371,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if "single" in parts or "gates" in parts or "s3" in parts or "onnx" in parts:
+    if {"single", "drift", "gates", "s3", "onnx"} & set(parts):
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -398,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         multi = measure_multi(bench, rows, reps)
         report = render_multi(multi, args.scale, rows, reps)
         _write_report("multi", args.scale, report, multi)
+    if "drift" in parts:
+        drift = measure_drift(bench, reps)
+        _write_report("drift", args.scale, render_drift(drift, args.scale, rows, reps), drift)
     if "gates" in parts:
         gates = measure_gates(bench, reps)
         _write_report("gates", "200k", render_gates(gates, reps), gates)
@@ -561,6 +569,76 @@ def measure_single(
             )
         model_cache.clear()  # the in-process A path's cache (workers keep their own)
     return results
+
+
+# ----------------------------------------------------------------------------- drift (#13)
+def measure_drift(bench: Bench, reps: int) -> list[dict[str, Any]]:
+    """The same arrow_direct job with monitoring off and on (every feature and the score
+    profiled in the scoring pass, drift vs the previous date, report written), per model;
+    interleaved rounds, medians. The warm-up date's run is the "on" job's reference."""
+    results = []
+    for kind in ("hgb", "logreg"):
+        cfgs = {}
+        for mode in ("off", "on"):
+            raw = _job_dict(
+                kind, bench.tracking_uri, bench.table_root, "arrow_direct", bench.scratch / mode
+            )
+            raw.update(catalog={"enabled": False}, tracking={"log_runs": False})
+            raw["job"] = f"bench_drift_{mode}_{kind}"
+            if mode == "on":
+                raw["monitoring"] = {"enabled": True, "reference": "previous"}
+            cfgs[mode] = JobConfig.model_validate(raw)
+            run_score(bench.spark, cfgs[mode], WARMUP_DATE)
+        rounds = timed_rounds(
+            {m: (lambda c=c: run_score(bench.spark, c, RUN_DATE)) for m, c in cfgs.items()}, reps
+        )
+        walls = {m: statistics.median(rounds[m][0]) for m in cfgs}
+        stages = {
+            m: statistics.median(r.manifest.durations_s["score_and_stage"] for r in rounds[m][1])
+            for m in cfgs
+        }
+        last: RunResult = rounds["on"][1][-1]
+        columns = last.manifest.drift["columns"]
+        results.append(
+            {
+                "model": kind,
+                "wall_off_s": walls["off"],
+                "wall_on_s": walls["on"],
+                "wall_ratio": walls["on"] / walls["off"],
+                "stage_off_s": stages["off"],
+                "stage_on_s": stages["on"],
+                "stage_ratio": stages["on"] / stages["off"],
+                "columns": len(last.manifest.drift["profiled"]),
+                "score_psi": columns["score"]["psi"],
+                "report_kb": (last.report.stat().st_size / 1024) if last.report else None,
+            }
+        )
+    return results
+
+
+def render_drift(results: list[dict[str, Any]], scale: str, rows: int, reps: int) -> str:
+    lines = [
+        f"## Drift on vs off ({scale}: {rows:,} rows x {len(FEATURES)} features, median of "
+        f"{reps}, arrow_direct, same session, interleaved)",
+        "",
+        "| model | off (s) | on (s) | on/off wall | score_and_stage off/on (s) | stage ratio "
+        "| columns profiled | score PSI | report KB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['wall_off_s']:.2f} | {r['wall_on_s']:.2f} | "
+            f"{r['wall_ratio']:.3f}x | {r['stage_off_s']:.2f} / {r['stage_on_s']:.2f} | "
+            f"{r['stage_ratio']:.3f}x | {r['columns']} | {r['score_psi']:.5f} | "
+            f"{r['report_kb']:.0f} |"
+        )
+    worst = max(r["wall_ratio"] for r in results)
+    lines.append("")
+    lines.append(
+        f"  {'PASS' if worst <= 1.10 else 'OVER'} drift on/off wall: worst {worst:.3f}x "
+        "(target <= 1.10x)"
+    )
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------- gates

@@ -64,7 +64,11 @@ PAGES = (
     Page("configuration.md", "Configuration", ("Configuration",), tail=lambda: config_reference()),
     Page("cli.md", "Command line", ("Exit codes",), head=lambda: cli_reference()),
     Page("api.md", "Lookup API", ("Lookup API",), tail=lambda: api_reference(openapi_schema())),
-    Page("operating.md", "Operating it", ("Operating it", "Streaming and asynchronous requests", "Development")),
+    Page(
+        "operating.md",
+        "Operating it",
+        ("Operating it", "Monitoring", "Streaming and asynchronous requests", "Development"),
+    ),
     Page("performance.md", "Performance", ("Performance",)),
     Page(
         "embedded.md",
@@ -211,6 +215,7 @@ def link_anchors(pages: dict[str, str]) -> dict[str, str]:
             target = owner.get(anchor, path)
             return f"]({target}#{anchor})" if target != path else match.group(0)
 
+        text = text.replace("](docs/", "](")  # README-relative files under docs/ (images)
         return re.sub(r"\]\(#([^)]+)\)", repl, text)
 
     return {path: fix(path, text) for path, text in pages.items()}

@@ -32,6 +32,12 @@ def test_demo_runs_end_to_end_and_is_idempotent(spark, tmp_path, monkeypatch) ->
         assert "lookup API answered GET /v1/models/churn/predictions/42" in summary
         assert '"entity_id": "42", "model_version": 1, "as_of": "2026-11-22"' in summary
         assert "curl -s http://127.0.0.1:8000/v1/models/churn/predictions/42" in summary
+        # make demo ends with the run report (drift against the training profile: the same
+        # sample generator, so small, and publish was allowed)
+        last = summary.splitlines()[-1]
+        assert last.startswith("run report: ")
+        assert Path(last.removeprefix("run report: ")).is_file()
+        assert "publish gate: pass" in summary
     assert (tmp_path / "data" / "output" / "serving" / "churn" / "CURRENT.json").is_file()
     table = pq.read_table(partition)
     assert table.num_rows == 3000

@@ -40,7 +40,8 @@ def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list
     )
     result = run_score(spark, cfg, run_date)
     lines = summary_lines(result.manifest, result.after)
-    return [*lines, "", *publish_and_query(cfg, run_date)]
+    report = [f"run report: {result.report}"] if result.report is not None else []
+    return [*lines, "", *publish_and_query(cfg, run_date), *report]
 
 
 def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
@@ -151,7 +152,19 @@ def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: st
             registered_model_name=name,
             skops_trusted_types=HGB_TRUSTED if estimator == "hgb" else None,
         )
+        log_reference(x, model.predict_proba(x)[:, 1])
     return int(info.registered_model_version)
+
+
+def log_reference(features: object, scores: object) -> None:
+    """The training data's drift profile, logged with the model (the runs' reference)."""
+    import pyarrow as pa
+
+    from batch_serving.monitoring.reference import log_training_reference, training_reference
+
+    table = pa.Table.from_pandas(features, preserve_index=False)
+    table = table.append_column("score", pa.array(scores, pa.float64()))
+    log_training_reference(training_reference(table, "score"))
 
 
 def artifact_location(tracking_uri: str) -> str:

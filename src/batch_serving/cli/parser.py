@@ -17,7 +17,8 @@ EXIT_CODES = """exit codes:
   6  output validation failed (row counts do not reconcile); nothing committed
   7  storage error (unreadable file, failed commit, serving store unreachable)
   7  also: another run holds the date's lease (the message names it; --wait waits)
-  8  publish refused (partition not committed or failed validation; nothing to roll back to)
+  8  publish refused (partition not committed, failed validation, drift over monitoring.gates;
+     nothing to roll back to)
   9  model registry unreachable (transient: a later try can succeed)
   10 export-onnx parity gate failed (score difference or decision flips); nothing registered
 """
@@ -186,7 +187,35 @@ def build_parser() -> argparse.ArgumentParser:
         "from the typed config: every key, its type, default and description.",
     )
     schema.set_defaults(func=commands.schema_command)
+    add_monitoring_commands(sub)
     return parser
+
+
+def add_monitoring_commands(sub: argparse._SubParsersAction) -> None:
+    """``runs`` and ``report`` (issue #13: drift per run and the run report)."""
+    from batch_serving.cli import monitoring_commands
+
+    runs = sub.add_parser(
+        "runs",
+        help="list a job's runs: status, rows, drift and gate outcome",
+        description="One line per run of the job's model: committed runs (oldest date first), "
+        "then runs whose data no partition holds (replaced or never committed). The drift gate "
+        "is evaluated with the config's current monitoring.gates, as publish would. "
+        "--run-date keeps that date's runs only.",
+    )
+    add_job_arguments(runs, run_date_required=False)
+    add_json_argument(runs)
+    runs.set_defaults(func=monitoring_commands.runs_command)
+
+    report = sub.add_parser(
+        "report",
+        help="(re)build the HTML report of a run and the index page; print the report's path",
+        description="Builds <output.root>/_runs/predictions/<model>/<run_id>/report.html for the "
+        "run committed for --run-date (default: the latest committed date) and "
+        "<output.root>/_runs/index.html, from the manifest and the drift profile (no Spark).",
+    )
+    add_job_arguments(report, run_date_required=False)
+    report.set_defaults(func=monitoring_commands.report_command)
 
 
 def add_job_arguments(parser: argparse.ArgumentParser, run_date_required: bool = True) -> None:

@@ -32,6 +32,7 @@ from batch_serving.config.sections import (
     InputConfig,
     LoadingConfig,
     ModelConfig,
+    MonitoringConfig,
     OutputConfig,
     PublishConfig,
     ScheduleConfig,
@@ -81,6 +82,8 @@ class JobConfig(Frozen):
     """Streaming micro-batch scoring (`batch-serving stream`); `null`: the job is batch only."""
     storage: StorageConfig = StorageConfig()
     """Object-store access (S3 endpoint, credentials) and the output commit protocol."""
+    monitoring: MonitoringConfig = MonitoringConfig()
+    """Drift per run (in the scoring pass), the run report and drift gates on publish."""
     members: dict[str, MemberConfig] = Field(default_factory=dict)
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None
@@ -121,6 +124,19 @@ class JobConfig(Frozen):
             checked_ensemble(e.members, e.method, e.weights, e.threshold)
         if self.rules:
             parse_rules(self.rules)
+        return self
+
+    @model_validator(mode="after")
+    def _monitoring_on_a_local_root(self) -> JobConfig:
+        """Drift profiles, reports and the run index are local files today."""
+        root = self.output.root
+        if self.monitoring.enabled and "://" in root and not root.startswith("file://"):
+            raise PydanticCustomError(
+                "monitoring",
+                "monitoring.enabled needs a local output.root (profiles and reports are local "
+                "files); {root} is remote",
+                {"root": root},
+            )
         return self
 
     def member_models(self) -> list[MemberModel]:

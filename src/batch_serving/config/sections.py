@@ -400,3 +400,39 @@ class StorageConfig(Frozen):
     lease_dir: str | None = None
     """Local (or shared POSIX) directory of the date leases when `output.root` is remote;
     `null`: the system temp directory (one driver host)."""
+
+
+class DriftGatesConfig(Frozen):
+    """Drift thresholds (PSI), checked by `publish` against the run's recorded drift: over a
+    `*_psi_max` publish refuses (exit 8) and names the column and its value; over
+    `feature_psi_warn` it logs a warning. `null` turns a threshold off."""
+
+    score_psi_max: float | None = Field(default=0.25, ge=0)
+    """The served score's PSI above which publish refuses."""
+    member_psi_max: float | None = Field(default=None, ge=0)
+    """Each member's score (multi-model jobs): PSI above which publish refuses."""
+    feature_psi_max: float | None = Field(default=None, ge=0)
+    """Any feature's PSI above which publish refuses."""
+    feature_psi_warn: float | None = Field(default=0.2, ge=0)
+    """Any feature's PSI above which the run and publish warn (never blocks)."""
+
+
+class MonitoringConfig(Frozen):
+    """Drift computed in the scoring pass, the run report, and drift gates on publish."""
+
+    enabled: bool = False
+    """Profile every feature and score while scoring; store the profile and write the report."""
+    reference: Literal["auto", "model", "previous"] = "auto"
+    """Reference bins: `model` (a profile of the training data logged with the champion as
+    `monitoring/reference_profile.json`), `previous` (the latest committed date before this
+    one), or `auto` (the model's if present, else the previous date's)."""
+    bins: int = Field(default=10, ge=2, le=100)
+    """Numeric bins (quantiles of the first reference) when no reference gives edges."""
+    top_k: int = Field(default=20, ge=1, le=200)
+    """Categories counted per categorical feature; the rest count as `<other>`."""
+    sample_rows: int = Field(default=20_000, ge=100)
+    """Rows read on the driver to place the first bins when there is no reference at all."""
+    history: int = Field(default=14, ge=1)
+    """Runs shown in the report's sparklines."""
+    gates: DriftGatesConfig = DriftGatesConfig()
+    """Drift thresholds enforced by `publish`."""

@@ -13,7 +13,9 @@ import logging
 
 from pyspark.sql import SparkSession
 
+from batch_serving.monitoring.history import REPORT_NAME
 from batch_serving.runs.context import RunContext
+from batch_serving.runs.monitor import RUN_PROFILE
 from batch_serving.tables.commit import Committed
 from batch_serving.tables.files import data_files
 from batch_serving.tables.layout import QUARANTINE
@@ -23,6 +25,7 @@ from batch_serving.tables.manifest import (
     RunManifest,
     write_json,
 )
+from batch_serving.tables.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +54,13 @@ def after_commit(
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
 
-        mlflow_run_id = log_run(cfg, manifest, committed.path)
+        records = run.predictions.run_dir(run.run_id)
+        extra = (  # monitoring's files (local roots only)
+            []
+            if isinstance(records, Location)
+            else [records / n for n in (RUN_PROFILE, REPORT_NAME)]
+        )
+        mlflow_run_id = log_run(cfg, manifest, committed.path, [p for p in extra if p.is_file()])
     record = AfterCommit(
         run_id=run.run_id,
         partition=str(committed.path),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -21,6 +22,7 @@ from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import prepare_models, resolve_members
+from batch_serving.runs.monitor import finish_monitoring, plan_monitoring
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
@@ -45,6 +47,7 @@ class RunResult:
     manifest: RunManifest
     committed: Committed
     after: AfterCommit
+    report: Path | None = None  # the run's HTML report (monitoring.enabled)
 
 
 def run_score(
@@ -58,8 +61,21 @@ def run_score(
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
+        report = _report(cfg, run_date) if cfg.monitoring.enabled else None
         after = after_commit(spark, run, manifest, committed)
-    return RunResult(manifest, committed, after)
+    return RunResult(manifest, committed, after, report)
+
+
+def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
+    """The run's report, before the post-commit steps (so the MLflow record can log it); the
+    partition is committed already, so a report that cannot be built is a warning only."""
+    from batch_serving.monitoring.build import build_reports
+
+    try:
+        return build_reports(cfg, run_date)
+    except Exception as exc:
+        log.warning("run report not built (batch-serving report rebuilds it): %s", exc)
+        return None
 
 
 def _score_and_commit(
@@ -86,11 +102,19 @@ def _score_and_commit(
             with step("gate_input"):
                 frame = engine.frame(spark, data)
                 gates.check(frame, "input", expectations, InputValidationError, data.where)
+        monitoring = None
+        if cfg.monitoring.enabled:
+            with step("drift_reference"):
+                monitoring = plan_monitoring(spark, run, engine, data, valid.plan)
         with step("score_and_stage"):
-            engine.stage(spark, data, valid.plan, models.handles(), staging, valid.duplicates)
+            spec = monitoring.spec if monitoring is not None else None
+            partial = engine.stage(
+                spark, data, valid.plan, models.handles(), staging, valid.duplicates, spec
+            )
         with step("reconcile"):
             counts = reconcile(run, valid.rows(data))
             comparison = compare_shadows(valid.plan, staging.predictions)
+            drift = finish_monitoring(monitoring, partial, run) if monitoring else None
         if cfg.validation.output_expectations:
             with step("gate_output"):
                 require_scheme(spark, cfg.output.root, "output expectations on")
@@ -108,6 +132,8 @@ def _score_and_commit(
             manifest = build_manifest(
                 run, valid.plan, models, engine.name, counts, gates, spark.version, comparison
             )
+            if drift is not None:
+                manifest = manifest.model_copy(update={"drift": drift.section})
             committed = commit_run(run, manifest, gates, lease)
     finally:
         discard(staging.predictions)

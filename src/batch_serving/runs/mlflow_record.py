@@ -58,9 +58,20 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
             for name, gate in manifest.validation.items()
             for key, value in (("success", gate.success), ("checked", gate.checked))
         },
+        **drift_metrics(manifest),
         **stats,
     }
     return metrics
+
+
+def drift_metrics(manifest: RunManifest) -> dict[str, float]:
+    """``drift_psi_<column>`` and ``drift_js_<column>`` per monitored column (monitoring)."""
+    columns = manifest.drift.get("columns", {}) if manifest.drift else {}
+    return {
+        f"drift_{key}_{name}": float(values[key])
+        for name, values in columns.items()
+        for key in ("psi", "js")
+    }
 
 
 def log_run(

@@ -8,7 +8,27 @@ from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
-    return [*_header(manifest, after), *_members(manifest), *_hygiene(manifest), *_after(after)]
+    return [
+        *_header(manifest, after),
+        *_members(manifest),
+        *_drift(manifest),
+        *_hygiene(manifest),
+        *_after(after),
+    ]
+
+
+def _drift(manifest: RunManifest) -> list[str]:
+    """Monitoring: the largest PSIs and the drift gate as recorded at run time."""
+    drift = manifest.drift
+    if not drift:
+        return []
+    columns = sorted(drift.get("columns", {}).values(), key=lambda c: -c["psi"])
+    if not columns:
+        return ["  drift     : no reference yet (this run is the next run's reference)"]
+    top = ", ".join(f"{c['name']} {c['psi']:.3f}" for c in columns[:3])
+    gate = drift.get("gate", {})
+    outcome = "pass" if gate.get("success", True) else "; ".join(gate.get("blocking", []))
+    return [f"  drift     : PSI {top} (largest first); publish gate: {outcome}"]
 
 
 def _hygiene(manifest: RunManifest) -> list[str]:

@@ -86,6 +86,10 @@ def _publish(
     table_layout = predictions_layout(cfg.output.root, model, cfg.storage)
     partition = table_layout.committed_dir(run_date)  # object stores: the pointer's run
     manifest = verify_committed(partition)
+    if manifest.drift:
+        from batch_serving.monitoring.gates import enforce_on_publish
+
+        enforce_on_publish(cfg.monitoring.gates, manifest.drift, partition)
     layout = ServingLayout(cfg.serving_root)
     snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
     directory = layout.snapshot_dir(model, snapshot_id)

@@ -107,6 +107,7 @@ class RunManifest(_Record):
     ensemble: str | None = None
     rules: list[str] = []
     comparison: dict[str, dict[str, Any]] = {}  # shadow key -> ComparisonSummary.to_dict()
+    drift: dict[str, Any] = {}  # monitoring: references, per-column PSI/JS/KS, gate outcome
     staging_removed: list[str] = []  # staging of dead runs this run removed (tables.staging)
 
     def failed_gates(self) -> list[str]:

@@ -166,6 +166,14 @@ def location(uri: str, storage: StorageConfig | None = None) -> Location:
     )
 
 
+def local_only(path: AnyPath, what: str) -> Path:
+    """``path`` as a local Path, for features that keep local files only (drift profiles, the
+    run report and index); an object-store path is refused by name."""
+    if isinstance(path, Location):
+        raise StorageError(f"{what} needs a local output.root; {path} is on an object store")
+    return path
+
+
 def is_remote(uri: str) -> bool:
     scheme, sep, _ = uri.partition("://")
     return bool(sep) and scheme != "file"

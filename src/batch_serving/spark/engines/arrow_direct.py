@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig, StorageConfig
+from batch_serving.monitoring.profile import ProfilePartial, Profiler, ProfileSpec
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer
 from batch_serving.scoring.plan import ScoringPlan
@@ -34,6 +35,7 @@ from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
+from batch_serving.spark.profiles import profile_accumulator
 from batch_serving.tables.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import missing_partition, partition_location, partition_path
 from batch_serving.tables.storage import AnyPath, Location, parquet_source, spark_uri
@@ -82,19 +84,25 @@ class ArrowDirectEngine:
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-    ) -> None:
+        monitor: ProfileSpec | None = None,
+    ) -> ProfilePartial | None:
         units = plan_units(data.native, max(spark.sparkContext.defaultParallelism * 2, 1))
         staging.predictions.mkdir(parents=True, exist_ok=True)
         staging.quarantine.mkdir(parents=True, exist_ok=True)
         dirs = (staging.predictions, staging.quarantine)
+        profiles = profile_accumulator(spark, monitor) if monitor is not None else None
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
+            profiler = Profiler.of(monitor) if monitor is not None else None
             for unit in it:
-                _score_unit(unit, scorer, dirs)
+                _score_unit(unit, scorer, dirs, profiler)
+            if profiles is not None and profiler is not None:
+                profiles.add(profiler.partial)
 
         rdd = spark.sparkContext.parallelize(units, len(units))
         errors.scoring(lambda: rdd.foreachPartition(score_units), staging.predictions)
+        return profiles.value if profiles is not None else None
 
 
 def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
@@ -116,7 +124,12 @@ def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
     return units
 
 
-def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[AnyPath, AnyPath]) -> None:
+def _score_unit(
+    unit: WorkUnit,
+    scorer: BatchScorer,
+    dirs: tuple[AnyPath, AnyPath],
+    profiler: Profiler | None = None,
+) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
     plan = scorer.plan
     quarantined: list[pa.RecordBatch] = []
@@ -127,6 +140,8 @@ def _score_unit(unit: WorkUnit, scorer: BatchScorer, dirs: tuple[AnyPath, AnyPat
             for batch in source.iter_batches(BATCH_ROWS, groups, plan.input_columns):
                 scored = scorer.score(batch)
                 writer.write(scored.predictions)
+                if profiler is not None:
+                    profiler.add(batch, scored.predictions)
                 if scored.quarantined is not None:
                     quarantined.append(scored.quarantined)
     if quarantined:

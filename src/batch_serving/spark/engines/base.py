@@ -14,6 +14,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig, StorageConfig
+from batch_serving.monitoring.profile import ProfilePartial, ProfileSpec
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.tables.storage import AnyPath
@@ -63,7 +64,10 @@ class Engine(Protocol):
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-    ) -> None:
+        monitor: ProfileSpec | None = None,
+    ) -> ProfilePartial | None:
         """Score every row and write predictions (and quarantined rows) under ``staging``;
-        ``duplicates`` > 0: keep the last row per entity id, dropping that many."""
+        ``duplicates`` > 0: keep the last row per entity id, dropping that many. With
+        ``monitor``, also count every profiled column in the same pass and return the merged
+        per-task counts."""
         ...
