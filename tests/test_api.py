@@ -291,6 +291,7 @@ def test_map_valued_snapshot_is_served_through_arrow(tmp_path: Path, serve) -> N
         {
             "entity_id": "1",
             "values": {"probabilities": {"a": 0.5, "b": 0.5}, "predicted_label": "a"},
+            "source": "snapshot",
         }
     ]
     assert batch["missing"] == ["3"]

@@ -65,6 +65,25 @@ def test_missing_ids_are_scored_live_then_cached(
             again = httpx.get(f"{url}/{entity}").json()
             assert again["source"] == "cache" and again["values"] == body["values"]
         assert httpx.get(f"{url}/987654321").status_code == 404  # no features either
+    # batchGet (a fresh app, empty cache): snapshot and live answers together, then the cache;
+    # an id without features stays missing
+    with LiveServer(create_app(settings)) as server:
+        ids = [present, removed[0], 987654321, removed[1]]
+        batch = httpx.post(f"{server.url}/v1/models/served/predictions:batchGet", json={"ids": ids})
+        assert batch.status_code == 200, batch.text
+        got = {r["entity_id"]: r for r in batch.json()["results"]}
+        assert batch.json()["missing"] == ["987654321"]
+        assert [got[str(i)]["source"] for i in (present, removed[0], removed[1])] == [
+            "snapshot",
+            "live",
+            "live",
+        ]
+        for entity in (present, removed[0], removed[1]):
+            assert got[str(entity)]["values"]["score"] == pytest.approx(expected[entity], abs=1e-9)
+        again = httpx.post(
+            f"{server.url}/v1/models/served/predictions:batchGet", json={"ids": [removed[1]]}
+        ).json()
+        assert again["results"][0]["source"] == "cache" and again["missing"] == []
         not_live = ServeSettings(snapshot_root=root)
     with LiveServer(create_app(not_live)) as server:  # opt-in: without it, still a 404
         missing = httpx.get(f"{server.url}/v1/models/served/predictions/{removed[0]}")

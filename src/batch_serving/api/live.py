@@ -126,6 +126,42 @@ class LiveFallback:
         self.cache.put(cache_key, body)
         return _json({**body, "source": "live"})
 
+    async def fill(
+        self, model: str, handle: Handle, wanted: list[tuple[int | str, str]]
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """batchGet's ids missing from ``handle``: answers from the cache, else scored live in
+        one call; ids without features stay missing (their order is kept in both lists)."""
+        features = await self._feature_snapshot(model, handle) if wanted else None
+        answers: dict[str, dict[str, Any]] = {}
+        todo: list[tuple[int | str, str, dict[str, Any]]] = []
+        for key, entity_id in wanted:
+            hit = self.cache.get((model, handle.snapshot_id, key))
+            if hit is not None:
+                answers[entity_id] = {"entity_id": entity_id, "values": hit["values"]}
+                answers[entity_id]["source"] = "cache"
+                continue
+            row = await _lookup(features, key) if features is not None else None
+            if row is not None:
+                todo.append((key, entity_id, row))
+        if todo:
+            scorer = await asyncio.to_thread(self._scorer, model, handle, features)
+            scored = await asyncio.to_thread(scorer.score, [row for _, _, row in todo])
+            for (key, entity_id, _), values in zip(todo, scored, strict=True):
+                if isinstance(values, str):
+                    continue  # not scorable: reported as missing, like an id without features
+                body = {
+                    "model": model,
+                    "entity_id": entity_id,
+                    **_provenance(handle),
+                    "model_version": scorer.version,
+                    "live_model": scorer.uri,
+                    "values": values,
+                }
+                self.cache.put((model, handle.snapshot_id, key), body)
+                answers[entity_id] = {"entity_id": entity_id, "values": values, "source": "live"}
+        found = [answers[i] for _, i in wanted if i in answers]
+        return found, [i for _, i in wanted if i not in answers]
+
     async def score_rows(
         self, model: str, handle: Handle, rows: list[dict[str, Any]]
     ) -> dict[str, Any]:

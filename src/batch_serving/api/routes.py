@@ -105,11 +105,15 @@ async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -
     keys = [_parse(handle, model, i) for i in ids]
     found = await handle.lookup(keys, request.members)
     results = [
-        {"entity_id": i, **_answer(row, handle, request.members)}
+        {"entity_id": i, **_answer(row, handle, request.members), "source": "snapshot"}
         for i, row in zip(ids, found, strict=True)
         if row is not None
     ]
     missing = [i for i, v in zip(ids, found, strict=True) if v is None]
+    if missing and state.fallback is not None and state.fallback.enabled(model):
+        wanted = [(k, i) for k, i, v in zip(keys, ids, found, strict=True) if v is None]
+        live, missing = await state.fallback.fill(model, handle, wanted)
+        results.extend(live)
     body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
     return Response(json.dumps(body).encode(), media_type="application/json")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
@@ -82,6 +82,10 @@ class Prediction(BaseModel):
     entity_id: str
     values: dict[str, Value]
     members: Members | None = Field(default=None, description=MEMBERS_DOC)
+    source: Literal["snapshot", "live", "cache"] = Field(
+        default="snapshot",
+        description="`snapshot`: precomputed; `live`/`cache`: scored live (live fallback on)",
+    )
 
 
 class BatchGetResponse(BaseModel):
