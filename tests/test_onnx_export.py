@@ -194,3 +194,21 @@ def test_models_fit_on_a_matrix_convert_to_one_float64_input() -> None:
         assert onnx_spec.features == tuple(names) and onnx_spec.positive_label == "1"
         got = scores(onnx_spec, onnx_model, batch)
         assert np.abs(got - model.predict_proba(x)[:, 1]).max() <= limit
+
+
+def test_a_multiclass_model_is_refused_by_name(
+    register: Callable[..., tuple[str, int]],
+    partition: Path,
+    capsys: pytest.CaptureFixture[str],
+    tracking_uri: str,
+) -> None:
+    import builders
+
+    train = labelled(300)
+    model, _ = builders.multiclass(train)
+    name, version = register(model, train[builders.NUMERIC])
+    uri = f"models:/{name}/{version}"
+    argv = ["export-onnx", "--model", uri, "--tracking-uri", tracking_uri, "--input"]
+    assert main([*argv, str(partition)]) == 2
+    assert f"{uri} is a multi-class model" in capsys.readouterr().err
+    assert not MlflowClient(tracking_uri).search_registered_models(f"name = '{name}_onnx'")

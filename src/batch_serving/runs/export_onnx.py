@@ -107,6 +107,11 @@ def export_onnx(
             raise ConfigError(
                 f"{ref.uri} is a {loaded.runtime} model; export-onnx converts sklearn"
             )
+        if spec.kind == "multiclass":
+            raise ConfigError(
+                f"{ref.uri} is a multi-class model: export-onnx gates one score per row "
+                "(binary classifiers and regressors)"
+            )
         entity = [c for c in (cfg.entity_columns if cfg else []) if c]
         batch = read_partition(partition, entity, spec.features, max_rows)
         casts = plan_casts(
