@@ -103,7 +103,7 @@ def test_served_columns_by_default_members_on_request(multi: MultiJob) -> None:
             assert [x["values"] for x in results] == [_served(multi.rows[i]) for i in IDS[:3]]
             assert all(("members" in x) == ("members" in few) for x in results)
         plain_batch = httpx.post(batch_url, json={"ids": IDS}).json()
-        assert all(set(x) == {"entity_id", "values"} for x in plain_batch["results"])
+        assert all(set(x) == {"entity_id", "values", "source"} for x in plain_batch["results"])
 
         listed = httpx.get(f"{server.url}/v1/models").json()["models"]
         assert [(m["model"], m["members"]) for m in listed] == [(multi.model, MEMBERS)]
