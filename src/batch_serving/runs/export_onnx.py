@@ -200,6 +200,7 @@ def _register(
     import mlflow.onnx
     import onnx
     from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     signature = Model.load(str(model_dir / "MLmodel")).signature
@@ -219,22 +220,33 @@ def _register(
         "parity_partition": str(partition),
         "parity_checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    # Registered through the client: mlflow.set_registry_uri would change the registry of every
+    # later fluent call in this process (and of its subprocesses, through the environment).
+    previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(ref.tracking_uri)
-    mlflow.set_registry_uri(ref.registry_uri)
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"export-onnx-{ref.name}-v{ref.version}"
-    ):
-        mlflow.set_tags(tags)
-        info = mlflow.onnx.log_model(
-            onnx.load_from_string(data),
-            name="model",
-            signature=signature,
-            registered_model_name=name,
-            save_as_external_data=False,
-            # pinned here: mlflow's requirement inference spawns a process that imports the model
-            pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={_ort_version()}"],
-        )
-    version = str(info.registered_model_version)
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"export-onnx-{ref.name}-v{ref.version}"
+        ) as run:
+            mlflow.set_tags(tags)
+            info = mlflow.onnx.log_model(
+                onnx.load_from_string(data),
+                name="model",
+                signature=signature,
+                save_as_external_data=False,
+                # pinned: mlflow's requirement inference spawns a process importing the model
+                pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={_ort_version()}"],
+            )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    try:
+        client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name)
+    created = client.create_model_version(
+        name, info.model_uri, run_id=run.info.run_id, model_id=info.model_id
+    )
+    version = str(created.version)
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     alias = model.alias
