@@ -95,7 +95,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=2) as r:
                     if json.load(r).get("aliveworkers") == 2:
                         break
-            except OSError:
+            except (OSError, ValueError):  # not up yet, or a half-started UI's non-JSON answer
                 pass
             if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
                 logs = {p.name: p.read_text()[-1500:] for p in work.glob("*.log")}
