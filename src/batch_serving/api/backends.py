@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from batch_serving.config import ServeSettings
@@ -66,15 +67,25 @@ class EmbeddedBackend:
 
     def _load(self, current: dict[str, Any]) -> dict[str, Any]:
         out = dict(current)
-        for model in self._layout.models():
+        for model in self._models():
             if self._wanted and model not in self._wanted:
                 continue
-            pointer = read_pointer(self._layout, model)
+            pointer = self._pointer(model)
             if pointer is None or (model in out and out[model].snapshot_id == pointer["current"]):
                 continue
-            directory = self._layout.snapshot_dir(model, pointer["current"])
+            directory = self._snapshot_dir(model, pointer["current"])
             out[model] = EmbeddedHandle(open_snapshot(directory, verify_checksum=self._verify))
         return out
+
+    # Where the pointers and snapshots live: a local root here, a remote one in a subclass.
+    def _models(self) -> list[str]:
+        return self._layout.models()
+
+    def _pointer(self, model: str) -> dict[str, Any] | None:
+        return read_pointer(self._layout, model)
+
+    def _snapshot_dir(self, model: str, snapshot_id: str) -> Path:
+        return self._layout.snapshot_dir(model, snapshot_id)
 
     async def close(self) -> None:
         return None

@@ -7,17 +7,18 @@ The publisher writes the pointer last, so the pointer never names a half-uploade
 
 from __future__ import annotations
 
-import asyncio
+from pathlib import Path
 from typing import Any
 
-from batch_serving.api.backends import EmbeddedHandle
+from batch_serving.api.backends import EmbeddedBackend
 from batch_serving.config import ServeSettings
-from batch_serving.serving.readers import open_snapshot
 from batch_serving.serving.remote import RemoteSnapshotCache
 from batch_serving.tables.storage import location
 
 
-class RemoteEmbeddedBackend:
+class RemoteEmbeddedBackend(EmbeddedBackend):
+    """``EmbeddedBackend`` whose pointers are remote and whose snapshots are downloaded first."""
+
     def __init__(self, settings: ServeSettings) -> None:
         assert settings.snapshot_uri is not None
         root = location(settings.snapshot_uri, settings.storage())
@@ -25,20 +26,11 @@ class RemoteEmbeddedBackend:
         self._wanted = set(settings.models)
         self._verify = settings.verify_checksum
 
-    async def load(self, current: dict[str, Any]) -> dict[str, Any]:
-        return await asyncio.to_thread(self._load, current)
+    def _models(self) -> list[str]:
+        return self._remote.models()
 
-    def _load(self, current: dict[str, Any]) -> dict[str, Any]:
-        out = dict(current)
-        for model in self._remote.models():
-            if self._wanted and model not in self._wanted:
-                continue
-            pointer = self._remote.read_pointer(model)
-            if pointer is None or (model in out and out[model].snapshot_id == pointer["current"]):
-                continue
-            directory = self._remote.local_snapshot(model, pointer["current"])
-            out[model] = EmbeddedHandle(open_snapshot(directory, verify_checksum=self._verify))
-        return out
+    def _pointer(self, model: str) -> dict[str, Any] | None:
+        return self._remote.read_pointer(model)
 
-    async def close(self) -> None:
-        return None
+    def _snapshot_dir(self, model: str, snapshot_id: str) -> Path:
+        return self._remote.local_snapshot(model, snapshot_id)
