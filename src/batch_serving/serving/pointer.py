@@ -15,10 +15,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_serving.config import MODEL_NAME
 from batch_serving.errors import ServingStoreError
+
+if TYPE_CHECKING:
+    from batch_serving.tables.storage import AnyPath
 
 POINTER = "CURRENT.json"
 
@@ -30,14 +33,10 @@ class ServingLayout:
     root: Path
 
     def model_dir(self, model: str) -> Path:
-        if not MODEL_NAME.fullmatch(model):
-            raise ServingStoreError(f"invalid model name {model!r}")
-        return self.root / model
+        return self.root / checked_name(model, "model name")
 
     def snapshot_dir(self, model: str, snapshot_id: str) -> Path:
-        if not MODEL_NAME.fullmatch(snapshot_id):
-            raise ServingStoreError(f"invalid snapshot id {snapshot_id!r}")
-        return self.model_dir(model) / "snapshots" / snapshot_id
+        return self.model_dir(model) / "snapshots" / checked_name(snapshot_id, "snapshot id")
 
     def pointer_path(self, model: str) -> Path:
         return self.model_dir(model) / POINTER
@@ -52,8 +51,19 @@ class ServingLayout:
         )
 
 
+def checked_name(name: str, what: str) -> str:
+    """A model name or snapshot id, validated before it becomes part of a path."""
+    if not MODEL_NAME.fullmatch(name):
+        raise ServingStoreError(f"invalid {what} {name!r}")
+    return name
+
+
 def read_pointer(layout: ServingLayout, model: str) -> dict[str, Any] | None:
-    path = layout.pointer_path(model)
+    return read_pointer_file(layout.pointer_path(model))
+
+
+def read_pointer_file(path: AnyPath) -> dict[str, Any] | None:
+    """A ``CURRENT.json`` (local or remote); None if there is none yet."""
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:

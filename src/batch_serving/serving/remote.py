@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING, Any
 import pyarrow.fs as pafs
 
 from batch_serving.config import MODEL_NAME, StorageConfig
-from batch_serving.errors import ServingStoreError
 from batch_serving.serving.format import SNAPSHOT_FILE, SNAPSHOT_MANIFEST
-from batch_serving.serving.pointer import POINTER, ServingLayout
+from batch_serving.serving.pointer import POINTER, ServingLayout, checked_name, read_pointer_file
 from batch_serving.tables.storage import Location, location
 
 if TYPE_CHECKING:
@@ -46,14 +45,10 @@ class RemoteSnapshots:
         self.root = root
 
     def model_dir(self, model: str) -> Location:
-        if not MODEL_NAME.fullmatch(model):
-            raise ServingStoreError(f"invalid model name {model!r}")
-        return self.root / model
+        return self.root / checked_name(model, "model name")
 
     def snapshot_dir(self, model: str, snapshot_id: str) -> Location:
-        if not MODEL_NAME.fullmatch(snapshot_id):
-            raise ServingStoreError(f"invalid snapshot id {snapshot_id!r}")
-        return self.model_dir(model) / "snapshots" / snapshot_id
+        return self.model_dir(model) / "snapshots" / checked_name(snapshot_id, "snapshot id")
 
     def models(self) -> list[str]:
         names = [p.name for p in self.root.iterdir()]
@@ -62,14 +57,7 @@ class RemoteSnapshots:
         )
 
     def read_pointer(self, model: str) -> dict[str, Any] | None:
-        path = self.model_dir(model) / POINTER
-        try:
-            data: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            raise ServingStoreError(f"unreadable snapshot pointer {path}: {exc}") from None
-        return data
+        return read_pointer_file(self.model_dir(model) / POINTER)
 
     def snapshots(self, model: str) -> list[str]:
         return sorted(p.name for p in (self.model_dir(model) / "snapshots").iterdir())
