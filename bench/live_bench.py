@@ -95,24 +95,9 @@ def embedded_single_row(train_rows: int) -> dict[str, Any]:
 
 
 def _fit(frame: Any, estimator: str) -> Any:
-    from sklearn.compose import ColumnTransformer
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from batch_serving.demo import pipeline
 
-    cat, num = list(sample_data.CATEGORICAL), list(sample_data.NUMERIC)
-    if estimator == "hgb":
-        pre = ColumnTransformer(
-            [("cat", OneHotEncoder(handle_unknown="ignore"), cat)], remainder="passthrough"
-        )
-        model = Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=100))])
-    else:
-        pre = ColumnTransformer(
-            [("cat", OneHotEncoder(handle_unknown="ignore"), cat), ("num", StandardScaler(), num)]
-        )
-        model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
-    return model.fit(frame[list(sample_data.FEATURES)], frame["churned"])
+    return pipeline(estimator).fit(frame[list(sample_data.FEATURES)], frame["churned"])
 
 
 def prepare(base: Path, entities: int) -> tuple[str, Path]:

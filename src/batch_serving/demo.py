@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 from batch_serving import sample_data
@@ -108,33 +109,38 @@ def ensure_models(cfg: JobConfig, train_rows: int) -> None:
         log.info("registered %s v%s as @%s", cfg.model.name, version, alias)
 
 
-def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: str) -> int:
-    """Fit a preprocessing+model pipeline on the sample frame and register it."""
-    import mlflow
-    import mlflow.sklearn
-    import pandas as pd
-    from mlflow.models import infer_signature
+def pipeline(estimator: str) -> Any:
+    """The demo's unfitted preprocessing+model pipeline: ``hgb`` or ``logreg``."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    assert isinstance(frame, pd.DataFrame)
-    x = frame[list(sample_data.FEATURES)]
-    y = frame["churned"]
     cat = list(sample_data.CATEGORICAL)
     num = list(sample_data.NUMERIC)
     if estimator == "hgb":
         pre = ColumnTransformer(
             [("cat", OneHotEncoder(handle_unknown="ignore"), cat)], remainder="passthrough"
         )
-        model = Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=100))])
-    else:
-        pre = ColumnTransformer(
-            [("cat", OneHotEncoder(handle_unknown="ignore"), cat), ("num", StandardScaler(), num)]
-        )
-        model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+        return Pipeline([("pre", pre), ("clf", HistGradientBoostingClassifier(max_iter=100))])
+    pre = ColumnTransformer(
+        [("cat", OneHotEncoder(handle_unknown="ignore"), cat), ("num", StandardScaler(), num)]
+    )
+    return Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=500))])
+
+
+def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: str) -> int:
+    """Fit a preprocessing+model pipeline on the sample frame and register it."""
+    import mlflow
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+
+    assert isinstance(frame, pd.DataFrame)
+    x = frame[list(sample_data.FEATURES)]
+    y = frame["churned"]
+    model = pipeline(estimator)
     model.fit(x, y)
     mlflow.set_tracking_uri(tracking_uri)
     experiment = mlflow.get_experiment_by_name(EXPERIMENT)
