@@ -8,6 +8,7 @@ with cold per-worker model caches.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import sys
 from collections.abc import Callable, Iterator
@@ -65,48 +66,51 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
 _names = itertools.count()
 
 
-@pytest.fixture
-def register(tracking_uri: str) -> Callable[..., tuple[str, int]]:
-    """Log + register a model under a fresh name; returns (name, version)."""
+def register_model(
+    tracking_uri: str,
+    model: Any,
+    sample: pd.DataFrame | None = None,
+    *,
+    name: str | None = None,
+    alias: str = "champion",
+    pyfunc: bool = False,
+    trusted: list[str] | None = None,
+    signature: bool = True,
+) -> tuple[str, int]:
+    """Log + register ``model`` (a fresh name unless given) and point ``alias`` at it."""
     import mlflow
     import mlflow.sklearn
     from mlflow import MlflowClient
     from mlflow.models import infer_signature
 
-    def _register(
-        model: Any,
-        sample: pd.DataFrame | None = None,
-        *,
-        name: str | None = None,
-        alias: str = "champion",
-        pyfunc: bool = False,
-        trusted: list[str] | None = None,
-        signature: bool = True,
-    ) -> tuple[str, int]:
-        model_name = name or f"m{next(_names)}"
-        mlflow.set_tracking_uri(tracking_uri)
-        sig = infer_signature(sample) if (signature and sample is not None) else None
-        with mlflow.start_run():
-            if pyfunc:
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=model,
-                    signature=sig,
-                    registered_model_name=model_name,
-                )
-            else:
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=sig,
-                    registered_model_name=model_name,
-                    skops_trusted_types=trusted,
-                )
-        version = int(info.registered_model_version)
-        MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, str(version))
-        return model_name, version
+    model_name = name or f"m{next(_names)}"
+    mlflow.set_tracking_uri(tracking_uri)
+    sig = infer_signature(sample) if (signature and sample is not None) else None
+    with mlflow.start_run():
+        if pyfunc:
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=model,
+                signature=sig,
+                registered_model_name=model_name,
+            )
+        else:
+            info = mlflow.sklearn.log_model(
+                model,
+                name="model",
+                signature=sig,
+                registered_model_name=model_name,
+                skops_trusted_types=trusted,
+            )
+    version = int(info.registered_model_version)
+    MlflowClient(tracking_uri).set_registered_model_alias(model_name, alias, str(version))
+    return model_name, version
 
-    return _register
+
+@pytest.fixture
+def register(tracking_uri: str) -> Callable[..., tuple[str, int]]:
+    """Log + register a model under a fresh name; returns (name, version)."""
+    return functools.partial(register_model, tracking_uri)
 
 
 @pytest.fixture

@@ -135,26 +135,13 @@ def load_dagbag(env: dict[str, str]) -> dict:
 def model_name(tracking_uri: str) -> str:
     """One registered model (alias champion) for every DAG run of this module."""
     import builders
-    import mlflow
-    import mlflow.sklearn
-    from conftest import labelled
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
+    from conftest import labelled, register_model
 
     if not AIRFLOW.exists():
         pytest.fail(f"{AIRFLOW_VENV} missing: `make install` creates it")
     model, _ = builders.logreg_pipeline(labelled(400))
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(customers(50)[builders.FEATURES]),
-            registered_model_name="airflow_model",
-        )
-    version = str(info.registered_model_version)
-    MlflowClient(tracking_uri).set_registered_model_alias("airflow_model", "champion", version)
-    return "airflow_model"
+    sample = customers(50)[builders.FEATURES]
+    return register_model(tracking_uri, model, sample, name="airflow_model")[0]
 
 
 @pytest.fixture(scope="module")

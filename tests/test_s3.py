@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.fs as pafs
 import pytest
-from conftest import RUN_DATE, Scored, customers, labelled
+from conftest import RUN_DATE, Scored, customers, labelled, register_model
 from live import LiveServer, S3Server
 
 from batch_serving import sample_data
@@ -60,24 +60,9 @@ def bucket(s3: S3Server) -> str:
 @pytest.fixture(scope="module")
 def s3_model(tracking_uri: str) -> str:
     """One registered model for the module's S3 jobs (each test has its own bucket)."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
-
     model, _ = builders.logreg_pipeline(labelled(400))
     name = f"s3_{uuid.uuid4().hex[:8]}"
-    mlflow.set_tracking_uri(tracking_uri)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(customers(50)[builders.FEATURES]),
-            registered_model_name=name,
-        )
-    version = str(info.registered_model_version)
-    MlflowClient(tracking_uri).set_registered_model_alias(name, "champion", version)
-    return name
+    return register_model(tracking_uri, model, customers(50)[builders.FEATURES], name=name)[0]
 
 
 @pytest.fixture
