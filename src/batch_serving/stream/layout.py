@@ -21,6 +21,7 @@ from typing import Any
 
 from batch_serving.config import JobConfig
 from batch_serving.tables.layout import TableLayout
+from batch_serving.tables.storage import local_only
 
 STREAM_PREDICTIONS = "stream_predictions"
 STREAM_QUARANTINE = "stream_quarantine"
@@ -58,8 +59,8 @@ class StreamLayout:
 
     def batch_file(self, table: TableLayout, day: dt.date, batch_id: int) -> Path:
         """Deterministic per (batch, date): a replayed batch overwrites, never duplicates."""
-        folder = self.root / table.table / table.model / table.partition_name(day)
-        return folder / f"batch-{batch_id:012d}.parquet"  # the stream's root is a local Path
+        folder = local_only(table.partition_dir(day), "the stream's output")
+        return folder / f"batch-{batch_id:012d}.parquet"
 
     def marker(self, batch_id: int) -> Path:
         return self.state_dir / "batches" / f"{batch_id:012d}.json"
