@@ -74,6 +74,7 @@ SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke 
 PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
 OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
+GATE_ROUNDS = 7  # ~1 s runs: more rounds than the other parts for a stable A/B median
 INPUT_GATE = [  # like the demo job's input gate, on the bench columns
     {"type": "not_null", "column": "id"},
     {"type": "between", "column": "f0", "min": -10, "max": 10},
@@ -408,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         _write_report("drift", args.scale, render_drift(drift, args.scale, rows, reps), drift)
     if "gates" in parts:
         gates = measure_gates(bench, reps)
-        _write_report("gates", "200k", render_gates(gates, reps), gates)
+        _write_report("gates", "200k", render_gates(gates, max(reps, GATE_ROUNDS)), gates)
     if "s3" in parts:
         s3 = measure_s3(bench, rows, reps)
         _write_report("s3", args.scale, render_s3(s3, args.scale, rows, reps), s3)
@@ -664,7 +665,7 @@ def measure_gates(bench: Bench, reps: int) -> dict[str, Any]:
             "gates on": lambda: run_score(bench.spark, gated, RUN_DATE),
             "gates off": lambda: run_score(bench.spark, plain, RUN_DATE),
         },
-        reps,
+        max(reps, GATE_ROUNDS),
     )
     walls, results = rounds["gates on"]
     gate_s = [
@@ -682,8 +683,15 @@ def measure_gates(bench: Bench, reps: int) -> dict[str, Any]:
             objects = [to_gx(ExpectationConfig.model_validate(e), GATE_ROWS) for e in specs]
             validate_with_gx(frame, "bench", objects)
         own.append(time.perf_counter() - start)
+    walls_off = rounds["gates off"][0]
+    # the gates' cost includes what the scoring tasks count for them (inside score_and_stage):
+    # the honest share is the A/B difference of whole runs, paired round by round
+    added = [(on - off) / on for on, off in zip(walls, walls_off, strict=True)]
     return {
         "rows": GATE_ROWS,
+        "share_ab": (statistics.median(walls) - statistics.median(walls_off))
+        / statistics.median(walls),
+        "share_ab_rounds": added,
         "wall_on_s": statistics.median(walls),
         "wall_off_s": statistics.median(rounds["gates off"][0]),
         "gates_s": statistics.median(gate_s),
@@ -697,15 +705,21 @@ def measure_gates(bench: Bench, reps: int) -> dict[str, Any]:
 
 def render_gates(g: dict[str, Any], reps: int) -> str:
     extra = g["wall_on_s"] - g["wall_off_s"]
-    verdict = "PASS" if g["share"] <= 0.10 else "FAIL"
+    share = max(g["share"], g["share_ab"])  # whichever is worse
+    verdict = "PASS" if share <= 0.10 else "FAIL"
+    rounds = ", ".join(f"{x:+.1%}" for x in g["share_ab_rounds"])
     return "\n".join(
         [
             f"## GX gates at {g['rows']:,} rows (HGB, arrow_direct, median of {reps}; "
             "shared machine, noisy)",
-            f"  {verdict} gates' share of job wall time: {g['share']:.1%} (target <= 10%): "
-            f"gate_input + gate_output {g['gates_s']:.2f} s of run_score {g['wall_on_s']:.2f} s",
-            f"  A/B: same job without gates {g['wall_off_s']:.2f} s "
-            f"(difference {extra:+.2f} s, {extra / g['wall_on_s']:+.1%} of the gated run)",
+            f"  {verdict} gates' share of job wall time: {share:.1%} (target <= 10%; the worse "
+            "of the two measures below)",
+            f"  A/B: job with gates {g['wall_on_s']:.2f} s, same job without "
+            f"{g['wall_off_s']:.2f} s: difference {extra:+.2f} s, {g['share_ab']:+.1%} of the "
+            "gated run (rounds: "
+            f"{rounds}); this includes the metrics the scoring tasks count for the gates",
+            f"  steps: gate_input + gate_output {g['gates_s']:.2f} s of run_score "
+            f"{g['wall_on_s']:.2f} s = {g['share']:.1%} (planning, GX's evaluation, reports)",
             f"  reference: GX's own validation of the same 7 expectations {g['gx_own_s']:.2f} s",
         ]
     )

@@ -7,9 +7,13 @@ GX is imported lazily (1-4 s) and only when a job declares expectations; ``prelo
 that import in the background when the run starts.
 
 Speed: the expectations GX answers from counts and aggregates (nulls, between, in set, row
-count, min/max/mean ...) share ONE Spark aggregation and are evaluated by GX from it
-(``onepass``); any other GX expectation runs through GX on the DataFrame. Either way the
-results are GX's ``ExpectationValidationResult`` objects, saved as ``_validation.json``.
+count, min/max/mean ...) are planned as metrics (``metric_plan``). With the ``arrow_direct``
+engine the scoring tasks count them on the rows they read and write (``task_metrics``: no
+Spark job at all), so the input gate is evaluated right after scoring, before anything is
+committed; with the ``dataframe`` engine they share ONE Spark aggregation (``onepass``) and
+the input gate runs before scoring. Any other GX expectation runs through GX on the
+DataFrame. Either way GX evaluates the metrics and the results are GX's
+``ExpectationValidationResult`` objects, saved as ``_validation.json``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,16 @@ import json
 import logging
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.errors import BatchServingError, ConfigError
+from batch_serving.quality.metric_plan import MetricPlan, MetricSpec
+from batch_serving.quality.task_metrics import MetricCounts
 from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
@@ -77,21 +86,44 @@ def _import_gx() -> None:
         return
 
 
-def run_gate(
-    df: DataFrame, name: str, expectations: tuple[ExpectationConfig, ...], previous_rows: int | None
-) -> GateResult:
-    """Validate ``df`` against ``expectations``; never raises for data problems.
+@dataclass
+class PlannedGate:
+    """A gate's expectations as GX objects, and which of them the scoring tasks answer.
 
-    Expectations GX can answer from counts and aggregates are computed in one Spark pass and
-    evaluated by GX (``onepass``); the others run through GX on ``df``. Results keep the
-    declared order."""
+    ``in_task``: expectation index -> its metrics, counted by the tasks (``task_metrics``);
+    ``metrics``/``keys``: every such metric once, and its GX metric id."""
+
+    name: str
+    declared: list[tuple[ExpectationConfig, Any]]
+    in_task: dict[int, MetricPlan] = field(default_factory=dict)
+    metrics: tuple[MetricSpec, ...] = ()
+    keys: tuple[Any, ...] = ()
+    constants: dict[Any, Any] = field(default_factory=dict)
+
+    @property
+    def counted_in_task(self) -> bool:
+        return bool(self.in_task)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(m.column for m in self.metrics if m.column is not None))
+
+    def metric_values(self, counts: MetricCounts | None) -> dict[Any, Any]:
+        got = counts if counts is not None else MetricCounts.empty(self.metrics)
+        return {**self.constants, **dict(zip(self.keys, got.values(self.metrics), strict=True))}
+
+
+def plan_gate(
+    name: str,
+    expectations: tuple[ExpectationConfig, ...],
+    previous_rows: int | None,
+    schema: pa.Schema | None = None,
+) -> PlannedGate | None:
+    """The gate's GX expectations (None if none applies), and with ``schema`` (the batches the
+    scoring tasks see) the ones whose metrics the tasks can count."""
     await_gx_preload()
-    from great_expectations.core.expectation_validation_result import (
-        ExpectationSuiteValidationResult,
-    )
-    from great_expectations.validator.validation_statistics import calc_validation_statistics
-
-    from batch_serving.quality.onepass import validate_in_one_pass
+    from batch_serving.quality.metric_plan import plan_expectation, spark_type_names
+    from batch_serving.quality.task_metrics import supported
 
     declared: list[tuple[ExpectationConfig, Any]] = []
     for exp in expectations:
@@ -101,14 +133,59 @@ def run_gate(
             continue
         declared.append((exp, gx_exp))
     if not declared:
-        return GateResult(name, True)
+        return None
+    gate = PlannedGate(name, declared)
+    if schema is None:
+        return gate
+    types = spark_type_names(schema)
+    combined = MetricPlan()
+    for i, (_, gx_exp) in enumerate(declared):
+        plan = plan_expectation(gx_exp, types)
+        if plan is not None and all(supported(m, schema) for m in plan.metrics.values()):
+            gate.in_task[i] = plan
+            combined.merge(plan)
+    gate.keys = tuple(combined.metrics)
+    gate.metrics = tuple(combined.metrics.values())
+    gate.constants = combined.constants
+    return gate
+
+
+def finish_gate(
+    gate: PlannedGate,
+    counts: MetricCounts | None,
+    frame: Callable[[], DataFrame],
+) -> GateResult:
+    """GX's results for every declared expectation: from the tasks' counts where planned, the
+    rest from one Spark aggregation over ``frame()`` or GX's own run on it. Never raises for
+    data problems; results keep the declared order."""
+    await_gx_preload()
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+    )
+    from great_expectations.validator.validation_statistics import calc_validation_statistics
+
+    from batch_serving.quality.onepass import evaluate, validate_in_one_pass
+
+    name, declared = gate.name, gate.declared
     objects = [gx_exp for _, gx_exp in declared]
-    results, rest = validate_in_one_pass(df, objects)
+    results: dict[int, Any] = {}
+    rest = [i for i in range(len(declared)) if i not in gate.in_task]
+    if gate.in_task:
+        got, refused = evaluate(objects, gate.in_task, gate.metric_values(counts))
+        results.update(got)
+        rest = sorted([*rest, *refused])
+    spark_run = 0
     if rest:
-        log.info("%s gate: %d expectation(s) run by GX on the DataFrame", name, len(rest))
-        results.update(
-            zip(rest, validate_with_gx(df, name, [objects[i] for i in rest]), strict=True)
-        )
+        df = frame()
+        skip = [i for i in range(len(declared)) if i not in rest]
+        got, by_gx = validate_in_one_pass(df, objects, skip)
+        results.update(got)
+        spark_run = len(rest)
+        if by_gx:
+            log.info("%s gate: %d expectation(s) run by GX on the DataFrame", name, len(by_gx))
+            results.update(
+                zip(by_gx, validate_with_gx(df, name, [objects[i] for i in by_gx]), strict=True)
+            )
     ordered = [results[i] for i in range(len(declared))]
     stats = calc_validation_statistics(ordered)
     suite_result = ExpectationSuiteValidationResult(
@@ -117,25 +194,37 @@ def run_gate(
         suite_name=f"{name}_suite",
         statistics=stats._asdict(),
     )
-    gate = GateResult(name, True, checked=len(ordered), raw=suite_result.to_json_dict())
+    result = GateResult(name, True, checked=len(ordered), raw=suite_result.to_json_dict())
     for item, (exp, _) in zip(ordered, declared, strict=True):
         if item.success:
             continue
         line = describe(item)
         if exp.blocking:
-            gate.failures.append(line)
-            gate.success = False
+            result.failures.append(line)
+            result.success = False
         else:
-            gate.warnings.append(line)
+            result.warnings.append(line)
     log.info(
-        "%s gate: %d/%d expectations passed (%d in one pass)%s",
+        "%s gate: %d/%d expectations passed (%d counted while scoring, %d by Spark)%s",
         name,
-        gate.checked - len(gate.failures) - len(gate.warnings),
-        gate.checked,
-        gate.checked - len(rest),
-        f"; non-blocking failures: {gate.warnings}" if gate.warnings else "",
+        result.checked - len(result.failures) - len(result.warnings),
+        result.checked,
+        result.checked - spark_run,
+        spark_run,
+        f"; non-blocking failures: {result.warnings}" if result.warnings else "",
     )
-    return gate
+    return result
+
+
+def run_gate(
+    df: DataFrame, name: str, expectations: tuple[ExpectationConfig, ...], previous_rows: int | None
+) -> GateResult:
+    """Validate ``df`` against ``expectations`` through Spark (one aggregation, then GX for
+    the rest); never raises for data problems."""
+    gate = plan_gate(name, expectations, previous_rows)
+    if gate is None:
+        return GateResult(name, True)
+    return finish_gate(gate, None, lambda: df)
 
 
 def validate_with_gx(df: DataFrame, name: str, expectations: list[Any]) -> list[Any]:
@@ -266,21 +355,30 @@ class GateRunner:
     title: str
     results: list[GateResult] = field(default_factory=list)
 
-    def check(
+    def plan(
+        self, name: str, expectations: tuple[ExpectationConfig, ...], schema: pa.Schema | None
+    ) -> PlannedGate | None:
+        """``plan_gate`` with this run's previous row count (None: nothing to check)."""
+        if not expectations:
+            return None
+        return plan_gate(name, expectations, self.previous_rows, schema)
+
+    def finish(
         self,
-        df: DataFrame,
-        name: str,
-        expectations: tuple[ExpectationConfig, ...],
+        gate: PlannedGate | None,
+        counts: MetricCounts | None,
+        frame: Callable[[], DataFrame],
         error: type[BatchServingError],
         where: str,
     ) -> None:
-        if not expectations:
+        """Evaluate ``gate``, save the reports, raise ``error`` naming the failures."""
+        if gate is None:
             return
-        gate = run_gate(df, name, expectations, self.previous_rows)
-        self.results.append(gate)
+        result = finish_gate(gate, counts, frame)
+        self.results.append(result)
         report = write_reports(self.report_dir, self.results, self.title)
-        if not gate.success:
+        if not result.success:
             raise error(
-                f"{name} validation failed for {where}: {'; '.join(gate.failures)}; "
+                f"{gate.name} validation failed for {where}: {'; '.join(result.failures)}; "
                 f"report: {report}"
             )

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class StepTimer:
-    """Wall-clock seconds per named step, in the order the steps ran."""
+    """Wall-clock seconds per named step, in the order the steps ran (a step entered twice,
+    e.g. a gate planned before scoring and evaluated after it, adds up)."""
 
     durations: dict[str, float] = field(default_factory=dict)
 
@@ -31,8 +32,9 @@ class StepTimer:
         try:
             yield
         finally:
-            self.durations[name] = round(time.perf_counter() - start, 3)
-            log.info("step %s done in %.2fs", name, self.durations[name])
+            took = time.perf_counter() - start
+            self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
+            log.info("step %s done in %.2fs", name, took)
 
 
 def new_run_id(now: dt.datetime) -> str:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputValidationError, OutputValidationError
@@ -22,7 +23,7 @@ from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import prepare_models, resolve_members
-from batch_serving.runs.monitor import finish_monitoring, plan_monitoring
+from batch_serving.runs.monitor import finish_monitoring, plan_monitoring, task_spec
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
@@ -37,7 +38,7 @@ from batch_serving.spark.engines import choose_engine, engine_named
 from batch_serving.tables.commit import Committed, discard
 from batch_serving.tables.lease import Lease
 from batch_serving.tables.manifest import AfterCommit, RunManifest
-from batch_serving.tables.storage import spark_path
+from batch_serving.tables.storage import AnyPath, spark_path
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,11 @@ def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
         return None
 
 
+def _staged_frame(spark: SparkSession, cfg: JobConfig, staged: AnyPath) -> DataFrame:
+    require_scheme(spark, cfg.output.root, "output expectations on")
+    return spark.read.parquet(spark_path(staged))
+
+
 def _score_and_commit(
     spark: SparkSession, run: RunContext, lease: Lease
 ) -> tuple[RunManifest, Committed]:
@@ -97,36 +103,59 @@ def _score_and_commit(
         gates = gate_runner(run)
         with step("validate"):
             valid = validate_input(engine, data, models.members, run)
-        expectations = cfg.validation.input_expectations
-        if expectations:
-            with step("gate_input"):
-                frame = engine.frame(spark, data)
-                gates.check(frame, "input", expectations, InputValidationError, data.where)
+        checks = cfg.validation
+
+        def gate_step(name: str, declared: tuple[object, ...]) -> AbstractContextManager[None]:
+            return step(name) if declared else nullcontext()
+
+        in_task = engine.exact_counts  # gate metrics counted by the scoring tasks
+        with gate_step("gate_input", checks.input_expectations):
+            input_gate = gates.plan(
+                "input", checks.input_expectations, data.schema if in_task else None
+            )
+            if input_gate is not None and not input_gate.counted_in_task:
+                gates.finish(  # nothing to wait for: stop before scoring if it fails
+                    input_gate,
+                    None,
+                    lambda: engine.frame(spark, data),
+                    InputValidationError,
+                    data.where,
+                )
+                input_gate = None
+        with gate_step("gate_output", checks.output_expectations):
+            output_gate = gates.plan(
+                "output", checks.output_expectations, valid.plan.output_schema if in_task else None
+            )
         monitoring = None
         if cfg.monitoring.enabled:
             with step("drift_reference"):
                 monitoring = plan_monitoring(spark, run, engine, data, valid.plan)
         with step("score_and_stage"):
-            spec = monitoring.spec if monitoring is not None else None
-            partial = engine.stage(
-                spark, data, valid.plan, models.handles(), staging, valid.duplicates, spec
+            observe = task_spec(monitoring, input_gate, output_gate)
+            counted = engine.stage(
+                spark, data, valid.plan, models.handles(), staging, valid.duplicates, observe
+            )
+        with gate_step("gate_input", checks.input_expectations):
+            gates.finish(
+                input_gate,
+                counted.input if counted is not None else None,
+                lambda: engine.frame(spark, data),
+                InputValidationError,
+                data.where,
             )
         with step("reconcile"):
             counts = reconcile(run, valid.rows(data))
             comparison = compare_shadows(valid.plan, staging.predictions)
-            drift = finish_monitoring(monitoring, partial, run) if monitoring else None
-        if cfg.validation.output_expectations:
-            with step("gate_output"):
-                require_scheme(spark, cfg.output.root, "output expectations on")
-                frame = spark.read.parquet(spark_path(staging.predictions))
-                where = str(run.predictions.partition_dir(run.run_date))
-                gates.check(
-                    frame,
-                    "output",
-                    cfg.validation.output_expectations,
-                    OutputValidationError,
-                    where,
-                )
+            profile = counted.profile if counted is not None else None
+            drift = finish_monitoring(monitoring, profile, run) if monitoring else None
+        with gate_step("gate_output", checks.output_expectations):
+            gates.finish(
+                output_gate,
+                counted.output if counted is not None else None,
+                lambda: _staged_frame(spark, cfg, staging.predictions),
+                OutputValidationError,
+                str(run.predictions.partition_dir(run.run_date)),
+            )
         enforce_bad_rows(run, counts)
         with step("commit"):
             manifest = build_manifest(

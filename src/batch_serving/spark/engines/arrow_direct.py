@@ -27,15 +27,15 @@ import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig, StorageConfig
-from batch_serving.monitoring.profile import ProfilePartial, Profiler, ProfileSpec
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer
+from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
-from batch_serving.spark.profiles import profile_accumulator
+from batch_serving.spark.task_counts import task_accumulator
 from batch_serving.tables.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import missing_partition, partition_location, partition_path
 from batch_serving.tables.storage import AnyPath, Location, parquet_source, spark_uri
@@ -54,6 +54,7 @@ class WorkUnit:
 
 class ArrowDirectEngine:
     name = "arrow_direct"
+    exact_counts = True
 
     def read(
         self,
@@ -84,25 +85,34 @@ class ArrowDirectEngine:
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-        monitor: ProfileSpec | None = None,
-    ) -> ProfilePartial | None:
+        observe: TaskSpec | None = None,
+    ) -> TaskCounts | None:
         units = plan_units(data.native, max(spark.sparkContext.defaultParallelism * 2, 1))
         staging.predictions.mkdir(parents=True, exist_ok=True)
         staging.quarantine.mkdir(parents=True, exist_ok=True)
         dirs = (staging.predictions, staging.quarantine)
-        profiles = profile_accumulator(spark, monitor) if monitor is not None else None
+        spec = observe if observe is not None and not observe.empty else None
+        totals = task_accumulator(spark, spec) if spec is not None else None
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
-            profiler = Profiler.of(monitor) if monitor is not None else None
+            counter = _Counter(spec, spec.partial()) if spec is not None else None
             for unit in it:
-                _score_unit(unit, scorer, dirs, profiler)
-            if profiles is not None and profiler is not None:
-                profiles.add(profiler.partial)
+                _score_unit(unit, scorer, dirs, counter)
+            if totals is not None and counter is not None:
+                totals.add(counter.counts)
 
         rdd = spark.sparkContext.parallelize(units, len(units))
         errors.scoring(lambda: rdd.foreachPartition(score_units), staging.predictions)
-        return profiles.value if profiles is not None else None
+        return totals.value if totals is not None else None
+
+
+@dataclass
+class _Counter:
+    """One task's counts of the batches it scores."""
+
+    spec: TaskSpec
+    counts: TaskCounts
 
 
 def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
@@ -128,20 +138,24 @@ def _score_unit(
     unit: WorkUnit,
     scorer: BatchScorer,
     dirs: tuple[AnyPath, AnyPath],
-    profiler: Profiler | None = None,
+    counter: _Counter | None = None,
 ) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
     plan = scorer.plan
     quarantined: list[pa.RecordBatch] = []
     source = pq.ParquetFile(unit.path, filesystem=unit.fs)
+    extra = [
+        c for c in (counter.spec.extra_columns if counter else ()) if c not in plan.input_columns
+    ]
+    columns = [*plan.input_columns, *extra]
     with _AtomicWriter(dirs[0], unit.index, plan.output_schema) as writer:
         if unit.row_groups:
             groups = list(unit.row_groups)
-            for batch in source.iter_batches(BATCH_ROWS, groups, plan.input_columns):
-                scored = scorer.score(batch)
+            for batch in source.iter_batches(BATCH_ROWS, groups, columns):
+                scored = scorer.score(batch.select(plan.input_columns) if extra else batch)
                 writer.write(scored.predictions)
-                if profiler is not None:
-                    profiler.add(batch, scored.predictions)
+                if counter is not None:
+                    counter.counts.add(counter.spec, batch, scored.predictions)
                 if scored.quarantined is not None:
                     quarantined.append(scored.quarantined)
     if quarantined:

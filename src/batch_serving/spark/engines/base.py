@@ -14,7 +14,7 @@ import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig, StorageConfig
-from batch_serving.monitoring.profile import ProfilePartial, ProfileSpec
+from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.tables.storage import AnyPath
@@ -41,6 +41,9 @@ class Staging:
 
 class Engine(Protocol):
     name: str
+    # tasks' counts are applied exactly once (an action's accumulator): the gates' metrics
+    # can be counted while scoring; otherwise the gates query Spark
+    exact_counts: bool
 
     def read(
         self,
@@ -64,10 +67,10 @@ class Engine(Protocol):
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-        monitor: ProfileSpec | None = None,
-    ) -> ProfilePartial | None:
+        observe: TaskSpec | None = None,
+    ) -> TaskCounts | None:
         """Score every row and write predictions (and quarantined rows) under ``staging``;
         ``duplicates`` > 0: keep the last row per entity id, dropping that many. With
-        ``monitor``, also count every profiled column in the same pass and return the merged
-        per-task counts."""
+        ``observe``, also count what it asks for (drift profile, gate metrics) in the same
+        pass and return the merged per-task counts."""
         ...

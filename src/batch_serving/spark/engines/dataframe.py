@@ -17,16 +17,16 @@ from pyspark.sql import functions as F
 from pyspark.sql.pandas.types import from_arrow_schema, to_arrow_schema
 
 from batch_serving.config import InputConfig, StorageConfig
-from batch_serving.monitoring.profile import ProfilePartial, Profiler, ProfileSpec
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer, tagged
+from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ERROR_CLASS, ScoringPlan
 from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
-from batch_serving.spark.profiles import profile_accumulator
 from batch_serving.spark.reader import read_partition
+from batch_serving.spark.task_counts import task_accumulator
 from batch_serving.tables.files import checked_data_files, count_rows, is_local, local_path
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 from batch_serving.tables.storage import AnyPath, Location
@@ -34,6 +34,7 @@ from batch_serving.tables.storage import AnyPath, Location
 
 class DataFrameEngine:
     name = "dataframe"
+    exact_counts = False  # mapInArrow is a transformation: see spark.task_counts
 
     def read(
         self,
@@ -76,46 +77,49 @@ class DataFrameEngine:
         handles: list[ModelHandle],
         staging: Staging,
         duplicates: int,
-        monitor: ProfileSpec | None = None,
-    ) -> ProfilePartial | None:
+        observe: TaskSpec | None = None,
+    ) -> TaskCounts | None:
         selected = data.native.select(*plan.input_columns)
         if duplicates:  # validation.duplicate_ids: keep_last
             selected = keep_last_rows(selected, plan.entity_columns)
-        profiles = profile_accumulator(spark, monitor) if monitor is not None else None
-        scored = score_frame(selected, plan, handles, monitor, profiles)
+        spec = None
+        if observe is not None and observe.profile is not None:
+            spec = TaskSpec(profile=observe.profile)  # gates: inexact here, Spark answers them
+        totals = task_accumulator(spark, spec) if spec is not None else None
+        scored = score_frame(selected, plan, handles, spec, totals)
         ok = F.col(ERROR_CLASS).isNull()
         _write(scored.filter(ok).select(*plan.output_schema.names), staging.predictions)
-        profile = profiles.value if profiles is not None else None  # before any second pass
+        counts = totals.value if totals is not None else None  # before any second pass
         if count_rows(staging.predictions) < data.rows - duplicates:
             # Rare path: some rows could not be scored. Score again to collect them rather
             # than caching every run's output for a quarantine that is almost always empty.
             bad = scored.filter(~ok).select(*plan.quarantine_schema.names).coalesce(1)
             _write(bad, staging.quarantine)
-        return profile
+        return counts
 
 
 def score_frame(
     df: DataFrame,
     plan: ScoringPlan,
     handles: list[ModelHandle],
-    monitor: ProfileSpec | None = None,
-    profiles: Any = None,
+    observe: TaskSpec | None = None,
+    totals: Any = None,
 ) -> DataFrame:
     """One row per input row in ``plan.tagged_schema``: predictions, and quarantined rows with
-    ``error_class`` set. With ``monitor``, each task adds its profile to ``profiles`` (an
-    accumulator, see ``spark.profiles``)."""
+    ``error_class`` set. With ``observe``, each task adds its counts to ``totals`` (an
+    accumulator, see ``spark.task_counts``)."""
     schema = plan.tagged_schema
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         scorer = BatchScorer(plan, [h.get() for h in handles])
-        profiler = Profiler.of(monitor) if monitor is not None else None
+        counts = observe.partial() if observe is not None else None
         for batch in batches:
             scored = scorer.score(batch)
-            if profiler is not None:
-                profiler.add(batch, scored.predictions)
+            if counts is not None and observe is not None:
+                counts.add(observe, batch, scored.predictions)
             yield from tagged(scored, schema)
-        if profiler is not None and profiles is not None:
-            profiles.add(profiler.partial)
+        if counts is not None and totals is not None:
+            totals.add(counts)
 
     return df.mapInArrow(score_batches, from_arrow_schema(schema))
 
