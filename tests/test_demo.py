@@ -36,7 +36,11 @@ def test_demo_runs_end_to_end_and_is_idempotent(spark, tmp_path, monkeypatch) ->
         # sample generator, so small, and publish was allowed)
         last = summary.splitlines()[-1]
         assert last.startswith("run report: ")
-        assert Path(last.removeprefix("run report: ")).is_file()
+        report = Path(last.removeprefix("run report: "))
+        assert report.is_file()
+        for gate in ("input", "output"):  # GX's Data Docs page per gate, linked from the report
+            assert f'href="_datadocs_{gate}.html"' in report.read_text()
+            assert "Expectation Suite:" in (report.parent / f"_datadocs_{gate}.html").read_text()
         assert "publish gate: pass" in summary
     assert (tmp_path / "data" / "output" / "serving" / "churn" / "CURRENT.json").is_file()
     table = pq.read_table(partition)

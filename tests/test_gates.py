@@ -36,6 +36,9 @@ def test_input_gate_failure_stops_before_scoring(setup, capsys) -> None:
     saved = json.loads(report.read_text())
     assert saved["input"]["success"] is False
     assert (report.parent / "_validation.html").read_text().count("FAIL") >= 1
+    docs = (report.parent / "_datadocs_input.html").read_text()  # GX's own Data Docs page
+    assert "tenure_months" in docs and "3 unexpected values found" in docs
+    assert "Failed" in docs and "9999" in docs
 
 
 def test_output_gate_failure_discards_staged_output(setup, capsys) -> None:

@@ -25,6 +25,7 @@ from batch_serving.monitoring.history import REPORT_NAME, committed_manifests, d
 from batch_serving.monitoring.profile import PROFILE_NAME, Profile, read_profile
 from batch_serving.monitoring.reference import model_profile
 from batch_serving.monitoring.report import RunReport, render_index, render_run
+from batch_serving.quality.data_docs import docs_name, write_data_docs
 from batch_serving.scoring.comparison import NONE
 from batch_serving.tables.files import data_files
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
@@ -82,7 +83,8 @@ def gather(
                 target = report.score_plots if spec.role != "feature" else report.feature_plots
                 target.append({"name": spec.name, "svg": plot})
     report.drift_rows = _drift_rows(cfg, layout, manifest)
-    report.gates = _gates(cfg, manifest)
+    run_dir = local_only(layout.run_dir(manifest.run_id), "the run report")
+    report.gates = _gates(cfg, manifest, run_dir)
     report.top_errors = _top_errors(quarantine_layout(cfg.output.root, cfg.model.name), manifest)
     report.comparisons = [_comparison(k, v) for k, v in manifest.comparison.items()]
     report.durations = _durations(durations or manifest.durations_s)
@@ -145,12 +147,14 @@ def _drift_rows(cfg: JobConfig, layout: TableLayout, manifest: RunManifest) -> l
     return rows
 
 
-def _gates(cfg: JobConfig, manifest: RunManifest) -> list[dict[str, Any]]:
+def _gates(cfg: JobConfig, manifest: RunManifest, run_dir: Path) -> list[dict[str, Any]]:
+    pages = set(write_data_docs(run_dir))  # GX's pages, beside the report in the run's dir
     gates = [
         {
             "name": f"Great Expectations: {name}",
             "success": g.success,
             "details": "; ".join([f"{g.checked} expectations", *g.warnings]),
+            "docs": docs_name(name) if docs_name(name) in pages else None,
         }
         for name, g in manifest.validation.items()
     ]

@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.errors import BatchServingError, ConfigError
+from batch_serving.quality.data_docs import VALIDATION_JSON, write_data_docs
 from batch_serving.quality.metric_plan import MetricPlan, MetricSpec
 from batch_serving.quality.task_metrics import MetricCounts
 from batch_serving.tables.storage import AnyPath
@@ -302,22 +303,26 @@ def describe(item: Any) -> str:
     return f"{config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())}): {seen}"
 
 
-def write_reports(directory: AnyPath, gates: list[GateResult], title: str) -> AnyPath:
-    """``_validation.json`` (GX results) and ``_validation.html`` (readable) in ``directory``.
+def write_reports(
+    directory: AnyPath, gates: list[GateResult], title: str, docs: bool = False
+) -> AnyPath:
+    """``_validation.json`` (GX results) and ``_validation.html`` (one summary table of every
+    gate) in ``directory``; with ``docs``, GX's Data Docs page per gate too (``data_docs``).
 
     The ``_`` prefix keeps them out of the data when the directory is a table partition."""
     directory.mkdir(parents=True, exist_ok=True)
+    pages = write_data_docs(directory, {g.name: g.raw for g in gates}) if docs else []
     payload = {
         g.name: {"success": g.success, "failures": g.failures, "warnings": g.warnings, "gx": g.raw}
         for g in gates
     }
-    (directory / "_validation.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    (directory / VALIDATION_JSON).write_text(json.dumps(payload, indent=2, default=str) + "\n")
     report = directory / "_validation.html"
-    report.write_text(_html(gates, title))
+    report.write_text(_html(gates, title, pages))
     return report
 
 
-def _html(gates: list[GateResult], title: str) -> str:
+def _html(gates: list[GateResult], title: str, pages: list[str]) -> str:
     rows = []
     for gate in gates:
         for item in gate.raw.get("results", []):
@@ -335,11 +340,14 @@ def _html(gates: list[GateResult], title: str) -> str:
                 f"<td>{html.escape(str(seen))}</td></tr>"
             )
     body = "\n".join(rows) or "<tr><td colspan='5'>no expectations declared</td></tr>"
+    links = " ".join(f"<a href='{html.escape(p)}'>{html.escape(p)}</a>" for p in pages)
+    docs = f"<p>Great Expectations Data Docs: {links}</p>" if links else ""
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif}} td,th{{padding:4px 8px;border-bottom:1px solid #ddd}}
 .fail{{background:#fdd}} .pass{{background:#efe}}</style></head>
 <body><h1>{html.escape(title)}</h1>
+{docs}
 <table><tr><th>gate</th><th>status</th><th>expectation</th><th>arguments</th><th>observed</th></tr>
 {body}
 </table></body></html>
@@ -376,7 +384,8 @@ class GateRunner:
             return
         result = finish_gate(gate, counts, frame)
         self.results.append(result)
-        report = write_reports(self.report_dir, self.results, self.title)
+        # a failing gate stops the run: render GX's Data Docs pages now, people will look
+        report = write_reports(self.report_dir, self.results, self.title, not result.success)
         if not result.success:
             raise error(
                 f"{gate.name} validation failed for {where}: {'; '.join(result.failures)}; "

@@ -55,10 +55,13 @@ def after_commit(
         from batch_serving.runs.mlflow_record import log_run
 
         records = run.predictions.run_dir(run.run_id)
-        extra = (  # monitoring's files (local roots only)
+        extra = (  # monitoring's files and GX's Data Docs pages (local roots only)
             []
             if isinstance(records, Location)
-            else [records / n for n in (RUN_PROFILE, REPORT_NAME)]
+            else [
+                *(records / n for n in (RUN_PROFILE, REPORT_NAME)),
+                *sorted(records.glob("_datadocs_*.html")),
+            ]
         )
         mlflow_run_id = log_run(cfg, manifest, committed.path, [p for p in extra if p.is_file()])
     record = AfterCommit(
