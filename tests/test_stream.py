@@ -295,3 +295,71 @@ def test_rate_source_scores_synthetic_rows_until_stopped(
         }
     )
     assert np.allclose(got.score, oracle(rebuilt)["score"], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("clean", ["archive"])  # delete: the same option, another value
+def test_clean_source_removes_or_archives_landed_files_after_their_batch(
+    spark: SparkSession,
+    job_config: Callable[..., JobConfig],
+    tmp_path: Path,
+    logreg: Any,
+    clean: str,
+) -> None:
+    name, oracle = logreg
+    archive = tmp_path / "archive"
+    extra = {"archive_dir": str(archive)} if clean == "archive" else {}
+    cfg = stream_job(job_config, name, tmp_path, clean_source=clean, **extra)
+    landing = tmp_path / "landing"
+    frames = [
+        customers(20, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 100 * s)
+        for s in (1, 2, 3)
+    ]
+    for i, frame in enumerate(frames):
+        land(landing, f"events-{i}.parquet", frame)
+
+    result = run_stream(spark, cfg, available_now=True)
+
+    got = read_table(StreamLayout.for_job(cfg).predictions.table_dir)
+    events = pd.concat(frames, ignore_index=True)
+    assert result.scored_rows == len(got) == 60 and got.customer_id.is_unique
+    expected = dict(zip(events.customer_id, oracle(events)["score"], strict=True))
+    assert np.allclose(got.score, got.customer_id.map(expected), rtol=0, atol=1e-9)
+
+    def landed() -> list[str]:
+        return sorted(p.name for p in landing.glob("*.parquet"))
+
+    def archived() -> list[str]:
+        return sorted(p.name for p in archive.rglob("*.parquet"))
+
+    # Spark cleans a batch's files when a later batch commits: 2 files per trigger, so the
+    # first batch's two are gone and the last batch's one waits for the next batch
+    assert landed() == ["events-2.parquet"]
+    if clean == "archive":
+        assert archived() == ["events-0.parquet", "events-1.parquet"]
+        assert all(str(landing) in str(p) for p in archive.rglob("*.parquet"))  # path kept
+    land(
+        landing,
+        "events-3.parquet",
+        customers(5, seed=8).assign(customer_id=lambda f: f.customer_id + 900),
+    )
+    assert run_stream(spark, cfg, available_now=True).scored_rows == 5
+    assert landed() == ["events-3.parquet"]
+    if clean == "archive":
+        assert archived() == [f"events-{i}.parquet" for i in range(3)]
+
+
+def test_clean_source_config_errors_name_the_key(
+    job_config: Callable[..., JobConfig], tmp_path: Path
+) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="archive needs `archive_dir`"):
+        stream_job(job_config, "m", tmp_path, clean_source="archive")
+    with pytest.raises(ValidationError, match="must not contain each other"):
+        stream_job(
+            job_config,
+            "m",
+            tmp_path,
+            clean_source="archive",
+            archive_dir=str(tmp_path / "landing" / "old"),
+        )

@@ -11,6 +11,7 @@ The docstring under each field is its description: in the generated configuratio
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -356,12 +357,33 @@ class StreamConfig(Frozen):
     """Most new files one micro-batch takes (bounds batch size and latency under a backlog)."""
     rows_per_second: int = Field(default=1000, ge=1)
     """`rate` source: rows generated per second."""
+    clean_source: Literal["off", "archive", "delete"] = "off"
+    """What happens to a landing file once its batch is committed (Spark's `cleanSource`):
+    `off` keeps it (the landing directory grows), `archive` moves it under `archive_dir`
+    (keeping its path), `delete` removes it. Scored rows and request results are already
+    written by then."""
+    archive_dir: str | None = None
+    """Where `clean_source: archive` moves landed files; outside the landing directory."""
 
     @model_validator(mode="after")
     def _files_need_path(self) -> StreamConfig:
         if self.source == "files" and not self.path:
             raise ValueError("stream.source files needs `path` (the landing directory)")
+        if self.clean_source == "archive":
+            if not self.archive_dir:
+                raise ValueError("stream.clean_source archive needs `archive_dir`")
+            if self.path and _nested(self.path, self.archive_dir):
+                raise ValueError(
+                    f"stream.archive_dir {self.archive_dir} and the landing directory "
+                    f"{self.path} must not contain each other"
+                )
         return self
+
+
+def _nested(a: str, b: str) -> bool:
+    """Either path inside the other (or the same), after resolving them."""
+    x, y = Path(a).expanduser().resolve(), Path(b).expanduser().resolve()
+    return x == y or x in y.parents or y in x.parents
 
 
 class S3Config(Frozen):

@@ -37,6 +37,10 @@ def read_stream(spark: SparkSession, cfg: StreamConfig) -> DataFrame:
     reader = spark.readStream.format(cfg.format).option(
         "maxFilesPerTrigger", cfg.max_files_per_trigger
     )
+    if cfg.clean_source != "off":  # Spark moves/deletes a file once its batch is committed
+        reader = reader.option("cleanSource", cfg.clean_source)
+        if cfg.archive_dir:
+            reader = reader.option("sourceArchiveDir", cfg.archive_dir)
     if cfg.format == "json":
         reader = reader.schema(f"{cfg.columns}, {CORRUPT} STRING").option(
             "columnNameOfCorruptRecord", CORRUPT
