@@ -389,3 +389,35 @@ def test_remote_output_root_needs_a_metastore_location_for_the_catalog(job_confi
     assert job_config("m", output={"root": "s3://b/out"}, catalog=shared).metastore_dir
     local = job_config("m", output={"root": "s3://b/out"}, catalog={"metastore_dir": "/tmp/ms"})
     assert local.metastore_dir == Path("/tmp/ms")
+
+
+def test_redis_publish_from_an_s3_serving_root_and_its_rerun(
+    scored: Scored, s3: S3Server, bucket: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Snapshots on S3 + answers in Redis: the Redis API serves the committed scores; a
+    rerun of the same date (snapshot already on S3, only its manifest mirrored) still
+    publishes, and rolling forward to the next date moves Redis with it."""
+    data = scored.cfg.model_dump(mode="json")
+    data["publish"] = {
+        **data["publish"],
+        "root": f"s3://{bucket}/serving",
+        "backends": ["embedded", "redis"],
+        "redis_url": redis_url,
+    }
+    data["storage"] = {**s3.storage, "lease_dir": str(tmp_path / "leases")}
+    cfg = JobConfig.model_validate(data)
+    day0, day1 = scored.dates
+    first = publish(cfg, day0)
+    assert first.changed and str(first.path).startswith(f"s3://{bucket}/serving/served/")
+    again = publish(cfg, day0)  # idempotent: same snapshot, nothing switched
+    assert again.snapshot_id == first.snapshot_id and not again.changed
+    settings = ServeSettings(backend="redis", redis_url=redis_url, poll_interval_s=0.05)
+    entity = next(iter(scored.expected[day1]))
+    with LiveServer(create_app(settings)) as server:
+        assert _until(lambda: httpx.get(f"{server.url}/health").status_code == 200)
+        score, as_of = _answer(server, entity)
+        assert as_of == str(day0)
+        assert score == pytest.approx(scored.expected[day0][entity], abs=1e-12)
+        publish(cfg, day1)
+        assert _until(lambda: _answer(server, entity)[1] == str(day1))
+        assert _answer(server, entity)[0] == pytest.approx(scored.expected[day1][entity], abs=1e-12)

@@ -28,7 +28,7 @@ from batch_serving.serving.readers import Snapshot
 from batch_serving.serving.remote import RemoteSnapshots, publish_remote, remote_root
 from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
-from batch_serving.tables.manifest import RunManifest
+from batch_serving.tables.manifest import RunManifest, read_manifest
 from batch_serving.tables.storage import AnyPath
 from batch_serving.tables.verify import verify_committed
 
@@ -68,12 +68,27 @@ def publish(
         recover_date(cfg, run_date)
         remote = remote_root(cfg.serving_uri, cfg.storage)
         if remote is not None:  # object storage: decided on a local mirror, pointer PUT last
+            # Redis loads the ids from the snapshot: a rerun must find it whole in the mirror
+            reads = "redis" in cfg.publish.backends
             return publish_remote(
                 cfg,
                 RemoteSnapshots(remote),
                 lambda local: _publish(local, run_date, allow_older, progress),
+                _snapshot_ids(cfg, run_date) if reads else (),
             )
         return _publish(cfg, run_date, allow_older, progress)
+
+
+def snapshot_id_of(run_date: dt.date, manifest: RunManifest) -> str:
+    return f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
+
+
+def _snapshot_ids(cfg: JobConfig, run_date: dt.date) -> tuple[str, ...]:
+    """The snapshot id a publish of ``run_date`` builds (none if nothing is committed: the
+    publish then says why)."""
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
+    manifest = read_manifest(layout.committed_dir(run_date))
+    return (snapshot_id_of(run_date, manifest),) if manifest is not None else ()
 
 
 def _publish(
@@ -91,7 +106,7 @@ def _publish(
 
         enforce_on_publish(cfg.monitoring.gates, manifest.drift, partition)
     layout = ServingLayout(cfg.serving_root)
-    snapshot_id = f"{run_date.isoformat()}_v{manifest.model.version}_{manifest.run_id}"
+    snapshot_id = snapshot_id_of(run_date, manifest)
     directory = layout.snapshot_dir(model, snapshot_id)
     newer = _current_run_date(layout, model)
     if newer is not None and newer > run_date.isoformat() and not allow_older:

@@ -18,7 +18,7 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -115,30 +115,41 @@ def remote_root(uri: str, storage: StorageConfig | None) -> Location | None:
 
 
 @contextmanager
-def mirrored(store: RemoteSnapshots, model: str) -> Iterator[ServingLayout]:
-    """A local serving layout holding the remote pointer and the kept snapshots' manifests."""
+def mirrored(
+    store: RemoteSnapshots, model: str, whole: Collection[str] = ()
+) -> Iterator[ServingLayout]:
+    """A local serving layout holding the remote pointer and the kept snapshots' manifests;
+    the snapshots in ``whole`` (if they exist remotely) are downloaded with their data, for a
+    publish that reads them (Redis loads its ids from the snapshot)."""
     with tempfile.TemporaryDirectory(prefix="bs-serving-") as tmp:
         layout = ServingLayout(Path(tmp))
         pointer = store.read_pointer(model)
         model_dir = layout.model_dir(model)
         (model_dir / "snapshots").mkdir(parents=True)
+        for snapshot_id in whole:
+            if (store.snapshot_dir(model, snapshot_id) / SNAPSHOT_MANIFEST).is_file():
+                store.download(model, snapshot_id, layout.snapshot_dir(model, snapshot_id))
         if pointer is not None:
             (model_dir / POINTER).write_text(json.dumps(pointer))
             for snapshot_id in [pointer["current"], *pointer.get("history", [])]:
                 manifest = store.snapshot_dir(model, snapshot_id) / SNAPSHOT_MANIFEST
-                if manifest.is_file():
-                    local = layout.snapshot_dir(model, snapshot_id)
+                local = layout.snapshot_dir(model, snapshot_id)
+                if manifest.is_file() and not local.is_dir():
                     local.mkdir(parents=True)
                     (local / SNAPSHOT_MANIFEST).write_bytes(manifest.read_bytes())
         yield layout
 
 
 def publish_remote(
-    cfg: JobConfig, store: RemoteSnapshots, action: Callable[[JobConfig], Published]
+    cfg: JobConfig,
+    store: RemoteSnapshots,
+    action: Callable[[JobConfig], Published],
+    whole: Collection[str] = (),
 ) -> Published:
-    """Run the local publish (or rollback) ``action`` on a mirror, then apply it remotely."""
+    """Run the local publish (or rollback) ``action`` on a mirror, then apply it remotely
+    (``whole``: snapshots the action reads, mirrored with their data)."""
     model = cfg.model.name
-    with mirrored(store, model) as layout:
+    with mirrored(store, model, whole) as layout:
         local_cfg = cfg.model_copy(
             update={"publish": cfg.publish.model_copy(update={"root": str(layout.root)})}
         )
