@@ -23,7 +23,18 @@ from batch_serving.errors import ConfigError
 
 Value = float | int | str | bool
 Terms = tuple[tuple["Comparison", ...], ...]
-OPERATORS = (">=", ">", "<=", "<", "==", "!=")
+# Each operator's function, named alike in numpy (a ufunc) and pyarrow.compute: the one table
+# behind rule evaluation on Arrow (``scoring.rules``) and the ONNX parity gate on numpy.
+OPERATOR_FUNCTIONS = {
+    ">=": "greater_equal",
+    ">": "greater",
+    "<=": "less_equal",
+    "<": "less",
+    "==": "equal",
+    "!=": "not_equal",
+}
+OPERATORS = tuple(OPERATOR_FUNCTIONS)
+ORDERINGS = OPERATORS[:4]  # the operators that order numbers (a threshold); the rest take any kind
 _FLIPPED = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "==": "==", "!=": "!="}
 _KEYWORDS = ("and", "or", "not", "true", "false")
 _ACTION = re.compile(r"[A-Za-z0-9_.-]+")
@@ -207,7 +218,7 @@ class _Parser:
             both = "columns" if left_is_ref else "literals"
             self.fail(f"compare a column with a literal, not two {both}", pos)
         ref, op, value = (left, op, right) if left_is_ref else (right, _FLIPPED[op], left)
-        if op not in ("==", "!=") and _kind_of(value) != "number":
+        if op in ORDERINGS and _kind_of(value) != "number":
             self.fail(f"{op!r} orders numbers; a {_kind_of(value)} takes == or !=", op_pos)
         return ((Comparison(str(ref), op, value),),)
 

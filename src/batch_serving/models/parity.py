@@ -17,16 +17,11 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from batch_serving.config.rules import OPERATOR_FUNCTIONS, ORDERINGS
 from batch_serving.models.adapters import ModelSpec, predict
 
 DEFAULT_TOLERANCE = 1e-5
 WORST_ROWS = 5
-_CMP = {
-    ">=": np.greater_equal,
-    ">": np.greater,
-    "<=": np.less_equal,
-    "<": np.less,
-}
 
 
 @dataclass(frozen=True)
@@ -106,7 +101,7 @@ def thresholds_from_rules(rules: Any, score_column: str) -> list[Threshold]:
         for i, comparison in rules._comparisons():
             value = comparison.value
             numeric = isinstance(value, int | float) and not isinstance(value, bool)
-            if comparison.ref == score_column and comparison.op in _CMP and numeric:
+            if comparison.ref == score_column and comparison.op in ORDERINGS and numeric:
                 found.append(Threshold(comparison.op, float(value), f"rules[{i}]"))
     unique: dict[tuple[str, float], Threshold] = {}
     for t in found:
@@ -137,7 +132,7 @@ def compare(
     diff = np.where(np.isnan(diff), np.inf, diff)
     flips = []
     for t in thresholds:
-        fn = _CMP[t.op]
+        fn = getattr(np, OPERATOR_FUNCTIONS[t.op])  # a ufunc: NaN compares False
         changed = np.flatnonzero(fn(expected, t.value) != fn(actual, t.value))
         examples = [_row(ids, expected, actual, int(i)) for i in changed[:WORST_ROWS]]
         flips.append(Flip(str(t), len(changed), examples))

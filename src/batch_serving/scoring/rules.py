@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from batch_serving.config.rules import (
+    OPERATOR_FUNCTIONS,
     OPERATORS,
     Comparison,
     Rule,
@@ -38,14 +39,6 @@ from batch_serving.errors import ConfigError
 
 __all__ = ["OPERATORS", "Comparison", "Rule", "RuleSet", "Value", "parse_rules"]
 
-_KERNELS = {
-    ">=": pc.greater_equal,
-    ">": pc.greater,
-    "<=": pc.less_equal,
-    "<": pc.less,
-    "==": pc.equal,
-    "!=": pc.not_equal,
-}
 Columns = Mapping[str, pa.Array | pa.ChunkedArray]
 
 
@@ -106,7 +99,7 @@ def _matches(any_of: Terms, columns: Columns, num_rows: int) -> np.ndarray:
 
 def _compare(column: pa.Array | pa.ChunkedArray, c: Comparison) -> np.ndarray:
     """One comparison over a whole column; null and NaN operands give False, even for !=."""
-    result = _KERNELS[c.op](column, pa.scalar(c.value))
+    result = pc.call_function(OPERATOR_FUNCTIONS[c.op], [column, pa.scalar(c.value)])
     if pa.types.is_floating(column.type):
         result = pc.and_kleene(result, pc.invert(pc.is_nan(column)))
     return np.asarray(pc.fill_null(result, False).to_numpy(zero_copy_only=False), dtype=bool)

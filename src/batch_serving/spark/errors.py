@@ -22,34 +22,39 @@ _JAVA_CLASS = re.compile(r"^(?:Caused by: )?(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Ex
 
 def reading(action: Callable[[], T], where: str) -> T:
     """Run a Spark action over the input; an unreadable file becomes a StorageError naming it."""
-    try:
-        return action()
-    except BatchServingError:
-        raise
-    except Exception as exc:
-        text = str(exc)
+
+    def unreadable(text: str) -> BatchServingError:
         named = _NAMED_FILE.search(text)
         match = _PARQUET_PATH.search(text)
         if named:
             culprit = f"Parquet file {named.group(1) or named.group(2)}"
         else:
             culprit = f"Parquet file {match.group(1)}" if match else f"input {where}"
-        raise StorageError(f"cannot read {culprit}: {jvm_error_line(text)}") from None
+        return StorageError(f"cannot read {culprit}: {jvm_error_line(text)}")
+
+    return _translated(action, unreadable)
 
 
 def scoring(action: Callable[[], T], staged: object) -> T:
     """Run the Spark job that scores and writes; classify what went wrong if it fails."""
+
+    def failed(text: str) -> BatchServingError:
+        if "PythonException" in text or "Traceback" in text:
+            return ScoringError(f"scoring failed: {python_error_line(text)}")
+        return StorageError(f"writing staged output {staged} failed: {jvm_error_line(text)}")
+
+    return _translated(action, failed)
+
+
+def _translated(action: Callable[[], T], error_for: Callable[[str], BatchServingError]) -> T:
+    """Run ``action``; our own errors pass as they are, any other becomes ``error_for(its
+    text)``, raised without the chained Py4J/JVM trace."""
     try:
         return action()
     except BatchServingError:
         raise
     except Exception as exc:
-        text = str(exc)
-        if "PythonException" in text or "Traceback" in text:
-            raise ScoringError(f"scoring failed: {python_error_line(text)}") from None
-        raise StorageError(
-            f"writing staged output {staged} failed: {jvm_error_line(text)}"
-        ) from None
+        raise error_for(str(exc)) from None
 
 
 def jvm_error_line(text: str) -> str:

@@ -183,3 +183,36 @@ def positive_index(labels: tuple[str, ...], positive: str | int | bool | None, l
             f"model.positive_label {wanted!r} is not a class of {label}; classes: {list(labels)}"
         )
     return labels.index(wanted)
+
+
+def classifier_or_regression_spec(
+    runtime: str,
+    kind: Kind,
+    labels: tuple[str, ...],
+    features: tuple[str, ...],
+    feed: Feed,
+    inputs: ModelInputSpec | None,
+    request: OutputRequest,
+    label: str,
+) -> ModelSpec:
+    """The spec once a runtime has told kind and class labels: binary scores its positive class
+    (resolved by label), multi-class keeps every class, any other kind is a regression."""
+    common: dict[str, Any] = {
+        "runtime": runtime,
+        "features": features,
+        "feed": feed,
+        "score_column": request.score_column,
+        "input_types": inputs.columns if inputs else (),
+    }
+    if kind == "binary":
+        index = positive_index(labels, request.positive_label, label)
+        return ModelSpec(
+            kind="binary",
+            classes=labels,
+            positive_index=index,
+            positive_label=labels[index],
+            **common,
+        )
+    if kind == "multiclass":
+        return ModelSpec(kind="multiclass", classes=labels, **common)
+    return ModelSpec(kind="regression", **common)

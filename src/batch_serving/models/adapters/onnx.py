@@ -31,10 +31,10 @@ from batch_serving.models.adapters.base import (
     ModelInputSpec,
     ModelSpec,
     OutputRequest,
+    classifier_or_regression_spec,
     empty_outputs,
     from_probabilities,
     from_values,
-    positive_index,
     resolve_features,
 )
 
@@ -151,26 +151,11 @@ class OnnxAdapter(Adapter):
         cols = resolve_features(request.features, model.features, inputs, label)
         meta = model.metadata
         kind: Kind = meta.get(META_KIND, "regression")
-        common: dict[str, Any] = {
-            "runtime": self.name,
-            "features": cols,
-            "feed": "pandas",  # named, typed columns (strings allowed), not one float matrix
-            "score_column": request.score_column,
-            "input_types": inputs.columns if inputs else (),
-        }
         labels = tuple(json.loads(meta.get(META_CLASSES, "[]")))
-        if kind == "binary":
-            index = positive_index(labels, request.positive_label, label)
-            return ModelSpec(
-                kind="binary",
-                classes=labels,
-                positive_index=index,
-                positive_label=labels[index],
-                **common,
-            )
-        if kind == "multiclass":
-            return ModelSpec(kind="multiclass", classes=labels, **common)
-        return ModelSpec(kind="regression", **common)
+        # feed "pandas": named, typed columns (strings allowed), not one float matrix
+        return classifier_or_regression_spec(
+            self.name, kind, labels, cols, "pandas", inputs, request, label
+        )
 
     def predict(self, spec: ModelSpec, model: Any, batch: pa.RecordBatch) -> list[pa.Array]:
         if batch.num_rows == 0:

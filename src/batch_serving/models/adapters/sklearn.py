@@ -16,14 +16,15 @@ from batch_serving.errors import ModelLoadError
 from batch_serving.models.adapters.base import (
     Adapter,
     Feed,
+    Kind,
     ModelInputSpec,
     ModelSpec,
     OutputRequest,
+    classifier_or_regression_spec,
     empty_outputs,
     feature_matrix,
     from_probabilities,
     from_values,
-    positive_index,
     resolve_features,
 )
 
@@ -61,26 +62,14 @@ class SklearnAdapter(Adapter):
         fitted = tuple(str(c) for c in fitted_names) if fitted_names is not None else None
         cols = resolve_features(request.features, fitted, inputs, label)
         feed: Feed = "pandas" if fitted is not None else "numpy"
-        common = {
-            "runtime": self.name,
-            "features": cols,
-            "feed": feed,
-            "score_column": request.score_column,
-            "input_types": inputs.columns if inputs else (),
-        }
         classes = getattr(model, "classes_", None)
-        if classes is None or not hasattr(model, "predict_proba"):
-            return ModelSpec(kind="regression", **common)  # type: ignore[arg-type]
-        labels = tuple(str(c) for c in np.asarray(classes).tolist())
-        if len(labels) > 2:
-            return ModelSpec(kind="multiclass", classes=labels, **common)  # type: ignore[arg-type]
-        index = positive_index(labels, request.positive_label, label)
-        return ModelSpec(
-            kind="binary",
-            classes=labels,
-            positive_index=index,
-            positive_label=labels[index],
-            **common,  # type: ignore[arg-type]
+        kind: Kind = "regression"
+        labels: tuple[str, ...] = ()
+        if classes is not None and hasattr(model, "predict_proba"):
+            labels = tuple(str(c) for c in np.asarray(classes).tolist())
+            kind = "multiclass" if len(labels) > 2 else "binary"
+        return classifier_or_regression_spec(
+            self.name, kind, labels, cols, feed, inputs, request, label
         )
 
     def predict(self, spec: ModelSpec, model: Any, batch: pa.RecordBatch) -> list[pa.Array]:
