@@ -8,6 +8,7 @@ moved after the run: live answers must still come from the versions the snapshot
 from __future__ import annotations
 
 import functools
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +30,18 @@ from batch_serving import sample_data
 from batch_serving.api.app import create_app
 from batch_serving.config import JobConfig, ServeSettings
 from batch_serving.runs.job import run_score
-from batch_serving.serving.format import KEY, SNAPSHOT_FILE
+from batch_serving.serving.format import (
+    KEY,
+    SNAPSHOT_FILE,
+    read_snapshot_manifest,
+    write_snapshot,
+)
 from batch_serving.serving.publish import publish
 
 REMOVED = 8
 MEMBERS = ("champion", "challenger", "tenure_adj")
 UNKNOWN = 987654321
+NEW_KEYS = ("members", "ensemble_config", "champion_features")
 
 
 @dataclass(frozen=True)
@@ -200,3 +207,26 @@ def test_batch_get_fill_scores_missing_ids_of_a_multi_model_job(published: Publi
         (cached,) = again["results"]
         assert cached["source"] == "cache" and "members" not in cached
         assert cached["values"]["action"] == p.batch[p.removed[1]]["action"]
+
+
+@pytest.mark.slow
+def test_feature_snapshot_without_pinned_members_is_refused(
+    published: Published, tmp_path: Path
+) -> None:
+    """A feature snapshot published before members were pinned cannot reproduce the batch:
+    its missing ids are a 404 live_unsupported, never an answer from re-resolved aliases."""
+    root = tmp_path / "serving"
+    shutil.copytree(published.root, root)
+    (features,) = root.glob(f"{published.model}/snapshots/*/features")
+    with pa.memory_map(str(features / SNAPSHOT_FILE)) as source:
+        table = ipc.open_file(source).read_all()
+    manifest = read_snapshot_manifest(features)
+    old = {k: v for k, v in manifest.items() if k not in ("numpy_columns", *NEW_KEYS)}
+    shutil.rmtree(features)
+    write_snapshot(table, features, old)
+    settings = ServeSettings(snapshot_root=root, live_models={published.model: "scored"})
+    with LiveServer(create_app(settings)) as server:
+        url = f"{server.url}/v1/models/{published.model}/predictions"
+        refused = httpx.get(f"{url}/{published.removed[0]}")
+        assert refused.status_code == 404, refused.text
+        assert refused.json()["error"]["code"] == "live_unsupported"
