@@ -8,6 +8,7 @@ moved after the run: live answers must still come from the versions the snapshot
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ NEW_KEYS = ("members", "ensemble_config", "champion_features")
 @dataclass(frozen=True)
 class Published:
     models: Models
+    cfg: JobConfig
     root: Path
     model: str
     removed: list[int]
@@ -103,6 +105,7 @@ def published(
         register_model(tracking_uri, other, sample, name=models.name, alias=alias)
     return Published(
         models=models,
+        cfg=cfg,
         root=root / "serving",
         model=models.name,
         removed=removed,
@@ -230,3 +233,46 @@ def test_feature_snapshot_without_pinned_members_is_refused(
         refused = httpx.get(f"{url}/{published.removed[0]}")
         assert refused.status_code == 404, refused.text
         assert refused.json()["error"]["code"] == "live_unsupported"
+
+
+@pytest.mark.slow
+def test_redis_backend_scores_multi_model_ids_live(
+    published: Published, redis_url: str, tmp_path: Path
+) -> None:
+    """The pinned members travel in the Redis feature manifest: with no files at all, missing
+    ids of the multi-model job are scored live like the batch."""
+    import redis
+
+    from batch_serving.serving.redis_store import bucket_of
+
+    p = published
+    data = p.cfg.model_dump(mode="json")
+    data["publish"] = {
+        **data["publish"],
+        "root": str(tmp_path / "serving"),
+        "backends": ["redis"],
+        "redis_url": redis_url,
+    }
+    done = publish(JobConfig.model_validate(data), RUN_DATE)
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    meta = json.loads(client.get(f"bs:{p.model}:snap:{done.snapshot_id}:meta"))
+    removed = p.removed[:3]
+    for entity in removed:  # the batch "missed" them: gone from the served hashes
+        key = str(entity)
+        for prefix in ("b", "mb"):
+            bucket = bucket_of(key, int(meta["buckets"]))
+            assert client.hdel(f"bs:{p.model}:snap:{done.snapshot_id}:{prefix}:{bucket}", key)
+    shutil.rmtree(tmp_path / "serving")  # no files: the features must come from Redis
+    settings = ServeSettings(
+        snapshot_root=tmp_path / "none",
+        backend="redis",
+        redis_url=redis_url,
+        models=(p.model,),
+        live_models={p.model: "scored"},
+    )
+    with LiveServer(create_app(settings)) as server:
+        url = f"{server.url}/v1/models/{p.model}/predictions"
+        for entity in removed:
+            body = httpx.get(f"{url}/{entity}", params={"members": "true"}).json()
+            assert body["source"] == "live", body
+            assert_batch_answer(body, p.batch[entity])
