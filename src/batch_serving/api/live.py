@@ -9,6 +9,10 @@ the snapshot or the configured URI (e.g. the ONNX export), and the answer is cac
 TTL, keyed by snapshot, model version and id). ``source`` says where an answer came from:
 ``snapshot``, ``live`` or ``cache``. An id without features stays a 404.
 
+A multi-model job (members, pipelines, shadows, an ensemble, rules) is scored live with all its
+members at the versions its snapshot was scored with (``serving/live_scoring.py``); ``values``
+holds the served columns and ``?members=true`` adds each member's struct, like a snapshot answer.
+
 ``POST /v1/models/{model}:score`` scores feature rows from the body: every row must carry
 every feature of the model in its signature's kind (number or string); a 422 names the field.
 Model loading and scoring run in a worker thread, never on the event loop.
@@ -32,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from batch_serving.api.backends import Handle
 from batch_serving.api.errors import ApiError
 from batch_serving.api.routes import ModelParam, _handle, _provenance, serving_state
-from batch_serving.api.schemas import ErrorResponse, Value
+from batch_serving.api.schemas import ErrorResponse, Members, Value
 from batch_serving.api.state import ServingState
 from batch_serving.config import ServeSettings
 from batch_serving.errors import BatchServingError
@@ -55,6 +59,9 @@ class ScoreRequest(BaseModel):
 
 class ScoredRow(BaseModel):
     values: dict[str, Value]
+    members: Members | None = Field(
+        default=None, description="multi-model jobs: each member's outputs and lineage"
+    )
 
 
 class ScoreResponse(BaseModel):
@@ -107,12 +114,14 @@ class LiveFallback:
     def enabled(self, model: str) -> bool:
         return model in self.settings.live_models
 
-    async def get(self, model: str, handle: Handle, key: int | str, entity_id: str) -> Response:
+    async def get(
+        self, model: str, handle: Handle, key: int | str, entity_id: str, members: bool = False
+    ) -> Response:
         """The live (or cached) answer for an id missing from ``handle``; 404 without features."""
         cache_key = (model, handle.snapshot_id, key)
         hit = self.cache.get(cache_key)
         if hit is not None:
-            return _json({**hit, "source": "cache"})
+            return _json({**_asked(hit, members), "source": "cache"})
         features = await self._feature_snapshot(model, handle)
         row = await _lookup(features, key) if features is not None else None
         if row is None:
@@ -124,10 +133,14 @@ class LiveFallback:
             )
         body = await asyncio.to_thread(self._score_id, model, handle, features, row, entity_id)
         self.cache.put(cache_key, body)
-        return _json({**body, "source": "live"})
+        return _json({**_asked(body, members), "source": "live"})
 
     async def fill(
-        self, model: str, handle: Handle, wanted: list[tuple[int | str, str]]
+        self,
+        model: str,
+        handle: Handle,
+        wanted: list[tuple[int | str, str]],
+        members: bool = False,
     ) -> tuple[list[dict[str, Any]], list[str]]:
         """batchGet's ids missing from ``handle``: answers from the cache, else scored live in
         one call; ids without features stay missing (their order is kept in both lists)."""
@@ -137,7 +150,7 @@ class LiveFallback:
         for key, entity_id in wanted:
             hit = self.cache.get((model, handle.snapshot_id, key))
             if hit is not None:
-                answers[entity_id] = {"entity_id": entity_id, "values": hit["values"]}
+                answers[entity_id] = {"entity_id": entity_id, **_asked(hit, members, True)}
                 answers[entity_id]["source"] = "cache"
                 continue
             row = await _lookup(features, key) if features is not None else None
@@ -146,8 +159,8 @@ class LiveFallback:
         if todo:
             scorer = await asyncio.to_thread(self._scorer, model, handle, features)
             scored = await asyncio.to_thread(scorer.score, [row for _, _, row in todo])
-            for (key, entity_id, _), values in zip(todo, scored, strict=True):
-                if isinstance(values, str):
+            for (key, entity_id, _), result in zip(todo, scored, strict=True):
+                if isinstance(result, str):
                     continue  # not scorable: reported as missing, like an id without features
                 body = {
                     "model": model,
@@ -155,10 +168,11 @@ class LiveFallback:
                     **_provenance(handle),
                     "model_version": scorer.version,
                     "live_model": scorer.uri,
-                    "values": values,
+                    **_split(result, scorer),
                 }
                 self.cache.put((model, handle.snapshot_id, key), body)
-                answers[entity_id] = {"entity_id": entity_id, "values": values, "source": "live"}
+                answers[entity_id] = {"entity_id": entity_id, **_asked(body, members, True)}
+                answers[entity_id]["source"] = "live"
         found = [answers[i] for _, i in wanted if i in answers]
         return found, [i for _, i in wanted if i not in answers]
 
@@ -183,7 +197,7 @@ class LiveFallback:
             "model_version": scorer.version,
             "live_model": scorer.uri,
             "source": "live",
-            "results": [{"values": r} for r in results],
+            "results": [_split(r, scorer) for r in results if not isinstance(r, str)],
         }
 
     async def close(self) -> None:
@@ -203,7 +217,7 @@ class LiveFallback:
             **_provenance(handle),
             "model_version": scorer.version,
             "live_model": scorer.uri,
-            "values": result,
+            **_split(result, scorer),
         }
 
     async def _feature_snapshot(self, model: str, handle: Handle) -> Any:
@@ -243,9 +257,12 @@ class LiveFallback:
 
     def _scorer(self, model: str, handle: Handle, features: Any) -> LiveScorer:
         info = dict(features.manifest) if features is not None else dict(handle.manifest)
-        if info.get("ensemble"):
+        if info.get("ensemble") and not info.get("members"):
             raise ApiError(
-                404, "live_unsupported", f"model {model!r} serves an ensemble; no live scoring"
+                404,
+                "live_unsupported",
+                f"model {model!r} serves an ensemble, but its feature snapshot predates "
+                "multi-model live scoring (no pinned members); republish it",
             )
         wanted = self.settings.live_models[model]
         uri = info["model_uri"] if wanted in ("", "scored") else wanted
@@ -265,6 +282,26 @@ class LiveFallback:
                     raise ApiError(503, "live_unavailable", str(exc)) from None
                 self._scorers[(model, uri)] = scorer
             return scorer
+
+
+def _split(result: dict[str, Any], scorer: LiveScorer) -> dict[str, Any]:
+    """A scored row as ``values`` (served columns) and, for a multi-model plan, ``members``."""
+    names = scorer.member_columns
+    if not names:
+        return {"values": result}
+    return {
+        "values": {k: v for k, v in result.items() if k not in names},
+        "members": {k: result[k] for k in names},
+    }
+
+
+def _asked(body: dict[str, Any], members: bool, short: bool = False) -> dict[str, Any]:
+    """``body`` with ``members`` only when asked for (``{}`` for a single-model job, like a
+    snapshot answer); ``short``: just values and members (a batchGet result)."""
+    out = {"values": body["values"]} if short else {k: v for k, v in body.items() if k != "members"}
+    if members:
+        out["members"] = body.get("members", {})
+    return out
 
 
 async def _lookup(features: Any, key: int | str) -> dict[str, Any] | None:

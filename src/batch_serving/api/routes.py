@@ -71,7 +71,7 @@ async def get_prediction(
     (row,) = await handle.lookup([key], query.members)
     if row is None:
         if state.fallback is not None and state.fallback.enabled(model):
-            return await state.fallback.get(model, handle, key, entity_id)
+            return await state.fallback.get(model, handle, key, entity_id, query.members)
         raise ApiError(
             404,
             "entity_not_found",
@@ -112,7 +112,7 @@ async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -
     missing = [i for i, v in zip(ids, found, strict=True) if v is None]
     if missing and state.fallback is not None and state.fallback.enabled(model):
         wanted = [(k, i) for k, i, v in zip(keys, ids, found, strict=True) if v is None]
-        live, missing = await state.fallback.fill(model, handle, wanted)
+        live, missing = await state.fallback.fill(model, handle, wanted, request.members)
         results.extend(live)
     body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
     return Response(json.dumps(body).encode(), media_type="application/json")

@@ -5,7 +5,10 @@ sorted-Arrow format as the predictions (``format.py``), keyed by entity id, buil
 input partition the run scored (the manifest names it). The lookup API's live fallback reads
 it to score ids that are not in the predictions, with the same features the batch saw. Its
 manifest carries what live scoring needs to reproduce the batch's answer: the model version
-and registry, the entity columns, the score column and the job's rules.
+and registry, the entity columns, the score column and the job's rules; for a multi-model job
+also every member pinned at the version the run scored with (key, role, name, version, model
+run id, registry, pipeline inputs, positive label) and the ensemble's config, so the live path
+plans exactly the batch's models without re-resolving an alias.
 """
 
 from __future__ import annotations
@@ -59,7 +62,44 @@ def live_manifest(cfg: JobConfig, manifest: RunManifest) -> dict[str, Any]:
         "rules": [dict(r) for r in cfg.rules] if cfg.rules else [],
         "ensemble": manifest.ensemble,
         "source_partition": manifest.input.path,
+        "members": pinned_members(cfg, manifest),
+        "ensemble_config": cfg.ensemble.model_dump(mode="json") if cfg.ensemble else None,
+        "champion_features": None if cfg.features == "from_signature" else list(cfg.features),
     }
+
+
+def pinned_members(cfg: JobConfig, manifest: RunManifest) -> list[dict[str, Any]]:
+    """Every model of a multi-model run in scoring order, at the version the run pinned (the
+    manifest's), with what the job's config adds (pipeline inputs, registry, positive label);
+    empty for a single-model run."""
+    pinned = {m.key: m for m in manifest.members}
+    if not pinned:
+        return []
+    out = []
+    for member in cfg.member_models():
+        record = pinned.get(member.key)
+        if record is None:
+            raise PublishError(
+                f"publish.features: member {member.key!r} of the job is not in run "
+                f"{manifest.run_id}'s manifest (members: {sorted(pinned)})"
+            )
+        out.append(
+            {
+                "key": member.key,
+                "role": member.role,
+                "name": record.name,
+                "version": record.version,
+                "alias": record.alias,
+                "run_id": record.run_id,
+                "uri": record.uri,
+                "inputs": list(record.inputs) if record.inputs is not None else None,
+                "tracking_uri": member.model.tracking_uri,
+                "registry_uri": member.model.effective_registry_uri,
+                "positive_label": member.model.positive_label,
+                "skops_trusted_types": list(member.model.skops_trusted_types),
+            }
+        )
+    return out
 
 
 def features_name(model: str) -> str:

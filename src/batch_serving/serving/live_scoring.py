@@ -1,6 +1,11 @@
-"""Live scoring of named feature rows with one loaded model version (the lookup API's live
-fallback): the rows go through the scoring core (``BatchScorer``) with a plan like the job's
-(its rules and score column), so a live answer is the batch's answer for the same features."""
+"""Live scoring of named feature rows (the lookup API's live fallback): the rows go through the
+scoring core (``BatchScorer``) with a plan like the job's (its rules and score column), so a
+live answer is the batch's answer for the same features.
+
+A multi-model job (members, pipelines, shadows, an ensemble, rules) is planned with ALL its
+members by ``build_plan``, each loaded at the version the published snapshot was scored with
+(pinned in the feature manifest by ``serving/features.py``; aliases are never re-resolved), so
+a moved alias cannot make a live answer differ from the batch's."""
 
 from __future__ import annotations
 
@@ -33,13 +38,16 @@ class RowError(ValueError):
 
 @dataclass
 class LiveScorer:
-    """One loaded model version and its scoring plan over named feature rows."""
+    """The loaded model versions (one per plan member) and their plan over named feature rows.
+
+    ``features`` are the input columns a request row must carry (every member's, for a
+    multi-model plan); a scored row holds the served columns, then one struct per member."""
 
     uri: str
     version: int
     features: tuple[str, ...]
     plan: Any
-    model: Any
+    models: tuple[Any, ...]
     schema: pa.Schema
     _batch_scorer: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -55,12 +63,13 @@ class LiveScorer:
         batch = pa.RecordBatch.from_pydict(columns)
         with self._lock:  # one BatchScorer: its run-constant columns are built once
             if self._batch_scorer is None:
-                self._batch_scorer = BatchScorer(self.plan, [self.model])
+                self._batch_scorer = BatchScorer(self.plan, list(self.models))
             scored = self._batch_scorer.score(batch)
         out: list[dict[str, Any] | str] = ["not scored"] * len(rows)
         predictions = scored.predictions
         index = predictions.column(ROW).to_pylist()
-        values = {c: predictions.column(c).to_pylist() for c in self.plan.output_columns}
+        columns_out = [*self.plan.output_columns, *self.member_columns]
+        values = {c: predictions.column(c).to_pylist() for c in columns_out}
         for position, row in enumerate(index):
             out[row] = {c: v[position] for c, v in values.items()}
         if scored.quarantined is not None:
@@ -71,9 +80,17 @@ class LiveScorer:
                 out[row] = str(message)
         return out
 
+    @property
+    def member_columns(self) -> list[str]:
+        """Member struct columns of a scored row (none for a single-model plan)."""
+        return list(self.plan.member_columns)
+
 
 def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer:
-    """Resolve and load ``uri``; plan its scoring like the job did (rules, score column)."""
+    """Resolve and load ``uri``; plan its scoring like the job did (rules, score column).
+    A feature manifest listing ``members`` is planned with all of them (``load_members``)."""
+    if info.get("members"):
+        return load_members(uri, info, tracking_uri)
     from batch_serving.models.adapters import OutputRequest
     from batch_serving.models.loading import load_and_describe
     from batch_serving.models.registry import resolve_model
@@ -111,7 +128,103 @@ def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer
     )
     _one_thread()
     log.info("live fallback: loaded %s (%s runtime)", ref.uri, spec.runtime)
-    return LiveScorer(ref.uri, ref.version, spec.features, plan, loaded.obj, schema)
+    return LiveScorer(ref.uri, ref.version, spec.features, plan, (loaded.obj,), schema)
+
+
+def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer:
+    """Load every member of a multi-model job at its pinned version and plan them like the
+    batch did (``build_plan``: roles, pipeline inputs, ensemble, rules, score column).
+
+    ``uri`` other than the champion's pinned ``model_uri`` (e.g. its ONNX export) stands in
+    for the champion only; every other member stays pinned."""
+    from batch_serving.config.members import EnsembleConfig
+    from batch_serving.models.registry import resolve_model
+    from batch_serving.models.uris import model_config
+    from batch_serving.scoring.ensemble import from_config
+    from batch_serving.scoring.plan import Member, build_plan
+    from batch_serving.scoring.rules import parse_rules
+
+    score_column = info.get("score_column", "score")
+    members, models = [], []
+    types: dict[str, str] = {}
+    for pinned in info["members"]:
+        cfg = _pinned_config(pinned, tracking_uri)
+        if pinned["role"] == "champion" and uri != info.get("model_uri"):
+            cfg = model_config(
+                uri,
+                tracking_uri,
+                positive_label=cfg.positive_label,
+                skops_trusted_types=cfg.skops_trusted_types,
+            )
+        ref = resolve_model(cfg)
+        spec, obj = _load(cfg, ref, pinned, info, score_column)
+        inputs = tuple(pinned["inputs"]) if pinned.get("inputs") is not None else None
+        member = Member(pinned["key"], ref, spec, pinned["role"], inputs)
+        spec_types = dict(spec.input_types)
+        for feature, source in member.sources_by_feature():
+            if "." not in source:
+                types.setdefault(source, spec_types.get(feature, "double"))
+        members.append(member)
+        models.append(obj)
+    fields = [pa.field(ROW, pa.int64())]
+    fields += [pa.field(c, _ARROW.get(t, pa.float64())) for c, t in types.items()]
+    schema = pa.schema(fields)
+    ensemble = info.get("ensemble_config")
+    plan = build_plan(
+        members,
+        [ROW],
+        schema,
+        run_id="live",
+        scored_at=dt.datetime.now(dt.UTC),
+        where=f"live rows for {info.get('model')}",
+        multi=True,
+        ensemble=from_config(EnsembleConfig(**ensemble)) if ensemble else None,
+        rules=parse_rules(info["rules"]) if info.get("rules") else None,
+        score_column=score_column,
+    )
+    _one_thread()
+    champion = plan.served.ref
+    log.info("live fallback: loaded %s (%d members)", champion.uri, len(members))
+    return LiveScorer(champion.uri, champion.version, tuple(types), plan, tuple(models), schema)
+
+
+def _pinned_config(pinned: dict[str, Any], tracking_uri: str) -> Any:
+    """A member's registry version as the feature manifest pinned it (never its alias)."""
+    from batch_serving.config import ModelConfig
+
+    return ModelConfig(
+        name=pinned["name"],
+        version=int(pinned["version"]),
+        tracking_uri=tracking_uri,
+        registry_uri=pinned.get("registry_uri"),
+        positive_label=pinned.get("positive_label"),
+        skops_trusted_types=tuple(pinned.get("skops_trusted_types") or ()),
+    )
+
+
+def _load(
+    cfg: Any, ref: Any, pinned: dict[str, Any], info: dict[str, Any], score_column: str
+) -> tuple[Any, Any]:
+    """(spec, model object) of one member, described with the job's output request."""
+    from batch_serving.models.adapters import OutputRequest
+    from batch_serving.models.loading import load_and_describe
+
+    configured = info.get("champion_features") if pinned["role"] == "champion" else None
+    request = OutputRequest(
+        features=tuple(configured) if configured else None,
+        positive_label=cfg.positive_label,
+        score_column=score_column,
+    )
+    with tempfile.TemporaryDirectory(prefix="bs-live-") as tmp:
+        spec, loaded, _ = load_and_describe(cfg, request, ref, tmp)
+    if pinned.get("inputs") is not None and len(pinned["inputs"]) != len(spec.features):
+        from batch_serving.errors import ConfigError
+
+        raise ConfigError(
+            f"members.{pinned['key']}.inputs lists {len(pinned['inputs'])} sources but "
+            f"{ref.uri} has {len(spec.features)} features {list(spec.features)}"
+        )
+    return spec, loaded.obj
 
 
 def validate_rows(rows: list[dict[str, Any]], scorer: LiveScorer) -> None:
