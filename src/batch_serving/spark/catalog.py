@@ -35,9 +35,9 @@ def register_partition(
     name = table_name(database, layout.model)
     partition = layout.committed_dir(run_date)  # pointer protocol: the committed run's dir
     try:
-        if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone logs a WARN
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        exists = spark.catalog.tableExists(f"{database}.{layout.model}")
+        exists = spark.catalog.tableExists(f"{database}.{layout.model}")  # False: no database
+        if not exists and not spark.catalog.databaseExists(database):
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")  # alone it logs a WARN
         if exists and _location(spark, name) != _real(layout.table_dir):
             # the job's output root moved: re-point the (external) table, data untouched
             log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)

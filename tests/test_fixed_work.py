@@ -1,0 +1,104 @@
+"""The fast paths of a run's fixed work give the same answers as the plain ones: the duplicate
+id scan (numpy) vs pandas' ``duplicated``, the score statistics vs numpy's exact quantiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from batch_serving.quality.checks import duplicate_ids_arrow
+from batch_serving.runs.mlflow_record import QUANTILES, score_stats
+
+
+def pandas_oracle(frames: list[pd.DataFrame]) -> tuple[int, list[Any]]:
+    """What the scan returned before it had a fast path: pandas over all the files' ids."""
+    ids = pd.concat(frames, ignore_index=True)
+    dup = ids.duplicated(keep="first")
+    examples = ids[dup].drop_duplicates().head(5).to_numpy().tolist()
+    return int(dup.sum()), [e[0] if len(e) == 1 else e for e in examples]
+
+
+def write_files(tmp_path: Path, tables: list[pa.Table]) -> list[Path]:
+    files = []
+    for i, table in enumerate(tables):
+        path = tmp_path / f"part-{i:05d}.parquet"
+        pq.write_table(table, path)
+        files.append(path)
+    return files
+
+
+rng = np.random.default_rng(7)
+unsorted_unique = rng.permutation(30_000)
+with_dups = rng.integers(0, 20_000, 30_000)  # ~ a third repeated, in no order
+
+
+def ints(values: np.ndarray, dtype: pa.DataType | None = None) -> pa.Table:
+    return pa.table({"id": pa.array(values, type=dtype or pa.int64())})
+
+
+CASES = {
+    "increasing ints": [ints(np.arange(0, 10_000)), ints(np.arange(10_000, 25_000))],
+    "increasing per file, repeated across files": [
+        ints(np.arange(0, 10_000)),
+        ints(np.arange(9_990, 12_000)),
+    ],
+    "sorted with repeats": [ints(np.sort(with_dups[:5_000])), ints(np.arange(20_000, 20_100))],
+    "unsorted unique ints": [ints(unsorted_unique[:12_000]), ints(unsorted_unique[12_000:])],
+    "unsorted ints with duplicates": [ints(with_dups[:10_000]), ints(with_dups[10_000:])],
+    "int32 duplicates": [ints(with_dups[:100], pa.int32()), ints(with_dups[:50], pa.int32())],
+    "int32 and int64 files": [ints(np.arange(5), pa.int32()), ints(np.arange(3, 8))],
+    "one row": [ints(np.array([4]))],
+    "nulls repeated": [pa.table({"id": pa.array([1, None, 2, None, 3, 1], type=pa.int64())})],
+    "strings": [
+        pa.table({"id": [f"c{i % 700}" for i in range(1_000)]}),
+        pa.table({"id": ["c1", "zz", None, None]}),
+    ],
+    "two columns": [
+        pa.table({"a": with_dups[:5_000] % 50, "b": [f"x{v % 7}" for v in with_dups[:5_000]]}),
+        pa.table({"a": np.arange(100), "b": ["x0"] * 100}),
+    ],
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_duplicate_scan_equals_pandas(tmp_path: Path, case: str) -> None:
+    tables = CASES[case]
+    files = write_files(tmp_path, tables)
+    columns = tables[0].column_names
+
+    got = duplicate_ids_arrow(files, columns)
+
+    expected = pandas_oracle([pq.read_table(f).to_pandas() for f in files])
+    assert repr(got) == repr(expected)  # repr: a null id is NaN on both sides
+    if case.startswith(
+        ("sorted with", "unsorted ints with", "increasing per file", "int32 dup", "nulls", "str")
+    ):
+        assert got[0] > 0 and got[1]  # the case has duplicates: the test can fail both ways
+
+
+def test_score_stats_are_exact_quantiles_skipping_nulls(tmp_path: Path) -> None:
+    values = rng.random(20_001)
+    column = pa.array([*values.tolist(), None, None], type=pa.float64())
+    pq.write_table(pa.table({"score": column.slice(0, 9_000)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"score": column.slice(9_000)}), tmp_path / "b.parquet")
+
+    stats = score_stats(tmp_path, "score")
+
+    assert stats["score_mean"] == pytest.approx(values.mean(), abs=1e-12)
+    for q in QUANTILES:
+        assert stats[f"score_p{int(q * 100):02d}"] == pytest.approx(
+            np.quantile(values, q), abs=1e-12
+        )
+
+
+def test_score_stats_quantiles_skip_nan(tmp_path: Path) -> None:
+    pq.write_table(pa.table({"score": [0.1, float("nan"), 0.3, 0.2]}), tmp_path / "a.parquet")
+    assert score_stats(tmp_path, "score")["score_p50"] == pytest.approx(0.2)
+    pq.write_table(pa.table({"score": [float("nan")] * 3}), tmp_path / "a.parquet")
+    assert not [k for k in score_stats(tmp_path, "score") if not k.endswith("_mean")]
