@@ -1,5 +1,6 @@
 """The fast paths of a run's fixed work give the same answers as the plain ones: the duplicate
-id scan (numpy) vs pandas' ``duplicated``, the score statistics vs numpy's exact quantiles."""
+id scan (numpy) vs pandas' ``duplicated``, the score statistics vs numpy's exact quantiles, the
+catalog's metastore lookup vs the public catalog API."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import RUN_DATE
 
 from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.runs.mlflow_record import QUANTILES, score_stats
+from batch_serving.spark.catalog import _existing_table, register_partition
+from batch_serving.tables.layout import TableLayout, predictions_layout
 
 
 def pandas_oracle(frames: list[pd.DataFrame]) -> tuple[int, list[Any]]:
@@ -102,3 +106,49 @@ def test_score_stats_quantiles_skip_nan(tmp_path: Path) -> None:
     assert score_stats(tmp_path, "score")["score_p50"] == pytest.approx(0.2)
     pq.write_table(pa.table({"score": [float("nan")] * 3}), tmp_path / "a.parquet")
     assert not [k for k in score_stats(tmp_path, "score") if not k.endswith("_mean")]
+
+
+class NoJvmSession:
+    """A session whose JVM objects are out of reach (as under Spark Connect): a fault injected
+    on purpose, so the metastore lookup takes its public-API path."""
+
+    def __init__(self, spark: Any) -> None:
+        self.catalog, self.sql = spark.catalog, spark.sql
+
+    @property
+    def _jsparkSession(self) -> Any:
+        raise AttributeError("_jsparkSession")
+
+
+def committed_partition(root: Path, model: str, ids: list[int]) -> TableLayout:
+    layout = predictions_layout(str(root), model)
+    partition = layout.committed_dir(RUN_DATE)
+    assert isinstance(partition, Path)
+    partition.mkdir(parents=True)
+    pq.write_table(pa.table({"id": ids, "score": [0.5] * len(ids)}), partition / "p.parquet")
+    return layout
+
+
+def test_metastore_lookup_and_a_moved_output_root(spark: Any, tmp_path: Path) -> None:
+    """The table's location read from the metastore (and through the public API) drives the
+    re-pointing of a table whose output root moved; rows then come from the new root."""
+    first = committed_partition(tmp_path / "a", "moved_root", [1, 2])
+    second = committed_partition(tmp_path / "b", "moved_root", [7, 8, 9])
+    for session in (spark, NoJvmSession(spark)):
+        assert _existing_table(session, "fixed_work_db", "moved_root") == (False, None)
+
+    assert register_partition(spark, "fixed_work_db", first, RUN_DATE)
+    for session in (spark, NoJvmSession(spark)):
+        assert _existing_table(session, "fixed_work_db", "moved_root") == (
+            True,
+            str(first.table_dir.resolve()),
+        )
+        assert _existing_table(session, "fixed_work_db", "absent") == (False, None)
+    assert spark.table("fixed_work_db.moved_root").count() == 2
+
+    assert register_partition(spark, "fixed_work_db", second, RUN_DATE)
+    assert _existing_table(spark, "fixed_work_db", "moved_root")[1] == str(
+        second.table_dir.resolve()
+    )
+    ids = sorted(r.id for r in spark.table("fixed_work_db.moved_root").collect())
+    assert ids == [7, 8, 9]

@@ -1,5 +1,5 @@
-"""After the commit: SQL tables and the MLflow run record (side by side), only if the partition
-still holds this run's data when they start.
+"""After the commit: SQL tables and the MLflow run record, each only if the partition still
+holds this run's data.
 
 These steps never touch the committed manifest; what they did is written to the run's own
 record (``_runs/.../<run_id>/_after_commit.json``). If another run has replaced the partition
@@ -10,7 +10,6 @@ record says why, so no table or run record can describe another run's data.
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 
 from pyspark.sql import SparkSession
 
@@ -34,23 +33,34 @@ log = logging.getLogger(__name__)
 def after_commit(
     spark: SparkSession, run: RunContext, manifest: RunManifest, committed: Committed
 ) -> AfterCommit:
-    """Register the SQL tables and log the MLflow run record, side by side: the record is
-    logged on a worker thread (the tracking client and the score column's statistics) while
-    this thread drives the metastore through the JVM; both start only once the partition is
-    seen to hold this run's data, and both are done before ``_after_commit.json`` is written.
-    A catalog failure is raised once the record is logged (the partition is committed)."""
     cfg = run.cfg
     tables: list[str] = []
     mlflow_run_id: str | None = None
     skipped = _other_run(run)
-    if skipped is None:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlflow-record") as pool:
-            logging_run = (
-                pool.submit(_log_run, run, manifest, committed) if cfg.tracking.log_runs else None
-            )
-            if cfg.catalog.enabled:
-                tables = _register_tables(spark, run)
-            mlflow_run_id = logging_run.result() if logging_run is not None else None
+    if skipped is None and cfg.catalog.enabled:
+        from batch_serving.spark.catalog import register_partition
+
+        for database, layout in (
+            (cfg.catalog.predictions_database, run.predictions),
+            (cfg.catalog.quarantine_database, run.quarantine),
+        ):
+            empty = not data_files(layout.committed_dir(run.run_date))
+            if layout.table == QUARANTINE and empty:
+                continue  # nothing quarantined: five SQL statements saved on most nights
+            name = register_partition(spark, database, layout, run.run_date)
+            if name is not None:
+                tables.append(name.replace("`", ""))
+        skipped = _other_run(run)
+    if skipped is None and cfg.tracking.log_runs:
+        from batch_serving.runs.mlflow_record import log_run
+
+        records = run.predictions.run_dir(run.run_id)
+        extra = (  # monitoring's files (local roots only)
+            []
+            if isinstance(records, Location)
+            else [records / n for n in (RUN_PROFILE, REPORT_NAME)]
+        )
+        mlflow_run_id = log_run(cfg, manifest, committed.path, [p for p in extra if p.is_file()])
     record = AfterCommit(
         run_id=run.run_id,
         partition=str(committed.path),
@@ -62,37 +72,6 @@ def after_commit(
     )
     write_json(run.predictions.run_dir(run.run_id) / AFTER_COMMIT_NAME, record)
     return record
-
-
-def _register_tables(spark: SparkSession, run: RunContext) -> list[str]:
-    """The date's partition in the predictions table, and in the quarantine table if any row
-    was quarantined; the table names registered."""
-    from batch_serving.spark.catalog import register_partition
-
-    cfg, tables = run.cfg, []
-    for database, layout in (
-        (cfg.catalog.predictions_database, run.predictions),
-        (cfg.catalog.quarantine_database, run.quarantine),
-    ):
-        empty = not data_files(layout.committed_dir(run.run_date))
-        if layout.table == QUARANTINE and empty:
-            continue  # nothing quarantined: five SQL statements saved on most nights
-        name = register_partition(spark, database, layout, run.run_date)
-        if name is not None:
-            tables.append(name.replace("`", ""))
-    return tables
-
-
-def _log_run(run: RunContext, manifest: RunManifest, committed: Committed) -> str | None:
-    """The MLflow run record (best-effort: None if tracking failed), with monitoring's files
-    (local roots only)."""
-    from batch_serving.runs.mlflow_record import log_run
-
-    records = run.predictions.run_dir(run.run_id)
-    extra = (
-        [] if isinstance(records, Location) else [records / n for n in (RUN_PROFILE, REPORT_NAME)]
-    )
-    return log_run(run.cfg, manifest, committed.path, [p for p in extra if p.is_file()])
 
 
 def _other_run(run: RunContext) -> str | None:

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 from pathlib import Path
 
+from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
@@ -35,10 +36,10 @@ def register_partition(
     name = table_name(database, layout.model)
     partition = layout.committed_dir(run_date)  # pointer protocol: the committed run's dir
     try:
-        exists = spark.catalog.tableExists(f"{database}.{layout.model}")  # False: no database
+        exists, location = _existing_table(spark, database, layout.model)
         if not exists and not spark.catalog.databaseExists(database):
             spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")  # alone it logs a WARN
-        if exists and _location(spark, name) != _real(layout.table_dir):
+        if exists and location != _real(layout.table_dir):
             # the job's output root moved: re-point the (external) table, data untouched
             log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)
             spark.sql(f"DROP TABLE {name}")
@@ -60,7 +61,7 @@ def register_partition(
                 f"ALTER TABLE {name} PARTITION {spec} "
                 f"SET LOCATION {_sql_string(spark_path(partition))}"
             )
-        spark.sql(f"REFRESH TABLE {name}")
+        spark.catalog.refreshTable(name)  # REFRESH TABLE, in one call instead of a query
     except Exception as exc:  # Spark's AnalysisException and metastore errors alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
@@ -71,14 +72,36 @@ def register_partition(
     return name
 
 
+def _existing_table(spark: SparkSession, database: str, model: str) -> tuple[bool, str | None]:
+    """(table exists, its location) read from the metastore through the session's external
+    catalog: two metadata calls, no SQL query (DESCRIBE TABLE EXTENDED + tableExists cost
+    ~40 ms a run). Where that JVM object is not reachable (not a classic session), the public
+    catalog API and DESCRIBE answer the same question."""
+    try:
+        external = spark._jsparkSession.sharedState().externalCatalog()
+        if not external.databaseExists(database) or not external.tableExists(database, model):
+            return False, None
+        storage = external.getTable(database, model).storage()
+        uri = storage.locationUri()
+        return True, _normalized(str(uri.get().toString())) if uri.isDefined() else None
+    except (AttributeError, Py4JError):
+        if not spark.catalog.tableExists(f"{database}.{model}"):
+            return False, None
+        return True, _location(spark, table_name(database, model))
+
+
 def _location(spark: SparkSession, name: str) -> str | None:
     for row in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect():
         if row["col_name"] == "Location":
-            value = str(row["data_type"])
-            if "://" in value and not value.startswith("file:"):
-                return value.rstrip("/")
-            return str(Path(value.removeprefix("file:")).resolve())
+            return _normalized(str(row["data_type"]))
     return None
+
+
+def _normalized(value: str) -> str:
+    """A table location as ``_real`` spells a table directory."""
+    if "://" in value and not value.startswith("file:"):
+        return value.rstrip("/")
+    return str(Path(value.removeprefix("file:")).resolve())
 
 
 def _real(path: AnyPath) -> str:
