@@ -7,17 +7,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import builders
+import cloudpickle
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import RUN_DATE
+from conftest import RUN_DATE, customers, labelled
 
 from batch_serving.quality.checks import duplicate_ids_arrow
+from batch_serving.runs.after_commit import CATALOG_STEP, RECORD_STEP
+from batch_serving.runs.job import run_score
 from batch_serving.runs.mlflow_record import QUANTILES, score_stats
 from batch_serving.spark.catalog import _existing_table, register_partition
 from batch_serving.tables.layout import TableLayout, predictions_layout
+from batch_serving.tables.manifest import read_after_commit
+
+cloudpickle.register_pickle_by_value(builders)
 
 
 def pandas_oracle(frames: list[pd.DataFrame]) -> tuple[int, list[Any]]:
@@ -152,3 +159,27 @@ def test_metastore_lookup_and_a_moved_output_root(spark: Any, tmp_path: Path) ->
     )
     ids = sorted(r.id for r in spark.table("fixed_work_db.moved_root").collect())
     assert ids == [7, 8, 9]
+
+
+@pytest.mark.slow
+def test_post_commit_steps_are_timed_in_the_run_record(
+    spark: Any, register: Any, warehouse: Any, job_config: Any
+) -> None:
+    """The SQL catalog and the MLflow record are timed in ``_after_commit.json`` (what the
+    benchmark's step table and the run summary read), not in the committed manifest."""
+    model, _ = builders.logreg_pipeline(labelled(300))
+    rows = customers(120)
+    name, _ = register(model, rows[builders.FEATURES])
+    warehouse(rows)
+    cfg = job_config(name, catalog={"enabled": True}, tracking={"log_runs": True})
+
+    result = run_score(spark, cfg, RUN_DATE)
+
+    after, manifest = result.after, result.manifest
+    assert after.mlflow_run_id and after.tables == [f"predictions.{name}"]
+    assert after.durations_s[CATALOG_STEP] > 0 and after.durations_s[RECORD_STEP] > 0
+    assert list(after.durations_s)[: len(manifest.durations_s)] == list(manifest.durations_s)
+    assert CATALOG_STEP not in manifest.durations_s
+    records = Path(cfg.output.root) / "_runs" / "predictions" / name / manifest.run_id
+    saved = read_after_commit(records)
+    assert saved is not None and saved.durations_s == after.durations_s
