@@ -4,6 +4,7 @@ catalog's metastore lookup vs the public catalog API."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,11 @@ from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.runs.after_commit import CATALOG_STEP, RECORD_STEP
 from batch_serving.runs.job import run_score
 from batch_serving.runs.mlflow_record import QUANTILES, score_stats
-from batch_serving.spark.catalog import _existing_table, register_partition
+from batch_serving.spark.catalog import (
+    _existing_table,
+    _partition_registered,
+    register_partition,
+)
 from batch_serving.tables.layout import TableLayout, predictions_layout
 from batch_serving.tables.manifest import read_after_commit
 
@@ -159,6 +164,28 @@ def test_metastore_lookup_and_a_moved_output_root(spark: Any, tmp_path: Path) ->
     )
     ids = sorted(r.id for r in spark.table("fixed_work_db.moved_root").collect())
     assert ids == [7, 8, 9]
+
+
+def test_a_rerun_skips_adding_a_registered_partition(spark: Any, tmp_path: Path) -> None:
+    """Only an already registered date of a table without statistics skips ADD PARTITION; a
+    rerun's new files are read after the refresh either way."""
+    layout = committed_partition(tmp_path, "rerun_skip", [1, 2])
+    other_day = RUN_DATE - dt.timedelta(days=1)
+    assert not _partition_registered(spark, "fixed_work_db", "rerun_skip", RUN_DATE)
+    register_partition(spark, "fixed_work_db", layout, RUN_DATE)
+    assert _partition_registered(spark, "fixed_work_db", "rerun_skip", RUN_DATE)
+    assert not _partition_registered(spark, "fixed_work_db", "rerun_skip", other_day)
+    assert spark.table("fixed_work_db.rerun_skip").count() == 2
+
+    partition = layout.committed_dir(RUN_DATE)
+    assert isinstance(partition, Path)
+    pq.write_table(pa.table({"id": [5, 6, 7], "score": [0.1] * 3}), partition / "p.parquet")
+    register_partition(spark, "fixed_work_db", layout, RUN_DATE)  # a rerun: files replaced
+    assert sorted(r.id for r in spark.table("fixed_work_db.rerun_skip").collect()) == [5, 6, 7]
+
+    spark.sql("ANALYZE TABLE fixed_work_db.rerun_skip COMPUTE STATISTICS NOSCAN")
+    assert not _partition_registered(spark, "fixed_work_db", "rerun_skip", RUN_DATE)
+    assert not _partition_registered(NoJvmSession(spark), "fixed_work_db", "rerun_skip", RUN_DATE)
 
 
 @pytest.mark.slow

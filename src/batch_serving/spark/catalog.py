@@ -13,7 +13,6 @@ import datetime as dt
 import logging
 from pathlib import Path
 
-from py4j.protocol import Py4JError
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
@@ -55,7 +54,8 @@ def register_partition(
                 f"LOCATION {_sql_string(spark_path(layout.table_dir))}"
             )
         spec = f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
-        spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
+        if not _partition_registered(spark, database, layout.model, run_date):
+            spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
         if layout.pointer_commit:  # the metastore follows the pointer: LOCATION = the run dir
             spark.sql(
                 f"ALTER TABLE {name} PARTITION {spec} "
@@ -84,10 +84,26 @@ def _existing_table(spark: SparkSession, database: str, model: str) -> tuple[boo
         storage = external.getTable(database, model).storage()
         uri = storage.locationUri()
         return True, _normalized(str(uri.get().toString())) if uri.isDefined() else None
-    except (AttributeError, Py4JError):
+    except Exception:  # no JVM objects, or a metastore error (raised as Spark's exceptions)
         if not spark.catalog.tableExists(f"{database}.{model}"):
             return False, None
         return True, _location(spark, table_name(database, model))
+
+
+def _partition_registered(
+    spark: SparkSession, database: str, model: str, run_date: dt.date
+) -> bool:
+    """True when the date's partition is already in the metastore and the table keeps no
+    statistics: ``ADD IF NOT EXISTS PARTITION`` would then change nothing (it only adjusts a
+    table's statistics), so a rerun skips that ~15-70 ms command. False when unsure."""
+    try:
+        external, jvm = spark._jsparkSession.sharedState().externalCatalog(), spark._jvm
+        if jvm is None or external.getTable(database, model).stats().isDefined():
+            return False
+        spec = jvm.PythonUtils.toScalaMap({PARTITION_COLUMN: run_date.isoformat()})
+        return bool(external.getPartitionOption(database, model, spec).isDefined())
+    except Exception:  # no JVM objects, or a metastore error (raised as Spark's exceptions)
+        return False  # then the ALTER runs, as it always did
 
 
 def _location(spark: SparkSession, name: str) -> str | None:
