@@ -817,7 +817,8 @@ MULTI_METHODS = {
     "M1": "M1: one run_score, champion + 3 members (arrow_direct)",
     "M4": "M4: 4 single-model run_score calls (arrow_direct), total",
 }
-OTHER_STEPS = "other: lease, recovery, SQL catalog, MLflow run record"
+# sql_catalog and mlflow_record are timed steps of their own (in _after_commit.json)
+OTHER_STEPS = "other: lease, recovery, dead staging cleanup, _after_commit.json"
 
 
 def _member_loads(results: list[RunResult]) -> str:

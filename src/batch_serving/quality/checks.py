@@ -9,6 +9,9 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+
 from batch_serving.errors import InputValidationError
 from batch_serving.tables.storage import AnyPath
 
@@ -26,18 +29,46 @@ def check_not_empty(rows: int, allow_empty: bool, where: str) -> None:
 def duplicate_ids_arrow(
     files: Sequence[AnyPath], entity_columns: Sequence[str]
 ) -> tuple[int, list[Any]]:
-    """(rows beyond the first per entity id, a few example ids), reading the id columns only."""
-    import pandas as pd
+    """(rows beyond the first per entity id, a few example ids), reading the id columns only.
 
+    The count decides; examples are looked for only when there are duplicates (rare), with
+    pandas, so they are the same ids in the same order whichever path counted."""
     from batch_serving.tables.files import read_table
 
-    ids = pd.concat(
-        [read_table(f, columns=list(entity_columns)).to_pandas() for f in files],
-        ignore_index=True,
-    )
+    tables = [read_table(f, columns=list(entity_columns)) for f in files]
+    extra = _fast_extra(tables)
+    if extra == 0:
+        return 0, []
+    ids = _pandas_ids(tables)
     dup = ids.duplicated(keep="first")
     examples = ids[dup].drop_duplicates().head(5).to_numpy().tolist()
     return int(dup.sum()), [e[0] if len(e) == 1 else e for e in examples]
+
+
+def _pandas_ids(tables: Sequence[pa.Table]) -> Any:
+    """The id columns of every file as one pandas frame (files may differ in integer width)."""
+    import pandas as pd
+
+    return pd.concat([t.to_pandas() for t in tables], ignore_index=True)
+
+
+def _fast_extra(tables: Sequence[pa.Table]) -> int | None:
+    """Rows beyond the first per id for ONE integer id column without nulls (the common case),
+    with numpy: 0 at once when ids only increase across the files (written in id order), else
+    a sort; None when the case does not apply (strings, several columns, nulls, mixed types)."""
+    if not tables or tables[0].num_columns != 1:
+        return None
+    kind = tables[0].schema.types[0]
+    if not pa.types.is_integer(kind) or any(t.schema.types[0] != kind for t in tables):
+        return None
+    column = pa.chunked_array([c for t in tables for c in t.column(0).chunks], type=kind)
+    if column.null_count:
+        return None
+    ids = column.to_numpy()
+    if len(ids) < 2 or bool(np.all(ids[1:] > ids[:-1])):
+        return 0
+    ids = np.sort(ids)
+    return int(np.count_nonzero(ids[1:] == ids[:-1]))
 
 
 def check_duplicates(

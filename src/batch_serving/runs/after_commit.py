@@ -29,6 +29,11 @@ from batch_serving.tables.storage import Location
 
 log = logging.getLogger(__name__)
 
+# timed like the run's steps: in ``_after_commit.json``'s durations (the manifest is written
+# before them), so the summary and the benchmark show what the post-commit steps cost
+CATALOG_STEP = "sql_catalog"
+RECORD_STEP = "mlflow_record"
+
 
 def after_commit(
     spark: SparkSession, run: RunContext, manifest: RunManifest, committed: Committed
@@ -40,16 +45,17 @@ def after_commit(
     if skipped is None and cfg.catalog.enabled:
         from batch_serving.spark.catalog import register_partition
 
-        for database, layout in (
-            (cfg.catalog.predictions_database, run.predictions),
-            (cfg.catalog.quarantine_database, run.quarantine),
-        ):
-            empty = not data_files(layout.committed_dir(run.run_date))
-            if layout.table == QUARANTINE and empty:
-                continue  # nothing quarantined: five SQL statements saved on most nights
-            name = register_partition(spark, database, layout, run.run_date)
-            if name is not None:
-                tables.append(name.replace("`", ""))
+        with run.timer.step(CATALOG_STEP):
+            for database, layout in (
+                (cfg.catalog.predictions_database, run.predictions),
+                (cfg.catalog.quarantine_database, run.quarantine),
+            ):
+                empty = not data_files(layout.committed_dir(run.run_date))
+                if layout.table == QUARANTINE and empty:
+                    continue  # nothing quarantined: five SQL statements saved on most nights
+                name = register_partition(spark, database, layout, run.run_date)
+                if name is not None:
+                    tables.append(name.replace("`", ""))
         skipped = _other_run(run)
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
@@ -63,7 +69,9 @@ def after_commit(
                 *sorted(records.glob("_datadocs_*.html")),
             ]
         )
-        mlflow_run_id = log_run(cfg, manifest, committed.path, [p for p in extra if p.is_file()])
+        with run.timer.step(RECORD_STEP):
+            files = [p for p in extra if p.is_file()]
+            mlflow_run_id = log_run(cfg, manifest, committed.path, files)
     record = AfterCommit(
         run_id=run.run_id,
         partition=str(committed.path),

@@ -35,10 +35,10 @@ def register_partition(
     name = table_name(database, layout.model)
     partition = layout.committed_dir(run_date)  # pointer protocol: the committed run's dir
     try:
-        if not spark.catalog.databaseExists(database):  # IF NOT EXISTS alone logs a WARN
-            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")
-        exists = spark.catalog.tableExists(f"{database}.{layout.model}")
-        if exists and _location(spark, name) != _real(layout.table_dir):
+        exists, location = _existing_table(spark, database, layout.model)
+        if not exists and not spark.catalog.databaseExists(database):
+            spark.sql(f"CREATE DATABASE IF NOT EXISTS `{database}`")  # alone it logs a WARN
+        if exists and location != _real(layout.table_dir):
             # the job's output root moved: re-point the (external) table, data untouched
             log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)
             spark.sql(f"DROP TABLE {name}")
@@ -54,13 +54,14 @@ def register_partition(
                 f"LOCATION {_sql_string(spark_path(layout.table_dir))}"
             )
         spec = f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
-        spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
+        if not _partition_registered(spark, database, layout.model, run_date):
+            spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
         if layout.pointer_commit:  # the metastore follows the pointer: LOCATION = the run dir
             spark.sql(
                 f"ALTER TABLE {name} PARTITION {spec} "
                 f"SET LOCATION {_sql_string(spark_path(partition))}"
             )
-        spark.sql(f"REFRESH TABLE {name}")
+        spark.catalog.refreshTable(name)  # REFRESH TABLE, in one call instead of a query
     except Exception as exc:  # Spark's AnalysisException and metastore errors alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
@@ -71,14 +72,52 @@ def register_partition(
     return name
 
 
+def _existing_table(spark: SparkSession, database: str, model: str) -> tuple[bool, str | None]:
+    """(table exists, its location) read from the metastore through the session's external
+    catalog: two metadata calls, no SQL query (DESCRIBE TABLE EXTENDED + tableExists cost
+    ~40 ms a run). Where that JVM object is not reachable (not a classic session), the public
+    catalog API and DESCRIBE answer the same question."""
+    try:
+        external = spark._jsparkSession.sharedState().externalCatalog()
+        if not external.databaseExists(database) or not external.tableExists(database, model):
+            return False, None
+        storage = external.getTable(database, model).storage()
+        uri = storage.locationUri()
+        return True, _normalized(str(uri.get().toString())) if uri.isDefined() else None
+    except Exception:  # no JVM objects, or a metastore error (raised as Spark's exceptions)
+        if not spark.catalog.tableExists(f"{database}.{model}"):
+            return False, None
+        return True, _location(spark, table_name(database, model))
+
+
+def _partition_registered(
+    spark: SparkSession, database: str, model: str, run_date: dt.date
+) -> bool:
+    """True when the date's partition is already in the metastore and the table keeps no
+    statistics: ``ADD IF NOT EXISTS PARTITION`` would then change nothing (it only adjusts a
+    table's statistics), so a rerun skips that ~15-70 ms command. False when unsure."""
+    try:
+        external, jvm = spark._jsparkSession.sharedState().externalCatalog(), spark._jvm
+        if jvm is None or external.getTable(database, model).stats().isDefined():
+            return False
+        spec = jvm.PythonUtils.toScalaMap({PARTITION_COLUMN: run_date.isoformat()})
+        return bool(external.getPartitionOption(database, model, spec).isDefined())
+    except Exception:  # no JVM objects, or a metastore error (raised as Spark's exceptions)
+        return False  # then the ALTER runs, as it always did
+
+
 def _location(spark: SparkSession, name: str) -> str | None:
     for row in spark.sql(f"DESCRIBE TABLE EXTENDED {name}").collect():
         if row["col_name"] == "Location":
-            value = str(row["data_type"])
-            if "://" in value and not value.startswith("file:"):
-                return value.rstrip("/")
-            return str(Path(value.removeprefix("file:")).resolve())
+            return _normalized(str(row["data_type"]))
     return None
+
+
+def _normalized(value: str) -> str:
+    """A table location as ``_real`` spells a table directory."""
+    if "://" in value and not value.startswith("file:"):
+        return value.rstrip("/")
+    return str(Path(value.removeprefix("file:")).resolve())
 
 
 def _real(path: AnyPath) -> str:
