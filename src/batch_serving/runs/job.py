@@ -22,7 +22,7 @@ from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext
-from batch_serving.runs.models import prepare_models, resolve_members
+from batch_serving.runs.models import PreparedModels, prepare_models, resolve_members
 from batch_serving.runs.monitor import finish_monitoring, plan_monitoring, task_spec
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
@@ -31,6 +31,7 @@ from batch_serving.runs.steps import (
     enforce_bad_rows,
     gate_runner,
     reconcile,
+    start_duplicate_scan,
     validate_input,
 )
 from batch_serving.spark.connectors import require_scheme
@@ -91,18 +92,20 @@ def _score_and_commit(
     preload_gx_for(cfg)  # imported while the models load (if the caller did not start it)
     with step("resolve_model"):
         resolved = resolve_members(cfg)
-    with step("load_model"):
-        models = prepare_models(spark, cfg, resolved)
     engine = engine_named(choose_engine(cfg))
     if engine.name == "dataframe":  # Spark itself writes the staged output
         require_scheme(spark, cfg.output.root, "output.root")
+    models: PreparedModels | None = None
     try:
-        with step("read"):
+        with step("read"):  # footers (arrow_direct) or Spark's count: no rows yet
             data = engine.read(spark, cfg.input, run.run_date, cfg.storage)
         log.info("input %s: %d rows (engine %s)", data.where, data.rows, engine.name)
+        scan = start_duplicate_scan(engine, data, cfg)  # reads the ids while models load
+        with step("load_model"):
+            models = prepare_models(spark, cfg, resolved)
         gates = gate_runner(run)
         with step("validate"):
-            valid = validate_input(engine, data, models.members, run)
+            valid = validate_input(engine, data, models.members, run, scan)
         checks = cfg.validation
 
         def gate_step(name: str, declared: tuple[object, ...]) -> AbstractContextManager[None]:
@@ -167,5 +170,6 @@ def _score_and_commit(
     finally:
         discard(staging.predictions)
         discard(staging.quarantine)
-        models.release()
+        if models is not None:
+            models.release()
     return manifest, committed

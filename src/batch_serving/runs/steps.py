@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow.parquet as pq
 
+from batch_serving.config import JobConfig
 from batch_serving.errors import LeaseHeldError, OutputValidationError, ScoringError
 from batch_serving.quality.checks import check_duplicates, check_not_empty
 from batch_serving.quality.gates import GateRunner, write_reports
@@ -48,17 +51,46 @@ class Counts:
     allowed_bad_rows: int
 
 
+DuplicateScan = Future[tuple[int, list[Any]]]
+
+
+def start_duplicate_scan(engine: Engine, data: InputData, cfg: JobConfig) -> DuplicateScan | None:
+    """Start reading the id columns in a thread (pyarrow and numpy release the GIL), so the
+    scan overlaps the models' loading; None when there is nothing to scan yet: ids not
+    checked, no files to read directly, or an id column missing (the plan names it)."""
+    entities = list(cfg.entity_columns)
+    if (
+        cfg.validation.duplicate_ids == "allow"
+        or not data.files
+        or any(c not in data.schema.names for c in entities)
+    ):
+        return None
+    pool = ThreadPoolExecutor(1, thread_name_prefix="duplicate-ids")
+    try:
+        return pool.submit(engine.duplicate_ids, data, entities)
+    finally:
+        pool.shutdown(wait=False)
+
+
 def validate_input(
-    engine: Engine, data: InputData, members: tuple[Member, ...], run: RunContext
+    engine: Engine,
+    data: InputData,
+    members: tuple[Member, ...],
+    run: RunContext,
+    scan: DuplicateScan | None = None,
 ) -> Validated:
-    """Empty partition, columns and types (by planning the casts), duplicate ids."""
+    """Empty partition, columns and types (by planning the casts), duplicate ids (``scan``:
+    the ids already being read, see ``start_duplicate_scan``)."""
     cfg = run.cfg
     check_not_empty(data.rows, cfg.validation.allow_empty, data.where)
     plan = plan_for_job(cfg, members, data.schema, run.run_id, run.started, data.where)
     policy = cfg.validation.duplicate_ids
     if policy == "allow":
         return Validated(plan, 0)
-    extra, examples = engine.duplicate_ids(data, plan.entity_columns)
+    if scan is not None and list(cfg.entity_columns) == plan.entity_columns:
+        extra, examples = scan.result()
+    else:
+        extra, examples = engine.duplicate_ids(data, plan.entity_columns)
     check_duplicates(extra, examples, plan.entity_columns, policy, data.where)
     return Validated(plan, extra if policy == "keep_last" else 0)
 
