@@ -90,6 +90,7 @@ def test_unreachable_redis_is_a_clear_error(scored: Scored, tmp_path: Path) -> N
     assert info.value.exit_code == 7
 
 
-def _as_of(url: str) -> str:
+def _as_of(url: str, model: str = "served") -> str:
+    """The served date of ``model`` (the session's Redis also holds other tests' models)."""
     models = httpx.get(f"{url}/v1/models").json()["models"]
-    return str(models[0]["as_of"]) if models else ""
+    return next((str(m["as_of"]) for m in models if m["model"] == model), "")

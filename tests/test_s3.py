@@ -411,7 +411,9 @@ def test_redis_publish_from_an_s3_serving_root_and_its_rerun(
     assert first.changed and str(first.path).startswith(f"s3://{bucket}/serving/served/")
     again = publish(cfg, day0)  # idempotent: same snapshot, nothing switched
     assert again.snapshot_id == first.snapshot_id and not again.changed
-    settings = ServeSettings(backend="redis", redis_url=redis_url, poll_interval_s=0.05)
+    settings = ServeSettings(  # only this model: other tests' models share the Redis
+        backend="redis", redis_url=redis_url, poll_interval_s=0.05, models=("served",)
+    )
     entity = next(iter(scored.expected[day1]))
     with LiveServer(create_app(settings)) as server:
         assert _until(lambda: httpx.get(f"{server.url}/health").status_code == 200)
