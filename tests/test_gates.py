@@ -1,4 +1,6 @@
-"""Great Expectations gates: input stops the run before scoring, output stops the commit."""
+"""Great Expectations gates: a failing input gate stops the run (before scoring with the
+dataframe engine, right after the scoring pass that counted its metrics with arrow_direct),
+a failing output gate stops the commit; nothing is committed either way."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ def runs_dir(setup: Setup) -> Path:
     return Path(setup.job_config(setup.name).output.root) / "_runs" / "predictions" / setup.name
 
 
-def test_input_gate_failure_stops_before_scoring(setup, capsys) -> None:
+def test_input_gate_failure_commits_nothing(setup, capsys) -> None:
     bad = setup.rows.copy()
     bad.loc[bad["customer_id"] < 3, "tenure_months"] = 9999.0
     code, out = setup.cli(bad, capsys, validation={"input_expectations": [BETWEEN_TENURE]})

@@ -81,6 +81,12 @@ def test_redis_pointer_flip_expiry_and_rollback(
     assert 0 < client.ttl(f"bs:{model}:snap:{first.snapshot_id}:b:0") <= cfg1.publish.redis_expire_s
     assert client.ttl(f"bs:{model}:snap:{second.snapshot_id}:meta") == -1
 
+    # republishing the replaced date within its grace TTL makes it current for good
+    publish(cfg1, scored.dates[0], allow_older=True)
+    assert client.get(f"bs:{model}:current") == first.snapshot_id
+    assert client.ttl(old_meta) == -1
+    assert client.ttl(f"bs:{model}:snap:{first.snapshot_id}:b:0") == -1
+
 
 def test_unreachable_redis_is_a_clear_error(scored: Scored, tmp_path: Path) -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"

@@ -247,6 +247,7 @@ def test_dataframe_engine_refuses_s3_without_the_connector(spark, s3_job, tmp_pa
 
 def _answer(server: LiveServer, entity: int) -> tuple[float, str]:
     body = httpx.get(f"{server.url}/v1/models/served/predictions/{entity}").json()
+    assert "values" in body, body
     return body["values"]["score"], body["as_of"]
 
 
@@ -398,11 +399,15 @@ def test_redis_publish_from_an_s3_serving_root_and_its_rerun(
     rerun of the same date (snapshot already on S3, only its manifest mirrored) still
     publishes, and rolling forward to the next date moves Redis with it."""
     data = scored.cfg.model_dump(mode="json")
+    import redis
+
+    own_db = f"{redis_url.rsplit('/', 1)[0]}/5"  # other tests change the shared db's snapshots
+    redis.Redis.from_url(own_db).flushdb()
     data["publish"] = {
         **data["publish"],
         "root": f"s3://{bucket}/serving",
         "backends": ["embedded", "redis"],
-        "redis_url": redis_url,
+        "redis_url": own_db,
     }
     data["storage"] = {**s3.storage, "lease_dir": str(tmp_path / "leases")}
     cfg = JobConfig.model_validate(data)
@@ -411,9 +416,7 @@ def test_redis_publish_from_an_s3_serving_root_and_its_rerun(
     assert first.changed and str(first.path).startswith(f"s3://{bucket}/serving/served/")
     again = publish(cfg, day0)  # idempotent: same snapshot, nothing switched
     assert again.snapshot_id == first.snapshot_id and not again.changed
-    settings = ServeSettings(  # only this model: other tests' models share the Redis
-        backend="redis", redis_url=redis_url, poll_interval_s=0.05, models=("served",)
-    )
+    settings = ServeSettings(backend="redis", redis_url=own_db, poll_interval_s=0.05)
     entity = next(iter(scored.expected[day1]))
     with LiveServer(create_app(settings)) as server:
         assert _until(lambda: httpx.get(f"{server.url}/health").status_code == 200)

@@ -93,7 +93,7 @@ class RedisPublisher:
         """``progress(ids_written, ids_total)`` is called after each batch of buckets."""
         sid = snap.snapshot_id
         meta_key = _k(model, "snap", sid, "meta")
-        if not self._redis.exists(meta_key):
+        if not self._redis.exists(meta_key) or not self._keep_forever(model, sid):
             self._write(model, snap, progress)
         else:
             log.info("redis: snapshot %s already written; reusing it", sid)
@@ -168,6 +168,29 @@ class RedisPublisher:
         meta = {**snap.manifest, "buckets": buckets}
         self._redis.set(_k(model, "snap", sid, "meta"), json.dumps(meta))
         log.info("redis: wrote snapshot %s (%d ids in %d buckets)", sid, rows, buckets)
+
+    def _keep_forever(self, model: str, sid: str) -> bool:
+        """A written snapshot made current again (a republish within the grace TTL of a
+        replaced version): drop the TTL ``_expire`` gave its keys, or it would vanish while
+        current. False if some of its keys are gone already (then it is written again)."""
+        meta_key = _k(model, "snap", sid, "meta")
+        if self._redis.ttl(meta_key) < 0:
+            return True  # never scheduled to expire
+        meta = json.loads(self._redis.get(meta_key) or '{"buckets": 0}')
+        prefixes = ["b", "mb"] if meta.get("member_columns") else ["b"]
+        keys = [
+            _k(model, "snap", sid, prefix, str(n))
+            for n in range(int(meta["buckets"]))
+            for prefix in prefixes
+        ]
+        if keys and self._redis.exists(*keys) != len(keys):
+            return False
+        pipe = self._redis.pipeline(transaction=False)
+        for key in [*keys, meta_key]:
+            pipe.persist(key)
+        pipe.execute()
+        log.info("redis: snapshot %s of %s is current again: no longer expires", sid, model)
+        return True
 
     def _expire(self, model: str, sid: str, expire_s: int) -> None:
         raw = self._redis.get(_k(model, "snap", sid, "meta"))
