@@ -2,7 +2,7 @@
 
 Imports only pydantic, pydantic-settings and PyYAML, so Airflow's virtualenv can load job
 files with the same rules as the jobs (``airflow_dags/``). Modules: ``sections`` (one model
-per job-file section), ``job`` (JobConfig and its cross-section rules), ``paths`` (relative
+per job-file section; ``stream`` holds the ``stream:`` one), ``job`` (JobConfig and its cross-section rules), ``paths`` (relative
 paths, URIs, overlaps), ``loader`` (YAML, overlays, load_config), ``serve`` (API settings),
 ``environment`` (the process environment), ``validate`` (errors that name the key).
 """
@@ -24,11 +24,11 @@ from batch_serving.config.sections import (
     ScheduleConfig,
     SparkConfig,
     StorageConfig,
-    StreamConfig,
     TrackingConfig,
     ValidationConfig,
 )
 from batch_serving.config.serve import MODEL_NAME, ServeSettings, load_serve_settings
+from batch_serving.config.stream import StreamConfig
 
 _absolutize_uri = absolutize_uri  # the name before the split into modules
 

@@ -38,10 +38,10 @@ from batch_serving.config.sections import (
     ScheduleConfig,
     SparkConfig,
     StorageConfig,
-    StreamConfig,
     TrackingConfig,
     ValidationConfig,
 )
+from batch_serving.config.stream import StreamConfig
 from batch_serving.config.validate import validated
 from batch_serving.errors import ConfigError
 
