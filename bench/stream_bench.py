@@ -205,10 +205,9 @@ def measure_requests(
     cfg: JobConfig, layout: StreamLayout, rate: int, next_id: int
 ) -> dict[str, Any]:
     """Async requests through a real API process while the writer keeps landing ``rate``."""
-    from stream_requests import ApiServer, request_round_trips
+    from stream_requests import request_round_trips, stream_api
 
-    server = ApiServer(cfg, DATA / "api")
-    try:
+    with stream_api(cfg, DATA / "api") as server:
         writer = Writer(layout_landing(layout), rate, REQUESTS * REQUEST_EVERY_S + 5, next_id)
         rows = sample_data.customer_features(REQUESTS, seed=77).drop(columns=["churned"])
         rows["customer_id"] = np.arange(REQUESTS) + 10**9  # apart from the writer's ids
@@ -216,8 +215,6 @@ def measure_requests(
         records = json.loads(rows.to_json(orient="records"))
         result = request_round_trips(server.url, cfg.model.name, records, REQUEST_EVERY_S)
         writer.join()
-    finally:
-        server.stop()
     time.sleep(3)  # the writer's last files drain before the ramp
     return {**result, "next_id": writer.next_id}
 

@@ -9,11 +9,6 @@ result readable, the issue's definition, HTTP included.
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,58 +23,21 @@ from batch_serving.config import JobConfig
 POLL_S = 0.02
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+def stream_api(cfg: JobConfig, work: Path) -> Any:
+    """``batch-serving serve`` with the stream's job file: the tests' ``ApiProcess`` (its own
+    process group, loopback, a free port); ready once ``/health`` answers (503: nothing
+    published yet, which is fine for requests)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from live import ApiProcess
 
-
-class ApiServer:
-    """``batch-serving serve`` with the stream's job file, until ``stop``."""
-
-    def __init__(self, cfg: JobConfig, work: Path) -> None:
-        work.mkdir(parents=True, exist_ok=True)
-        (work / "serving").mkdir(exist_ok=True)
-        job_file = work / "stream-job.yaml"
-        job_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-        import batch_serving
-
-        src = str(Path(batch_serving.__file__).resolve().parents[1])
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH")) if p),
-            "BATCH_SERVING_SNAPSHOT_ROOT": str(work / "serving"),
-            "BATCH_SERVING_STREAM_JOBS": f'["{job_file}"]',
-        }
-        port = self.url.rsplit(":", 1)[1]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "batch_serving.cli", "serve", "--port", port],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).status_code in (200, 503):
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise SystemExit("the API did not start")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        try:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(20)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+    (work / "serving").mkdir(parents=True, exist_ok=True)
+    job_file = work / "stream-job.yaml"
+    job_file.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    env = {
+        "BATCH_SERVING_SNAPSHOT_ROOT": str(work / "serving"),
+        "BATCH_SERVING_STREAM_JOBS": f'["{job_file}"]',
+    }
+    return ApiProcess([], env=env, ready=frozenset({200, 503}), timeout_s=120)
 
 
 def request_round_trips(
