@@ -2,9 +2,10 @@
 
 Imports only pydantic, pydantic-settings and PyYAML, so Airflow's virtualenv can load job
 files with the same rules as the jobs (``airflow_dags/``). Modules: ``sections`` (one model
-per job-file section; ``stream`` holds the ``stream:`` one), ``job`` (JobConfig and its cross-section rules), ``paths`` (relative
-paths, URIs, overlaps), ``loader`` (YAML, overlays, load_config), ``serve`` (API settings),
-``environment`` (the process environment), ``validate`` (errors that name the key).
+per job-file section; ``stream`` holds the ``stream:`` one), ``job`` (JobConfig and its
+cross-section rules), ``paths`` (relative paths, URIs, overlaps), ``loader`` (YAML, overlays,
+load_config), ``serve`` (API settings), ``environment`` (the process environment),
+``validate`` (errors that name the key).
 """
 
 from batch_serving.config.environment import prepare_process_env, running_under_spark_submit
