@@ -87,10 +87,9 @@ def validate_input(
     policy = cfg.validation.duplicate_ids
     if policy == "allow":
         return Validated(plan, 0)
-    if scan is not None and list(cfg.entity_columns) == plan.entity_columns:
-        extra, examples = scan.result()
-    else:
-        extra, examples = engine.duplicate_ids(data, plan.entity_columns)
+    # the scan reads cfg.entity_columns: the plan's entity columns, in that order
+    found = scan.result() if scan is not None else engine.duplicate_ids(data, plan.entity_columns)
+    extra, examples = found
     check_duplicates(extra, examples, plan.entity_columns, policy, data.where)
     return Validated(plan, extra if policy == "keep_last" else 0)
 
