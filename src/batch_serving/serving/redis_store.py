@@ -176,13 +176,7 @@ class RedisPublisher:
         meta_key = _k(model, "snap", sid, "meta")
         if self._redis.ttl(meta_key) < 0:
             return True  # never scheduled to expire
-        meta = json.loads(self._redis.get(meta_key) or '{"buckets": 0}')
-        prefixes = ["b", "mb"] if meta.get("member_columns") else ["b"]
-        keys = [
-            _k(model, "snap", sid, prefix, str(n))
-            for n in range(int(meta["buckets"]))
-            for prefix in prefixes
-        ]
+        keys = self._bucket_keys(model, sid)
         if keys and self._redis.exists(*keys) != len(keys):
             return False
         pipe = self._redis.pipeline(transaction=False)
@@ -192,14 +186,22 @@ class RedisPublisher:
         log.info("redis: snapshot %s of %s is current again: no longer expires", sid, model)
         return True
 
-    def _expire(self, model: str, sid: str, expire_s: int) -> None:
+    def _bucket_keys(self, model: str, sid: str) -> list[str]:
+        """The hash keys of a written snapshot (its meta says how many buckets, and whether
+        member structs have their own); none if its meta is gone."""
         raw = self._redis.get(_k(model, "snap", sid, "meta"))
         meta = json.loads(raw) if raw else {"buckets": 0}
         prefixes = ["b", "mb"] if meta.get("member_columns") else ["b"]
+        return [
+            _k(model, "snap", sid, prefix, str(n))
+            for n in range(int(meta["buckets"]))
+            for prefix in prefixes
+        ]
+
+    def _expire(self, model: str, sid: str, expire_s: int) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for n in range(int(meta["buckets"])):
-            for prefix in prefixes:
-                pipe.expire(_k(model, "snap", sid, prefix, str(n)), expire_s)
+        for key in self._bucket_keys(model, sid):
+            pipe.expire(key, expire_s)
         pipe.expire(_k(model, "snap", sid, "meta"), expire_s)
         pipe.srem(_k(model, "snapshots"), sid)
         pipe.execute()
