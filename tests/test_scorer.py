@@ -78,3 +78,26 @@ def test_features_without_signature_must_be_configured() -> None:
         spec_of(LoadedModel("sklearn", model, None))
     spec = spec_of(LoadedModel("sklearn", model, None), features=("b", "a"))
     assert spec.features == ("b", "a")
+
+
+def test_members_reading_the_same_columns_share_one_read_only_matrix() -> None:
+    """Members of one plan build the float matrix once per batch; it is read-only, so one
+    model cannot change what the next one sees (a scaler with copy=False copies instead)."""
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from batch_serving.models.adapters.base import feature_matrix
+
+    in_place = make_pipeline(StandardScaler(copy=False), LogisticRegression())
+    in_place.fit(X.copy(), [0, 1, 0, 1, 0, 1])
+    plain = classifier([0, 1])
+    specs = [spec_of(LoadedModel("sklearn", m, INPUTS)) for m in (in_place, plain)]
+    data = batch()
+    first = feature_matrix(specs[0], data)
+    assert feature_matrix(specs[1], data) is first and not first.flags.writeable
+    (scaled,) = predict(specs[0], in_place, data)  # the shared matrix, scaled "in place"
+    (scores,) = predict(specs[1], plain, data)  # ... and the same matrix again
+    np.testing.assert_array_equal(first, X)
+    np.testing.assert_array_equal(scaled.to_numpy(), in_place.predict_proba(X.copy())[:, 1])
+    np.testing.assert_array_equal(scores.to_numpy(), plain.predict_proba(X)[:, 1])
+    assert feature_matrix(specs[0], batch()) is not first  # another batch: built again

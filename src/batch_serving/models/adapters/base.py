@@ -8,6 +8,7 @@ Nothing here imports pyspark: the batch engines, a stream and the API all call t
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -103,14 +104,26 @@ class Adapter(ABC):
 
 
 def feature_matrix(spec: ModelSpec, batch: pa.RecordBatch) -> Any:
-    """Features as the model was fit: a DataFrame (named columns) or a float64 matrix."""
+    """Features as the model was fit: a DataFrame (named columns) or a float64 matrix.
+
+    A float64 matrix is shared by the models that read the same columns of the same batch
+    (members of one plan): it is built once and handed out read-only, so one model cannot
+    change what the next sees. A DataFrame is built per call (models may add columns)."""
     selected = batch.select(list(spec.features))
     if spec.feed == "pandas":
         return selected.to_pandas()
+    last = getattr(_shared, "last", None)
+    if last is not None and last[0] is batch and last[1] == spec.features:
+        return last[2]
     x = np.empty((selected.num_rows, selected.num_columns), dtype=np.float64)
     for j, column in enumerate(selected.columns):
         x[:, j] = column.to_numpy(zero_copy_only=False)
+    x.flags.writeable = False
+    _shared.last = (batch, spec.features, x)  # holds the batch: its id cannot be reused
     return x
+
+
+_shared = threading.local()  # per thread: the API scores requests on several threads
 
 
 def from_probabilities(spec: ModelSpec, proba: Any) -> list[pa.Array]:
