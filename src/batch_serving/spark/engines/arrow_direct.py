@@ -31,6 +31,7 @@ from batch_serving.quality.checks import duplicate_ids_arrow
 from batch_serving.scoring.batch import BatchScorer
 from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
+from batch_serving.scoring.storage import StoredPredictions
 from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
@@ -96,9 +97,10 @@ class ArrowDirectEngine:
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
+            stored = StoredPredictions(plan)
             counter = _Counter(spec, spec.partial()) if spec is not None else None
             for unit in it:
-                _score_unit(unit, scorer, dirs, counter)
+                _score_unit(unit, scorer, stored, dirs, counter)
             if totals is not None and counter is not None:
                 totals.add(counter.counts)
 
@@ -137,6 +139,7 @@ def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
 def _score_unit(
     unit: WorkUnit,
     scorer: BatchScorer,
+    stored: StoredPredictions,
     dirs: tuple[AnyPath, AnyPath],
     counter: _Counter | None = None,
 ) -> None:
@@ -148,12 +151,16 @@ def _score_unit(
         c for c in (counter.spec.extra_columns if counter else ()) if c not in plan.input_columns
     ]
     columns = [*plan.input_columns, *extra]
-    with _AtomicWriter(dirs[0], unit.index, plan.output_schema) as writer:
+    # lineage as dictionary arrays without statistics; no Arrow schema in the file, so readers
+    # see the plan's plain types (see scoring.storage)
+    with _AtomicWriter(
+        dirs[0], unit.index, stored.schema, statistics=stored.statistics, arrow_schema=False
+    ) as writer:
         if unit.row_groups:
             groups = list(unit.row_groups)
             for batch in source.iter_batches(BATCH_ROWS, groups, columns):
                 scored = scorer.score(batch.select(plan.input_columns) if extra else batch)
-                writer.write(scored.predictions)
+                writer.write(stored.encode(scored.predictions))
                 if counter is not None:
                     counter.counts.add(counter.spec, batch, scored.predictions)
                 if scored.quarantined is not None:
@@ -170,7 +177,15 @@ class _AtomicWriter:
     store the final key is written directly (no rename there; a PUT is atomic, and a failed
     attempt's file is overwritten by the retry or, if every attempt fails, the run fails)."""
 
-    def __init__(self, directory: AnyPath, index: int, schema: pa.Schema) -> None:
+    def __init__(
+        self,
+        directory: AnyPath,
+        index: int,
+        schema: pa.Schema,
+        *,
+        statistics: list[str] | bool = True,
+        arrow_schema: bool = True,
+    ) -> None:
         name = f"part-{index:05d}.parquet"
         self.fs: pafs.FileSystem | None = None
         if isinstance(directory, Location):
@@ -185,6 +200,8 @@ class _AtomicWriter:
             compression="snappy",
             use_dictionary=dictionary_columns(schema),
             filesystem=self.fs,
+            write_statistics=statistics,
+            store_schema=arrow_schema,
         )
 
     def __enter__(self) -> _AtomicWriter:
@@ -217,7 +234,10 @@ def dictionary_columns(schema: pa.Schema) -> list[str]:
             visit(f"{prefix}.key_value.key", dtype.key_type)
             visit(f"{prefix}.key_value.value", dtype.item_type)
         elif (
-            pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_int32(dtype)
+            pa.types.is_string(dtype)
+            or pa.types.is_large_string(dtype)
+            or pa.types.is_int32(dtype)
+            or pa.types.is_dictionary(dtype)
         ):
             paths.append(prefix)
 
