@@ -20,8 +20,6 @@ import pyarrow as pa
 from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.plan import MODEL_FIELDS, MODEL_RUN, ScoringPlan
 
-LINEAGE_NAMES = frozenset([*(f.name for f in MODEL_FIELDS), MODEL_RUN.name])
-
 
 class StoredPredictions:
     """Encodes ``plan.output_schema`` batches for writing: ``schema`` is the schema to open the
@@ -45,8 +43,8 @@ class StoredPredictions:
         zeros = self._zeros.slice(0, n)
         arrays = []
         for field, column in zip(batch.schema, batch.columns, strict=True):
-            if field.name in self._top and field.name in LINEAGE_NAMES:
-                arrays.append(_repeat(self._top[field.name], zeros, column))
+            if field.name in self._top:
+                arrays.append(_repeat(self._top[field.name], zeros))
             elif field.name in self._members and pa.types.is_struct(field.type):
                 arrays.append(self._struct(field, column, self._members[field.name], zeros))
             else:
@@ -59,15 +57,13 @@ class StoredPredictions:
         kind = field.type
         children = column.flatten()
         arrays = [
-            _repeat(values[kind.field(i).name], zeros, child)
-            if kind.field(i).name in values
-            else child
+            _repeat(values[kind.field(i).name], zeros) if kind.field(i).name in values else child
             for i, child in enumerate(children)
         ]
         return pa.StructArray.from_arrays(arrays, fields=list(self._field(field).type))
 
     def _field(self, field: pa.Field) -> pa.Field:
-        if field.name in LINEAGE_NAMES and field.name in self._top:
+        if field.name in self._top:
             return _dictionary(field, self._top[field.name])
         if field.name in self._members and pa.types.is_struct(field.type):
             values = self._members[field.name]
@@ -83,18 +79,19 @@ class StoredPredictions:
 
     def _encoded(self, parent: str | None, name: str) -> bool:
         if parent is None:
-            return name in LINEAGE_NAMES and name in self._top
+            return name in self._top
         return name in self._members.get(parent, {})
 
 
 def _constants(ref: ModelRef) -> dict[str, pa.Array]:
     """Dictionaries of one value for a model's lineage leaves (a null run id stays plain)."""
+    name, version = MODEL_FIELDS
     values = {
-        "model_name": pa.array([ref.name], pa.string()),
-        "model_version": pa.array([ref.version], pa.int32()),
+        name.name: pa.array([ref.name], name.type),
+        version.name: pa.array([ref.version], version.type),
     }
     if ref.run_id is not None:
-        values["model_run_id"] = pa.array([ref.run_id], pa.string())
+        values[MODEL_RUN.name] = pa.array([ref.run_id], MODEL_RUN.type)
     return values
 
 
@@ -102,10 +99,8 @@ def _dictionary(field: pa.Field, dictionary: pa.Array) -> pa.Field:
     return field.with_type(pa.dictionary(pa.int32(), dictionary.type))
 
 
-def _repeat(dictionary: pa.Array, zeros: pa.Array, plain: pa.Array) -> pa.Array:
-    """The constant column as a dictionary array; the plain column is only checked for nulls
-    (it has none: lineage is set on every predictions row)."""
-    assert plain.null_count == 0, "lineage column with nulls"
+def _repeat(dictionary: pa.Array, zeros: pa.Array) -> pa.Array:
+    """The constant column as a dictionary array (``BatchScorer`` sets lineage on every row)."""
     return pa.DictionaryArray.from_arrays(zeros, dictionary)
 
 
