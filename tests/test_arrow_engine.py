@@ -83,8 +83,26 @@ def test_units_follow_row_groups_and_cover_every_row(tmp_path) -> None:
     assert arrow_input.rows == 1000
     assert sum(u.rows for u in units) == 1000
     assert [u.index for u in units] == list(range(len(units)))
-    assert max(u.rows for u in units) <= 300 + 90  # balanced to ~rows/4, one row group of slack
-    assert [u.rows for u in units if u.path.endswith("empty.parquet")] == [0]
+    assert max(u.rows for u in units) <= 250 + 90  # balanced to ~rows/4, one row group of slack
+    pieces = [p for u in units for p in u.pieces]
+    assert not [p for p in pieces if p.path.endswith("empty.parquet")]  # nothing to read there
+    covered = sorted((p.path, g) for p in pieces for g in p.row_groups)
+    assert len(covered) == len(set(covered))  # no row group twice
+    assert [u.rows for u in units] == [180, 180, 180, 160, 300]  # closed before passing 250
+
+
+def test_small_files_share_units_and_an_empty_input_makes_one_empty_unit() -> None:
+    from batch_serving.tables.files import ParquetInput
+
+    schema = pa.schema([("id", pa.int64())])
+    files = tuple(Path(f"/in/part-{i:02d}.parquet") for i in range(80))
+    many = ParquetInput(files, schema, 80 * 1000, tuple((1000,) for _ in files))
+    units = plan_units(many, target_units=4)
+    assert [u.rows for u in units] == [20_000] * 4  # 4 tasks, not 80
+    assert [len(u.pieces) for u in units] == [20] * 4
+    assert [p.path for u in units for p in u.pieces] == [str(f) for f in files]
+    empty = ParquetInput(files[:2], schema, 0, ((), ()))
+    assert [(u.index, u.pieces) for u in plan_units(empty, target_units=4)] == [(0, ())]
 
 
 def test_auto_engine_choice(job_config) -> None:

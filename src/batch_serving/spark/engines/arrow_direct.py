@@ -18,6 +18,7 @@ import datetime as dt
 import os
 import uuid
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,12 +46,25 @@ BATCH_ROWS = 65_536
 
 
 @dataclass(frozen=True)
-class WorkUnit:
-    index: int
+class Piece:
+    """Some row groups of one file."""
+
     path: str
     row_groups: tuple[int, ...]
     rows: int
     fs: pafs.FileSystem | None = None  # None: a local path
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """What one task scores into one ``part-<index>`` file: row groups of one or more files."""
+
+    index: int
+    pieces: tuple[Piece, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.rows for p in self.pieces)
 
 
 class ArrowDirectEngine:
@@ -118,21 +132,39 @@ class _Counter:
 
 
 def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
-    """Split files into units of about ``rows / target_units`` rows, along row groups."""
+    """Split the partition into units of about ``rows / target_units`` rows along row groups;
+    a unit may span files. Each task costs Spark tens of milliseconds of its own (scheduling,
+    a Python worker round trip), so 80 small files make 4 units, not 80 tasks. An input
+    without rows makes one empty unit: the run still writes a predictions file."""
     goal = max(1, -(-found.rows // max(1, target_units)))
     units: list[WorkUnit] = []
+    pieces: list[Piece] = []
+    rows = 0
+
+    def close() -> None:
+        nonlocal pieces, rows
+        units.append(WorkUnit(len(units), tuple(pieces)))
+        pieces, rows = [], 0
+
     for file, groups in zip(found.files, found.row_groups, strict=True):
         path, fs = parquet_source(file)
         current: list[int] = []
         current_rows = 0
         for i, n in enumerate(groups):
-            if current and current_rows + n > goal:
-                units.append(WorkUnit(len(units), path, tuple(current), current_rows, fs))
+            if not n:
+                continue  # nothing to read (an empty file still has one empty row group)
+            if rows + current_rows and rows + current_rows + n > goal:
+                if current:
+                    pieces.append(Piece(path, tuple(current), current_rows, fs))
+                close()
                 current, current_rows = [], 0
             current.append(i)
             current_rows += n
-        if current or not groups:
-            units.append(WorkUnit(len(units), path, tuple(current), current_rows, fs))
+        if current:
+            pieces.append(Piece(path, tuple(current), current_rows, fs))
+            rows += current_rows
+    if pieces or not units:
+        close()
     return units
 
 
@@ -145,30 +177,32 @@ def _score_unit(
 ) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
     plan = scorer.plan
-    quarantined: list[pa.RecordBatch] = []
-    source = pq.ParquetFile(unit.path, filesystem=unit.fs)
     extra = [
         c for c in (counter.spec.extra_columns if counter else ()) if c not in plan.input_columns
     ]
     columns = [*plan.input_columns, *extra]
-    # lineage as dictionary arrays without statistics; no Arrow schema in the file, so readers
-    # see the plan's plain types (see scoring.storage)
-    with _AtomicWriter(
-        dirs[0], unit.index, stored.schema, statistics=stored.statistics, arrow_schema=False
-    ) as writer:
-        if unit.row_groups:
-            groups = list(unit.row_groups)
-            for batch in source.iter_batches(BATCH_ROWS, groups, columns):
+    with ExitStack() as files:
+        # lineage as dictionary arrays without statistics; no Arrow schema in the file, so
+        # readers see the plan's plain types (see scoring.storage)
+        writer = files.enter_context(
+            _AtomicWriter(
+                dirs[0], unit.index, stored.schema, statistics=stored.statistics, arrow_schema=False
+            )
+        )
+        bad: _AtomicWriter | None = None  # opened at the first unscorable row
+        for piece in unit.pieces:
+            source = pq.ParquetFile(piece.path, filesystem=piece.fs)
+            for batch in source.iter_batches(BATCH_ROWS, list(piece.row_groups), columns):
                 scored = scorer.score(batch.select(plan.input_columns) if extra else batch)
                 writer.write(stored.encode(scored.predictions))
                 if counter is not None:
                     counter.counts.add(counter.spec, batch, scored.predictions)
                 if scored.quarantined is not None:
-                    quarantined.append(scored.quarantined)
-    if quarantined:
-        with _AtomicWriter(dirs[1], unit.index, plan.quarantine_schema) as writer:
-            for batch in quarantined:
-                writer.write(batch)
+                    if bad is None:
+                        bad = files.enter_context(
+                            _AtomicWriter(dirs[1], unit.index, plan.quarantine_schema)
+                        )
+                    bad.write(scored.quarantined)
 
 
 class _AtomicWriter:
