@@ -1,7 +1,7 @@
 """The ``arrow_direct`` engine: Spark schedules tasks, each task streams Parquet with pyarrow.
 
 The DataFrame engine moves every row JVM -> Python -> JVM through Arrow IPC. This engine skips
-the JVM data path: the driver plans *work units* (a file, or a range of its row groups),
+the JVM data path: the driver plans *work units* (row groups of one or more files),
 balanced by row count from the Parquet footers. Each Spark task then reads its unit with
 pyarrow, scores it with the scoring core, and writes ``part-<unit>.parquet`` into the run's
 staging directory under a temporary name it then renames, so a retried or speculative task
