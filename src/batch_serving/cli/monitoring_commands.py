@@ -15,7 +15,7 @@ def runs_command(args: argparse.Namespace) -> int:
     with stdout_reserved(args.json):
         cfg = load_config(args.config, env=args.env)
         layout = predictions_layout(cfg.output.root, cfg.model.name)
-        runs = list_runs(layout, cfg.monitoring.gates)
+        runs, _ = list_runs(layout, cfg.monitoring.gates)
         if args.run_date:  # one date's runs only
             runs = [r for r in runs if r.run_date == parse_run_date(args.run_date).isoformat()]
     record = {"job": cfg.job, "model": cfg.model.name, "runs": [r.to_dict() for r in runs]}

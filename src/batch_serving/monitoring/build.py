@@ -33,6 +33,9 @@ from batch_serving.tables.manifest import RunManifest, read_after_commit, read_m
 from batch_serving.tables.storage import local_only
 
 INDEX_NAME = "index.html"
+# replaced and uncommitted runs the index lists per model (newest); `batch-serving runs` lists
+# them all. Every committed date is listed.
+INDEX_OTHER_RUNS = 10
 
 
 def build_reports(cfg: JobConfig, run_date: dt.date | None = None) -> Path:
@@ -236,12 +239,13 @@ def build_index(root: Path, cfg: JobConfig) -> Path:
     for model in models:
         layout = predictions_layout(str(root), model)
         rows = []
-        for run in reversed(list_runs(layout, cfg.monitoring.gates)):
+        runs, hidden = list_runs(layout, cfg.monitoring.gates, INDEX_OTHER_RUNS)
+        for run in reversed(runs):
             row = run.to_dict()
             link = f"predictions/{model}/{run.run_id}/{REPORT_NAME}"
             row["link"] = link if run.report is not None else None
             rows.append(row)
-        sections.append({"model": model, "runs": rows})
+        sections.append({"model": model, "runs": rows, "hidden": hidden})
     return _write(root / "_runs" / INDEX_NAME, render_index(sections))
 
 

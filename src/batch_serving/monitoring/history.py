@@ -77,16 +77,20 @@ def committed_manifests(layout: TableLayout) -> list[RunManifest]:
     return found
 
 
-def list_runs(layout: TableLayout, gates: DriftGatesConfig) -> list[RunRow]:
-    """Committed runs (oldest date first), then runs whose data no partition holds."""
+def list_runs(
+    layout: TableLayout, gates: DriftGatesConfig, latest_others: int | None = None
+) -> tuple[list[RunRow], int]:
+    """Committed runs (oldest date first), then runs whose data no partition holds (oldest
+    first; only the newest ``latest_others`` of them if set: each costs a file read, and
+    every rerun of a date leaves one). Also returns how many of those were left out."""
     rows = [_committed_row(m, layout, gates) for m in committed_manifests(layout)]
     held = {r.run_id for r in rows}
     parent = local_only(layout.root, "the runs list") / "_runs" / layout.table / layout.model
-    others = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
-    for directory in others:
-        if directory.name not in held:
-            rows.append(_other_row(directory))
-    return rows
+    found = sorted(p for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else []
+    others = [d for d in found if d.name not in held]  # run ids sort by start time
+    keep = others if latest_others is None else others[max(0, len(others) - latest_others) :]
+    rows += [_other_row(directory) for directory in keep]
+    return rows, len(others) - len(keep)
 
 
 def _committed_row(manifest: RunManifest, layout: TableLayout, gates: DriftGatesConfig) -> RunRow:
