@@ -202,6 +202,9 @@ def test_drift_runs_publish_gate_runs_and_report(
     assert main(["report", "--config", str(tight), "--run-date", str(DAYS[2])]) == 0
     report = Path(capsys.readouterr().out.strip())
     assert report == results[2].report
+    # the run built it after the commit: timed with the post-commit steps, not the manifest's
+    assert results[2].after.durations_s["report"] > 0
+    assert "report" not in results[2].manifest.durations_s
     tags = parsed(report)
     assert tags.count("svg", "hist") == len(names)  # 2 scores + every feature
     assert tags.count("svg", "spark") == len(third["columns"])

@@ -250,12 +250,15 @@ class Profile:
             )
         return cls(ProfileSpec(tuple(specs)), counts, dict(data.get("source", {})))
 
-    def write(self, path: Path) -> Path:
-        """Atomically (temp file + rename), like the manifest."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1) + "\n")  # column order kept
-        os.replace(tmp, path)
+    def write(self, path: Path, *copies: Path) -> Path:
+        """Atomically (temp file + rename), like the manifest; ``copies``: the same text at
+        more paths (serialized once)."""
+        text = json.dumps(self.to_dict(), indent=1) + "\n"  # column order kept
+        for target in (path, *copies):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            tmp.write_text(text)
+            os.replace(tmp, target)
         return path
 
 

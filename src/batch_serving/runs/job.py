@@ -43,6 +43,8 @@ from batch_serving.tables.storage import AnyPath, spark_path
 
 log = logging.getLogger(__name__)
 
+REPORT_STEP = "report"
+
 
 @dataclass(frozen=True)
 class RunResult:
@@ -63,7 +65,10 @@ def run_score(
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
-        report = _report(cfg, run_date) if cfg.monitoring.enabled else None
+        report = None
+        if cfg.monitoring.enabled:
+            with run.timer.step(REPORT_STEP):  # in _after_commit.json, like the steps after it
+                report = _report(cfg, run_date)
         after = after_commit(spark, run, manifest, committed)
     return RunResult(manifest, committed, after, report)
 

@@ -169,15 +169,18 @@ def finish_monitoring(
         },
     )
     columns = compare(profile, monitoring.references)
-    outcome = evaluate(run.cfg.monitoring.gates, {c.name: c.to_dict() for c in columns})
+    by_name = {c.name: c.to_dict() for c in columns}
+    outcome = evaluate(run.cfg.monitoring.gates, by_name)
     for warning in [*outcome.warnings, *outcome.blocking]:
         log.warning("drift: %s", warning)
-    profile.write(local_only(run.staging.predictions, "drift") / PROFILE_NAME)
-    profile.write(local_only(run.predictions.run_dir(run.run_id), "drift") / RUN_PROFILE)
+    profile.write(
+        local_only(run.staging.predictions, "drift") / PROFILE_NAME,
+        local_only(run.predictions.run_dir(run.run_id), "drift") / RUN_PROFILE,
+    )
     section = {
         "profile": PROFILE_NAME,
         "references": [describe(r) for r in monitoring.references],
-        "columns": {c.name: c.to_dict() for c in columns},
+        "columns": by_name,
         "profiled": [c.name for c in monitoring.spec.columns],
         "gate": outcome.to_dict(),
     }
