@@ -607,6 +607,7 @@ def measure_drift(bench: Bench, reps: int) -> list[dict[str, Any]]:
             m: statistics.median(r.manifest.durations_s["score_and_stage"] for r in rounds[m][1])
             for m in cfgs
         }
+        steps = {m: _step_medians(rounds[m][0], [[r] for r in rounds[m][1]]) for m in cfgs}
         last: RunResult = rounds["on"][1][-1]
         columns = last.manifest.drift["columns"]
         results.append(
@@ -620,6 +621,8 @@ def measure_drift(bench: Bench, reps: int) -> list[dict[str, Any]]:
                 "stage_off_s": stages["off"],
                 "stage_on_s": stages["on"],
                 "stage_ratio": stages["on"] / stages["off"],
+                "steps_off": steps["off"],
+                "steps_on": steps["on"],
                 "columns": len(last.manifest.drift["profiled"]),
                 "score_psi": columns["score"]["psi"],
                 "report_kb": (last.report.stat().st_size / 1024) if last.report else None,
@@ -652,6 +655,15 @@ def render_drift(results: list[dict[str, Any]], scale: str, rows: int, reps: int
         + "; ".join(f"{r['model']} {r['paired_ratios']}" for r in results),
         "",
     ]
+    for r in results:
+        added = {
+            n: r["steps_on"].get(n, 0.0) - r["steps_off"].get(n, 0.0)
+            for n in r["steps_on"]
+            if n != "wall"
+        }
+        shown = ", ".join(f"{n} {v:+.3f}" for n, v in added.items() if abs(v) >= 0.002)
+        lines.append(f"{r['model']}: what drift on adds, median seconds per step: {shown}")
+    lines.append("")
     worst = max(max(r["wall_ratio"], r["paired_ratio"]) for r in results)
     lines.append(
         f"  {'PASS' if worst <= 1.10 else 'OVER'} drift on/off wall: worst {worst:.3f}x "
