@@ -76,7 +76,8 @@ PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked
 OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 GATE_ROUNDS = 7  # ~1 s runs: more rounds than the other parts for a stable A/B median
-DRIFT_ROUNDS = 9  # LogReg runs take ~0.6 s at 2M: a few percent is within one run's noise
+DRIFT_ROUNDS = 9  # LogReg runs take ~0.4 s at 2M: a few percent is within one run's noise
+MULTI_ROUNDS = 5  # M1 and A4 take < 1 s at 2M: 3 rounds left the ratio +-0.15 run to run
 INPUT_GATE = [  # like the demo job's input gate, on the bench columns
     {"type": "not_null", "column": "id"},
     {"type": "between", "column": "f0", "min": -10, "max": 10},
@@ -407,8 +408,9 @@ def main(argv: list[str] | None = None) -> int:
             "onnx", args.scale, render_onnx(onnx_results, args.scale, rows, reps), onnx_results
         )
     if "multi" in parts:
-        multi = measure_multi(bench, rows, reps)
-        report = render_multi(multi, args.scale, rows, reps)
+        multi_reps = reps if args.scale == "20M" else max(reps, MULTI_ROUNDS)
+        multi = measure_multi(bench, rows, multi_reps)
+        report = render_multi(multi, args.scale, rows, multi_reps)
         _write_report("multi", args.scale, report, multi)
     if "drift" in parts:
         drift = measure_drift(bench, reps)

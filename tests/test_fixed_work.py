@@ -210,3 +210,34 @@ def test_post_commit_steps_are_timed_in_the_run_record(
     records = Path(cfg.output.root) / "_runs" / "predictions" / name / manifest.run_id
     saved = read_after_commit(records)
     assert saved is not None and saved.durations_s == after.durations_s
+
+
+def test_the_driver_loads_and_broadcasts_a_version_once_per_session(
+    spark: Any, register: Any, tracking_uri: str
+) -> None:
+    """Later runs of a session (backfills, the benchmark) reuse the loaded model and its
+    broadcast: a registered version never changes. A new version is loaded anew."""
+    from batch_serving.config import LoadingConfig, ModelConfig
+    from batch_serving.models.adapters import OutputRequest
+    from batch_serving.models.loading import load_pinned
+    from batch_serving.models.registry import resolve_model
+    from batch_serving.spark.delivery import plan_delivery
+
+    rows = customers(120)
+    name, _ = register(builders.logreg_pipeline(labelled(300))[0], rows[builders.FEATURES])
+    cfg = ModelConfig(name=name, alias="champion", tracking_uri=tracking_uri)
+    ref = resolve_model(cfg)
+    spec, loaded, size_mb = load_pinned(cfg, OutputRequest(), ref)
+    again = load_pinned(cfg, OutputRequest(), ref)
+    assert again[1] is loaded and again[0] == spec and again[2] == size_mb > 0
+    first = plan_delivery(spark, ref, loaded.obj, size_mb, LoadingConfig())
+    second = plan_delivery(spark, ref, loaded.obj, size_mb, LoadingConfig())
+    assert first.strategy == "broadcast" and second.handle.payload is first.handle.payload
+    assert second.handle.loads is not first.handle.loads  # counted per job
+
+    register(builders.logreg_pipeline(labelled(300))[0], rows[builders.FEATURES], name=name)
+    newer = resolve_model(cfg)
+    assert newer.version == ref.version + 1
+    assert load_pinned(cfg, OutputRequest(), newer)[1] is not loaded
+    newer_delivery = plan_delivery(spark, newer, loaded.obj, size_mb, LoadingConfig())
+    assert newer_delivery.handle.payload is not first.handle.payload

@@ -299,6 +299,7 @@ def _score_spark(
     from pyspark.sql import functions as F
     from pyspark.sql.pandas.types import to_arrow_schema
 
+    from batch_serving.models.artifacts import directory_size_mb
     from batch_serving.spark.delivery import plan_delivery
     from batch_serving.spark.engines.dataframe import score_frame as score_in_spark
 
@@ -307,8 +308,9 @@ def _score_spark(
     schema = to_arrow_schema(frame.schema, timezone="UTC")
     plan = _plan(member, kept, schema, where, [])
     spark = data.sparkSession
+    size_mb = directory_size_mb(model_dir)
     delivery = plan_delivery(
-        spark, member.ref, model, model_dir, LoadingConfig(), cfg.skops_trusted_types
+        spark, member.ref, model, size_mb, LoadingConfig(), cfg.skops_trusted_types
     )
     scored = score_in_spark(frame.select(*plan.input_columns), plan, [delivery.handle])
     return scored.select(*[F.col(s).alias(r) for s, r in _result_columns(plan, kept, member)])

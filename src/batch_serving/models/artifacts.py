@@ -72,3 +72,7 @@ def _signature_inputs(meta: Any) -> ModelInputSpec | None:
         for name, t in zip(names, types, strict=True)
     )
     return ModelInputSpec(columns)
+
+
+def directory_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.config.members import MemberModel
-from batch_serving.models.loading import load_and_describe, output_request
+from batch_serving.models.loading import load_pinned, output_request
 from batch_serving.models.registry import ModelRef, resolve_model
 from batch_serving.scoring.plan import Member
 from batch_serving.spark.delivery import DeliveryPlan, ModelHandle, plan_delivery, release
@@ -55,10 +54,9 @@ def prepare_models(
     members, deliveries = [], []
     for config, ref in resolved:
         request = output_request(cfg, config.model, champion=config.role == "champion")
-        with tempfile.TemporaryDirectory(prefix="bs-driver-") as tmp:
-            spec, loaded, model_dir = load_and_describe(config.model, request, ref, tmp)
-            trusted = config.model.skops_trusted_types
-            delivery = plan_delivery(spark, ref, loaded.obj, model_dir, cfg.loading, trusted)
+        spec, loaded, size_mb = load_pinned(config.model, request, ref)
+        trusted = config.model.skops_trusted_types
+        delivery = plan_delivery(spark, ref, loaded.obj, size_mb, cfg.loading, trusted)
         if config.inputs is not None and len(config.inputs) != len(spec.features):
             from batch_serving.errors import ConfigError
 

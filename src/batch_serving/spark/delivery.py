@@ -7,14 +7,17 @@ real loads and the distinct worker processes that asked, so a run can report bot
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import cloudpickle
 from pyspark.accumulators import Accumulator, AccumulatorParam
 from pyspark.broadcast import Broadcast
+from pyspark.core.context import SparkContext
 from pyspark.sql import SparkSession
 
 from batch_serving.config import LoadingConfig
@@ -72,27 +75,22 @@ def plan_delivery(
     spark: SparkSession,
     ref: ModelRef,
     model_obj: Any,
-    model_dir: Path,
+    size_mb: float,
     loading: LoadingConfig,
     extra_trusted_types: tuple[str, ...] = (),
 ) -> DeliveryPlan:
-    """Choose the strategy (``auto``: by artifact size vs ``broadcast_max_mb``) and prepare it."""
-    size_mb = directory_size_mb(model_dir)
+    """Choose the strategy (``auto``: by artifact size vs ``broadcast_max_mb``) and prepare it.
+
+    A broadcast is created once per model version and Spark context, and reused by later jobs
+    of the same session (backfills, notebooks): a registered version never changes, and a
+    broadcast that a finished job unpersisted is sent again on its next use."""
     strategy: Strategy
     if loading.strategy == "auto":
         strategy = "broadcast" if size_mb <= loading.broadcast_max_mb else "per_partition"
     else:
         strategy = loading.strategy
     sc = spark.sparkContext
-    payload = None
-    if strategy == "broadcast":
-        try:
-            payload = sc.broadcast(cloudpickle.dumps(model_obj))
-        except Exception as exc:
-            raise ModelLoadError(
-                f"{ref.uri} cannot be serialized for broadcast ({exc}); "
-                "use loading.strategy: per_partition"
-            ) from None
+    payload = _broadcast(sc, ref, model_obj) if strategy == "broadcast" else None
     handle = ModelHandle(
         ref=ref,
         strategy=strategy,
@@ -104,11 +102,33 @@ def plan_delivery(
     return DeliveryPlan(handle=handle, artifact_mb=size_mb)
 
 
+_BROADCASTS: OrderedDict[tuple[str, str, str], Broadcast[bytes]] = OrderedDict()
+_BROADCASTS_LOCK = threading.Lock()
+MAX_BROADCASTS = 16  # like the workers' model cache
+
+
+def _broadcast(sc: SparkContext, ref: ModelRef, model_obj: Any) -> Broadcast[bytes]:
+    key = (str(sc.applicationId), ref.cache_key, ref.artifact_uri)
+    with _BROADCASTS_LOCK:
+        if key in _BROADCASTS:
+            _BROADCASTS.move_to_end(key)
+            return _BROADCASTS[key]
+        try:
+            payload = sc.broadcast(cloudpickle.dumps(model_obj))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{ref.uri} cannot be serialized for broadcast ({exc}); "
+                "use loading.strategy: per_partition"
+            ) from None
+        _BROADCASTS[key] = payload
+        while len(_BROADCASTS) > MAX_BROADCASTS:
+            old = _BROADCASTS.popitem(last=False)[1]
+            with contextlib.suppress(Exception):  # its context may have stopped since
+                old.unpersist()
+        return payload
+
+
 def release(plan: DeliveryPlan) -> None:
     """Free the broadcast blocks once the job is done."""
     if plan.handle.payload is not None:
         plan.handle.payload.unpersist()
-
-
-def directory_size_mb(path: Path) -> float:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
