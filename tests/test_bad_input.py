@@ -202,6 +202,17 @@ def test_duplicate_entity_ids(setup, capsys) -> None:
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_duplicate_ids_fail_the_run_with_either_engine(setup, capsys, engine) -> None:
+    """arrow_direct checks the scan after its scoring tasks (it ran beside them); the
+    dataframe engine before scoring. Either way: exit 4, the ids named, nothing committed."""
+    dup = pd.concat([setup.rows, setup.rows[setup.rows["customer_id"].isin([3])]])
+    code, out = setup.cli(dup, capsys, engine=engine)
+    assert code == 4
+    assert "1 duplicate values of ['customer_id'] (e.g. [3])" in out
+    assert setup.unchanged()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_corrupt_parquet_file_is_named(setup, capsys, engine) -> None:
     part_dir = Path(setup.job_config(setup.name).input.path) / f"ds={RUN_DATE}"
     victim = sorted(part_dir.glob("*.parquet"))[0]

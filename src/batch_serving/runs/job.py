@@ -29,6 +29,7 @@ from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
     commit_run,
     enforce_bad_rows,
+    finish_duplicate_scan,
     gate_runner,
     reconcile,
     start_duplicate_scan,
@@ -109,8 +110,10 @@ def _score_and_commit(
         with step("load_model"):
             models = prepare_models(spark, cfg, resolved)
         gates = gate_runner(run)
-        with step("validate"):
-            valid = validate_input(engine, data, models.members, run, scan)
+        with step("validate"):  # arrow_direct: the id scan goes on beside the scoring tasks
+            valid = validate_input(
+                engine, data, models.members, run, scan, defer=engine.exact_counts
+            )
         checks = cfg.validation
 
         def gate_step(name: str, declared: tuple[object, ...]) -> AbstractContextManager[None]:
@@ -143,6 +146,9 @@ def _score_and_commit(
             counted = engine.stage(
                 spark, data, valid.plan, models.handles(), staging, valid.duplicates, observe
             )
+        if valid.pending is not None:
+            with step("validate"):
+                finish_duplicate_scan(valid, data)
         with gate_step("gate_input", checks.input_expectations):
             gates.finish(
                 input_gate,

@@ -35,6 +35,7 @@ class Validated:
 
     plan: ScoringPlan
     duplicates: int  # extra rows removed by duplicate_ids: keep_last
+    pending: DuplicateScan | None = None  # the scan still running (see finish_duplicate_scan)
 
     def rows(self, data: InputData) -> int:
         return data.rows - self.duplicates
@@ -78,20 +79,33 @@ def validate_input(
     members: tuple[Member, ...],
     run: RunContext,
     scan: DuplicateScan | None = None,
+    *,
+    defer: bool = False,
 ) -> Validated:
     """Empty partition, columns and types (by planning the casts), duplicate ids (``scan``:
-    the ids already being read, see ``start_duplicate_scan``)."""
+    the ids already being read, see ``start_duplicate_scan``). ``defer``: under ``fail``, a
+    running scan is left to finish beside the scoring tasks (``finish_duplicate_scan`` fails
+    the run before anything is committed)."""
     cfg = run.cfg
     check_not_empty(data.rows, cfg.validation.allow_empty, data.where)
     plan = plan_for_job(cfg, members, data.schema, run.run_id, run.started, data.where)
     policy = cfg.validation.duplicate_ids
     if policy == "allow":
         return Validated(plan, 0)
+    if defer and policy == "fail" and scan is not None:
+        return Validated(plan, 0, pending=scan)
     # the scan reads cfg.entity_columns: the plan's entity columns, in that order
     found = scan.result() if scan is not None else engine.duplicate_ids(data, plan.entity_columns)
     extra, examples = found
     check_duplicates(extra, examples, plan.entity_columns, policy, data.where)
     return Validated(plan, extra if policy == "keep_last" else 0)
+
+
+def finish_duplicate_scan(valid: Validated, data: InputData) -> None:
+    """The deferred duplicate-id check of ``validate_input``: fails naming the ids."""
+    if valid.pending is not None:
+        extra, examples = valid.pending.result()
+        check_duplicates(extra, examples, valid.plan.entity_columns, "fail", data.where)
 
 
 def gate_runner(run: RunContext) -> GateRunner:
