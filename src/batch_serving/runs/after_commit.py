@@ -10,6 +10,8 @@ record says why, so no table or run record can describe another run's data.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future
+from pathlib import Path
 
 from pyspark.sql import SparkSession
 
@@ -36,8 +38,14 @@ RECORD_STEP = "mlflow_record"
 
 
 def after_commit(
-    spark: SparkSession, run: RunContext, manifest: RunManifest, committed: Committed
+    spark: SparkSession,
+    run: RunContext,
+    manifest: RunManifest,
+    committed: Committed,
+    report: Future[Path | None] | None = None,
 ) -> AfterCommit:
+    """The SQL catalog, then the MLflow record (after ``report``, a run report being built
+    meanwhile: the record logs it), then ``_after_commit.json``."""
     cfg = run.cfg
     tables: list[str] = []
     mlflow_run_id: str | None = None
@@ -57,6 +65,8 @@ def after_commit(
                 if name is not None:
                     tables.append(name.replace("`", ""))
         skipped = _other_run(run)
+    if report is not None:
+        report.result()  # never raises: a report that cannot be built is a warning
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
 

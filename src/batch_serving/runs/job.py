@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,12 +67,25 @@ def run_score(
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, run, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
-        report = None
-        if cfg.monitoring.enabled:
-            with run.timer.step(REPORT_STEP):  # in _after_commit.json, like the steps after it
-                report = _report(cfg, run_date)
-        after = after_commit(spark, run, manifest, committed)
-    return RunResult(manifest, committed, after, report)
+        report = _start_report(run) if cfg.monitoring.enabled else None
+        after = after_commit(spark, run, manifest, committed, report)
+    return RunResult(manifest, committed, after, report.result() if report else None)
+
+
+def _start_report(run: RunContext) -> Future[Path | None]:
+    """The run's report, built in a thread while the SQL catalog registers the partition
+    (``after_commit`` waits for it before the MLflow record, which logs it). Timed as the
+    post-commit step ``report``, in ``_after_commit.json``."""
+
+    def build() -> Path | None:
+        with run.timer.step(REPORT_STEP):
+            return _report(run.cfg, run.run_date)
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="run-report")
+    try:
+        return pool.submit(build)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
