@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import tempfile
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 from batch_serving.config import JobConfig, ModelConfig
 from batch_serving.models.adapters import LoadedModel, ModelSpec, OutputRequest, describe
 from batch_serving.models.artifacts import directory_size_mb, download_model, load_model_dir
+from batch_serving.models.cache import MAX_MODELS, LruCache
 from batch_serving.models.registry import ModelRef
 
-MAX_LOADED = 16  # like the workers' model cache
-_LOADED: OrderedDict[str, tuple[LoadedModel, float]] = OrderedDict()
-_LOCK = threading.Lock()
+_LOADED: LruCache[str, tuple[LoadedModel, float]] = LruCache(MAX_MODELS)  # the driver's
 
 
 def output_request(cfg: JobConfig, model: ModelConfig, champion: bool = True) -> OutputRequest:
@@ -45,18 +42,14 @@ def load_pinned(
     process (keyed by registry, version and artifact location) and later runs of the same
     process (backfills, notebooks, the benchmark) describe the model they already hold."""
     trusted = ",".join(model.skops_trusted_types)
-    key = f"{ref.cache_key}|{ref.artifact_uri}|{trusted}"
-    with _LOCK:
-        hit = _LOADED.get(key)
-        if hit is not None:
-            _LOADED.move_to_end(key)
-    if hit is None:
+
+    def load() -> tuple[LoadedModel, float]:
         with tempfile.TemporaryDirectory(prefix="bs-driver-") as tmp:
             model_dir = download_model(ref, tmp)
             loaded = load_model_dir(model_dir, ref.uri, model.skops_trusted_types)
-            hit = (loaded, directory_size_mb(model_dir))
-        with _LOCK:
-            _LOADED[key] = hit
-            while len(_LOADED) > MAX_LOADED:
-                _LOADED.popitem(last=False)
-    return describe(hit[0], request, ref.uri), hit[0], hit[1]
+            return loaded, directory_size_mb(model_dir)
+
+    (loaded, size_mb), _ = _LOADED.get_or_load(
+        f"{ref.cache_key}|{ref.artifact_uri}|{trusted}", load
+    )
+    return describe(loaded, request, ref.uri), loaded, size_mb

@@ -26,7 +26,6 @@ class StoredPredictions:
     writer with and ``statistics`` the leaf columns that keep min/max statistics."""
 
     def __init__(self, plan: ScoringPlan) -> None:
-        self.plan = plan
         refs = {m.key: m.ref for m in plan.members} if plan.multi else {}
         self._top = _constants(plan.served.ref)
         self._members = {key: _constants(ref) for key, ref in refs.items()}

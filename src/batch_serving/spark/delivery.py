@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -24,6 +22,7 @@ from batch_serving.config import LoadingConfig
 from batch_serving.errors import ModelLoadError
 from batch_serving.models import cache as model_cache
 from batch_serving.models.artifacts import fetch_and_load
+from batch_serving.models.cache import MAX_MODELS, LruCache
 from batch_serving.models.registry import ModelRef
 
 Strategy = Literal["broadcast", "per_partition"]
@@ -102,30 +101,27 @@ def plan_delivery(
     return DeliveryPlan(handle=handle, artifact_mb=size_mb)
 
 
-_BROADCASTS: OrderedDict[tuple[str, str, str], Broadcast[bytes]] = OrderedDict()
-_BROADCASTS_LOCK = threading.Lock()
-MAX_BROADCASTS = 16  # like the workers' model cache
+def _unpersist(payload: Broadcast[bytes]) -> None:
+    with contextlib.suppress(Exception):  # its context may have stopped since
+        payload.unpersist()
+
+
+# the driver's broadcasts, by (Spark application, model version, artifact location)
+_BROADCASTS: LruCache[tuple[str, str, str], Broadcast[bytes]] = LruCache(MAX_MODELS, _unpersist)
 
 
 def _broadcast(sc: SparkContext, ref: ModelRef, model_obj: Any) -> Broadcast[bytes]:
-    key = (str(sc.applicationId), ref.cache_key, ref.artifact_uri)
-    with _BROADCASTS_LOCK:
-        if key in _BROADCASTS:
-            _BROADCASTS.move_to_end(key)
-            return _BROADCASTS[key]
+    def create() -> Broadcast[bytes]:
         try:
-            payload = sc.broadcast(cloudpickle.dumps(model_obj))
+            return sc.broadcast(cloudpickle.dumps(model_obj))
         except Exception as exc:
             raise ModelLoadError(
                 f"{ref.uri} cannot be serialized for broadcast ({exc}); "
                 "use loading.strategy: per_partition"
             ) from None
-        _BROADCASTS[key] = payload
-        while len(_BROADCASTS) > MAX_BROADCASTS:
-            old = _BROADCASTS.popitem(last=False)[1]
-            with contextlib.suppress(Exception):  # its context may have stopped since
-                old.unpersist()
-        return payload
+
+    key = (str(sc.applicationId), ref.cache_key, ref.artifact_uri)
+    return _BROADCASTS.get_or_load(key, create)[0]
 
 
 def release(plan: DeliveryPlan) -> None:
