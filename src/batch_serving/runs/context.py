@@ -6,9 +6,11 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from batch_serving.config import JobConfig
 from batch_serving.spark.engines import Staging
@@ -35,6 +37,19 @@ class StepTimer:
             took = time.perf_counter() - start
             self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
             log.info("step %s done in %.2fs", name, took)
+
+
+T = TypeVar("T")
+
+
+def in_background(name: str, work: Callable[[], T]) -> Future[T]:
+    """``work`` on a thread of its own while the run goes on (the caller waits on the
+    future where the result is needed); the thread ends with it."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix=name)
+    try:
+        return pool.submit(work)
+    finally:
+        pool.shutdown(wait=False)
 
 
 def new_run_id(now: dt.datetime) -> str:

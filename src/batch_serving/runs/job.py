@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from batch_serving.errors import InputValidationError, OutputValidationError
 from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.compare import compare_shadows
-from batch_serving.runs.context import RunContext
+from batch_serving.runs.context import RunContext, in_background
 from batch_serving.runs.models import PreparedModels, prepare_models, resolve_members
 from batch_serving.runs.monitor import finish_monitoring, plan_monitoring, task_spec
 from batch_serving.runs.records import build_manifest
@@ -81,11 +81,7 @@ def _start_report(run: RunContext) -> Future[Path | None]:
         with run.timer.step(REPORT_STEP):
             return _report(run.cfg, run.run_date)
 
-    pool = ThreadPoolExecutor(1, thread_name_prefix="run-report")
-    try:
-        return pool.submit(build)
-    finally:
-        pool.shutdown(wait=False)
+    return in_background("run-report", build)
 
 
 def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from batch_serving.config import JobConfig
 from batch_serving.errors import LeaseHeldError, OutputValidationError, ScoringError
 from batch_serving.quality.checks import check_duplicates, check_not_empty
 from batch_serving.quality.gates import GateRunner, write_reports
-from batch_serving.runs.context import RunContext
+from batch_serving.runs.context import RunContext, in_background
 from batch_serving.scoring.plan import Member, ScoringPlan, plan_for_job
 from batch_serving.spark.engines import Engine, InputData
 from batch_serving.tables.commit import Committed, commit
@@ -66,11 +66,7 @@ def start_duplicate_scan(engine: Engine, data: InputData, cfg: JobConfig) -> Dup
         or any(c not in data.schema.names for c in entities)
     ):
         return None
-    pool = ThreadPoolExecutor(1, thread_name_prefix="duplicate-ids")
-    try:
-        return pool.submit(engine.duplicate_ids, data, entities)
-    finally:
-        pool.shutdown(wait=False)
+    return in_background("duplicate-ids", lambda: engine.duplicate_ids(data, entities))
 
 
 def validate_input(
