@@ -30,7 +30,8 @@ class StreamConfig(Frozen):
     event_time_column: str | None = None
     """Timestamp column giving each event's time; `null`: the file's landing (modification) time."""
     checkpoint: str | None = None
-    """Checkpoint directory (offsets and commits); `null`: `<output_root>/_checkpoints/<model>`."""
+    """Checkpoint directory (offsets and commits); `null`:
+    `<output_root>/_checkpoints/stream/<model>`."""
     output_root: str | None = None
     """Root of `stream_predictions/<model>/ds=YYYY-MM-DD/` and `stream_quarantine/...`;
     `null`: `output.root`."""
