@@ -17,7 +17,7 @@ from batch_serving import __version__
 from batch_serving.api.backends import Backend, make_backend
 from batch_serving.api.errors import install_handlers
 from batch_serving.api.fastpath import FastPath
-from batch_serving.api.live import install_live
+from batch_serving.api.live_fallback import LiveFallback
 from batch_serving.api.openapi import declare_bearer_auth, operation_id
 from batch_serving.api.requests import router as requests_router
 from batch_serving.api.routes import router
@@ -42,11 +42,12 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         responses={401: {"model": ErrorResponse}, 422: {"model": ErrorResponse}},
         generate_unique_id_function=operation_id,
     )
+    # what the GET route and batchGet consult on a snapshot miss, and POST :score scores with
+    state.fallback = LiveFallback(settings) if settings.live_models else None
     app.state.serving = state
     install_handlers(app)
     app.add_middleware(FastPath, state=state)
     app.include_router(router)
-    install_live(app, state)
     app.include_router(requests_router)
     declare_bearer_auth(app)
     return app

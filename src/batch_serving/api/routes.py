@@ -31,6 +31,8 @@ from batch_serving.api.schemas import (
     ModelInfo,
     ModelsResponse,
     PredictionResponse,
+    ScoreRequest,
+    ScoreResponse,
 )
 from batch_serving.api.state import ServingState
 from batch_serving.config import MODEL_NAME, ServeSettings
@@ -115,6 +117,21 @@ async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -
         live, missing = await state.fallback.fill(model, handle, wanted, request.members)
         results.extend(live)
     body = {"model": model, **_provenance(handle), "results": results, "missing": missing}
+    return Response(json.dumps(body).encode(), media_type="application/json")
+
+
+@router.post(
+    "/v1/models/{model}:score",
+    response_model=ScoreResponse,
+    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
+    summary="Score feature rows from the body (models with live scoring enabled)",
+)
+async def score_rows(model: ModelParam, request: ScoreRequest, state: State) -> Response:
+    fallback = state.fallback  # api.live_fallback.LiveFallback, when live scoring is on
+    if fallback is None or not fallback.enabled(model):
+        raise ApiError(404, "live_not_enabled", f"live scoring is not enabled for {model!r}")
+    handle = _handle(state, model)
+    body = await fallback.score_rows(model, handle, request.rows)
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 

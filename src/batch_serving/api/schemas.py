@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StringConstraints
 
@@ -118,3 +118,27 @@ class ModelsResponse(BaseModel):
 
 class HealthResponse(BaseModel):
     status: str = Field(examples=["ok"])
+
+
+class ScoreRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    rows: list[dict[str, Any]] = Field(
+        min_length=1,
+        max_length=1000,
+        examples=[[{"tenure_months": 3, "monthly_charges": 70.5, "contract": "month-to-month"}]],
+    )
+
+
+class ScoredRow(BaseModel):
+    values: dict[str, Value]
+    members: Members | None = Field(
+        default=None, description="multi-model jobs: each member's outputs and lineage"
+    )
+
+
+class ScoreResponse(BaseModel):
+    model: str
+    model_version: int
+    live_model: str
+    source: str = Field(examples=["live"])
+    results: list[ScoredRow]

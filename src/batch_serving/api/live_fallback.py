@@ -13,9 +13,10 @@ A multi-model job (members, pipelines, shadows, an ensemble, rules) is scored li
 members at the versions its snapshot was scored with (``serving/live_scoring.py``); ``values``
 holds the served columns and ``?members=true`` adds each member's struct, like a snapshot answer.
 
-``POST /v1/models/{model}:score`` scores feature rows from the body: every row must carry
-every feature of the model in its signature's kind (number or string); a 422 names the field.
-Model loading and scoring run in a worker thread, never on the event loop.
+``POST /v1/models/{model}:score`` (``routes.py``) scores feature rows from the body through
+``LiveFallback.score_rows``: every row must carry every feature of the model in its
+signature's kind (number or string); a 422 names the field. Model loading and scoring run in
+a worker thread, never on the event loop.
 """
 
 from __future__ import annotations
@@ -25,19 +26,14 @@ import inspect
 import json
 import logging
 import threading
-import time
-from collections import OrderedDict
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
 
 from batch_serving.api.backends import Handle
 from batch_serving.api.errors import ApiError
-from batch_serving.api.routes import ModelParam, _handle, _provenance, serving_state
-from batch_serving.api.schemas import ErrorResponse, Members, Value
-from batch_serving.api.state import ServingState
+from batch_serving.api.routes import _provenance
+from batch_serving.api.ttl_cache import TtlCache
 from batch_serving.config import ServeSettings
 from batch_serving.errors import BatchServingError
 from batch_serving.serving.pointer import ServingLayout
@@ -46,57 +42,6 @@ if TYPE_CHECKING:
     from batch_serving.serving.live_scoring import LiveScorer
 
 log = logging.getLogger(__name__)
-
-
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    rows: list[dict[str, Any]] = Field(
-        min_length=1,
-        max_length=1000,
-        examples=[[{"tenure_months": 3, "monthly_charges": 70.5, "contract": "month-to-month"}]],
-    )
-
-
-class ScoredRow(BaseModel):
-    values: dict[str, Value]
-    members: Members | None = Field(
-        default=None, description="multi-model jobs: each member's outputs and lineage"
-    )
-
-
-class ScoreResponse(BaseModel):
-    model: str
-    model_version: int
-    live_model: str
-    source: str = Field(examples=["live"])
-    results: list[ScoredRow]
-
-
-class TtlCache:
-    """Bounded LRU with a time-to-live; used from the event loop only (no lock)."""
-
-    def __init__(self, size: int, ttl_s: float) -> None:
-        self.size, self.ttl_s = size, ttl_s
-        self._data: OrderedDict[Any, tuple[float, Any]] = OrderedDict()
-
-    def get(self, key: Any) -> Any:
-        item = self._data.get(key)
-        if item is None:
-            return None
-        if item[0] < time.monotonic():
-            del self._data[key]
-            return None
-        self._data.move_to_end(key)
-        return item[1]
-
-    def put(self, key: Any, value: Any) -> None:
-        self._data[key] = (time.monotonic() + self.ttl_s, value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 class LiveFallback:
@@ -315,27 +260,3 @@ async def _lookup(features: Any, key: int | str) -> dict[str, Any] | None:
 
 def _json(body: dict[str, Any]) -> Response:
     return Response(json.dumps(body).encode(), media_type="application/json")
-
-
-State = Annotated[ServingState, Depends(serving_state)]
-router = APIRouter()
-
-
-@router.post(
-    "/v1/models/{model}:score",
-    response_model=ScoreResponse,
-    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
-    summary="Score feature rows from the body (models with live scoring enabled)",
-)
-async def score_rows(model: ModelParam, request: ScoreRequest, state: State) -> Response:
-    fallback: LiveFallback | None = getattr(state, "fallback", None)
-    if fallback is None or not fallback.enabled(model):
-        raise ApiError(404, "live_not_enabled", f"live scoring is not enabled for {model!r}")
-    handle = _handle(state, model)
-    return _json(await fallback.score_rows(model, handle, request.rows))
-
-
-def install_live(app: FastAPI, state: ServingState) -> None:
-    """The live router, and the fallback the GET route consults on a snapshot miss."""
-    state.fallback = LiveFallback(state.settings) if state.settings.live_models else None
-    app.include_router(router)
