@@ -7,13 +7,19 @@ the nightly job read the same config. Reruns reuse existing data and models.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from batch_serving import sample_data
 from batch_serving.config import JobConfig, load_config
+
+if TYPE_CHECKING:
+    from batch_serving.runs.job import RunResult
+    from batch_serving.serving.publish import Published
 
 log = logging.getLogger(__name__)
 
@@ -21,33 +27,59 @@ EXPERIMENT = "batch-serving-demo"
 HGB_TRUSTED = ["sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"]
 
 
+@dataclass(frozen=True)
+class Demo:
+    """What ``make demo`` did: the scoring run, the snapshot it published, and the lookup API's
+    answer for one id."""
+
+    result: RunResult
+    published: Published
+    lookup_path: str
+    answer: dict[str, Any]
+
+    def lines(self) -> list[str]:
+        """The run's summary, the lookup it answered, how to do it yourself, the report."""
+        from batch_serving.runs.summary import summary_lines
+
+        path, name = self.lookup_path, self.published.model
+        report = [f"run report: {self.result.report}"] if self.result.report is not None else []
+        return [
+            *summary_lines(self.result.manifest, self.result.after),
+            "",
+            f"published: {self.published.snapshot_id} ({self.published.rows} ids) -> "
+            f"{self.published.path.parent.parent}",
+            f"lookup API answered GET {path}:",
+            f"  {json.dumps(self.answer)}",
+            "serve it yourself:  make serve     (then, in another shell)",
+            f"  curl -s http://127.0.0.1:8000{path}",
+            f"  curl -s -X POST http://127.0.0.1:8000/v1/models/{name}/predictions:batchGet"
+            " -H 'Content-Type: application/json' -d '{\"ids\": [1, 2, 99999999]}'",
+            *report,
+        ]
+
+
 def run_demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> list[str]:
-    """Prepare data and models if missing, score ``run_date``; return the summary lines."""
+    """``demo``'s summary lines."""
+    return demo(config_path, run_date, rows, days).lines()
+
+
+def demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> Demo:
+    """Prepare data and models if missing, score ``run_date``, publish it and look one id up."""
     from batch_serving.quality.gates import preload_gx_for
     from batch_serving.runs.job import run_score
-    from batch_serving.runs.summary import summary_lines
-    from batch_serving.spark.session import build_session
+    from batch_serving.spark.session import job_session
 
     cfg = load_config(config_path)
     dates = [run_date - dt.timedelta(days=d) for d in range(days - 1, -1, -1)]
     ensure_warehouse(cfg, dates, rows)
     ensure_models(cfg, train_rows=min(rows, 50_000))
     preload_gx_for(cfg)
-    spark = build_session(
-        cfg.spark,
-        f"batch-serving-demo-{cfg.job}",
-        catalog=cfg.catalog,
-        metastore_dir=cfg.metastore_dir,
-    )
-    result = run_score(spark, cfg, run_date)
-    lines = summary_lines(result.manifest, result.after)
-    report = [f"run report: {result.report}"] if result.report is not None else []
-    return [*lines, "", *publish_and_query(cfg, run_date), *report]
+    result = run_score(job_session(cfg, "demo"), cfg, run_date)
+    return publish_and_query(cfg, run_date, result)
 
 
-def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
-    """Publish the scored date, answer one request over real HTTP, show how to do it yourself."""
-    import json
+def publish_and_query(cfg: JobConfig, run_date: dt.date, result: RunResult) -> Demo:
+    """Publish the scored date and answer one request over real HTTP."""
     import socket
     import urllib.request
 
@@ -67,15 +99,7 @@ def publish_and_query(cfg: JobConfig, run_date: dt.date) -> list[str]:
         urllib.request.urlopen(url + path, timeout=10) as response,
     ):
         body = json.loads(response.read())
-    return [
-        f"published: {done.snapshot_id} ({done.rows} ids) -> {done.path.parent.parent}",
-        f"lookup API answered GET {path}:",
-        f"  {json.dumps(body)}",
-        "serve it yourself:  make serve     (then, in another shell)",
-        f"  curl -s http://127.0.0.1:8000{path}",
-        f"  curl -s -X POST http://127.0.0.1:8000/v1/models/{cfg.model.name}/predictions:batchGet"
-        " -H 'Content-Type: application/json' -d '{\"ids\": [1, 2, 99999999]}'",
-    ]
+    return Demo(result=result, published=done, lookup_path=path, answer=body)
 
 
 def ensure_warehouse(cfg: JobConfig, dates: list[dt.date], rows: int) -> None:

@@ -1,7 +1,6 @@
 """``batch-serving`` command line: thin argument parsing around the library.
 
-Exit codes: 0 success; 1 unexpected error; 2 config/usage; 3 registry/model; 4 input
-validation; 5 scoring; 6 output validation; 7 storage/I-O.
+Exit codes: those of ``batch_serving.errors.exit_code_table()`` (``batch-serving --help``).
 """
 
 from __future__ import annotations
@@ -12,7 +11,8 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 
-from batch_serving.errors import BatchServingError
+from batch_serving.cli.output import stdout_reserved
+from batch_serving.errors import BatchServingError, first_line
 
 __all__ = ["main"]
 
@@ -26,7 +26,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _setup_logging(args.verbose)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        with stdout_reserved(getattr(args, "json", False)):
+            return func(args)
     except BatchServingError as exc:
         if args.verbose:
             traceback.print_exc()
@@ -35,8 +36,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.verbose:
             traceback.print_exc()
-        print(f"error: unexpected {type(exc).__name__}: {exc}".splitlines()[0], file=sys.stderr)
+        print(f"error: unexpected {_described(exc)}", file=sys.stderr)
         return 1
+
+
+def _described(exc: Exception) -> str:
+    """The type and first line of an unexpected error; a Py4J/PySpark one by the line that says
+    what went wrong, without Py4J's wrapper or Java class names."""
+    if type(exc).__module__.startswith(("py4j", "pyspark")):
+        from batch_serving.spark.errors import jvm_error_line
+
+        return f"Spark error: {jvm_error_line(str(exc))}"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _setup_logging(verbose: bool) -> None:

@@ -6,11 +6,14 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from batch_serving.cli.output import emit, score_record, stdout_reserved
+from batch_serving.cli.output import emit, published_record, score_record, stdout_reserved
 from batch_serving.cli.progress import Progress
 from batch_serving.errors import BatchServingError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger("batch_serving")
 
@@ -20,7 +23,7 @@ def score_command(args: argparse.Namespace) -> int:
     from batch_serving.quality.gates import preload_gx_for
     from batch_serving.runs.job import run_score
     from batch_serving.runs.summary import summary_lines
-    from batch_serving.spark.session import build_session
+    from batch_serving.spark.session import job_session
 
     with stdout_reserved(args.json):
         run_date = parse_run_date(args.run_date)
@@ -30,12 +33,7 @@ def score_command(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
         )
         preload_gx_for(cfg)  # GX's import overlaps the JVM's start
-        spark = build_session(
-            cfg.spark,
-            f"batch-serving-{cfg.job}",
-            catalog=cfg.catalog,
-            metastore_dir=cfg.metastore_dir,
-        )
+        spark = job_session(cfg)
         result = run_score(spark, cfg, run_date, wait=args.wait)
     emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
     return 0
@@ -45,25 +43,29 @@ def check_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date, prepare_process_env
     from batch_serving.runs.preflight import InputCheck, OutputCheck, check_input, check_output
 
-    with stdout_reserved(args.json):
-        prepare_process_env(worker_python=None)
-        cfg = load_config(args.config, env=args.env)
-        run_date = parse_run_date(args.run_date)
-        if args.command == "check-input":
-            check: InputCheck | OutputCheck = check_input(cfg, run_date)
-        else:
-            check = check_output(cfg, run_date, wait=args.wait)
+    run_date = parse_run_date(args.run_date)  # a bad argument before any file is read
+    prepare_process_env(worker_python=None)
+    cfg = load_config(args.config, env=args.env)
+    if args.command == "check-input":
+        check: InputCheck | OutputCheck = check_input(cfg, run_date)
+    else:
+        check = check_output(cfg, run_date, wait=args.wait)
     emit(args.json, check.to_dict(), check.lines())
     return 0
 
 
 def recover_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.runs.recovery import recover_dates
+    from batch_serving.runs.recovery import recovered, recovery_lines
 
     cfg = load_config(args.config, env=args.env)
     run_date = parse_run_date(args.run_date) if args.run_date else None
-    print("\n".join(recover_dates(cfg, run_date, wait=args.wait)))
+    done = recovered(cfg, run_date, wait=args.wait)
+    record = {
+        "model": cfg.model.name,
+        "dates": {day.isoformat(): tables for day, tables in done.items()},
+    }
+    emit(args.json, record, recovery_lines(cfg.model.name, done))
     return 0
 
 
@@ -73,20 +75,21 @@ def backfill_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
     from batch_serving.runs.job import run_score
-    from batch_serving.serving.publish import publish
-    from batch_serving.spark.session import build_session
+    from batch_serving.serving.publish import Published, publish
+    from batch_serving.spark.session import job_session
 
-    first, last = parse_run_date(args.date_from), parse_run_date(args.date_to)
+    first = parse_run_date(args.date_from, flag="--from")
+    last = parse_run_date(args.date_to, flag="--to")
     if last < first:
         raise ConfigError(f"--to {last} is before --from {first}")
-    cfg = load_config(args.config, env=args.env)
-    spark = build_session(
-        cfg.spark,
-        f"batch-serving-backfill-{cfg.job}",
-        catalog=cfg.catalog,
-        metastore_dir=cfg.metastore_dir,
+    cfg = load_config(args.config, env=args.env).with_overrides(
+        model_alias=args.model_alias,
+        model_version=args.model_version,
+        tracking_uri=args.tracking_uri,
     )
+    spark = job_session(cfg, "backfill")
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
+    scored = []
     with Progress("backfill", "date", total=len(days)) as bar:
         for n, day in enumerate(days, start=1):
             try:
@@ -94,32 +97,52 @@ def backfill_command(args: argparse.Namespace) -> int:
             except BatchServingError:
                 bar.echo(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", sys.stderr)
                 raise
+            scored.append(result)
             bar.echo(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
             bar.advance()
+    done: Published | None = None
     if args.publish:
         with Progress("publish to redis", "id") as bar:
             done = publish(cfg, last, wait=args.wait, progress=bar.reached)
-        print(f"backfill: published {done.snapshot_id}")
+    record = {
+        "runs": [score_record(result) for result in scored],
+        "published": published_record(done) if done is not None else None,
+    }
+    lines = [f"backfill: published {done.snapshot_id}"] if done is not None else []
+    emit(args.json, record, lines)
     return 0
 
 
 def sql_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config
-    from batch_serving.spark.session import build_session
+    from batch_serving.spark.errors import querying
+    from batch_serving.spark.session import job_session
 
     cfg = load_config(args.config, env=args.env)
-    spark = build_session(
-        cfg.spark, "batch-serving-sql", catalog=cfg.catalog, metastore_dir=cfg.metastore_dir
-    )
+    spark = job_session(cfg, "sql")
     spark.sparkContext.setLogLevel("ERROR")
-    try:
-        frame = spark.sql(args.query)
-    except Exception as exc:
-        from batch_serving.errors import ConfigError
-
-        raise ConfigError(f"query failed: {str(exc).strip().splitlines()[0]}") from None
-    frame.show(args.limit, truncate=False)
+    frame = querying(lambda: spark.sql(args.query), lambda: table_names(spark))
+    if not args.json:  # Spark's own table layout
+        querying(lambda: frame.show(args.limit, truncate=False), lambda: table_names(spark))
+        return 0
+    rows = querying(lambda: frame.limit(args.limit + 1).collect(), lambda: table_names(spark))
+    record = {
+        "columns": frame.columns,
+        "rows": [row.asDict(recursive=True) for row in rows[: args.limit]],
+        "truncated": len(rows) > args.limit,
+    }
+    emit(args.json, record, [])
     return 0
+
+
+def table_names(spark: SparkSession) -> list[str]:
+    """Tables and views the session's catalog holds, ``database.table`` (temporary views by
+    their name): what a "table not found" message offers instead."""
+    names = set()
+    for database in spark.catalog.listDatabases():
+        for table in spark.catalog.listTables(database.name):
+            names.add(table.name if table.isTemporary else f"{database.name}.{table.name}")
+    return sorted(names)
 
 
 def publish_command(args: argparse.Namespace) -> int:
@@ -134,7 +157,7 @@ def publish_command(args: argparse.Namespace) -> int:
         if args.run_date:
             raise ConfigError("--rollback takes no --run-date: it returns to the previous snapshot")
         done = rollback(cfg)
-        print(f"batch-serving: rolled back {done.model} from {done.previous} to {done.snapshot_id}")
+        head = f"batch-serving: rolled back {done.model} from {done.previous} to {done.snapshot_id}"
     else:
         if not args.run_date:
             raise ConfigError("--run-date is required (or give --rollback)")
@@ -143,14 +166,17 @@ def publish_command(args: argparse.Namespace) -> int:
             done = publish(
                 cfg, run_date, allow_older=args.allow_older, wait=args.wait, progress=bar.reached
             )
-        if done.skipped_reason:
-            print(f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)")
-            return 0
         verb = "published" if done.changed else "already current:"
-        print(f"batch-serving: {verb} {done.model} snapshot {done.snapshot_id} ({done.rows} ids)")
-    print(f"  backends : {', '.join(done.backends)}")
-    print(f"  snapshot : {done.path}")
-    print(f"  previous : {done.previous or 'none'}")
+        head = f"batch-serving: {verb} {done.model} snapshot {done.snapshot_id} ({done.rows} ids)"
+    lines = [
+        head,
+        f"  backends : {', '.join(done.backends)}",
+        f"  snapshot : {done.path}",
+        f"  previous : {done.previous or 'none'}",
+    ]
+    if done.skipped_reason:
+        lines = [f"batch-serving: not published: {done.skipped_reason} (--allow-older forces)"]
+    emit(args.json, published_record(done), lines)
     return 0
 
 
@@ -177,12 +203,16 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     from batch_serving.config import parse_run_date
-    from batch_serving.demo import run_demo
+    from batch_serving.demo import demo
 
-    lines = run_demo(
-        Path(args.config), parse_run_date(args.run_date), rows=args.rows, days=args.days
-    )
-    print("\n".join(lines))
+    done = demo(Path(args.config), parse_run_date(args.run_date), rows=args.rows, days=args.days)
+    record = {
+        "score": score_record(done.result),
+        "published": published_record(done.published),
+        "lookup": {"path": done.lookup_path, "answer": done.answer},
+        "report": None if done.result.report is None else str(done.result.report),
+    }
+    emit(args.json, record, done.lines())
     return 0
 
 
@@ -191,7 +221,7 @@ def schema_command(args: argparse.Namespace) -> int:
 
     from batch_serving.config.schema import job_schema
 
-    print(json.dumps(job_schema(), indent=2))
+    emit(False, {}, [json.dumps(job_schema(), indent=2)])  # JSON with or without --json
     return 0
 
 
@@ -202,35 +232,34 @@ def export_onnx_command(args: argparse.Namespace) -> int:
     from batch_serving.runs.export_onnx import export_onnx, parse_model_uri
     from batch_serving.tables.inputs import partition_path
 
-    with stdout_reserved(args.json):
-        cfg = load_config(args.config, env=args.env) if args.config else None
-        if args.tracking_uri:
-            tracking_uri = absolutize_uri(args.tracking_uri)
-        elif cfg is not None:
-            tracking_uri = cfg.model.tracking_uri
-        else:
-            raise ConfigError("give --tracking-uri or --config (its model.tracking_uri)")
-        if args.run_date and cfg is None:
-            raise ConfigError("--run-date needs --config (the job's input table)")
-        partition = (
-            Path(partition_path(cfg.input, parse_run_date(args.run_date)))
-            if args.run_date and cfg is not None
-            else Path(args.input)
+    cfg = load_config(args.config, env=args.env) if args.config else None
+    if args.tracking_uri:
+        tracking_uri = absolutize_uri(args.tracking_uri)
+    elif cfg is not None:
+        tracking_uri = cfg.model.tracking_uri
+    else:
+        raise ConfigError("give --tracking-uri or --config (its model.tracking_uri)")
+    if args.run_date and cfg is None:
+        raise ConfigError("--run-date needs --config (the job's input table)")
+    partition = (
+        Path(partition_path(cfg.input, parse_run_date(args.run_date)))
+        if args.run_date and cfg is not None
+        else Path(args.input)
+    )
+    model = parse_model_uri(args.model, tracking_uri, cfg)
+    refused: ParityGateError | None = None
+    try:
+        done = export_onnx(
+            model,
+            partition,
+            cfg=cfg,
+            tolerance=args.tolerance,
+            dtype=args.dtype,
+            max_rows=args.max_rows,
+            register=not args.dry_run,
         )
-        model = parse_model_uri(args.model, tracking_uri, cfg)
-        refused: ParityGateError | None = None
-        try:
-            done = export_onnx(
-                model,
-                partition,
-                cfg=cfg,
-                tolerance=args.tolerance,
-                dtype=args.dtype,
-                max_rows=args.max_rows,
-                register=not args.dry_run,
-            )
-        except ParityGateError as exc:
-            refused = exc
+    except ParityGateError as exc:
+        refused = exc
     if refused is not None:
         report: Any = refused.report
         record = {"source": args.model, "registered": None, "parity": report.to_dict()}
@@ -244,23 +273,17 @@ def stream_command(args: argparse.Namespace) -> int:
     import dataclasses
 
     from batch_serving.config import load_config
-    from batch_serving.spark.session import build_session
+    from batch_serving.spark.session import job_session
     from batch_serving.stream.runner import run_stream, stream_config
     from batch_serving.stream.schema import parse_ddl
 
-    with stdout_reserved(args.json):
-        cfg = load_config(args.config, env=args.env)
-        parse_ddl(stream_config(cfg).columns)  # config errors before the JVM starts
-        spark = build_session(
-            cfg.spark,
-            f"batch-serving-stream-{cfg.job}",
-            catalog=None,
-            metastore_dir=None,
-        )
-        try:
-            result = run_stream(spark, cfg, available_now=args.available_now)
-        finally:
-            spark.stop()  # before exit, so no progress event is sent to a dead Python side
+    cfg = load_config(args.config, env=args.env)
+    parse_ddl(stream_config(cfg).columns)  # config errors before the JVM starts
+    spark = job_session(cfg, "stream", with_catalog=False)
+    try:
+        result = run_stream(spark, cfg, available_now=args.available_now)
+    finally:
+        spark.stop()  # before exit, so no progress event is sent to a dead Python side
     record = dataclasses.asdict(result)
     lines = [
         f"stream {result.stream_run_id}: {result.batches} batches, {result.scored_rows} rows "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from batch_serving.cli.output import emit, stdout_reserved
+from batch_serving.cli.output import emit
 
 
 def runs_command(args: argparse.Namespace) -> int:
@@ -12,12 +12,11 @@ def runs_command(args: argparse.Namespace) -> int:
     from batch_serving.monitoring.history import list_runs
     from batch_serving.tables.layout import predictions_layout
 
-    with stdout_reserved(args.json):
-        cfg = load_config(args.config, env=args.env)
-        layout = predictions_layout(cfg.output.root, cfg.model.name)
-        runs, _ = list_runs(layout, cfg.monitoring.gates)
-        if args.run_date:  # one date's runs only
-            runs = [r for r in runs if r.run_date == parse_run_date(args.run_date).isoformat()]
+    cfg = load_config(args.config, env=args.env)
+    layout = predictions_layout(cfg.output.root, cfg.model.name)
+    runs, _ = list_runs(layout, cfg.monitoring.gates)
+    if args.run_date:  # one date's runs only
+        runs = [r for r in runs if r.run_date == parse_run_date(args.run_date).isoformat()]
     record = {"job": cfg.job, "model": cfg.model.name, "runs": [r.to_dict() for r in runs]}
     emit(args.json, record, run_lines(cfg.job, cfg.model.name, [r.to_dict() for r in runs]))
     return 0
@@ -48,5 +47,7 @@ def report_command(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, env=args.env)
     run_date = parse_run_date(args.run_date) if args.run_date else None
-    print(build_reports(cfg, run_date))
+    report = build_reports(cfg, run_date)
+    record = {"job": cfg.job, "model": cfg.model.name, "report": str(report)}
+    emit(args.json, record, [str(report)])
     return 0

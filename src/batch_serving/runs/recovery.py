@@ -63,13 +63,21 @@ def interrupted_dates(cfg: JobConfig) -> list[dt.date]:
     return sorted(dt.date.fromisoformat(d) for d in dates)
 
 
-def recover_dates(cfg: JobConfig, run_date: dt.date | None, wait: bool) -> list[str]:
-    """``batch-serving recover``: one line per date looked at."""
+def recovered(cfg: JobConfig, run_date: dt.date | None, wait: bool) -> dict[dt.date, list[str]]:
+    """``batch-serving recover``: each date looked at (``run_date``, else every interrupted
+    one) -> the tables restored."""
     dates = [run_date] if run_date is not None else interrupted_dates(cfg)
-    lines = []
+    done: dict[dt.date, list[str]] = {}
     for day in dates:
         with holding_date(cfg, day, "recover", wait):
-            restored = recover_date(cfg, day)
+            done[day] = recover_date(cfg, day)
+    return done
+
+
+def recovery_lines(model: str, done: dict[dt.date, list[str]]) -> list[str]:
+    """``recovered``'s outcome as ``batch-serving recover`` prints it: one line per date."""
+    lines = []
+    for day, restored in done.items():
         what = f"restored {', '.join(restored)}" if restored else "nothing to repair"
-        lines.append(f"{cfg.model.name} ds={day}: {what}")
-    return lines or [f"{cfg.model.name}: no interrupted commits"]
+        lines.append(f"{model} ds={day}: {what}")
+    return lines or [f"{model}: no interrupted commits"]

@@ -7,7 +7,13 @@ import re
 from collections.abc import Callable
 from typing import TypeVar
 
-from batch_serving.errors import BatchServingError, ScoringError, StorageError, first_line
+from batch_serving.errors import (
+    BatchServingError,
+    QueryError,
+    ScoringError,
+    StorageError,
+    first_line,
+)
 
 T = TypeVar("T")
 _PARQUET_PATH = re.compile(r"(?:file:)?(/[^\s'\"\]\[,]+\.parquet)")
@@ -16,6 +22,10 @@ _NAMED_FILE = re.compile(
     r"(?:file:)?((?:/|[a-z][a-z0-9+.-]*://)[^\s'\"\]\[,]+?)\.? is not a Parquet file"
     r"|for file:? (?:file:)?((?:/|[a-z][a-z0-9+.-]*://)[^\s'\"\]\[,]+?)\.?(?:\s|$)"
 )
+# "[TABLE_OR_VIEW_NOT_FOUND] The table or view `predictions`.`chrun` cannot be found. ..."
+_NO_TABLE = re.compile(r"\[TABLE_OR_VIEW_NOT_FOUND\] The table or view (\S+) cannot be found")
+# tables a "not found" message lists (a shared metastore can hold thousands)
+LISTED_TABLES = 20
 _PY4J_WRAPPER = re.compile(r"^An error occurred while calling \S+\.?$")
 _JAVA_CLASS = re.compile(r"^(?:Caused by: )?(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ")
 
@@ -44,6 +54,32 @@ def scoring(action: Callable[[], T], staged: object) -> T:
         return StorageError(f"writing staged output {staged} failed: {jvm_error_line(text)}")
 
     return _translated(action, failed)
+
+
+def querying(action: Callable[[], T], tables: Callable[[], list[str]]) -> T:
+    """Run a user's SQL (parse, plan and fetch its rows); any failure becomes one QueryError
+    line. An unknown table or view is named, with the ``tables()`` there are."""
+
+    def failed(text: str) -> BatchServingError:
+        missing = _NO_TABLE.search(text)
+        if missing is None:
+            return QueryError(f"query failed: {jvm_error_line(text)}")
+        name = missing.group(1).replace("`", "")
+        return QueryError(f"table or view '{name}' not found; tables: {_listed(tables)}")
+
+    return _translated(action, failed)
+
+
+def _listed(tables: Callable[[], list[str]]) -> str:
+    try:
+        names = sorted(tables())
+    except Exception as exc:  # the catalog itself failed: say so, keep the one line
+        return f"(cannot list them: {jvm_error_line(str(exc))})"
+    if not names:
+        return "none"
+    more = len(names) - LISTED_TABLES
+    shown = " ".join(names[:LISTED_TABLES])
+    return f"{shown} (and {more} more)" if more > 0 else shown
 
 
 def _translated(action: Callable[[], T], error_for: Callable[[str], BatchServingError]) -> T:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +12,7 @@ from pyspark.sql import SparkSession
 
 from batch_serving.config import (
     CatalogConfig,
+    JobConfig,
     SparkConfig,
     prepare_process_env,
     running_under_spark_submit,
@@ -21,6 +23,10 @@ from batch_serving.config import (
 # spark-submit (there: --driver-java-options "-Dlog4j2.configurationFile=<this file's URI>").
 LOG4J2_PROPERTIES = Path(__file__).with_name("log4j2.properties")
 JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+
+# PySpark 4 logs every SQL/DataFrame error it raises, with the whole JVM stack trace, to these
+# loggers (their own stderr handler, JSON lines); a job's errors are reported once, as one line.
+QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
 # Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
 DEFAULT_CONF: dict[str, str] = {
@@ -104,3 +110,23 @@ def build_session(
     for key, value in merge_conf(DEFAULT_CONF, hive, cfg.conf).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+def job_session(cfg: JobConfig, role: str = "", with_catalog: bool = True) -> SparkSession:
+    """The session of a job's command (``score``, ``backfill``, ``sql``, ``stream``, the demo):
+    its ``spark:`` config, app name ``batch-serving[-role]-<job>``, its SQL catalog unless
+    ``with_catalog`` is off (streaming registers no tables), and errors reported once: our
+    exceptions say what failed, so PySpark's own log record of each error (a JVM stack trace)
+    is switched off."""
+    _quiet_query_context_loggers()
+    name = "-".join(part for part in ("batch-serving", role, cfg.job) if part)
+    if not with_catalog:
+        return build_session(cfg.spark, name)
+    return build_session(cfg.spark, name, catalog=cfg.catalog, metastore_dir=cfg.metastore_dir)
+
+
+def _quiet_query_context_loggers() -> None:
+    from pyspark.logger import PySparkLogger
+
+    for name in QUERY_CONTEXT_LOGGERS:  # PySparkLogger: pyspark passes it structured kwargs
+        PySparkLogger.getLogger(name).setLevel(logging.CRITICAL)
