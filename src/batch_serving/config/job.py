@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from batch_serving.config.ensemble import checked_ensemble
 from batch_serving.config.members import (
+    CHAMPION,
     EnsembleConfig,
     MemberConfig,
     MemberModel,
@@ -24,7 +25,7 @@ from batch_serving.config.members import (
     member_models,
 )
 from batch_serving.config.paths import absolutize_uri, overlap
-from batch_serving.config.rules import parse_rules
+from batch_serving.config.rules import check_rule_names, parse_rules
 from batch_serving.config.sections import (
     CatalogConfig,
     Engine,
@@ -114,7 +115,7 @@ class JobConfig(Frozen):
 
     @model_validator(mode="after")
     def _members_ensemble_rules(self) -> JobConfig:
-        """Member references, cycles, the ensemble and the rules' syntax, at config load."""
+        """Member references, cycles, the ensemble, the rules' syntax and names, at load."""
         try:
             check_members(self.members, self.ensemble)
         except ValueError as exc:
@@ -123,7 +124,13 @@ class JobConfig(Frozen):
             e = self.ensemble
             checked_ensemble(e.members, e.method, e.weights, e.threshold)
         if self.rules:
-            parse_rules(self.rules)
+            roles = {CHAMPION: CHAMPION} | {k: m.role for k, m in self.members.items()}
+            check_rule_names(
+                parse_rules(self.rules),
+                roles,
+                ensemble=self.ensemble is not None,
+                score_column=self.output.score_column,
+            )
         return self
 
     @model_validator(mode="after")

@@ -10,13 +10,20 @@ Choices, none of them silent:
   match. Write the opposite operator (``x < 0.5`` for ``not x >= 0.5``).
 * Strings and booleans take only ``==``/``!=`` (alphabetical order is never a threshold).
 * The last rule must be ``{otherwise: <action>}``: every row gets an action, never a null.
+
+``check_rule_names`` then checks every name against what the job file declares (members and
+their roles, the ensemble, ``output.score_column``): an unknown member, an output no model kind
+has, a literal of the wrong kind, and a shadow deciding the served action are exit 2 at load.
+Which outputs each member really has is known once its model is resolved
+(``scoring.rules.check_rule_references``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NoReturn
 
 from batch_serving.errors import ConfigError
@@ -49,6 +56,15 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 Token = tuple[str, str, int]  # kind, text, position
+# Every output a model of any kind can have, but the binary score (named by output.score_column),
+# with the literal kind it compares with (None: not comparable). The names are those of
+# models.adapters.base (PROBABILITIES, PREDICTED_LABEL, PREDICTION); config sits below models.
+OUTPUT_KINDS: dict[str, str | None] = {
+    "prediction": "number",
+    "predicted_label": "string",
+    "probabilities": None,
+}
+ENSEMBLE, ENSEMBLE_SCORE = "ensemble", "ensemble.score"  # a reserved member key, its output
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,7 @@ class Comparison:
     ref: str
     op: str
     value: Value
+    at: int = field(default=-1, compare=False)  # the ref's character offset in its ``when``
 
     def __str__(self) -> str:
         return f"{self.ref} {self.op} {_literal(self.value)}"
@@ -69,6 +86,7 @@ class Rule:
 
     action: str
     any_of: Terms
+    when: str = field(default="", compare=False)  # the text as written, for messages
 
 
 @dataclass(frozen=True)
@@ -124,6 +142,104 @@ class Rules:
             for term in rule.any_of:
                 yield from ((i, c) for c in term)
 
+    def located(self, i: int, c: Comparison, message: str, hint: str = "") -> str:
+        """``rules[i].when: <message> at position N in "<when>"; <hint>``: the parser's format."""
+        text = self.rules[i].when
+        at = f' at position {c.at} in "{text}"' if c.at >= 0 and text else f" in '{c}'"
+        return f"{self.where}[{i}].when: {message}{at}{'; ' + hint if hint else ''}"
+
+
+def check_rule_names(
+    rules: Rules, roles: Mapping[str, str], *, ensemble: bool, score_column: str = "score"
+) -> None:
+    """Every name the rules read, against what the job file declares, at config load: the
+    member exists and is not a shadow (the rules decide the served action), the output is one
+    some model kind has, the literal has that output's kind. ``roles``: member key (champion
+    included) -> ``champion``/``member``/``shadow``. ConfigError naming rule, name, position."""
+    outputs = {**OUTPUT_KINDS, score_column: "number"}
+    served = {score_column: "number"} if ensemble else outputs
+    names = _Names(roles, ensemble, outputs, served)
+    for i, c in rules._comparisons():
+        problem, hint, kind = names.kind_of(c.ref)
+        if problem:
+            raise ConfigError(rules.located(i, c, problem, hint))
+        if kind is None:
+            member = c.ref.rsplit(".", 1)[0] + "." if "." in c.ref else ""
+            problem = f"{c.ref!r} is a map of class probabilities, not comparable"
+            hint = f"compare {member}predicted_label or a binary score"
+            raise ConfigError(rules.located(i, c, problem, hint))
+        if kind != _kind_of(c.value):
+            given = f"{_kind_of(c.value)} {_literal(c.value)}"
+            raise ConfigError(rules.located(i, c, f"{c.ref!r} is a {kind}, compared with {given}"))
+
+
+@dataclass(frozen=True)
+class _Names:
+    """What a rule may read, as far as the job file tells: served columns, ``<member>.<output>``
+    of the non-shadow members, ``ensemble.score``; each with its literal kind."""
+
+    roles: Mapping[str, str]
+    ensemble: bool
+    outputs: Mapping[str, str | None]
+    served: Mapping[str, str | None]
+
+    def kind_of(self, ref: str) -> tuple[str, str, str | None]:
+        """(problem, hint, kind): an empty problem means ``ref`` can exist, with that kind."""
+        if ref == "action":
+            return "rules cannot read 'action'", "it is what they compute", None
+        if "." not in ref:
+            if ref in self.served:
+                return "", "", self.served[ref]
+            return f"unknown column {ref!r}", self._suggest(ref) + self._readable(), None
+        key, name = ref.split(".", 1)
+        if key == ENSEMBLE:
+            return self._ensemble(ref)
+        if key not in self.roles:
+            return f"unknown member {key!r} in {ref!r}", self._suggest(ref) + self._readable(), None
+        if self.roles[key] == "shadow":
+            return (
+                f"{ref!r} reads shadow {key!r}",
+                "a shadow never changes what is served, and the rules decide the served action "
+                f"(the struct {key!r} already carries the action they would give with it in the "
+                "champion's place)",
+                None,
+            )
+        if name not in self.outputs:
+            return (
+                f"unknown output {name!r} of member {key!r}",
+                self._suggest(ref) + f"a model outputs one of {sorted(self.outputs)} by its kind",
+                None,
+            )
+        return "", "", self.outputs[name]
+
+    def _ensemble(self, ref: str) -> tuple[str, str, str | None]:
+        if not self.ensemble:
+            return f"{ref!r} without an ensemble", "the job has no `ensemble:` section", None
+        if ref != ENSEMBLE_SCORE:
+            return f"unknown column {ref!r}", f"the ensemble outputs only {ENSEMBLE_SCORE}", None
+        return "", "", "number"
+
+    def _readable(self) -> str:
+        """What rules read, for a message about a name that is none of it."""
+        members = sorted(k for k, role in self.roles.items() if role != "shadow")
+        shadows = sorted(k for k, role in self.roles.items() if role == "shadow")
+        return (
+            f"rules read the served columns {sorted(self.served)}"
+            + ("" if self.ensemble else " (by the champion's kind)")
+            + f", <member>.<output> of members {members}"
+            + (f" (not shadows {shadows})" if shadows else "")
+            + (f" or {ENSEMBLE_SCORE}" if self.ensemble else "")
+            + "; input columns feed models, not rules"
+        )
+
+    def _suggest(self, ref: str) -> str:
+        known = [*self.served, ENSEMBLE_SCORE] if self.ensemble else list(self.served)
+        known += [
+            f"{k}.{o}" for k, role in self.roles.items() if role != "shadow" for o in self.outputs
+        ]
+        close = difflib.get_close_matches(ref, known, n=1)
+        return f"did you mean {close[0]!r}? " if close else ""
+
 
 def parse_rules(raw: Sequence[Mapping[str, object]], where: str = "rules") -> Rules:
     """The YAML ``rules:`` list as a RuleSet; any mistake is a ConfigError naming rule and key."""
@@ -151,7 +267,8 @@ def _parse_rule(item: object, where: str) -> Rule:
     when = item["when"]
     if not isinstance(when, str) or not when.strip():
         raise ConfigError(f"{where}.when: expected a non-empty string, got {when!r}")
-    return Rule(_action(item["action"], f"{where}.action"), _Parser(when, f"{where}.when").parse())
+    terms = _Parser(when, f"{where}.when").parse()
+    return Rule(_action(item["action"], f"{where}.action"), terms, when)
 
 
 def _action(value: object, where: str) -> str:
@@ -209,6 +326,7 @@ class _Parser:
             self.fail("'not' is not supported; write the opposite operator (< for not >=)", pos)
         left_is_ref, left = self.operand((kind, text, pos))
         op_kind, op, op_pos = self.next()
+        right_pos = self.tokens[self.i][2]
         if op_kind != "op":
             self.fail(f"expected an operator after {text!r}, got {_shown(op_kind, op)}", op_pos)
         if op not in OPERATORS:
@@ -220,7 +338,7 @@ class _Parser:
         ref, op, value = (left, op, right) if left_is_ref else (right, _FLIPPED[op], left)
         if op in ORDERINGS and _kind_of(value) != "number":
             self.fail(f"{op!r} orders numbers; a {_kind_of(value)} takes == or !=", op_pos)
-        return ((Comparison(str(ref), op, value),),)
+        return ((Comparison(str(ref), op, value, pos if left_is_ref else right_pos),),)
 
     def operand(self, token: Token) -> tuple[bool, Value]:
         """(True, name) for a column, (False, value) for a literal."""

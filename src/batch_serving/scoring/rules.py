@@ -11,13 +11,13 @@ the recursive-descent ``_Parser``; it never reaches an evaluator. Choices, none 
 * No ``not``: under "null is False" it would make a missing score match. Write the opposite
   operator (``x < 0.5`` for ``not x >= 0.5``).
 * Strings and booleans take only ``==``/``!=`` (alphabetical order is never a threshold), and
-  ``check_refs`` rejects a literal whose kind differs from its column's.
+  ``check_rule_references`` rejects a literal whose kind differs from its column's.
 * The last rule must be ``{otherwise: <action>}``: every row gets an action, never a null.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,15 @@ from batch_serving.config.rules import (
 from batch_serving.config.rules import parse_rules as _parse
 from batch_serving.errors import ConfigError
 
-__all__ = ["OPERATORS", "Comparison", "Rule", "RuleSet", "Value", "parse_rules"]
+__all__ = [
+    "OPERATORS",
+    "Comparison",
+    "Rule",
+    "RuleSet",
+    "Value",
+    "check_rule_references",
+    "parse_rules",
+]
 
 Columns = Mapping[str, pa.Array | pa.ChunkedArray]
 
@@ -47,18 +55,7 @@ class RuleSet(Rules):
 
     def check_refs(self, available: Mapping[str, pa.DataType]) -> None:
         """Every ref exists and has the literal's kind; run it once per input schema."""
-        for i, c in self._comparisons():
-            where = f"{self.where}[{i}].when"
-            if c.ref not in available:
-                raise ConfigError(
-                    f"{where}: unknown column {c.ref!r}; available: {sorted(available)}"
-                )
-            dtype, kind = available[c.ref], _kind_of(c.value)
-            if _kind_of_type(dtype) != kind:
-                raise ConfigError(
-                    f"{where}: column {c.ref!r} is {dtype} but is compared with "
-                    f"{kind} {_literal(c.value)} in '{c}'"
-                )
+        check_rule_references(self, available)
 
     def evaluate(self, columns: Columns, *, num_rows: int | None = None) -> pa.Array:
         """One action per row (a string array, never null); ``num_rows`` when no columns."""
@@ -73,6 +70,29 @@ class RuleSet(Rules):
         first = np.argmax(np.vstack([*masks, np.ones(num_rows, dtype=bool)]), axis=0)
         actions = pa.array([rule.action for rule in self.rules], pa.string())
         return pc.take(actions, pa.array(first, pa.int64()))
+
+
+def check_rule_references(
+    rules: Rules, available: Mapping[str, pa.DataType], inputs: Iterable[str] = ()
+) -> None:
+    """Every name the rules read is in ``available`` with the kind of its literal; ConfigError
+    naming the rule, the name and its position in the ``when``. No Spark, no data: a run calls
+    it once the models are resolved, before any session starts.
+
+    ``available`` is what rules read, each with its Arrow type: ``<member>.<output>`` of every
+    member, ``ensemble.score``, the served columns (``scoring.members.namespace_types(plan)``).
+    ``inputs`` (the input table's columns) only explains a miss: rules never read them."""
+    columns = set(inputs)
+    for i, c in rules._comparisons():
+        if c.ref not in available:
+            hint = f"available: {sorted(available)}"
+            if c.ref in columns:
+                hint = f"{c.ref!r} is an input column, and rules read model outputs; {hint}"
+            raise ConfigError(rules.located(i, c, f"unknown column {c.ref!r}", hint))
+        dtype, kind = available[c.ref], _kind_of(c.value)
+        if _kind_of_type(dtype) != kind:
+            problem = f"column {c.ref!r} is {dtype} but is compared with {kind} {_literal(c.value)}"
+            raise ConfigError(rules.located(i, c, problem))
 
 
 def parse_rules(raw: Sequence[Mapping[str, object]], where: str = "rules") -> RuleSet:
