@@ -110,7 +110,7 @@ def test_overrides_swap_alias_and_version(tmp_path) -> None:
 def test_parse_run_date() -> None:
     assert str(parse_run_date("2026-11-22")) == "2026-11-22"
     with pytest.raises(ConfigError, match="YYYY-MM-DD"):
-        parse_run_date("2026-13-01")
+        parse_run_date("2026/11/22")
 
 
 def refusal(path: Path) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ _PATH_KEYS = (
     ("stream", "checkpoint"),
     ("stream", "output_root"),
 )
+_RUN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
 
 
 def load_config(path: str | Path, env: str | None = None) -> JobConfig:
@@ -42,7 +44,7 @@ def load_config(path: str | Path, env: str | None = None) -> JobConfig:
             raise ConfigError(f"environment overlay {overlay_path} not found for --env {env!r}")
         data = _deep_merge(data, _read_yaml(overlay_path))
     absolute = _absolutize(data, project_root(base_path))
-    return validated(JobConfig.model_validate, f"config {base_path}", absolute)
+    return validated(JobConfig.model_validate, f"config {base_path}", absolute, JobConfig)
 
 
 def overlay_path_for(path: Path, env: str) -> Path:
@@ -54,12 +56,16 @@ def overlay_path_for(path: Path, env: str) -> Path:
     return resolved.parent / env / resolved.name
 
 
-def parse_run_date(value: str) -> dt.date:
-    """Parse ``YYYY-MM-DD``; anything else is a config error naming the value."""
+def parse_run_date(value: str, flag: str = "--run-date") -> dt.date:
+    """Parse ``YYYY-MM-DD``; anything else is a config error naming the value, and a date of
+    that shape that does not exist (2026-11-31) says so rather than repeat the format. Only
+    this shape: Python 3.11's ``fromisoformat`` also takes ``20261130`` and ``2026-W48-1``."""
+    if not _RUN_DATE.fullmatch(value):
+        raise ConfigError(f"{flag} must be YYYY-MM-DD, got {value!r}")
     try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise ConfigError(f"--run-date must be YYYY-MM-DD, got {value!r}") from None
+        return dt.date(int(value[:4]), int(value[5:7]), int(value[8:]))
+    except ValueError as exc:
+        raise ConfigError(f"{flag} {value} is not a valid date: {exc}") from None
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

@@ -44,6 +44,17 @@ def absolutize_uri(uri: str, base: Path | None = None) -> str:
     return uri
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI as SQLAlchemy reads it: what follows the
+    third slash (``sqlite:////abs/x.db`` -> ``/abs/x.db``). ``urlparse(uri).path`` would give
+    ``//abs/x.db``, which pathlib keeps as is (POSIX reserves a leading ``//``) and messages
+    then print. None for any other URI."""
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix):
+        return None
+    return Path(uri[len(prefix) :].split("?", 1)[0])
+
+
 def real_location(location: str) -> str:
     """One spelling per place: local paths (and ``file:`` URIs) with symlinks resolved, other
     URIs as ``scheme://host/normalized/path``, never with a trailing slash (but ``/``)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from batch_serving.config import ModelConfig
+from batch_serving.config.paths import sqlite_file
 from batch_serving.errors import RegistryError, RegistryUnavailableError
 
 _HEALTH_TIMEOUT_S = 5.0
@@ -82,7 +83,7 @@ def check_registry_reachable(uri: str) -> None:
             reason = str(exc)
         raise RegistryUnavailableError(f"MLflow registry {uri} is unreachable ({reason})")
     if parsed.scheme == "sqlite":
-        db_path = Path(parsed.path) if parsed.netloc == "" else Path(parsed.netloc + parsed.path)
+        db_path = sqlite_file(uri) or Path(parsed.netloc + parsed.path)
         if not db_path.is_file():
             raise RegistryError(f"MLflow registry {uri}: database file {db_path} does not exist")
     elif parsed.scheme in ("", "file"):
