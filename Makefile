@@ -49,7 +49,24 @@ system-deps: ## redis-server (lookup store tests), wrk (bench-api), chromium (re
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q chromium \
 		|| echo "warning: could not install chromium: the report render test will fail"; fi
 
-install: $(STAMP) $(AIRFLOW_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, redis-server, wrk
+# Spark's connector jars (Kafka, Delta, s3a) and a Kafka broker come from Maven Central: each
+# pom under jars/ is copied into its lib/ (ignored by git); jars pyspark already ships are dropped.
+JARS_STAMP := jars/.fetched
+MVN_COPY := mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=lib
+$(JARS_STAMP): jars/pom.xml jars/s3a/pom.xml jars/broker/pom.xml jars/keep-new.sh $(STAMP)
+	@command -v mvn >/dev/null || { echo "mvn not found: install Maven 3.8+ (apt-get install maven)"; exit 1; }
+	rm -rf jars/lib jars/s3a/lib jars/broker/lib
+	cd jars && $(MVN_COPY)
+	cd jars/s3a && $(MVN_COPY)
+	cd jars/broker && $(MVN_COPY)
+	pyspark_jars=$$($(PY) -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))'); \
+		jars/keep-new.sh jars/lib "$$pyspark_jars" && jars/keep-new.sh jars/s3a/lib "$$pyspark_jars"
+	touch $(JARS_STAMP)
+
+.PHONY: jars
+jars: $(JARS_STAMP) ## Spark connector jars (Kafka, Delta, s3a) and the Kafka broker from Maven Central, into jars/*/lib
+
+install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, connector jars, redis-server, wrk
 
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
