@@ -1,8 +1,15 @@
 """Stream progress: one log line per micro-batch and a Prometheus text file.
 
-The sink reports what it wrote (rows, end-to-end latency); Spark's progress events add the
-input and processing rates and the batch duration. ``metrics.prom`` is rewritten atomically
-after each, in the text format node_exporter's textfile collector (or any scraper) reads.
+The sink reports what it wrote (rows, each event's end-to-end latency); Spark's progress
+events add the input and processing rates and the batch duration. ``metrics.prom`` is
+rewritten atomically after each, in the text format node_exporter's textfile collector (or
+any scraper) reads.
+
+Latency quantiles (``latency_p50_s``, ``latency_p99_s``, ``latency_max_s``) are over a
+sliding window: every event of the last ``LATENCY_WINDOW_BATCHES`` committed batches
+(``latency_window_events`` says how many events that is). One batch alone is no
+distribution: its events often share one landing time, so p50, p99 and max would be equal.
+The log line and the batch marker keep each batch's own quantiles.
 """
 
 from __future__ import annotations
@@ -10,29 +17,46 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pyspark.sql.streaming import StreamingQueryListener
 
 log = logging.getLogger(__name__)
 PREFIX = "batch_serving_stream"
+LATENCY_WINDOW_BATCHES = 20
 
 
 @dataclass
 class BatchStats:
-    """What the sink wrote for one micro-batch."""
+    """What the sink wrote for one micro-batch; ``ages``: each event's seconds from its
+    event time to the batch's commit."""
 
     batch_id: int
     scored: int
     quarantined: int
     poison_files: int
     write_seconds: float
-    latency_p50_s: float | None
-    latency_p99_s: float | None
-    latency_max_s: float | None
+    ages: np.ndarray = field(default_factory=lambda: np.empty(0))
     skipped: bool = False
+
+    def latency_record(self) -> dict[str, float | None]:
+        """This batch's own quantiles (the marker's and the log line's)."""
+        return dict(zip(LATENCY_KEYS, quantiles(self.ages), strict=True))
+
+
+LATENCY_KEYS = ("latency_p50_s", "latency_p99_s", "latency_max_s")
+
+
+def quantiles(ages: np.ndarray) -> tuple[float | None, float | None, float | None]:
+    """p50, p99 and max of ``ages`` (None when empty), rounded to milliseconds."""
+    if not len(ages):
+        return None, None, None
+    p50, p99 = np.percentile(ages, [50, 99])
+    return round(float(p50), 3), round(float(p99), 3), round(float(ages.max()), 3)
 
 
 @dataclass
@@ -47,6 +71,7 @@ class StreamMetrics:
     quarantined: int = 0
     poison_files: int = 0
     gauges: dict[str, float] = field(default_factory=dict)
+    window: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW_BATCHES))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_batch(self, stats: BatchStats) -> None:
@@ -60,10 +85,7 @@ class StreamMetrics:
                 self.poison_files += stats.poison_files
                 self.gauges["last_batch_id"] = stats.batch_id
                 self.gauges["write_seconds"] = stats.write_seconds
-                for key in ("latency_p50_s", "latency_p99_s", "latency_max_s"):
-                    value = getattr(stats, key)
-                    if value is not None:
-                        self.gauges[key] = value
+                self._slide(stats.ages)
             self._write()
         if not stats.skipped:
             log.info(
@@ -74,10 +96,19 @@ class StreamMetrics:
                 stats.quarantined,
                 stats.poison_files,
                 stats.write_seconds,
-                _secs(stats.latency_p50_s),
-                _secs(stats.latency_p99_s),
-                _secs(stats.latency_max_s),
+                *(_secs(v) for v in quantiles(stats.ages)),
             )
+
+    def _slide(self, ages: np.ndarray) -> None:
+        """Add a batch's event latencies to the window; the gauges are its quantiles."""
+        if not len(ages):
+            return
+        self.window.append(ages)
+        events = np.concatenate(self.window)
+        for key, value in zip(LATENCY_KEYS, quantiles(events), strict=True):
+            if value is not None:
+                self.gauges[key] = value
+        self.gauges["latency_window_events"] = len(events)
 
     def record_progress(self, progress: Any) -> None:
         """A Spark ``StreamingQueryProgress``: rates and the batch's duration."""

@@ -1,9 +1,9 @@
-"""Landing files a micro-batch could not read: found, reported once, never retried.
+"""Landing files a micro-batch cannot read: found, reported once, never retried.
 
-Spark skips an unreadable Parquet file (``ignoreCorruptFiles``) and still records it in the
-batch's source log, so it is never offered again. The sink compares that log with the files
-that produced rows; a file with no rows that pyarrow cannot open either is poison: it is
-logged as an error, reported under ``_stream/<model>/poison/`` and counted in the metrics.
+Spark's file source records each batch's files in its source log (in the checkpoint), so a
+file is offered to one batch only. The Parquet source reads each file's footer itself; a
+file whose footer cannot be read is poison: logged as an error, reported under
+``_stream/<model>/poison/`` and counted in the metrics.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
@@ -32,28 +33,15 @@ def batch_files(checkpoint: Path, batch_id: int) -> list[str]:
     return []
 
 
-def unreadable_reason(uri: str, fmt: str) -> str | None:
-    """Why ``uri`` cannot be read, or None if it can (an empty file is not poison)."""
+def read_footer(uri: str, batch_id: int) -> pa.Schema | str | None:
+    """The file's Arrow schema; or why it cannot be read (poison, logged as an error); or
+    None when it is gone (removed after landing: nothing to read, nothing to report)."""
     path = Path(unquote(urlparse(uri).path)) if uri.startswith("file:") else Path(uri)
-    if not path.exists():
-        return None  # removed after landing: nothing to read, nothing to report
-    if fmt != "parquet":
-        return None  # JSON: malformed lines arrive as rows and are quarantined
     try:
-        pq.read_metadata(path)
+        return pq.read_schema(path)
+    except FileNotFoundError:
+        return None
     except Exception as exc:  # any failure to open is the report's content
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-    return None
-
-
-def find_poison(checkpoint: Path, batch_id: int, seen: set[str], fmt: str) -> dict[str, str]:
-    """{file uri: reason} for this batch's files that produced no row and cannot be read."""
-    found = {}
-    for uri in batch_files(checkpoint, batch_id):
-        if uri in seen:
-            continue
-        reason = unreadable_reason(uri, fmt)
-        if reason is not None:
-            log.error("batch %d: skipped unreadable file %s (%s)", batch_id, uri, reason)
-            found[uri] = reason
-    return found
+        reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        log.error("batch %d: skipped unreadable file %s (%s)", batch_id, uri, reason)
+        return reason

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 
+import pyarrow as pa
 from pyspark.errors import StreamingQueryException
 from pyspark.sql import SparkSession
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -31,11 +32,12 @@ from batch_serving.errors import ConfigError, ScoringError, first_line
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.metrics import ProgressListener, StreamMetrics
 from batch_serving.stream.schema import parse_ddl
-from batch_serving.stream.sink import StreamSink
-from batch_serving.stream.source import passthrough_columns, read_stream
+from batch_serving.stream.sink import FileSink
+from batch_serving.stream.source import StreamSource, source_for
 
 log = logging.getLogger(__name__)
 
@@ -70,17 +72,33 @@ def run_stream(
     log.info("stream %s: models pinned until restart (an alias move takes effect then)", run_id)
     models = prepare_models(spark, cfg, resolved)
     layout = StreamLayout.for_job(cfg)
-    frame = read_stream(spark, stream)
-    plan = stream_plan(cfg, stream, models.members, frame, run_id, started)
+    source = source_for(stream, layout.checkpoint)
+    frame = source.read(spark)
+    declared = to_arrow_schema(frame.schema, timezone="UTC")
+
+    def planner(schema: pa.Schema, where: str) -> ScoringPlan:
+        return stream_plan(cfg, source, models.members, schema, where, run_id, started)
+
+    plan = planner(declared, stream.path or "rate source")
     metrics = StreamMetrics(cfg.model.name, layout.metrics_file)
-    sink = StreamSink(plan, models.handles(), layout, stream, metrics, run_id)
+    handler = BatchHandler(
+        plan,
+        declared,
+        planner,
+        models.handles(),
+        source,
+        FileSink(layout),
+        layout,
+        metrics,
+        run_id,
+    )
     name = f"batch-serving-{cfg.job}-{run_id}"
     listener = ProgressListener(metrics, name)
     spark.streams.addListener(listener)
     writer = (
         frame.select(*plan.input_columns)
         .writeStream.queryName(name)
-        .foreachBatch(sink)
+        .foreachBatch(handler)
         .option("checkpointLocation", str(layout.checkpoint))
     )
     if available_now:
@@ -98,7 +116,7 @@ def run_stream(
     stop = stop or threading.Event()
     try:
         with _stop_on_signals(stop):
-            signalled = _wait(start_query(writer), stop, sink)
+            signalled = _wait(start_query(writer), stop, handler)
     finally:
         spark.streams.removeListener(listener)
         models.release()
@@ -121,25 +139,26 @@ def stream_config(cfg: JobConfig) -> StreamConfig:
 
 def stream_plan(
     cfg: JobConfig,
-    stream: StreamConfig,
+    source: StreamSource,
     members: tuple[Member, ...],
-    frame: object,
+    schema: pa.Schema,
+    where: str,
     run_id: str,
     started: dt.datetime,
 ) -> ScoringPlan:
-    """The job's plan (ensemble, rules, score column) over the stream's columns; the event
-    columns ride along as ids. Raises naming a missing or mistyped column."""
+    """The job's plan (ensemble, rules, score column) over ``schema`` (the stream's columns,
+    or a micro-batch part's); the event columns ride along as ids. Raises naming a missing
+    or mistyped column."""
     from batch_serving.scoring.ensemble import from_config
     from batch_serving.scoring.rules import parse_rules
 
-    schema = to_arrow_schema(frame.schema, timezone="UTC")  # type: ignore[attr-defined]
     return build_plan(
         members,
-        [*cfg.entity_columns, *passthrough_columns(stream)],
+        [*cfg.entity_columns, *source.passthrough_columns()],
         schema,
         run_id,
         started,
-        stream.path or "rate source",
+        where,
         multi=cfg.multi_model,
         ensemble=from_config(cfg.ensemble),
         rules=parse_rules(cfg.rules) if cfg.rules else None,
@@ -155,7 +174,7 @@ def start_query(writer: object) -> StreamingQuery:
     return query
 
 
-def _wait(query: StreamingQuery, stop: threading.Event, sink: StreamSink) -> bool:
+def _wait(query: StreamingQuery, stop: threading.Event, sink: BatchHandler) -> bool:
     """Block until the query ends; True if it was stopped on request."""
     try:
         while query.isActive:
@@ -173,7 +192,9 @@ def _wait(query: StreamingQuery, stop: threading.Event, sink: StreamSink) -> boo
     return False
 
 
-def _finish_current_batch(query: StreamingQuery, sink: StreamSink, timeout_s: float = 600) -> None:
+def _finish_current_batch(
+    query: StreamingQuery, sink: BatchHandler, timeout_s: float = 600
+) -> None:
     """Let the micro-batch in flight when the stop came (its offsets logged by Spark, its
     marker not yet written) commit. A batch Spark starts after that is cut short by the stop
     and replayed on restart (the sink is idempotent)."""
