@@ -8,6 +8,10 @@ _stream/<model>/poison/<batch id>-<file>.json  (unreadable landing files, skippe
 _stream/<model>/metrics.prom                 (Prometheus text file of the progress)
 _staging/stream/<model>/                     (files being written, renamed into place)
 _checkpoints/stream/<model>/                 (Spark's offsets/commits, unless configured)
+
+A batch's rows are committed once its marker exists. Until a crashed batch is replayed, its
+files may be in place without a marker: readers take ``committed_files`` (or keep the rows
+whose ``batch_id`` has a marker), never a bare listing of the table.
 """
 
 from __future__ import annotations
@@ -78,6 +82,14 @@ class StreamLayout:
     def committed_batches(self) -> list[int]:
         folder = self.state_dir / "batches"
         return sorted(int(p.stem) for p in folder.glob("*.json")) if folder.is_dir() else []
+
+    def committed_files(self, table: TableLayout) -> list[Path]:
+        """The table's files whose batch has a marker: what a reader may read. A batch cut
+        short by a crash has files but no marker until its replay rewrites it."""
+        done = set(self.committed_batches())
+        folder = local_only(table.table_dir, "the stream's output")
+        files = sorted(folder.glob("ds=*/batch-*.parquet"))
+        return [f for f in files if int(f.stem.removeprefix("batch-")) in done]
 
 
 def write_json_atomic(path: Path, payload: Any) -> None:
