@@ -24,7 +24,7 @@ from batch_serving.cli import main
 from batch_serving.config import JobConfig
 from batch_serving.demo import register_pipeline
 from batch_serving.models.adapters.onnx import OnnxModel
-from batch_serving.runs.export_onnx import export_onnx, parse_model_uri
+from batch_serving.runs.export_onnx import export_onnx, source_model
 
 TREE_TRUSTED = ["sklearn.tree._tree.Tree"]
 RULES = [
@@ -64,7 +64,7 @@ def test_demo_models_pass_the_gate_and_register(
     MlflowClient(tracking_uri).set_registered_model_alias(name, "champion", str(version))
     cfg = job_config(name, rules=RULES, model={"positive_label": 1})
     done = export_onnx(
-        parse_model_uri(f"models:/{name}@champion", tracking_uri, cfg), partition, cfg=cfg
+        source_model(f"models:/{name}@champion", tracking_uri, cfg), partition, cfg=cfg
     )
     report = done.report
     assert report.passed and report.rows == 3000
@@ -99,7 +99,7 @@ def test_tree_ensemble_float64_passes_float32_flips_and_is_refused(
     name, _ = register(model, sample, trusted=TREE_TRUSTED)
     cfg = job_config(name, rules=RULES)
     ok = export_onnx(
-        parse_model_uri(f"models:/{name}@champion", tracking_uri, cfg),
+        source_model(f"models:/{name}@champion", tracking_uri, cfg),
         partition,
         cfg=cfg,
         register=False,
@@ -110,7 +110,7 @@ def test_tree_ensemble_float64_passes_float32_flips_and_is_refused(
     # float32: |diff| well above float32 rounding, but the tolerance alone is waived (1.0):
     # put a rule's threshold between the two scores of the worst row -> refused for the flip
     loose = export_onnx(
-        parse_model_uri(f"models:/{name}@champion", tracking_uri, cfg),
+        source_model(f"models:/{name}@champion", tracking_uri, cfg),
         partition,
         cfg=cfg,
         dtype="float32",
@@ -155,7 +155,7 @@ def test_cli_text_report_and_registered_model_loads(
     from batch_serving.models.artifacts import load_model_dir
     from batch_serving.models.registry import resolve_model
 
-    ref = resolve_model(parse_model_uri(f"models:/{name}_onnx/1", tracking_uri, None))
+    ref = resolve_model(source_model(f"models:/{name}_onnx/1", tracking_uri, None))
     import tempfile
 
     from batch_serving.models.artifacts import download_model

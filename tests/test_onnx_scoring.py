@@ -25,7 +25,7 @@ from batch_serving.embedded import load
 from batch_serving.errors import InputValidationError
 from batch_serving.models import cache as model_cache
 from batch_serving.models.adapters.onnx import OnnxModel
-from batch_serving.runs.export_onnx import export_onnx, parse_model_uri
+from batch_serving.runs.export_onnx import export_onnx, source_model
 from batch_serving.tables.layout import predictions_layout
 
 _names = itertools.count()
@@ -47,7 +47,7 @@ def exported(tracking_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Exp
     MlflowClient(tracking_uri).set_registered_model_alias(name, "champion", str(version))
     root = tmp_path_factory.mktemp("export")
     sample_data.write_partition(root, RUN_DATE, customers(1500, seed=6), files=1)
-    model = parse_model_uri(f"models:/{name}@champion", tracking_uri, None)
+    model = source_model(f"models:/{name}@champion", tracking_uri, None)
     done = export_onnx(model, root / f"ds={RUN_DATE}")
     assert done.registered is not None and done.report.onnx_dtype == "float64"
     source = mlflow.sklearn.load_model(f"models:/{name}/{version}")

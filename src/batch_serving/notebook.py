@@ -27,7 +27,6 @@ Example, after ``make demo``:
 from __future__ import annotations
 
 import datetime as dt
-import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,6 +43,7 @@ from batch_serving.errors import ConfigError, InputNotFoundError, MissingColumns
 from batch_serving.models.adapters import OutputRequest
 from batch_serving.models.loading import load_and_describe
 from batch_serving.models.registry import resolve_model
+from batch_serving.models.uris import parse_model_uri
 from batch_serving.scoring.batch import BatchScorer, tagged
 from batch_serving.scoring.plan import (
     ERROR_FIELDS,
@@ -62,30 +62,10 @@ if TYPE_CHECKING:
 
 __all__ = ["parse_model_uri", "read_predictions", "score_frame"]
 
-_MODEL_URI = re.compile(
-    r"^models:/(?P<name>[A-Za-z0-9_.\-]+)(?:@(?P<alias>[A-Za-z0-9_.\-]+)|/(?P<version>[1-9]\d*))$"
-)
 _KEEP = "__bs_keep__"  # a kept column the model also reads travels under this prefix
 _ROW = "__bs_row__"  # input row number (Arrow path): output rows keep the input's order
 _BATCH_ROWS = 10_000
 _READ_ATTEMPTS = 3
-
-
-def parse_model_uri(model_uri: str) -> tuple[str, str | None, int | None]:
-    """``(name, alias, version)`` of ``models:/<name>@<alias>`` or ``models:/<name>/<version>``.
-
-    >>> parse_model_uri("models:/churn@champion")
-    ('churn', 'champion', None)
-    >>> parse_model_uri("models:/churn/3")
-    ('churn', None, 3)
-    """
-    match = _MODEL_URI.fullmatch(model_uri.strip())
-    if match is None:
-        raise ConfigError(
-            f"model_uri {model_uri!r}: expected models:/<name>@<alias> or models:/<name>/<version>"
-        )
-    version = match["version"]
-    return match["name"], match["alias"], int(version) if version else None
 
 
 def score_frame(

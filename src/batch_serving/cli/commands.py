@@ -229,7 +229,7 @@ def export_onnx_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.config.paths import absolutize_uri
     from batch_serving.errors import ConfigError, ParityGateError
-    from batch_serving.runs.export_onnx import export_onnx, parse_model_uri
+    from batch_serving.runs.export_onnx import export_onnx, source_model
     from batch_serving.tables.inputs import partition_path
 
     cfg = load_config(args.config, env=args.env) if args.config else None
@@ -246,7 +246,7 @@ def export_onnx_command(args: argparse.Namespace) -> int:
         if args.run_date and cfg is not None
         else Path(args.input)
     )
-    model = parse_model_uri(args.model, tracking_uri, cfg)
+    model = source_model(args.model, tracking_uri, cfg)
     refused: ParityGateError | None = None
     try:
         done = export_onnx(

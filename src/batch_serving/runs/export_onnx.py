@@ -17,6 +17,8 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +40,7 @@ from batch_serving.models.parity import (
     thresholds_from_rules,
 )
 from batch_serving.models.registry import resolve_model
-from batch_serving.models.uris import model_config
+from batch_serving.models.uris import model_config, parse_model_uri
 from batch_serving.scoring.casts import apply_casts, plan_casts
 from batch_serving.tables.files import data_files
 
@@ -73,10 +75,11 @@ class Exported:
         return head + self.report.lines() + tail
 
 
-def parse_model_uri(uri: str, tracking_uri: str, cfg: JobConfig | None) -> ModelConfig:
-    """``models:/name@alias`` or ``models:/name/N``; the job's positive label if same model."""
-    same = cfg is not None and model_config(uri, tracking_uri).name == cfg.model.name
-    if not same or cfg is None:
+def source_model(uri: str, tracking_uri: str, cfg: JobConfig | None) -> ModelConfig:
+    """The model to export: ``models:/name@alias`` or ``models:/name/N`` (parsed by
+    ``models.uris``), with the job's registry, positive label and trusted types when it is
+    the job's own model."""
+    if cfg is None or parse_model_uri(uri).name != cfg.model.name:
         return model_config(uri, tracking_uri)
     return model_config(
         uri,
@@ -196,18 +199,32 @@ def _register(
     report: ParityReport,
     partition: Path,
 ) -> tuple[str, str | None]:
-    import mlflow
-    import mlflow.onnx
-    import onnx
+    """Log the ONNX model in the source's experiment and register it, all in the job's
+    tracking store and registry (never MLflow's process default); on any failure, undo."""
     from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from mlflow.models import Model
 
-    signature = Model.load(str(model_dir / "MLmodel")).signature
     client = MlflowClient(tracking_uri=ref.tracking_uri, registry_uri=ref.registry_uri)
-    experiment_id = client.get_run(ref.run_id).info.experiment_id if ref.run_id else None
-    name = ref.name + SUFFIX
-    tags = {
+    made = _Made(client, ref.name + SUFFIX)
+    tags = _tags(ref, report, partition)
+    try:
+        with _tracking_uri(ref.tracking_uri):
+            made.run_id, made.model_id = _log(client, ref, data, model_dir, tags)
+        version = made.register(client.get_logged_model(made.model_id).artifact_location)
+        for key, value in tags.items():
+            client.set_model_version_tag(made.name, version, key, value)
+        if model.alias is not None:
+            client.set_registered_model_alias(made.name, model.alias, version)
+    except BaseException:
+        made.undo()
+        raise
+    log.info(
+        "registered %s version %s (parity max |diff| %.3g)", made.name, version, report.max_abs_diff
+    )
+    return f"models:/{made.name}/{version}", model.alias
+
+
+def _tags(ref: Any, report: ParityReport, partition: Path) -> dict[str, str]:
+    return {
         "source_model": ref.name,
         "source_version": str(ref.version),
         "source_uri": ref.uri,
@@ -220,14 +237,34 @@ def _register(
         "parity_partition": str(partition),
         "parity_checked_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
-    # Registered through the client: mlflow.set_registry_uri would change the registry of every
-    # later fluent call in this process (and of its subprocesses, through the environment).
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(ref.tracking_uri)
-    try:
-        with mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"export-onnx-{ref.name}-v{ref.version}"
-        ) as run:
+
+
+@contextmanager
+def _tracking_uri(uri: str) -> Iterator[None]:
+    """MLflow's fluent logging (``mlflow.onnx.log_model`` has no client form) pointed at the
+    job's store for the duration, then the previous global restored exactly (unset stays
+    unset, MLFLOW_TRACKING_URI included): without this the model is logged into MLflow's
+    default store (``./mlflow.db``) unless the environment happens to name the job's."""
+    from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+    with _use_tracking_uri(uri):
+        yield
+
+
+def _log(
+    client: Any, ref: Any, data: bytes, model_dir: Path, tags: dict[str, str]
+) -> tuple[str, str]:
+    """(run id, logged model id) of the ONNX model logged in the source version's experiment."""
+    import mlflow
+    import mlflow.onnx
+    import onnx
+    from mlflow.models import Model
+
+    signature = Model.load(str(model_dir / "MLmodel")).signature
+    experiment_id = client.get_run(ref.run_id).info.experiment_id if ref.run_id else None
+    run_name = f"export-onnx-{ref.name}-v{ref.version}"
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        try:
             mlflow.set_tags(tags)
             info = mlflow.onnx.log_model(
                 onnx.load_from_string(data),
@@ -237,25 +274,60 @@ def _register(
                 # pinned: mlflow's requirement inference spawns a process importing the model
                 pip_requirements=[f"onnx=={onnx.__version__}", f"onnxruntime=={_ort_version()}"],
             )
-    finally:
-        mlflow.set_tracking_uri(previous)
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name)
-    created = client.create_model_version(
-        name, info.model_uri, run_id=run.info.run_id, model_id=info.model_id
-    )
-    version = str(created.version)
-    for key, value in tags.items():
-        client.set_model_version_tag(name, version, key, value)
-    alias = model.alias
-    if alias is not None:
-        client.set_registered_model_alias(name, alias, version)
-    log.info(
-        "registered %s version %s (parity max |diff| %.3g)", name, version, report.max_abs_diff
-    )
-    return f"models:/{name}/{version}", alias
+        except BaseException:
+            client.delete_run(run.info.run_id)  # the run is all there is to undo
+            raise
+    return run.info.run_id, str(info.model_id)
+
+
+@dataclass
+class _Made:
+    """What one export created in the registry and tracking store, so a failure can undo it:
+    a failed export leaves no run, logged model, registered model or version behind."""
+
+    client: Any
+    name: str
+    run_id: str | None = None
+    model_id: str | None = None
+    version: str | None = None
+    created_model: bool = False
+
+    def register(self, source: str) -> str:
+        """A new version of ``name`` (created if absent) from the logged model's files."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(self.name)
+        except MlflowException:
+            self.client.create_registered_model(self.name)
+            self.created_model = True
+        # the logged model's storage location, not its models:/m-... URI: MLflow resolves
+        # that URI with a default MlflowClient(), i.e. in the process-global tracking store
+        created = self.client.create_model_version(
+            self.name, source, run_id=self.run_id, model_id=self.model_id
+        )
+        self.version = str(created.version)
+        return self.version
+
+    def undo(self) -> None:
+        """Best effort, newest first; a failure here is logged, the export's error is raised."""
+        c = self.client
+        if self.created_model:
+            self._try(f"registered model {self.name}", c.delete_registered_model, self.name)
+        elif self.version is not None:
+            what = f"{self.name} version {self.version}"
+            self._try(what, c.delete_model_version, self.name, self.version)
+        if self.model_id is not None:
+            self._try(f"logged model {self.model_id}", c.delete_logged_model, self.model_id)
+        if self.run_id is not None:
+            self._try(f"run {self.run_id}", c.delete_run, self.run_id)
+
+    @staticmethod
+    def _try(what: str, step: Any, *args: str) -> None:
+        try:
+            step(*args)
+        except Exception as exc:
+            log.warning("export-onnx failed and could not remove %s: %s", what, exc)
 
 
 def _ort_version() -> str:
