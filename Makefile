@@ -78,7 +78,7 @@ test: install lint typecheck package docs ## lint, typecheck, docs, then the who
 docs: $(STAMP) ## documentation site in site/: docs/gen.py writes the generated pages, mkdocs build --strict
 	$(VENV)/bin/ruff check docs && $(VENV)/bin/ruff format --check docs
 	$(PY) docs/gen.py
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it hides warnings from --strict
 
 lint: $(STAMP) ## ruff
 	$(VENV)/bin/ruff check src jobs tests bench airflow_dags
@@ -93,7 +93,7 @@ serve: $(STAMP) ## lookup API over data/output/serving on 127.0.0.1, PORT=8000 (
 
 Q ?= SELECT ds, model_version, count(*) AS n, avg(score) AS mean_score FROM predictions.churn GROUP BY ds, model_version ORDER BY ds
 sql: $(STAMP) ## run SQL over the prediction tables: make sql Q="SELECT ..."
-	$(VENV)/bin/batch-serving sql "$(Q)"
+	$(VENV)/bin/batch-serving sql --config conf/jobs/churn.yaml "$(Q)"
 
 FROM ?= 2026-11-20
 TO ?= 2026-11-22

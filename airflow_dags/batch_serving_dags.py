@@ -175,7 +175,7 @@ def serving_extra(cfg: JobConfig, ds: str) -> dict[str, Any]:
         log.warning("asset event for serving.%s without snapshot id: %s", cfg.model.name, error)
         return extra
     if pointer is not None:
-        extra["snapshot"] = pointer.get("current")
+        extra["snapshot"] = pointer.current
     return extra
 
 

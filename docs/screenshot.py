@@ -1,4 +1,4 @@
-"""Screenshot a run report for the README (``make report-png``, after ``make demo``).
+"""Screenshot a run report for the Monitoring page (``make report-png``, after ``make demo``).
 
 Rebuilds the report of ``--run-date`` (default: the latest committed date) of ``--config``
 and renders it in headless

@@ -30,7 +30,7 @@ def remove_ids(directory: Path, count: int) -> list[int]:
         table = ipc.open_file(source).read_all()
     removed = table.column(KEY).slice(0, count).to_pylist()
     kept = table.filter(pc.invert(pc.is_in(table.column(KEY), pa.array(removed))))
-    manifest = read_snapshot_manifest(directory)
+    manifest = read_snapshot_manifest(directory).to_dict()
     write_snapshot(kept, directory, {k: v for k, v in manifest.items() if k != "numpy_columns"})
     return [int(i) for i in removed]
 

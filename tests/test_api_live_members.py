@@ -223,7 +223,7 @@ def test_feature_snapshot_without_pinned_members_is_refused(
     (features,) = root.glob(f"{published.model}/snapshots/*/features")
     with pa.memory_map(str(features / SNAPSHOT_FILE)) as source:
         table = ipc.open_file(source).read_all()
-    manifest = read_snapshot_manifest(features)
+    manifest = read_snapshot_manifest(features).to_dict()
     old = {k: v for k, v in manifest.items() if k not in ("numpy_columns", *NEW_KEYS)}
     shutil.rmtree(features)
     write_snapshot(table, features, old)

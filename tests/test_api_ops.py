@@ -106,7 +106,7 @@ def test_metrics_cover_the_process_runtime_and_the_served_snapshot(
     layout = ServingLayout(published.serving_root)
     pointer = read_pointer(layout, "served")
     assert pointer is not None
-    manifest = read_snapshot_manifest(layout.snapshot_dir("served", pointer["current"]))
+    manifest = read_snapshot_manifest(layout.snapshot_dir("served", pointer.current)).to_dict()
     published_at = dt.datetime.fromisoformat(manifest["published_at"]).timestamp()
     assert found["batch_serving_snapshot_published_timestamp_seconds"] == [
         ({"model": "served"}, pytest.approx(published_at, abs=1e-3))
@@ -116,7 +116,7 @@ def test_metrics_cover_the_process_runtime_and_the_served_snapshot(
             {
                 "model": "served",
                 "version": str(manifest["model_version"]),
-                "snapshot": pointer["current"],
+                "snapshot": pointer.current,
                 "run_date": manifest["run_date"],
             },
             1.0,

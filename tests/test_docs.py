@@ -1,13 +1,16 @@
-"""The documentation generator (``docs/gen.py``): every config key, command, flag and endpoint
-has its row, README sections all have a page, and the generated files are not committed.
-``make docs`` then builds the site with ``mkdocs build --strict`` (broken links fail it)."""
+"""The documentation: hand-written pages under docs/, the README as the front door, and the
+pages ``docs/gen.py`` generates from the code (every config key, command, flag, endpoint and
+exit code has its row). ``make docs`` then builds the site with ``mkdocs build --strict``
+(broken links and anchors fail it); the slow test here runs that build on a copy."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -15,14 +18,17 @@ from conftest import REPO
 
 from batch_serving.cli.parser import build_parser
 from batch_serving.config import JobConfig, ServeSettings
+from batch_serving.errors import exit_code_table
+
+DOCS = REPO / "docs"
 
 
 @pytest.fixture(scope="module")
 def gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("docs_gen", REPO / "docs" / "gen.py")
+    spec = importlib.util.spec_from_file_location("docs_gen", DOCS / "gen.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -33,16 +39,27 @@ def files(gen: ModuleType) -> dict[str, str]:
     return generated
 
 
+def hand_written() -> set[str]:
+    return {p.name for p in DOCS.glob("*.md")} - {"index.md"}
+
+
+def nav_pages() -> list[str]:
+    """The ``.md`` entries of mkdocs.yml's nav (read as text: the file has mkdocs' own tags)."""
+    text = (REPO / "mkdocs.yml").read_text()
+    nav = text.split("\nnav:\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r":\s+(\S+\.md)\s*$", nav, flags=re.M)
+
+
 def test_every_config_key_is_in_the_reference(gen: ModuleType, files: dict[str, str]) -> None:
-    page = files["configuration.md"]
+    page = files["reference/configuration.md"]
     sections = gen._config_sections(JobConfig)
     assert {"ModelConfig", "MemberConfig", "ExpectationConfig", "EnsembleConfig"} <= {
         m.__name__ for m in sections
     }
     for model, paths in sections.items():
-        heading = f"### {gen._heading(paths)}\n"
+        heading = f"\n## {gen._heading(paths)}\n"
         assert heading in page, heading
-        table = page.split(heading, 1)[1].split("\n### ", 1)[0]
+        table = page.split(heading, 1)[1].split("\n## ", 1)[0]
         for key, info in model.model_fields.items():
             assert f"| `{key}` |" in table, f"{model.__name__}.{key}"
             assert info.description, f"{model.__name__}.{key} has no docstring"
@@ -51,7 +68,7 @@ def test_every_config_key_is_in_the_reference(gen: ModuleType, files: dict[str, 
 
 
 def test_every_command_and_flag_is_in_the_cli_reference(files: dict[str, str]) -> None:
-    page = files["cli.md"]
+    page = files["reference/cli.md"]
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert "schema" in commands
@@ -61,39 +78,112 @@ def test_every_command_and_flag_is_in_the_cli_reference(files: dict[str, str]) -
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}`" in section, f"{name} {option}"
-    assert "| 8 |" in page  # the exit codes table from the README
 
 
 def test_every_endpoint_is_in_the_api_reference(files: dict[str, str]) -> None:
     import json
 
     schema = json.loads(files["reference/openapi.json"])
+    page = files["reference/api.md"]
     for path, operations in schema["paths"].items():
         for method in operations:
-            assert f"### {method.upper()} {path}\n" in files["api.md"]
+            assert f"\n## {method.upper()} {path}\n" in page
     for name in schema["components"]["schemas"]:
-        assert f"#### {name}\n" in files["api.md"]
+        assert f"\n### {name}\n" in page
     assert json.loads(files["reference/job.schema.json"])["title"] == "JobConfig"
 
 
-def test_readme_sections_all_have_a_page(gen: ModuleType) -> None:
+def test_exit_codes_page_shows_the_table_of_the_error_classes(
+    gen: ModuleType, files: dict[str, str]
+) -> None:
+    table = files[gen.EXIT_CODES]
+    rows = {int(line.split("|")[1]): line for line in table.splitlines()[2:]}
+    expected = exit_code_table()
+    assert sorted(rows) == [row.code for row in expected]
+    assert {0, 1, 2, 7, 8, 9, 10} <= set(rows)
+    for row in expected:
+        for meaning in row.meanings:
+            assert meaning.replace("|", "\\|") in rows[row.code], (row.code, meaning)
+        for name in row.errors:
+            assert f"`{name}`" in rows[row.code], (row.code, name)
+    assert "`RegistryUnavailableError`" in rows[9]
+    page = (DOCS / "exit-codes.md").read_text()
+    assert f'--8<-- "{gen.EXIT_CODES}"' in page  # the page includes the generated table
+
+
+def test_home_page_is_the_readme_with_site_links(files: dict[str, str]) -> None:
     readme = (REPO / "README.md").read_text()
-    assert gen.split_readme(readme).sections
-    with pytest.raises(SystemExit, match=r"not on any page: \['Brand new'\]"):
-        gen.split_readme(readme + "\n## Brand new\n\ntext\n")
+    home = files["index.md"]
+    assert "](docs/" in readme
+    assert "](docs/" not in home
+    assert "](running.md)" in home and "](docs/running.md)" in readme
+    assert home.endswith(readme.replace("](docs/", "]("))
 
 
-def test_links_to_another_page_get_its_name(files: dict[str, str]) -> None:
-    assert "](#exit-codes)" not in files["quickstart.md"]
-    assert "](cli.md#exit-codes)" in files["quickstart.md"]
+def test_a_readme_link_to_a_missing_page_fails(
+    gen: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "README.md").write_text("# x\n\n[gone](docs/no-such-page.md)\n")
+    monkeypatch.setattr(gen, "REPO", tmp_path)
+    with pytest.raises(SystemExit, match=r"docs/no-such-page\.md"):
+        gen.index_text()
 
 
-def test_generated_files_are_not_committed(gen: ModuleType) -> None:
+def test_readme_is_a_short_front_door() -> None:
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 400
+    assert "make demo" in readme and "make test" in readme
+    assert not re.search(r"issue #\d|\(#\d+", readme, flags=re.I)
+    linked = set(re.findall(r"\]\(docs/([^)#]+\.md)", readme))
+    assert linked <= hand_written(), linked - hand_written()
+    assert {"running.md", "extending.md", "performance.md", "exit-codes.md"} <= linked
+
+
+def test_every_page_is_in_the_nav_and_every_nav_entry_exists(gen: ModuleType) -> None:
+    nav = nav_pages()
+    generated_pages = {g for g in gen.GENERATED if g.endswith(".md") and g != gen.EXIT_CODES}
+    assert len(nav) == len(set(nav)), nav
+    assert set(nav) == hand_written() | generated_pages
+    assert "extending.md" in nav and "reference/cli.md" in nav
+
+
+def test_generated_files_are_ignored_and_pages_are_not(gen: ModuleType) -> None:
     if shutil.which("git") is None or not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
-    paths = [f"docs/{name}" for name in gen.GENERATED] + ["site/index.html"]
+    generated = [f"docs/{name}" for name in gen.GENERATED] + ["site/index.html"]
+    pages = [f"docs/{name}" for name in sorted(hand_written())] + ["docs/gen.py"]
     ignored = subprocess.run(
-        ["git", "check-ignore", *paths], cwd=REPO, capture_output=True, text=True, check=False
+        ["git", "check-ignore", *generated, *pages],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
     ).stdout.split()
-    assert sorted(ignored) == sorted(paths)
-    assert not (set(gen.GENERATED) & {"python-api.md", "gen.py"})  # written by hand
+    assert sorted(ignored) == sorted(generated)
+
+
+@pytest.mark.slow
+def test_site_builds_strict_from_a_copy(gen: ModuleType, tmp_path: Path) -> None:
+    """What ``make docs`` does, on a copy of docs/: generate, then ``mkdocs build --strict``
+    (a broken link or anchor, a page outside the nav or a missing snippet fails it)."""
+    docs = tmp_path / "docs"
+    shutil.copytree(DOCS, docs, ignore=shutil.ignore_patterns("index.md", "reference"))
+    assert gen.main(["--out", str(docs)]) == 0
+    config = (REPO / "mkdocs.yml").read_text()
+    config = config.replace("docs_dir: docs\n", f"docs_dir: {docs}\n")
+    config = config.replace("paths: [src]", f"paths: [{REPO / 'src'}]")
+    (tmp_path / "mkdocs.yml").write_text(config)
+    result = subprocess.run(
+        # never --quiet: it hides warnings from --strict (mkdocs/mkdocs#4126)
+        [str(Path(sys.executable).parent / "mkdocs"), "build", "--strict"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    exit_codes = (tmp_path / "site" / "exit-codes.html").read_text()
+    assert "RegistryUnavailableError" in exit_codes  # the snippet was included
+    assert (tmp_path / "site" / "reference" / "cli.html").exists()

@@ -26,7 +26,7 @@ from batch_serving.tables.manifest import MANIFEST_NAME
 def pointer(serving: Path, model: str = "served") -> dict:
     found = read_pointer(ServingLayout(serving), model)
     assert found is not None
-    return found
+    return found.to_dict()
 
 
 def test_publish_writes_sorted_snapshot_equal_to_partition(scored: Scored, tmp_path: Path) -> None:
@@ -254,7 +254,7 @@ def test_string_keyed_snapshots_have_no_numpy_layout(tmp_path: Path) -> None:
 
     table = build_table(pa.table({"k": ["b", "a"], "score": [0.1, 0.2]}), ["k"], ["score"])
     manifest = write_snapshot(table, tmp_path / "s", {"snapshot_id": "s"})
-    assert manifest["numpy_columns"] is None
+    assert manifest.numpy_columns is None
     assert isinstance(open_snapshot(tmp_path / "s"), Snapshot)
 
 
@@ -288,10 +288,10 @@ def test_member_structs_are_answered_on_request_as_json_objects(tmp_path: Path) 
     manifest = write_snapshot(
         table, tmp_path / "s", {"snapshot_id": "s"}, member_columns=["champion", "challenger"]
     )
-    assert manifest["served_columns"] == ["score", "action"]
-    assert manifest["member_columns"] == ["champion", "challenger"]
+    assert manifest.served_columns == ["score", "action"]
+    assert manifest.member_columns == ["champion", "challenger"]
     snap = open_snapshot(tmp_path / "s")
-    assert isinstance(snap, Snapshot) and manifest["numpy_columns"] is None
+    assert isinstance(snap, Snapshot) and manifest.numpy_columns is None
 
     assert snap.lookup([1, 2]) == [
         {"score": None, "action": "allow"},

@@ -15,6 +15,7 @@ import pyarrow as pa
 import redis
 
 from batch_serving.serving.readers import to_json_rows
+from batch_serving.serving.records import SnapshotManifest
 from batch_serving.serving.redis_encode import crc32_buckets, json_objects, key_strings
 from batch_serving.serving.redis_store import BUCKET_SIZE, RedisPublisher
 
@@ -80,7 +81,9 @@ def test_redis_hashes_hold_what_the_per_row_writer_wrote(redis_url: str, monkeyp
         "member_columns": ["member"],
     }
     snap = SimpleNamespace(
-        snapshot_id="enc-1", manifest=manifest, table=values.add_column(0, "entity_id", keys)
+        snapshot_id="enc-1",
+        manifest=SnapshotManifest.from_dict(manifest),
+        table=values.add_column(0, "entity_id", keys),
     )
     progress: list[tuple[int, int]] = []
     db = redis_url.rsplit("/", 1)[0] + "/7"

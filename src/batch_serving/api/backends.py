@@ -14,13 +14,14 @@ from typing import Any, Protocol
 from batch_serving.config import ServeSettings
 from batch_serving.serving.pointer import ServingLayout, read_pointer
 from batch_serving.serving.readers import MappedSnapshot, Snapshot, open_snapshot
+from batch_serving.serving.records import Pointer, SnapshotManifest
 
 
 class Handle(Protocol):
     """One loaded snapshot of one model."""
 
     snapshot_id: str
-    manifest: dict[str, Any]
+    manifest: SnapshotManifest
     member_columns: tuple[str, ...]
 
     def parse_key(self, entity_id: str) -> int | str: ...
@@ -71,9 +72,9 @@ class EmbeddedBackend:
             if self._wanted and model not in self._wanted:
                 continue
             pointer = self._pointer(model)
-            if pointer is None or (model in out and out[model].snapshot_id == pointer["current"]):
+            if pointer is None or (model in out and out[model].snapshot_id == pointer.current):
                 continue
-            directory = self._snapshot_dir(model, pointer["current"])
+            directory = self._snapshot_dir(model, pointer.current)
             out[model] = EmbeddedHandle(open_snapshot(directory, verify_checksum=self._verify))
         return out
 
@@ -81,7 +82,7 @@ class EmbeddedBackend:
     def _models(self) -> list[str]:
         return self._layout.models()
 
-    def _pointer(self, model: str) -> dict[str, Any] | None:
+    def _pointer(self, model: str) -> Pointer | None:
         return read_pointer(self._layout, model)
 
     def _snapshot_dir(self, model: str, snapshot_id: str) -> Path:

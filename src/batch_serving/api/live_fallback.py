@@ -37,6 +37,7 @@ from batch_serving.api.ttl_cache import TtlCache
 from batch_serving.config import ServeSettings
 from batch_serving.errors import BatchServingError
 from batch_serving.serving.pointer import ServingLayout
+from batch_serving.serving.records import FeatureManifest
 
 if TYPE_CHECKING:
     from batch_serving.serving.live_scoring import LiveScorer
@@ -189,20 +190,22 @@ class LiveFallback:
         import redis.asyncio as aioredis
 
         from batch_serving.serving.features import features_meta_key, features_name
+        from batch_serving.serving.records import SnapshotManifest
         from batch_serving.serving.redis_store import RedisSnapshot
 
         if self._redis is None:
             self._redis = aioredis.Redis.from_url(
                 self.settings.redis_url, socket_connect_timeout=5, decode_responses=True
             )
-        raw = await self._redis.get(features_meta_key(model, handle.manifest["run_id"]))
+        raw = await self._redis.get(features_meta_key(model, handle.manifest.provenance().run_id))
         if raw is None:
             return None
-        return RedisSnapshot(self._redis, features_name(model), json.loads(raw))
+        meta = SnapshotManifest.from_json(raw, f"Redis feature meta of {model}")
+        return RedisSnapshot(self._redis, features_name(model), meta)
 
     def _scorer(self, model: str, handle: Handle, features: Any) -> LiveScorer:
-        info = dict(features.manifest) if features is not None else dict(handle.manifest)
-        if info.get("ensemble") and not info.get("members"):
+        info = FeatureManifest.of(features.manifest if features is not None else handle.manifest)
+        if info.ensemble and not info.members:
             raise ApiError(
                 404,
                 "live_unsupported",
@@ -210,11 +213,13 @@ class LiveFallback:
                 "multi-model live scoring (no pinned members); republish it",
             )
         wanted = self.settings.live_models[model]
-        uri = info["model_uri"] if wanted in ("", "scored") else wanted
+        uri = info.model_uri if wanted in ("", "scored") else wanted
+        if not uri:
+            raise ApiError(503, "live_unavailable", f"snapshot of {model!r} names no model URI")
         with self._lock:
             scorer = self._scorers.get((model, uri))
             if scorer is None:
-                tracking = self.settings.live_tracking_uri or info.get("tracking_uri")
+                tracking = self.settings.live_tracking_uri or info.tracking_uri
                 if not tracking:
                     raise ApiError(
                         503, "live_unavailable", f"no registry known for live model {uri}"

@@ -102,19 +102,20 @@ class SnapshotCollector:
         )
         now = dt.datetime.now(dt.UTC)
         for model, handle in self._snapshots().items():
-            published = dt.datetime.fromisoformat(handle.manifest["published_at"])
+            m = handle.manifest.provenance()
+            published = dt.datetime.fromisoformat(m.published_at)
             age.add_metric([model], (now - published).total_seconds())
             published_at.add_metric([model], published.timestamp())
             info.add_metric(
                 [model],
                 {
-                    "version": str(handle.manifest["model_version"]),
+                    "version": str(m.model_version),
                     "snapshot": handle.snapshot_id,
-                    "run_date": str(handle.manifest["run_date"]),
+                    "run_date": str(m.run_date),
                 },
             )
-            rows.add_metric([model], float(handle.manifest["rows"]))
-            version.add_metric([model], float(handle.manifest["model_version"]))
+            rows.add_metric([model], float(handle.manifest.rows))
+            version.add_metric([model], float(m.model_version))
         loaded = GaugeMetricFamily(
             "batch_serving_snapshots_mapped", "Snapshot handles still alive (current + draining)"
         )

@@ -8,10 +8,10 @@ The publisher writes the pointer last, so the pointer never names a half-uploade
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from batch_serving.api.backends import EmbeddedBackend
 from batch_serving.config import ServeSettings
+from batch_serving.serving.records import Pointer
 from batch_serving.serving.remote import RemoteSnapshotCache
 from batch_serving.tables.storage import location
 
@@ -29,7 +29,7 @@ class RemoteEmbeddedBackend(EmbeddedBackend):
     def _models(self) -> list[str]:
         return self._remote.models()
 
-    def _pointer(self, model: str) -> dict[str, Any] | None:
+    def _pointer(self, model: str) -> Pointer | None:
         return self._remote.read_pointer(model)
 
     def _snapshot_dir(self, model: str, snapshot_id: str) -> Path:

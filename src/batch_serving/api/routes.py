@@ -144,8 +144,8 @@ async def list_models(state: State) -> ModelsResponse:
             ModelInfo(
                 model=model,
                 **_provenance(h),
-                rows=h.manifest["rows"],
-                published_at=h.manifest["published_at"],
+                rows=h.manifest.rows,
+                published_at=h.manifest.provenance().published_at,
                 backend=state.settings.backend,
                 members=list(h.member_columns),
             )
@@ -173,11 +173,11 @@ async def metrics(state: State) -> Response:
 
 def _provenance(handle: Handle) -> dict[str, Any]:
     """What every answer says about where its values come from."""
-    m = handle.manifest
+    m = handle.manifest.provenance()
     return {
-        "model_version": m["model_version"],
-        "as_of": m["run_date"],
-        "run_id": m["run_id"],
+        "model_version": m.model_version,
+        "as_of": m.run_date,
+        "run_id": m.run_id,
         "snapshot": handle.snapshot_id,
     }
 

@@ -183,7 +183,15 @@ def _score_and_commit(
         enforce_bad_rows(run, counts)
         with step("commit"):
             manifest = build_manifest(
-                run, valid.plan, models, engine.name, counts, gates, spark.version, comparison
+                run,
+                valid.plan,
+                models,
+                engine.name,
+                counts,
+                gates,
+                spark.version,
+                comparison,
+                data.files,
             )
             if drift is not None:
                 manifest = manifest.model_copy(update={"drift": drift.section})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from batch_serving import __version__
@@ -15,6 +16,7 @@ from batch_serving.scoring.plan import Member, ScoringPlan
 from batch_serving.spark.delivery import DeliveryPlan
 from batch_serving.tables.manifest import (
     GateSummary,
+    InputFile,
     InputSection,
     MemberSection,
     ModelSection,
@@ -23,6 +25,7 @@ from batch_serving.tables.manifest import (
     RunManifest,
     ScoringSection,
 )
+from batch_serving.tables.storage import AnyPath, resolve
 
 
 def build_manifest(
@@ -34,7 +37,9 @@ def build_manifest(
     gates: GateRunner,
     spark_version: str,
     comparison: dict[str, ComparisonSummary],
+    input_files: Sequence[AnyPath] = (),
 ) -> RunManifest:
+    """``input_files``: the data files the engine read (none when Spark listed them itself)."""
     cfg, served = run.cfg, plan.served
     ref, spec, delivery = served.ref, served.spec, models.deliveries[0]
     return RunManifest(
@@ -59,7 +64,9 @@ def build_manifest(
             model_loads=delivery.handle.loads.value,
             python_workers=len(delivery.handle.workers.value),
         ),
-        input=InputSection(path=run.where, rows=counts.input_rows),
+        input=InputSection(
+            path=run.where, rows=counts.input_rows, files=_stamped(run, input_files)
+        ),
         staging_removed=list(run.staging_removed),
         quarantine=QuarantineSection(
             path=str(run.quarantine.partition_dir(run.run_date)),
@@ -84,6 +91,15 @@ def build_manifest(
         rules=plan.rules.describe() if plan.rules is not None else [],
         comparison={key: summary.to_dict() for key, summary in comparison.items()},
     )
+
+
+def _stamped(run: RunContext, files: Sequence[AnyPath]) -> list[InputFile] | None:
+    """Name, size and mtime of each file read: publish builds the feature snapshot from these
+    files only and refuses if one changed since."""
+    if not files:
+        return None
+    partition = resolve(run.where, run.cfg.storage)
+    return [InputFile.of(partition, f) for f in files]
 
 
 def _member(member: Member, delivery: DeliveryPlan) -> MemberSection:

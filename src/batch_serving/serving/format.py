@@ -15,14 +15,14 @@ shared with the OS page cache. Writing happens here; reading is in ``readers.py`
 from __future__ import annotations
 
 import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from batch_serving.errors import PublishError, ServingStoreError
+from batch_serving.serving.records import SnapshotHeader, SnapshotManifest
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -73,10 +73,12 @@ def build_table(
 def write_snapshot(
     table: pa.Table,
     directory: Path,
-    manifest: dict[str, Any],
+    header: SnapshotHeader | Mapping[str, Any],
     member_columns: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Write the IPC file (one record batch, no compression) and its manifest with a checksum.
+) -> SnapshotManifest:
+    """Write the IPC file (one record batch, no compression) and its manifest with a checksum:
+    ``header`` (which run of which model; a ``FeatureHeader`` for a feature snapshot) plus the
+    file's layout.
 
     For fixed-width, null-free columns the manifest also records each data buffer's byte
     offset in the file, so a reader can map them with numpy without parsing Arrow.
@@ -92,8 +94,9 @@ def write_snapshot(
     options = ipc.IpcWriteOptions(compression=None)
     with pa.OSFile(str(path), "wb") as sink, ipc.new_file(sink, table.schema, options=options) as w:
         w.write_table(table, max_chunksize=max(len(table), 1))
+    given = header.to_dict() if isinstance(header, SnapshotHeader) else dict(header)
     full = {
-        **manifest,
+        **given,
         "format": FORMAT,
         "rows": len(table),
         "key_type": "int64" if pa.types.is_integer(table.schema.field(KEY).type) else "string",
@@ -103,8 +106,9 @@ def write_snapshot(
         "sha256": file_sha256(path),
         "numpy_columns": _buffer_offsets(path),
     }
-    (directory / SNAPSHOT_MANIFEST).write_text(json.dumps(full, indent=2, default=str) + "\n")
-    return full
+    manifest = SnapshotManifest.from_dict(full, f"snapshot manifest {directory}")
+    (directory / SNAPSHOT_MANIFEST).write_text(manifest.to_json() + "\n")
+    return manifest
 
 
 def _column_roles(value_columns: list[str], member_columns: Sequence[str]) -> dict[str, list[str]]:
@@ -118,16 +122,6 @@ def _column_roles(value_columns: list[str], member_columns: Sequence[str]) -> di
         "served_columns": [c for c in value_columns if c not in member_columns],
         "member_columns": list(member_columns),
     }
-
-
-def served_columns(manifest: dict[str, Any]) -> list[str]:
-    """Value columns answered by default (all of them in a single-model snapshot)."""
-    return list(manifest.get("served_columns", manifest["value_columns"]))
-
-
-def member_columns(manifest: dict[str, Any]) -> list[str]:
-    """Member struct columns, answered on request (none in a single-model snapshot)."""
-    return list(manifest.get("member_columns", []))
 
 
 def _buffer_offsets(path: Path) -> dict[str, dict[str, Any]] | None:
@@ -156,11 +150,12 @@ def file_sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def read_snapshot_manifest(directory: Path) -> dict[str, Any]:
+def read_snapshot_manifest(directory: Path) -> SnapshotManifest:
     try:
-        data: dict[str, Any] = json.loads((directory / SNAPSHOT_MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
+        text = (directory / SNAPSHOT_MANIFEST).read_text()
+    except OSError as exc:
         raise ServingStoreError(f"snapshot {directory} has no readable manifest: {exc}") from None
-    if data.get("format") != FORMAT:
-        raise ServingStoreError(f"snapshot {directory} has format {data.get('format')!r}")
-    return data
+    manifest = SnapshotManifest.from_json(text, f"snapshot manifest {directory}")
+    if manifest.format != FORMAT:
+        raise ServingStoreError(f"snapshot {directory} has format {manifest.format!r}")
+    return manifest

@@ -19,6 +19,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from batch_serving.serving.records import FeatureManifest, PinnedMember
+
 log = logging.getLogger(__name__)
 
 ROW = "__row"
@@ -86,10 +88,10 @@ class LiveScorer:
         return list(self.plan.member_columns)
 
 
-def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer:
+def load_scorer(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScorer:
     """Resolve and load ``uri``; plan its scoring like the job did (rules, score column).
     A feature manifest listing ``members`` is planned with all of them (``load_members``)."""
-    if info.get("members"):
+    if info.members:
         return load_members(uri, info, tracking_uri)
     from batch_serving.models.adapters import OutputRequest
     from batch_serving.models.loading import load_and_describe
@@ -101,20 +103,18 @@ def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer
     cfg = model_config(
         uri,
         tracking_uri,
-        registry_uri=info.get("registry_uri") if uri == info.get("model_uri") else None,
-        positive_label=info.get("positive_label"),
+        registry_uri=info.registry_uri if uri == info.model_uri else None,
+        positive_label=info.positive_label,
     )
     ref = resolve_model(cfg)
-    request = OutputRequest(
-        positive_label=cfg.positive_label, score_column=info.get("score_column", "score")
-    )
+    request = OutputRequest(positive_label=cfg.positive_label, score_column=info.score_column)
     with tempfile.TemporaryDirectory(prefix="bs-live-") as tmp:
         spec, loaded, _ = load_and_describe(cfg, request, ref, tmp)
     types = dict(spec.input_types)
     fields = [pa.field(ROW, pa.int64())]
     fields += [pa.field(f, _ARROW.get(types.get(f, "double"), pa.float64())) for f in spec.features]
     schema = pa.schema(fields)
-    rules = parse_rules(info["rules"]) if info.get("rules") else None
+    rules = parse_rules(info.rules) if info.rules else None
     plan = build_plan(
         [Member("champion", ref, spec)],
         [ROW],
@@ -131,7 +131,7 @@ def load_scorer(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer
     return LiveScorer(ref.uri, ref.version, spec.features, plan, (loaded.obj,), schema)
 
 
-def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScorer:
+def load_members(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScorer:
     """Load every member of a multi-model job at its pinned version and plan them like the
     batch did (``build_plan``: roles, pipeline inputs, ensemble, rules, score column).
 
@@ -144,12 +144,12 @@ def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScore
     from batch_serving.scoring.plan import Member, build_plan
     from batch_serving.scoring.rules import parse_rules
 
-    score_column = info.get("score_column", "score")
+    score_column = info.score_column
     members, models = [], []
     types: dict[str, str] = {}
-    for pinned in info["members"]:
+    for pinned in info.members:
         cfg = _pinned_config(pinned, tracking_uri)
-        if pinned["role"] == "champion" and uri != info.get("model_uri"):
+        if pinned.role == "champion" and uri != info.model_uri:
             cfg = model_config(
                 uri,
                 tracking_uri,
@@ -158,8 +158,8 @@ def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScore
             )
         ref = resolve_model(cfg)
         spec, obj = _load(cfg, ref, pinned, info, score_column)
-        inputs = tuple(pinned["inputs"]) if pinned.get("inputs") is not None else None
-        member = Member(pinned["key"], ref, spec, pinned["role"], inputs)
+        inputs = tuple(pinned.inputs) if pinned.inputs is not None else None
+        member = Member(pinned.key, ref, spec, pinned.role, inputs)
         spec_types = dict(spec.input_types)
         for feature, source in member.sources_by_feature():
             if "." not in source:
@@ -169,17 +169,17 @@ def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScore
     fields = [pa.field(ROW, pa.int64())]
     fields += [pa.field(c, _ARROW.get(t, pa.float64())) for c, t in types.items()]
     schema = pa.schema(fields)
-    ensemble = info.get("ensemble_config")
+    ensemble = info.ensemble_config
     plan = build_plan(
         members,
         [ROW],
         schema,
         run_id="live",
         scored_at=dt.datetime.now(dt.UTC),
-        where=f"live rows for {info.get('model')}",
+        where=f"live rows for {info.model}",
         multi=True,
         ensemble=from_config(EnsembleConfig(**ensemble)) if ensemble else None,
-        rules=parse_rules(info["rules"]) if info.get("rules") else None,
+        rules=parse_rules(info.rules) if info.rules else None,
         score_column=score_column,
     )
     _one_thread()
@@ -188,28 +188,28 @@ def load_members(uri: str, info: dict[str, Any], tracking_uri: str) -> LiveScore
     return LiveScorer(champion.uri, champion.version, tuple(types), plan, tuple(models), schema)
 
 
-def _pinned_config(pinned: dict[str, Any], tracking_uri: str) -> Any:
+def _pinned_config(pinned: PinnedMember, tracking_uri: str) -> Any:
     """A member's registry version as the feature manifest pinned it (never its alias)."""
     from batch_serving.config import ModelConfig
 
     return ModelConfig(
-        name=pinned["name"],
-        version=int(pinned["version"]),
+        name=pinned.name,
+        version=pinned.version,
         tracking_uri=tracking_uri,
-        registry_uri=pinned.get("registry_uri"),
-        positive_label=pinned.get("positive_label"),
-        skops_trusted_types=tuple(pinned.get("skops_trusted_types") or ()),
+        registry_uri=pinned.registry_uri,
+        positive_label=pinned.positive_label,
+        skops_trusted_types=tuple(pinned.skops_trusted_types),
     )
 
 
 def _load(
-    cfg: Any, ref: Any, pinned: dict[str, Any], info: dict[str, Any], score_column: str
+    cfg: Any, ref: Any, pinned: PinnedMember, info: FeatureManifest, score_column: str
 ) -> tuple[Any, Any]:
     """(spec, model object) of one member, described with the job's output request."""
     from batch_serving.models.adapters import OutputRequest
     from batch_serving.models.loading import load_and_describe
 
-    configured = info.get("champion_features") if pinned["role"] == "champion" else None
+    configured = info.champion_features if pinned.role == "champion" else None
     request = OutputRequest(
         features=tuple(configured) if configured else None,
         positive_label=cfg.positive_label,
@@ -217,11 +217,11 @@ def _load(
     )
     with tempfile.TemporaryDirectory(prefix="bs-live-") as tmp:
         spec, loaded, _ = load_and_describe(cfg, request, ref, tmp)
-    if pinned.get("inputs") is not None and len(pinned["inputs"]) != len(spec.features):
+    if pinned.inputs is not None and len(pinned.inputs) != len(spec.features):
         from batch_serving.errors import ConfigError
 
         raise ConfigError(
-            f"members.{pinned['key']}.inputs lists {len(pinned['inputs'])} sources but "
+            f"members.{pinned.key}.inputs lists {len(pinned.inputs)} sources but "
             f"{ref.uri} has {len(spec.features)} features {list(spec.features)}"
         )
     return spec, loaded.obj

@@ -11,14 +11,14 @@ one, never a mix; snapshots themselves are immutable once renamed into place.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from batch_serving.config import MODEL_NAME
 from batch_serving.errors import ServingStoreError
+from batch_serving.serving.records import Pointer
 
 if TYPE_CHECKING:
     from batch_serving.tables.storage import AnyPath
@@ -58,28 +58,30 @@ def checked_name(name: str, what: str) -> str:
     return name
 
 
-def read_pointer(layout: ServingLayout, model: str) -> dict[str, Any] | None:
+def read_pointer(layout: ServingLayout, model: str) -> Pointer | None:
     return read_pointer_file(layout.pointer_path(model))
 
 
-def read_pointer_file(path: AnyPath) -> dict[str, Any] | None:
+def read_pointer_file(path: AnyPath) -> Pointer | None:
     """A ``CURRENT.json`` (local or remote); None if there is none yet."""
     try:
-        data: dict[str, Any] = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise ServingStoreError(f"unreadable snapshot pointer {path}: {exc}") from None
-    return data
+    return Pointer.from_json(text, f"snapshot pointer {path}")
 
 
 def write_pointer(layout: ServingLayout, model: str, current: str, history: list[str]) -> None:
     """Atomic switch: write a temp file, fsync, rename over ``CURRENT.json``."""
-    path = layout.pointer_path(model)
+    write_pointer_file(layout.pointer_path(model), Pointer(current=current, history=history))
+
+
+def write_pointer_file(path: Path, pointer: Pointer) -> None:
     tmp = path.with_name(f".{POINTER}.{os.getpid()}.tmp")
-    payload = json.dumps({"current": current, "history": history}, indent=2) + "\n"
     with open(tmp, "w") as fh:
-        fh.write(payload)
+        fh.write(pointer.to_json() + "\n")
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)

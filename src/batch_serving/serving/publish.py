@@ -3,8 +3,9 @@
 Only a partition committed by a successful run qualifies: it must carry ``_manifest.json``, every
 validation gate in it must have passed, and its Parquet footers must hold the row count the
 manifest recorded. The snapshot is built beside the store, renamed into place, and only then
-made current by one atomic pointer switch (and, for Redis, one ``SET`` of the pointer key).
-Publishing the same run twice is a no-op; ``rollback`` makes the previous snapshot current.
+made current by one atomic pointer switch in every configured store (``stores.py``: the
+``CURRENT.json`` file, Redis's pointer key). Publishing the same run twice is a no-op;
+``rollback`` makes the previous snapshot current.
 
 A multi-model run's snapshot carries the member struct columns beside the served ones (the API
 answers them on request); a single-model run's snapshot is exactly what it always was.
@@ -22,10 +23,16 @@ from dataclasses import dataclass
 from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
 from batch_serving.runs.recovery import holding_date, recover_date
-from batch_serving.serving.format import build_table, read_snapshot_manifest, write_snapshot
-from batch_serving.serving.pointer import ServingLayout, next_history, read_pointer, write_pointer
-from batch_serving.serving.readers import Snapshot
+from batch_serving.serving.format import (
+    SNAPSHOT_MANIFEST,
+    build_table,
+    read_snapshot_manifest,
+    write_snapshot,
+)
+from batch_serving.serving.pointer import ServingLayout, read_pointer
+from batch_serving.serving.records import SnapshotHeader
 from batch_serving.serving.remote import RemoteSnapshots, publish_remote, remote_root
+from batch_serving.serving.stores import SnapshotStore, open_stores
 from batch_serving.tables.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.manifest import RunManifest, read_manifest
@@ -56,7 +63,7 @@ def publish(
     wait: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Published:
-    """Snapshot the committed ``run_date`` partition and make it current in every backend.
+    """Snapshot the committed ``run_date`` partition and make it current in every store.
 
     Holds the date's lease, so no score run can swap the partition while it is read, and
     repairs an interrupted commit first. A date older than the current snapshot's is not made
@@ -64,19 +71,20 @@ def publish(
     (use ``--rollback`` to go back). ``progress(ids_written, ids_total)`` follows the writes
     to Redis.
     """
-    with holding_date(cfg, run_date, "publish", wait):
+    with holding_date(cfg, run_date, "publish", wait), open_stores(cfg.publish) as stores:
         recover_date(cfg, run_date)
         remote = remote_root(cfg.serving_uri, cfg.storage)
         if remote is not None:  # object storage: decided on a local mirror, pointer PUT last
-            # Redis loads the ids from the snapshot: a rerun must find it whole in the mirror
-            reads = "redis" in cfg.publish.backends
+            # a store that loads the ids from the snapshot must find it whole in the mirror
+            whole = _snapshot_ids(cfg, run_date) if stores.reads_snapshot_data else ()
             return publish_remote(
                 cfg,
                 RemoteSnapshots(remote),
-                lambda local: _publish(local, run_date, allow_older, progress),
-                _snapshot_ids(cfg, run_date) if reads else (),
+                lambda local: _publish(local, stores, run_date, allow_older, progress),
+                stores,
+                whole,
             )
-        return _publish(cfg, run_date, allow_older, progress)
+        return _publish(cfg, stores, run_date, allow_older, progress)
 
 
 def snapshot_id_of(run_date: dt.date, manifest: RunManifest) -> str:
@@ -93,6 +101,7 @@ def _snapshot_ids(cfg: JobConfig, run_date: dt.date) -> tuple[str, ...]:
 
 def _publish(
     cfg: JobConfig,
+    stores: SnapshotStore,
     run_date: dt.date,
     allow_older: bool,
     progress: Callable[[int, int], None] | None = None,
@@ -123,7 +132,7 @@ def _publish(
             changed=False,
             skipped_reason=f"current snapshot is for {newer}, newer than {run_date}",
         )
-    if not (directory / "_snapshot.json").is_file():
+    if not (directory / SNAPSHOT_MANIFEST).is_file():
         _build(cfg, partition, manifest, layout, snapshot_id)
     else:
         log.info("snapshot %s already built; reusing it", snapshot_id)
@@ -133,88 +142,43 @@ def _publish(
             f"{partition} changed while it was published (run {manifest.run_id} -> {holder}); "
             "not switching"
         )
-    snap_manifest = read_snapshot_manifest(directory)
-    previous: str | None = None
-    changed = False
-    if "embedded" in cfg.publish.backends:
-        previous, changed = _switch(layout, model, snapshot_id, cfg.publish.keep)
-    if "redis" in cfg.publish.backends:
-        from batch_serving.serving.redis_store import RedisPublisher
-
-        snap = Snapshot(directory, verify_checksum=True)
-        with RedisPublisher(cfg.publish.redis_url) as redis_pub:
-            prev_r, changed_r = redis_pub.publish(
-                model,
-                snap,
-                keep=cfg.publish.keep,
-                expire_s=cfg.publish.redis_expire_s,
-                progress=progress,
-            )
-            if cfg.publish.features:
-                from batch_serving.serving.features import publish_features_redis
-
-                publish_features_redis(
-                    redis_pub, model, directory, cfg.publish.keep, cfg.publish.redis_expire_s
-                )
-        previous, changed = previous or prev_r, changed or changed_r
+    rows = read_snapshot_manifest(directory).rows
+    switch = stores.publish(layout, model, snapshot_id, progress)
     return Published(
         model=model,
         snapshot_id=snapshot_id,
-        previous=previous,
-        rows=int(snap_manifest["rows"]),
+        previous=switch.previous,
+        rows=rows,
         path=directory,
         backends=cfg.publish.backends,
-        changed=changed,
+        changed=switch.changed,
     )
 
 
 def rollback(cfg: JobConfig) -> Published:
-    """Make the snapshot that was current before this one current again, in every backend."""
-    remote = remote_root(cfg.serving_uri, cfg.storage)
-    if remote is not None:
-        return publish_remote(cfg, RemoteSnapshots(remote), rollback)
+    """Make the snapshot that was current before this one current again, in every store."""
+    with open_stores(cfg.publish) as stores:
+        remote = remote_root(cfg.serving_uri, cfg.storage)
+        if remote is not None:
+            return publish_remote(
+                cfg, RemoteSnapshots(remote), lambda local: _rollback(local, stores), stores
+            )
+        return _rollback(cfg, stores)
+
+
+def _rollback(cfg: JobConfig, stores: SnapshotStore) -> Published:
     model = cfg.model.name
     layout = ServingLayout(cfg.serving_root)
-    result: Published | None = None
-    if "embedded" in cfg.publish.backends:
-        pointer = read_pointer(layout, model)
-        if pointer is None:
-            raise PublishError(f"nothing published for model {model!r} under {layout.root}")
-        history = [h for h in pointer.get("history", []) if layout.snapshot_dir(model, h).is_dir()]
-        if not history:
-            raise PublishError(
-                f"no previous snapshot of {model!r} to roll back to "
-                f"(current {pointer['current']}; kept snapshots: {_kept(layout, model)})"
-            )
-        target, rest = history[0], history[1:]
-        write_pointer(layout, model, target, rest)
-        directory = layout.snapshot_dir(model, target)
-        result = Published(
-            model=model,
-            snapshot_id=target,
-            previous=pointer["current"],
-            rows=int(read_snapshot_manifest(directory)["rows"]),
-            path=directory,
-            backends=cfg.publish.backends,
-            changed=True,
-        )
-    if "redis" in cfg.publish.backends:
-        from batch_serving.serving.redis_store import RedisPublisher
-
-        with RedisPublisher(cfg.publish.redis_url) as redis_pub:
-            target_r, previous_r, rows_r = redis_pub.rollback(model)
-        if result is None:
-            result = Published(
-                model=model,
-                snapshot_id=target_r,
-                previous=previous_r,
-                rows=rows_r,
-                path=layout.snapshot_dir(model, target_r),
-                backends=cfg.publish.backends,
-                changed=True,
-            )
-    assert result is not None
-    return result
+    switch = stores.rollback(layout, model)
+    return Published(
+        model=model,
+        snapshot_id=switch.current,
+        previous=switch.previous,
+        rows=switch.rows,
+        path=layout.snapshot_dir(model, switch.current),
+        backends=cfg.publish.backends,
+        changed=True,
+    )
 
 
 def _build(
@@ -237,24 +201,20 @@ def _build(
     model_dir = layout.model_dir(cfg.model.name)
     tmp = model_dir / f"_tmp-{snapshot_id}-{uuid.uuid4().hex[:8]}"
     try:
-        write_snapshot(
-            table,
-            tmp,
-            {
-                "snapshot_id": snapshot_id,
-                "model": cfg.model.name,
-                "model_version": manifest.model.version,
-                "model_uri": manifest.model.uri,
-                "run_date": manifest.run_date,
-                "run_id": manifest.run_id,
-                "job": manifest.job,
-                "entity_columns": list(cfg.entity_columns),
-                "scoring_kind": manifest.scoring.kind,
-                "source_partition": str(partition),
-                "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            },
-            member_columns=members,
+        header = SnapshotHeader(
+            snapshot_id=snapshot_id,
+            model=cfg.model.name,
+            model_version=manifest.model.version,
+            model_uri=manifest.model.uri,
+            run_date=manifest.run_date,
+            run_id=manifest.run_id,
+            job=manifest.job,
+            entity_columns=list(cfg.entity_columns),
+            scoring_kind=manifest.scoring.kind,
+            source_partition=str(partition),
+            published_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
+        write_snapshot(table, tmp, header, member_columns=members)
         if cfg.publish.features:
             from batch_serving.serving.features import write_features
 
@@ -267,39 +227,12 @@ def _build(
     log.info("built snapshot %s (%d rows)", snapshot_id, len(table))
 
 
-def _switch(
-    layout: ServingLayout, model: str, snapshot_id: str, keep: int
-) -> tuple[str | None, bool]:
-    pointer = read_pointer(layout, model)
-    current = pointer["current"] if pointer else None
-    if current == snapshot_id:
-        return current, False
-    retained, _ = next_history(current, (pointer or {}).get("history", []), snapshot_id, keep)
-    write_pointer(layout, model, snapshot_id, retained)
-    _prune(layout, model, {snapshot_id, *retained})
-    log.info("current snapshot of %s: %s (was %s)", model, snapshot_id, current)
-    return current, True
-
-
-def _prune(layout: ServingLayout, model: str, retained: set[str]) -> None:
-    """Delete snapshots outside the retained set (an API still mapping one keeps its pages)."""
-    for directory in (layout.model_dir(model) / "snapshots").iterdir():
-        if directory.name not in retained:
-            shutil.rmtree(directory, ignore_errors=True)
-            log.info("pruned old snapshot %s", directory.name)
-
-
 def _current_run_date(layout: ServingLayout, model: str) -> str | None:
     pointer = read_pointer(layout, model)
     if pointer is None:
         return None
-    directory = layout.snapshot_dir(model, pointer["current"])
+    directory = layout.snapshot_dir(model, pointer.current)
     try:
-        return str(read_snapshot_manifest(directory)["run_date"])
+        return read_snapshot_manifest(directory).run_date
     except Exception:
         return None
-
-
-def _kept(layout: ServingLayout, model: str) -> list[str]:
-    parent = layout.model_dir(model) / "snapshots"
-    return sorted(p.name for p in parent.iterdir()) if parent.is_dir() else []

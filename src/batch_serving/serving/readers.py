@@ -21,14 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from batch_serving.errors import ServingStoreError
-from batch_serving.serving.format import (
-    KEY,
-    SNAPSHOT_FILE,
-    file_sha256,
-    member_columns,
-    read_snapshot_manifest,
-    served_columns,
-)
+from batch_serving.serving.format import KEY, SNAPSHOT_FILE, file_sha256, read_snapshot_manifest
+from batch_serving.serving.records import SnapshotManifest
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -38,11 +32,11 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 INT_ID = re.compile(r"-?[0-9]{1,19}")
 
 
-def _verified(directory: Path, verify_checksum: bool) -> tuple[dict[str, Any], Path]:
+def _verified(directory: Path, verify_checksum: bool) -> tuple[SnapshotManifest, Path]:
     """The snapshot's manifest and data file, the file checked against the manifest's sha256."""
     manifest = read_snapshot_manifest(directory)
     path = directory / SNAPSHOT_FILE
-    if verify_checksum and file_sha256(path) != manifest["sha256"]:
+    if verify_checksum and file_sha256(path) != manifest.sha256:
         raise ServingStoreError(f"snapshot {path} does not match its sha256 checksum")
     return manifest, path
 
@@ -61,10 +55,10 @@ class Snapshot:
             self.table = ipc.open_file(self._source).read_all()
         except (OSError, pa.ArrowInvalid) as exc:
             raise ServingStoreError(f"cannot map snapshot {path}: {exc}") from None
-        if self.table.num_rows != self.manifest["rows"]:
+        if self.table.num_rows != self.manifest.rows:
             raise ServingStoreError(
                 f"snapshot {path} has {self.table.num_rows} rows, "
-                f"manifest says {self.manifest['rows']}"
+                f"manifest says {self.manifest.rows}"
             )
         keys = self.table.column(KEY)
         self.int_keys = pa.types.is_integer(keys.type)
@@ -73,9 +67,9 @@ class Snapshot:
             chunk.to_numpy(zero_copy_only=True) if self.int_keys else None
         )
         self._str_keys = chunk if not self.int_keys else None
-        self.member_columns = tuple(member_columns(self.manifest))
+        self.member_columns = tuple(self.manifest.member_columns)
         self.values = self.table.drop_columns([KEY]).combine_chunks()
-        self.served = self.values.select(served_columns(self.manifest))
+        self.served = self.values.select(self.manifest.served)
         self._columns: dict[bool, list[tuple[str, Any]]] = {
             members: [
                 (name, table.column(name).chunk(0) if table.num_rows else None)
@@ -86,7 +80,7 @@ class Snapshot:
 
     @property
     def snapshot_id(self) -> str:
-        return str(self.manifest["snapshot_id"])
+        return self.manifest.snapshot_id
 
     def parse_key(self, entity_id: str) -> int | str:
         """Request ids are strings; an integer-keyed snapshot needs an integer (ValueError)."""
@@ -138,18 +132,18 @@ class MappedSnapshot:
     def __init__(self, directory: Path, verify_checksum: bool = True) -> None:
         self.directory = directory
         self.manifest, path = _verified(directory, verify_checksum)
-        layout = self.manifest.get("numpy_columns")
+        layout = self.manifest.numpy_columns
         if not layout:
             raise ServingStoreError(f"snapshot {directory} has no fixed-width column layout")
-        rows = int(self.manifest["rows"])
+        rows = self.manifest.rows
         size = path.stat().st_size
         self._columns: dict[str, np.ndarray[Any, Any]] = {}
         for name, spec in layout.items():
-            dtype = np.dtype(spec["dtype"])
-            if spec["offset"] + rows * dtype.itemsize > size:
+            dtype = np.dtype(spec.dtype)
+            if spec.offset + rows * dtype.itemsize > size:
                 raise ServingStoreError(f"snapshot {path} is shorter than its column layout")
             self._columns[name] = (
-                np.memmap(path, dtype=dtype, mode="r", offset=spec["offset"], shape=(rows,))
+                np.memmap(path, dtype=dtype, mode="r", offset=spec.offset, shape=(rows,))
                 if rows
                 else np.empty(0, dtype)
             )
@@ -160,7 +154,7 @@ class MappedSnapshot:
 
     @property
     def snapshot_id(self) -> str:
-        return str(self.manifest["snapshot_id"])
+        return self.manifest.snapshot_id
 
     def parse_key(self, entity_id: str) -> int | str:
         return parse_int_id(entity_id)
@@ -197,8 +191,8 @@ def open_snapshot(directory: Path, verify_checksum: bool = True) -> Snapshot | M
     """numpy-mapped when the layout allows (integer ids, fixed-width values, no members),
     else Arrow."""
     manifest = read_snapshot_manifest(directory)
-    mappable = manifest.get("numpy_columns") and not member_columns(manifest)
-    if mappable and manifest.get("key_type") == "int64":
+    mappable = manifest.numpy_columns and not manifest.member_columns
+    if mappable and manifest.key_type == "int64":
         return MappedSnapshot(directory, verify_checksum)
     return Snapshot(directory, verify_checksum)
 

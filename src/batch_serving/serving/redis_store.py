@@ -28,6 +28,7 @@ import queue
 import threading
 import zlib
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -35,9 +36,11 @@ import numpy as np
 import pyarrow as pa
 
 from batch_serving.errors import PublishError, ServingStoreError
-from batch_serving.serving.format import KEY, member_columns, served_columns
+from batch_serving.serving.features import FEATURES_DIR, features_name
+from batch_serving.serving.format import KEY
 from batch_serving.serving.pointer import next_history
 from batch_serving.serving.readers import Snapshot, parse_int_id
+from batch_serving.serving.records import SnapshotManifest
 from batch_serving.serving.redis_encode import (
     crc32_buckets,
     hset_commands,
@@ -80,7 +83,14 @@ class RedisPublisher:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
         self._redis.close()
+
+    def snapshots(self, model: str) -> list[str]:
+        """Snapshot ids of ``model`` not scheduled to expire, sorted."""
+        return sorted(str(s) for s in self._redis.smembers(_k(model, "snapshots")))
 
     def publish(
         self,
@@ -114,6 +124,25 @@ class RedisPublisher:
         log.info("redis: current snapshot of %s: %s (was %s)", model, sid, current)
         return current, True
 
+    def publish_features(self, model: str, snapshot_dir: Path, keep: int, expire_s: int) -> None:
+        """Write the feature snapshot beside ``snapshot_dir``'s predictions (once), under the
+        model's features name; versions beyond ``keep`` get the same grace TTL as replaced
+        prediction snapshots. Nothing to do if the snapshot has no features."""
+        directory = snapshot_dir / FEATURES_DIR
+        if not directory.is_dir():
+            return
+        snap = Snapshot(directory, verify_checksum=True)
+        name = features_name(model)
+        if not self._redis.exists(_k(name, "snap", snap.snapshot_id, "meta")):
+            self._write(name, snap)
+        history = self._history(name)
+        if history and history[0] == snap.snapshot_id:
+            return
+        retained, dropped = next_history(None, history, snap.snapshot_id, keep)
+        self._redis.set(_k(name, "history"), json.dumps([snap.snapshot_id, *retained]))
+        for old in dropped:
+            self._expire(name, old, expire_s)
+
     def rollback(self, model: str) -> tuple[str, str, int]:
         current_raw = self._redis.get(_k(model, "current"))
         if current_raw is None:
@@ -128,8 +157,8 @@ class RedisPublisher:
         pipe.set(_k(model, "current"), target)
         pipe.set(_k(model, "history"), json.dumps(history[1:]))
         pipe.execute()
-        meta = json.loads(self._redis.get(_k(model, "snap", target, "meta")) or b"{}")
-        return target, str(current_raw), int(meta.get("rows", 0))
+        meta = self._meta(model, target)
+        return target, str(current_raw), meta.rows if meta is not None else 0
 
     def _history(self, model: str) -> list[str]:
         raw = self._redis.get(_k(model, "history"))
@@ -146,7 +175,7 @@ class RedisPublisher:
         sid = snap.snapshot_id
         rows = snap.table.num_rows
         buckets = max(1, math.ceil(rows / BUCKET_SIZE))
-        hashes = {"b": served_columns(snap.manifest), "mb": member_columns(snap.manifest)}
+        hashes = {"b": snap.manifest.served, "mb": snap.manifest.member_columns}
         keys = key_strings(snap.table.column(KEY).combine_chunks())
         of_row = crc32_buckets(keys, buckets)
         order = np.argsort(of_row, kind="stable")
@@ -165,8 +194,8 @@ class RedisPublisher:
                         name = _k(model, "snap", sid, prefix, "")
                         payloads.append(hset_commands(name, chunk_keys, values, chunk_buckets))
                 writer.put(payloads, start + chunk.num_rows)
-        meta = {**snap.manifest, "buckets": buckets}
-        self._redis.set(_k(model, "snap", sid, "meta"), json.dumps(meta))
+        meta = snap.manifest.with_buckets(buckets)
+        self._redis.set(_k(model, "snap", sid, "meta"), meta.to_json(indent=None))
         log.info("redis: wrote snapshot %s (%d ids in %d buckets)", sid, rows, buckets)
 
     def _keep_forever(self, model: str, sid: str) -> bool:
@@ -189,14 +218,19 @@ class RedisPublisher:
     def _bucket_keys(self, model: str, sid: str) -> list[str]:
         """The hash keys of a written snapshot (its meta says how many buckets, and whether
         member structs have their own); none if its meta is gone."""
-        raw = self._redis.get(_k(model, "snap", sid, "meta"))
-        meta = json.loads(raw) if raw else {"buckets": 0}
-        prefixes = ["b", "mb"] if meta.get("member_columns") else ["b"]
+        meta = self._meta(model, sid)
+        if meta is None:
+            return []
+        prefixes = ["b", "mb"] if meta.member_columns else ["b"]
         return [
             _k(model, "snap", sid, prefix, str(n))
-            for n in range(int(meta["buckets"]))
+            for n in range(meta.buckets or 0)
             for prefix in prefixes
         ]
+
+    def _meta(self, model: str, sid: str) -> SnapshotManifest | None:
+        raw = self._redis.get(_k(model, "snap", sid, "meta"))
+        return SnapshotManifest.from_json(raw, f"Redis meta of {model} {sid}") if raw else None
 
     def _expire(self, model: str, sid: str, expire_s: int) -> None:
         pipe = self._redis.pipeline(transaction=False)
@@ -264,14 +298,16 @@ class _PipelineWriter:
 class RedisSnapshot:
     """The API's handle on one Redis snapshot: every lookup reads that snapshot's keys only."""
 
-    def __init__(self, client: Any, model: str, manifest: dict[str, Any]) -> None:
+    def __init__(self, client: Any, model: str, manifest: SnapshotManifest) -> None:
+        if manifest.buckets is None:
+            raise ServingStoreError(f"Redis meta of {model} {manifest.snapshot_id} has no buckets")
         self._client = client
         self.model = model
         self.manifest = manifest
-        self.snapshot_id = str(manifest["snapshot_id"])
-        self.int_keys = manifest["key_type"] == "int64"
-        self.member_columns = tuple(member_columns(manifest))
-        self._buckets = int(manifest["buckets"])
+        self.snapshot_id = manifest.snapshot_id
+        self.int_keys = manifest.key_type == "int64"
+        self.member_columns = tuple(manifest.member_columns)
+        self._buckets = manifest.buckets
 
     def parse_key(self, entity_id: str) -> int | str:
         return parse_int_id(entity_id) if self.int_keys else entity_id
@@ -332,7 +368,8 @@ class RedisBackend:
                 if meta_raw is None:
                     log.error("redis: pointer of %s names %s, which has no meta", model, sid)
                     continue
-                out[model] = RedisSnapshot(self._client, model, json.loads(meta_raw))
+                meta = SnapshotManifest.from_json(meta_raw, f"Redis meta of {model} {sid}")
+                out[model] = RedisSnapshot(self._client, model, meta)
             return out
         except redis.RedisError as exc:
             raise ServingStoreError(f"Redis at {self.url}: {exc}") from None

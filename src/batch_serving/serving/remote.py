@@ -13,7 +13,6 @@ renamed when complete, then checked against its sha256) and memory-maps it as us
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import tempfile
@@ -22,18 +21,20 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow.fs as pafs
 
 from batch_serving.config import MODEL_NAME, StorageConfig
 from batch_serving.serving.format import SNAPSHOT_FILE, SNAPSHOT_MANIFEST
 from batch_serving.serving.pointer import POINTER, ServingLayout, checked_name, read_pointer_file
+from batch_serving.serving.records import Pointer
 from batch_serving.tables.storage import Location, location
 
 if TYPE_CHECKING:
     from batch_serving.config import JobConfig
     from batch_serving.serving.publish import Published
+    from batch_serving.serving.stores import SnapshotStore
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class RemoteSnapshots:
             n for n in names if MODEL_NAME.fullmatch(n) and (self.root / n / POINTER).is_file()
         )
 
-    def read_pointer(self, model: str) -> dict[str, Any] | None:
+    def read_pointer(self, model: str) -> Pointer | None:
         return read_pointer_file(self.model_dir(model) / POINTER)
 
     def snapshots(self, model: str) -> list[str]:
@@ -130,8 +131,8 @@ def mirrored(
             if (store.snapshot_dir(model, snapshot_id) / SNAPSHOT_MANIFEST).is_file():
                 store.download(model, snapshot_id, layout.snapshot_dir(model, snapshot_id))
         if pointer is not None:
-            (model_dir / POINTER).write_text(json.dumps(pointer))
-            for snapshot_id in [pointer["current"], *pointer.get("history", [])]:
+            (model_dir / POINTER).write_text(pointer.to_json())
+            for snapshot_id in [pointer.current, *pointer.history]:
                 manifest = store.snapshot_dir(model, snapshot_id) / SNAPSHOT_MANIFEST
                 local = layout.snapshot_dir(model, snapshot_id)
                 if manifest.is_file() and not local.is_dir():
@@ -144,10 +145,12 @@ def publish_remote(
     cfg: JobConfig,
     store: RemoteSnapshots,
     action: Callable[[JobConfig], Published],
+    stores: SnapshotStore,
     whole: Collection[str] = (),
 ) -> Published:
     """Run the local publish (or rollback) ``action`` on a mirror, then apply it remotely
-    (``whole``: snapshots the action reads, mirrored with their data)."""
+    (``whole``: snapshots the action reads, mirrored with their data); the mirror's
+    ``CURRENT.json`` is uploaded when one of ``stores`` keeps its pointer there."""
     model = cfg.model.name
     with mirrored(store, model, whole) as layout:
         local_cfg = cfg.model_copy(
@@ -158,10 +161,10 @@ def publish_remote(
         built = layout.snapshot_dir(model, result.snapshot_id)
         if (built / SNAPSHOT_FILE).is_file():
             store.upload(built, model, result.snapshot_id)
-        if result.changed and "embedded" in cfg.publish.backends and pointer_file.is_file():
+        if result.changed and stores.keeps_pointer_file and pointer_file.is_file():
             store.switch(model, pointer_file)
-            kept = json.loads(pointer_file.read_text())
-            store.prune(model, {kept["current"], *kept.get("history", [])})
+            kept = Pointer.from_json(pointer_file.read_text(), f"snapshot pointer {pointer_file}")
+            store.prune(model, {kept.current, *kept.history})
     return replace(result, path=store.snapshot_dir(model, result.snapshot_id))
 
 
@@ -175,7 +178,7 @@ class RemoteSnapshotCache:
     def models(self) -> list[str]:
         return self.store.models()
 
-    def read_pointer(self, model: str) -> dict[str, Any] | None:
+    def read_pointer(self, model: str) -> Pointer | None:
         return self.store.read_pointer(model)
 
     def local_snapshot(self, model: str, snapshot_id: str) -> Path:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from batch_serving.errors import StorageError
@@ -66,9 +68,34 @@ class MemberSection(_Record):
     python_workers: int
 
 
+class InputFile(_Record):
+    """One data file a run read: its name below the input partition, its size and mtime."""
+
+    name: str
+    bytes: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, partition: AnyPath, path: AnyPath) -> InputFile:
+        """``path`` (a data file below ``partition``) as it is now; FileNotFoundError if gone."""
+        if isinstance(path, Location) and isinstance(partition, Location):
+            info = path.fs.get_file_info(path.path)
+            if info.type == pafs.FileType.NotFound:
+                raise FileNotFoundError(path.uri)
+            name = path.path[len(partition.path.rstrip("/")) + 1 :]
+            return cls(name=name, bytes=int(info.size), mtime_ns=int(info.mtime_ns or 0))
+        local = Path(str(path))
+        stat = local.stat()
+        name = local.relative_to(str(partition)).as_posix()
+        return cls(name=name, bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+
+
 class InputSection(_Record):
     path: str
     rows: int
+    # the data files the run read (publish builds the feature snapshot from exactly these);
+    # None: not recorded (Spark listed a remote partition itself, or an older run)
+    files: list[InputFile] | None = None
 
 
 class QuarantineSection(_Record):
