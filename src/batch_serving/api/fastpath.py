@@ -1,8 +1,10 @@
 """The pure-ASGI front of the app: bearer auth, the body limit, the hot GET, request metrics.
 
-Auth comes first so nothing runs for a bad token. The body limit holds for bodies of unknown
-length too (chunked): bytes are counted as they stream in; past the limit the app gets no more
-body and the client gets a 413, so a huge body is never read whole or parsed.
+Auth comes first so nothing runs for a bad token. The body limit (``limits.py``: the app's
+id-list limit, or the one a feature-row route chose for its model) holds for a declared
+``Content-Length`` and for bodies of unknown length too (chunked): bytes are counted as they
+stream in; past the limit the app gets no more body and the client gets a 413, so a huge body
+is never read whole or parsed.
 
 The hot route (one id) is matched here, without the router: FastAPI's per-request dependency
 and validation machinery halves its throughput. It calls the same ``routes.get_prediction``
@@ -21,6 +23,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from batch_serving.api.errors import ApiError, BodyTooLarge, api_error_response, error_response
+from batch_serving.api.limits import SCOPE_KEY, IdListLimit, StreamedBody
 from batch_serving.api.routes import GET_ROUTE, QUERIES, get_prediction
 from batch_serving.api.schemas import ID_PATTERN
 from batch_serving.api.state import ServingState
@@ -38,7 +41,7 @@ class FastPath:
     def __init__(self, app: ASGIApp, state: ServingState) -> None:
         self.app = app
         self.state = state
-        self.max_body = state.settings.max_batch * 160 + 4096
+        self.limit = IdListLimit(state.settings.max_batch)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -71,10 +74,9 @@ class FastPath:
             metrics.latency.labels(template).observe(time.perf_counter() - start)
 
     def _reject(self, scope: Scope) -> Response | None:
-        """401 for a missing or wrong token on protected paths; 413 for a declared huge body."""
-        headers = dict(scope["headers"])
+        """401 for a missing or wrong token on protected paths."""
         if self.state.tokens and scope["path"].startswith(PROTECTED):
-            auth = headers.get(b"authorization", b"")
+            auth = dict(scope["headers"]).get(b"authorization", b"")
             scheme, _, token = auth.partition(b" ")
             if scheme.lower() != b"bearer" or not any(
                 hmac.compare_digest(token.strip(), t) for t in self.state.tokens
@@ -85,15 +87,13 @@ class FastPath:
                     "missing or invalid bearer token",
                     {"WWW-Authenticate": "Bearer"},
                 )
-        length = headers.get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_body:
-            return api_error_response(BodyTooLarge(self.max_body))
         return None
 
     async def _app_within_limit(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """The app, cut off from the body once it passes ``max_body``; then a 413 is sent in
-        place of whatever the app answered (FastAPI turns a failed body read into a 400)."""
-        limit = _BodyLimit(receive, send, self.max_body)
+        """The app, cut off from the body once it passes the limit (a route may choose its
+        own through the scope); then a 413 is sent in place of whatever the app answered."""
+        limit = StreamedBody(scope, receive, send, self.limit)
+        scope[SCOPE_KEY] = limit
         try:
             await self.app(scope, limit.receive, limit.send)
         except BodyTooLarge:
@@ -104,37 +104,6 @@ class FastPath:
             # the rest of the body is never read: close the connection rather than drain it
             response = error_response(exc.status, exc.code, exc.message, {"Connection": "close"})
             await response(scope, receive, send)
-
-
-class _BodyLimit:
-    """``receive``/``send`` for the app: counts body bytes, raises BodyTooLarge past the limit
-    (before the bytes reach the app) and then holds back the app's own answer."""
-
-    def __init__(self, receive: Receive, send: Send, max_body: int) -> None:
-        self._receive = receive
-        self._send = send
-        self._max_body = max_body
-        self._seen = 0
-        self.exceeded: BodyTooLarge | None = None
-        self.started = False
-
-    async def receive(self) -> Message:
-        if self.exceeded is not None:
-            raise BodyTooLarge(self._max_body)
-        message = await self._receive()
-        if message["type"] == "http.request":
-            self._seen += len(message.get("body", b""))
-            if self._seen > self._max_body:
-                self.exceeded = BodyTooLarge(self._max_body)
-                raise self.exceeded
-        return message
-
-    async def send(self, message: Message) -> None:
-        if self.exceeded is not None and not self.started:
-            return
-        if message["type"] == "http.response.start":
-            self.started = True
-        await self._send(message)
 
 
 def _fast_get(scope: Scope) -> tuple[str, str, bool] | None:

@@ -122,13 +122,18 @@ class LiveFallback:
         found = [answers[i] for _, i in wanted if i in answers]
         return found, [i for _, i in wanted if i not in answers]
 
+    async def row_width(self, model: str, handle: Handle) -> int:
+        """How many fields a row posted to ``:score`` carries: the live model's features
+        (loads the model on first use, like scoring does)."""
+        return len((await self._scorer_for(model, handle)).features)
+
     async def score_rows(
         self, model: str, handle: Handle, rows: list[dict[str, Any]]
     ) -> dict[str, Any]:
         from batch_serving.serving.live_scoring import RowError, validate_rows
 
-        features = await self._feature_snapshot(model, handle)
-        scorer = await asyncio.to_thread(self._scorer, model, handle, features)
+        scorer = await self._scorer_for(model, handle)
+        _no_unknown_fields(rows, scorer.features)
         try:
             validate_rows(rows, scorer)
         except RowError as exc:
@@ -149,6 +154,10 @@ class LiveFallback:
     async def close(self) -> None:
         if self._redis is not None:
             await self._redis.aclose()
+
+    async def _scorer_for(self, model: str, handle: Handle) -> LiveScorer:
+        features = await self._feature_snapshot(model, handle)
+        return await asyncio.to_thread(self._scorer, model, handle, features)
 
     def _score_id(
         self, model: str, handle: Handle, features: Any, row: dict[str, Any], entity_id: str
@@ -232,6 +241,19 @@ class LiveFallback:
                     raise ApiError(503, "live_unavailable", str(exc)) from None
                 self._scorers[(model, uri)] = scorer
             return scorer
+
+
+def _no_unknown_fields(rows: list[dict[str, Any]], features: tuple[str, ...]) -> None:
+    """422 naming the first field no feature of the model has: a misspelt feature would
+    otherwise be dropped silently (and scoring requests refuse unknown fields too)."""
+    known = set(features)
+    for i, row in enumerate(rows):
+        unknown = sorted(set(row) - known)
+        if unknown:
+            expected = f"the model's features are {list(features)}"
+            raise ApiError(
+                422, "invalid_request", f"rows[{i}].{unknown[0]}: unknown field; {expected}"
+            )
 
 
 def _split(result: dict[str, Any], scorer: LiveScorer) -> dict[str, Any]:

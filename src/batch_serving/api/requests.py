@@ -4,6 +4,8 @@ The rows are checked here against the stream's landing schema (422 naming the ro
 before anything is queued), then written as one file into the stream's landing directory
 (``stream.requests``); the stream scores them like any event and writes the request's result
 file, which ``GET`` returns. A model takes requests when one of ``stream_jobs`` streams it.
+A request holds at most ``max_batch`` rows; its body at most what that many rows of the
+stream's columns take (``limits.RowLimit``), counted while it streams in.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import pyarrow as pa
 from fastapi import APIRouter, Depends, Request
 from fastapi import Path as PathParam
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from batch_serving.api.errors import ApiError
+from batch_serving.api.limits import RowLimit, post_with_limit
 from batch_serving.api.schemas import ErrorResponse
 from batch_serving.config import MODEL_NAME, ServeSettings, load_config
 from batch_serving.stream.layout import StreamLayout
@@ -42,6 +45,7 @@ router = APIRouter()
 class ScoringRequest(BaseModel):
     """Feature rows to score, each an object with the stream's columns."""
 
+    model_config = ConfigDict(extra="forbid")
     rows: list[dict[str, Any]] = Field(min_length=1)
 
 
@@ -98,8 +102,25 @@ async def stream_targets(request: Request) -> dict[str, StreamTarget]:
 Targets = Annotated[dict[str, StreamTarget], Depends(stream_targets)]
 
 
-@router.post(
+async def _rows_limit(request: Request) -> RowLimit | None:
+    """The body limit of a scoring request: ``max_batch`` rows of the stream's columns; a
+    model no stream takes requests for is a 404 before its body is read."""
+    model = request.path_params.get("model", "")
+    if not MODEL_NAME.fullmatch(model):
+        return None  # not a model name: FastAPI's validation refuses it (422)
+    return row_limit(request, _target(await stream_targets(request), model))
+
+
+def row_limit(request: Request, target: StreamTarget) -> RowLimit:
+    settings: ServeSettings = request.app.state.serving.settings
+    fields = len(target.schema)
+    return RowLimit(settings.max_batch, fields, settings.row_field_bytes, noun="columns")
+
+
+@post_with_limit(
+    router,
     ROUTE,
+    _rows_limit,
     status_code=202,
     response_model=Accepted,
     responses={404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}},
@@ -109,9 +130,7 @@ async def submit_scoring_request(
     model: ModelParam, body: ScoringRequest, targets: Targets, request: Request
 ) -> Response:
     target = _target(targets, model)
-    limit = request.app.state.serving.settings.max_batch
-    if len(body.rows) > limit:
-        raise ApiError(413, "too_many_rows", f"{len(body.rows)} rows posted; the limit is {limit}")
+    row_limit(request, target).check_rows(len(body.rows))
     rows = [check_row(i, row, target) for i, row in enumerate(body.rows)]
     request_id = new_request_id()
     land_request(target.landing, request_id, rows, target.schema, target.fmt)

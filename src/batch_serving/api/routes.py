@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from batch_serving.api.backends import Handle
 from batch_serving.api.errors import ApiError
+from batch_serving.api.limits import RowLimit, post_with_limit
 from batch_serving.api.schemas import (
     ID_PATTERN,
     BatchGetRequest,
@@ -120,17 +121,43 @@ async def batch_get(model: ModelParam, request: BatchGetRequest, state: State) -
     return Response(json.dumps(body).encode(), media_type="application/json")
 
 
-@router.post(
-    "/v1/models/{model}:score",
-    response_model=ScoreResponse,
-    responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}},
-    summary="Score feature rows from the body (models with live scoring enabled)",
-)
-async def score_rows(model: ModelParam, request: ScoreRequest, state: State) -> Response:
+async def _score_limit(request: Request) -> RowLimit | None:
+    """``POST :score``'s body limit: ``max_batch`` rows of the live model's features. Chosen
+    before the body is read, so an unknown model (404 ``model_not_found``) or one without live
+    scoring (404 ``live_not_enabled``) is refused without reading it."""
+    model = request.path_params.get("model", "")
+    if not MODEL_NAME.fullmatch(model):
+        return None  # not a model name: FastAPI's validation refuses it (422)
+    _, _, limit = await _live_rows(request.app.state.serving, model)
+    return limit
+
+
+async def _live_rows(state: ServingState, model: str) -> tuple[Any, Handle, RowLimit]:
+    """(the live fallback, the model's snapshot, the rows a request may post)."""
+    handle = _handle(state, model)
     fallback = state.fallback  # api.live_fallback.LiveFallback, when live scoring is on
     if fallback is None or not fallback.enabled(model):
         raise ApiError(404, "live_not_enabled", f"live scoring is not enabled for {model!r}")
-    handle = _handle(state, model)
+    features = await fallback.row_width(model, handle)
+    settings = state.settings
+    return fallback, handle, RowLimit(settings.max_batch, features, settings.row_field_bytes)
+
+
+@post_with_limit(
+    router,
+    "/v1/models/{model}:score",
+    _score_limit,
+    response_model=ScoreResponse,
+    responses={
+        404: {"model": ErrorResponse},
+        413: {"model": ErrorResponse},
+        503: {"model": ErrorResponse},
+    },
+    summary="Score feature rows from the body (models with live scoring enabled)",
+)
+async def score_rows(model: ModelParam, request: ScoreRequest, state: State) -> Response:
+    fallback, handle, limit = await _live_rows(state, model)
+    limit.check_rows(len(request.rows))
     body = await fallback.score_rows(model, handle, request.rows)
     return Response(json.dumps(body).encode(), media_type="application/json")
 

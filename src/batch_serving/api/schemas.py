@@ -121,10 +121,12 @@ class HealthResponse(BaseModel):
 
 
 class ScoreRequest(BaseModel):
+    """Feature rows to score live: at most ``max_batch`` (default 1000), each an object with
+    exactly the model's features."""
+
     model_config = ConfigDict(extra="forbid")
     rows: list[dict[str, Any]] = Field(
         min_length=1,
-        max_length=1000,
         examples=[[{"tenure_months": 3, "monthly_charges": 70.5, "contract": "month-to-month"}]],
     )
 

@@ -41,7 +41,12 @@ class ServeSettings(BaseSettings):
     auth_tokens_file: Path | None = None
     """File of bearer tokens, one per line (e.g. a mounted secret)."""
     max_batch: int = Field(default=1000, ge=1, le=100_000)
-    """Most ids in one `batchGet` request."""
+    """Most ids in one `batchGet` request, and most rows in one `POST :score` or scoring
+    request."""
+    row_field_bytes: int = Field(default=128, ge=16, le=1_000_000)
+    """Bytes a posted row may spend per field on average (name, value, punctuation): a body of
+    rows (`POST :score`, scoring requests) may have `max_batch` x (fields x this + 16) + 4096
+    bytes, fields being the model's features (the stream's columns for a scoring request)."""
     poll_interval_s: float = Field(default=1.0, gt=0)
     """Seconds between checks for a newly published snapshot."""
     verify_checksum: bool = True
