@@ -1,4 +1,9 @@
-"""Model runtimes behind one interface; a new runtime (e.g. ONNX) is one new module here."""
+"""Model runtimes behind one interface; a new runtime (e.g. ONNX) is one new module here.
+
+Each MLflow flavor we score has its own adapter; a flavor we know cannot be scored right
+(Spark ML) is refused at load; any other flavor goes through the generic pyfunc runtime,
+which refuses a model whose signature says it returns class labels.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +18,13 @@ from batch_serving.models.adapters.base import (
     ModelSpec,
     OutputRequest,
 )
+from batch_serving.models.adapters.catboost import CatboostAdapter
+from batch_serving.models.adapters.lightgbm import LightgbmAdapter
 from batch_serving.models.adapters.onnx import OnnxAdapter
 from batch_serving.models.adapters.pyfunc import PyfuncAdapter
+from batch_serving.models.adapters.refused import SPARK_ML, RefusedAdapter
 from batch_serving.models.adapters.sklearn import SklearnAdapter
+from batch_serving.models.adapters.xgboost import XgboostAdapter
 
 __all__ = [
     "Adapter",
@@ -33,13 +42,18 @@ _RUNTIMES: dict[str, Adapter] = {
     "sklearn": SklearnAdapter(),
     "pyfunc": PyfuncAdapter(),
     "onnx": OnnxAdapter(),
+    "lightgbm": LightgbmAdapter(),
+    "xgboost": XgboostAdapter(),
+    "catboost": CatboostAdapter(),
+    "spark": RefusedAdapter("spark", SPARK_ML),
 }
 
 
 def runtime_of(flavors: dict[str, Any]) -> str:
-    """The runtime for an MLmodel's flavors: a dedicated one if we have it, else pyfunc."""
-    for runtime in ("sklearn", "onnx"):
-        if runtime in flavors:
+    """The runtime for an MLmodel's flavors: a dedicated (or refusing) one if we have it,
+    else pyfunc."""
+    for runtime in _RUNTIMES:
+        if runtime != "pyfunc" and runtime in flavors:
             return runtime
     return "pyfunc"
 

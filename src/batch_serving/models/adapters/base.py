@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from batch_serving.errors import ConfigError
+from batch_serving.errors import ConfigError, ModelLoadError
 
 Kind = Literal["binary", "multiclass", "regression", "pyfunc"]
 Feed = Literal["numpy", "pandas"]
@@ -196,6 +196,46 @@ def positive_index(labels: tuple[str, ...], positive: str | int | bool | None, l
             f"model.positive_label {wanted!r} is not a class of {label}; classes: {list(labels)}"
         )
     return labels.index(wanted)
+
+
+def estimator_kind(model: Any, runtime: str, label: str) -> tuple[Kind, tuple[str, ...]]:
+    """Kind and class labels of a scikit-learn-API model (sklearn, LGBM*, XGB*, CatBoost*).
+
+    A model with classes is a classifier and is scored by ``predict_proba``; one without it
+    (LinearSVC, SVC(probability=False), a generic CatBoost) is refused here, on the driver:
+    its ``predict`` gives class labels, and labels written as scores are wrong numbers."""
+    classes = getattr(model, "classes_", None)
+    if classes is None or len(classes) == 0:
+        return "regression", ()
+    labels = tuple(str(c) for c in np.asarray(classes).tolist())
+    if not hasattr(model, "predict_proba"):
+        raise ModelLoadError(
+            f"{label} is a {runtime} classifier ({type(model).__name__}, classes {list(labels)}) "
+            "without predict_proba: its predictions are class labels, not scores. Log a "
+            "classifier that has predict_proba (e.g. SVC(probability=True), or wrap it in "
+            "sklearn.calibration.CalibratedClassifierCV)"
+        )
+    return ("multiclass" if len(labels) > 2 else "binary"), labels
+
+
+def declared_labels(
+    labels: tuple[str, ...], declared: tuple[str, ...] | None, label: str
+) -> tuple[str, ...]:
+    """The class labels to score by: the model's own, or those its MLmodel metadata declares.
+
+    Libraries that only fit integer codes (XGBoost, native boosters) know their classes as
+    0..k-1; ``class_labels`` in the MLmodel metadata names class i. Declared labels may only
+    rename codes: labels that contradict the model's own names are refused."""
+    if declared is None:
+        return labels
+    codes = tuple(str(i) for i in range(len(labels)))
+    if len(declared) != len(labels) or labels not in (codes, declared):
+        raise ModelLoadError(
+            f"{label}: MLmodel metadata class_labels {list(declared)} do not fit the model's "
+            f"classes {list(labels)}; list one label per class, in the order of the codes "
+            f"{list(codes)}"
+        )
+    return declared
 
 
 def classifier_or_regression_spec(

@@ -9,19 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from batch_serving.errors import ModelLoadError
 from batch_serving.models.adapters.base import (
     Adapter,
     Feed,
-    Kind,
     ModelInputSpec,
     ModelSpec,
     OutputRequest,
     classifier_or_regression_spec,
     empty_outputs,
+    estimator_kind,
     feature_matrix,
     from_probabilities,
     from_values,
@@ -62,12 +61,7 @@ class SklearnAdapter(Adapter):
         fitted = tuple(str(c) for c in fitted_names) if fitted_names is not None else None
         cols = resolve_features(request.features, fitted, inputs, label)
         feed: Feed = "pandas" if fitted is not None else "numpy"
-        classes = getattr(model, "classes_", None)
-        kind: Kind = "regression"
-        labels: tuple[str, ...] = ()
-        if classes is not None and hasattr(model, "predict_proba"):
-            labels = tuple(str(c) for c in np.asarray(classes).tolist())
-            kind = "multiclass" if len(labels) > 2 else "binary"
+        kind, labels = estimator_kind(model, self.name, label)
         return classifier_or_regression_spec(
             self.name, kind, labels, cols, feed, inputs, request, label
         )
