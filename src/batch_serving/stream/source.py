@@ -22,6 +22,7 @@ from typing import Protocol
 import pyarrow as pa
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.streaming import DataStreamReader
 from pyspark.sql.types import StructField, StructType
 
 from batch_serving.config import StreamConfig
@@ -186,7 +187,7 @@ class ParquetFileSource:
         return BatchPart(part, f"{shown}{more} in {self.cfg.path}", missing)
 
 
-def _file_reader(spark: SparkSession, cfg: StreamConfig):  # type: ignore[no-untyped-def]
+def _file_reader(spark: SparkSession, cfg: StreamConfig) -> DataStreamReader:
     """The file source's options: at most ``max_files_per_trigger`` new files per batch;
     with ``clean_source``, Spark moves/deletes a file once its batch is committed."""
     reader = spark.readStream.format(cfg.format).option(
