@@ -83,8 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
         sub,
         "sql",
         help="run a SQL query over the prediction tables (Spark + the job's metastore)",
-        description='Example: batch-serving sql "SELECT ds, count(*) FROM predictions.churn '
-        'GROUP BY ds"',
+        description="Example: batch-serving sql --config conf/jobs/churn.yaml "
+        '"SELECT ds, count(*) FROM predictions.churn GROUP BY ds". An unknown table is one '
+        "error line that lists the tables there are.",
     )
     sql.add_argument("query", help="SQL text")
     sql.add_argument(

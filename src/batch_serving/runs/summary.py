@@ -92,7 +92,8 @@ def _after(after: AfterCommit | None) -> list[str]:
     if after.skipped:
         lines.append(f"  after     : skipped ({after.skipped})")
     if after.tables:
-        lines.append(f'  tables    : {", ".join(after.tables)} (batch-serving sql "...")')
+        tables = ", ".join(after.tables)
+        lines.append(f'  tables    : {tables} (batch-serving sql --config <job file> "...")')
     if after.tracking_enabled:
         run = after.mlflow_run_id or "not logged (tracking server unavailable, see log)"
         lines.append(f"  mlflow    : run {run}")
