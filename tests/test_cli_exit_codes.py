@@ -139,11 +139,9 @@ def test_backfill_takes_model_alias_or_version_not_both(capsys) -> None:
         ["backfill", "--config", "c", "--from", "d", "--to", "d", "--model-version", "3"]
     )
     assert (parsed.model_version, parsed.model_alias) == (3, None)
+    both = ["--model-version", "3", "--model-alias", "gold"]
     with pytest.raises(SystemExit):
-        build_parser().parse_args(
-            ["backfill", "--config", "c", "--from", "d", "--to", "d"]
-            + ["--model-version", "3", "--model-alias", "gold"]
-        )
+        build_parser().parse_args(["backfill", "--config", "c", "--from", "d", "--to", "d", *both])
     assert "not allowed with argument" in capsys.readouterr().err
 
 
@@ -162,3 +160,12 @@ def test_unexpected_spark_error_is_one_line_without_py4j(monkeypatch, capsys) ->
     assert main(["schema"]) == 1
     err = capsys.readouterr().err
     assert err == "error: unexpected Spark error: Job aborted: disk full\n"
+
+
+def test_only_errors_py_defines_the_table() -> None:
+    class ElsewhereError(errors.StorageError):  # e.g. a test's or a plugin's own class
+        exit_code = 42
+        meaning = "defined outside errors.py"
+
+    assert 42 not in [row.code for row in exit_code_table()]
+    assert "ElsewhereError" not in str(exit_code_table())
