@@ -14,6 +14,7 @@ and the parity gate decides whether that is good enough.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -22,7 +23,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from batch_serving.errors import ModelLoadError
+from batch_serving.errors import OnnxConversionError
 from batch_serving.models.adapters.base import ModelSpec
 from batch_serving.models.adapters.onnx import META_CLASSES, META_KIND, META_MATRIX, OnnxModel
 
@@ -54,40 +55,47 @@ class Converted:
 def convert(
     model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: Dtype = "auto"
 ) -> Converted:
-    """Convert ``model`` with one ``[N, 1]`` input per feature; ``auto`` tries float64 first."""
-    tried: list[str] = []
+    """Convert ``model``; ``auto`` tries float64 first. Numeric features travel as ONE
+    ``[N, k]`` tensor (``_inputs``); raises ``OnnxConversionError`` saying what to change."""
+    tried: dict[str, list[str]] = {}  # reason -> the float types that failed for it
     for candidate in ("float64", "float32") if dtype == "auto" else (dtype,):
         try:
             data = _convert(model, spec, column_types, candidate)
             OnnxModel(data).session  # noqa: B018 - onnxruntime must accept the graph
         except Exception as exc:
-            tried.append(f"{candidate}: {str(exc).strip().splitlines()[0][:200]}")
-            log.info("ONNX conversion in %s failed: %s", candidate, tried[-1])
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+            tried.setdefault(reason, []).append(candidate)
+            log.info("ONNX conversion in %s failed: %s", candidate, reason)
             continue
-        return Converted(data, candidate, "; ".join(tried))
-    raise ModelLoadError(f"skl2onnx cannot convert {type(model).__name__}: {' | '.join(tried)}")
+        return Converted(data, candidate, _reasons(tried))
+    raise OnnxConversionError(
+        f"skl2onnx cannot convert {_describe(model)} ({_reasons(tried)}): export a model "
+        "whose every step skl2onnx supports (https://onnx.ai/sklearn-onnx/supported.html), "
+        + ("try --dtype auto, " if dtype != "auto" else "")
+        + "or keep scoring it with its sklearn runtime"
+    )
+
+
+def _reasons(tried: dict[str, list[str]]) -> str:
+    return " | ".join(f"{', '.join(types)}: {reason}" for reason, types in tried.items())
+
+
+def _describe(model: Any) -> str:
+    """``Pipeline(StandardScaler, RandomForestClassifier)``, or the estimator's class name."""
+    steps = getattr(model, "steps", None)
+    if not steps:
+        return type(model).__name__
+    return f"{type(model).__name__}({', '.join(type(s).__name__ for _, s in steps)})"
 
 
 def _convert(model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: str) -> bytes:
     from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
 
     _patch_tree_converters()
-    numeric = DoubleTensorType if dtype == "float64" else FloatTensorType
     meta = {META_KIND: spec.kind, META_CLASSES: json.dumps(list(spec.classes))}
-    if spec.feed == "numpy":  # fit on a matrix: one [N, k] input, columns in feature order
-        initial = [("X", numeric([None, len(spec.features)]))]
-        meta[META_MATRIX] = json.dumps(list(spec.features))
-    else:
-        initial = [
-            (
-                f,
-                StringTensorType([None, 1])
-                if _is_string(column_types.get(f))
-                else numeric([None, 1]),
-            )
-            for f in spec.features
-        ]
+    model, initial, matrix = _inputs(model, spec, column_types, dtype)
+    if matrix:
+        meta[META_MATRIX] = json.dumps(matrix)
     final = model.steps[-1][1] if hasattr(model, "steps") else model
     options = {id(final): {"zipmap": False}} if spec.kind in ("binary", "multiclass") else None
     onx = convert_sklearn(
@@ -99,6 +107,79 @@ def _convert(model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: s
     _cast_tree_outputs(onx)
     _set_metadata(onx, meta)
     return bytes(onx.SerializeToString())
+
+
+def _inputs(
+    model: Any, spec: ModelSpec, column_types: dict[str, str], dtype: str
+) -> tuple[Any, list[tuple[str, Any]], list[str]]:
+    """(model to convert, skl2onnx initial types, the matrix's column order or []).
+
+    Numeric features only (a bare estimator or a pipeline fit on a numeric DataFrame or on a
+    matrix): ONE ``[N, k]`` tensor in ``dtype``, columns in the order the model was fit (the
+    adapter feeds them by name in that order, from the ONNX metadata). One input per column
+    would not convert a bare estimator (it takes one input) and, in a pipeline, skl2onnx joins
+    them with a ``FeatureVectorizer``, which outputs float32 whatever ``dtype`` is. A
+    ColumnTransformer selecting by name gets positions in that order instead (on a copy).
+    With string features (one-hot encoded categories): one ``[N, 1]`` input per column, as
+    a ColumnTransformer selects them by input name (it joins numeric ones with a
+    type-preserving Concat)."""
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType
+
+    numeric = DoubleTensorType if dtype == "float64" else FloatTensorType
+    features = list(spec.features)
+    if any(_is_string(column_types.get(f)) for f in features):
+        return model, [(f, _column_type(column_types.get(f), numeric)) for f in features], []
+    fitted = [str(c) for c in getattr(model, "feature_names_in_", [])]
+    order = fitted if sorted(fitted) == sorted(features) else features
+    return _by_position(model, order), [("X", numeric([None, len(order)]))], order
+
+
+def _column_type(mlflow_type: str | None, numeric: Any) -> Any:
+    from skl2onnx.common.data_types import StringTensorType
+
+    return StringTensorType([None, 1]) if _is_string(mlflow_type) else numeric([None, 1])
+
+
+def _by_position(model: Any, order: Sequence[str]) -> Any:
+    """``model``, or a copy whose leading ColumnTransformers select columns by position in
+    ``order``: skl2onnx resolves a column name only as the name of a graph input."""
+    found = _leading_column_transformers(model)
+    if not any(_named(cols) for ct in found for _, _, cols in ct.transformers_):
+        return model
+    model = copy.deepcopy(model)
+    for ct in _leading_column_transformers(model):
+        ct.transformers_ = [
+            (name, step, _positions(cols, order)) for name, step, cols in ct.transformers_
+        ]
+    return model
+
+
+def _leading_column_transformers(model: Any) -> list[Any]:
+    """The ColumnTransformers that see the model's input (the model itself or the first
+    step of a pipeline, recursively)."""
+    from sklearn.compose import ColumnTransformer
+
+    if isinstance(model, ColumnTransformer):
+        return [model]
+    steps = getattr(model, "steps", None)
+    return _leading_column_transformers(steps[0][1]) if steps else []
+
+
+def _named(columns: Any) -> bool:
+    if isinstance(columns, str):
+        return True
+    return isinstance(columns, list | tuple | np.ndarray) and any(
+        isinstance(c, str) for c in columns
+    )
+
+
+def _positions(columns: Any, order: Sequence[str]) -> Any:
+    index = {name: i for i, name in enumerate(order)}
+    if isinstance(columns, str):
+        return [index[columns]]
+    if _named(columns):
+        return [index[c] if isinstance(c, str) else c for c in columns]
+    return columns
 
 
 def _is_string(mlflow_type: str | None) -> bool:
