@@ -9,8 +9,9 @@ the per-worker model cache.
 
 Inputs are one ``[N, 1]`` tensor per feature column (what skl2onnx makes of a column
 pipeline): numeric columns in the tensor's float type (float64 when the export kept parity
-that way), string columns as object arrays. A model fit on a numpy matrix has one ``[N, k]``
-input instead; its column order is in the ONNX metadata (``batch_serving.matrix_features``).
+that way), string columns as object arrays. A model whose features are all numeric (fit on a
+matrix or on a numeric DataFrame) has one ``[N, k]`` input instead, fed by column name in the
+order of the ONNX metadata (``batch_serving.matrix_features``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from batch_serving.models.adapters.base import (
 
 META_CLASSES = "batch_serving.classes"
 META_KIND = "batch_serving.kind"
-META_MATRIX = "batch_serving.matrix_features"  # a model fit on a matrix: one [N, k] input
+META_MATRIX = "batch_serving.matrix_features"  # numeric features only: one [N, k] input
 _NUMPY = {
     "tensor(double)": np.float64,
     "tensor(float)": np.float32,
