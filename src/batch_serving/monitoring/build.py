@@ -8,6 +8,7 @@ Paths (stable, for MLflow to log):
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 from collections.abc import Mapping
@@ -22,7 +23,13 @@ from batch_serving.errors import PublishError
 from batch_serving.monitoring import svg
 from batch_serving.monitoring.drift import same_bins
 from batch_serving.monitoring.history import REPORT_NAME, committed_manifests, drift_gate, list_runs
-from batch_serving.monitoring.profile import PROFILE_NAME, Profile, read_profile
+from batch_serving.monitoring.profile import (
+    PROFILE_NAME,
+    ColumnSpec,
+    Profile,
+    ProfileSpec,
+    read_profile,
+)
 from batch_serving.monitoring.reference import model_profile
 from batch_serving.monitoring.report import RunReport, render_index, render_run
 from batch_serving.quality.data_docs import docs_name, write_data_docs
@@ -81,7 +88,10 @@ def gather(
     )
     if profile is not None:
         for spec in profile.spec.columns:
-            plot = _plot(profile, reference_profiles, spec.name)
+            refs = reference_profiles
+            if spec.role == "member_score" and not _binned_alike(refs, spec):
+                refs = [*refs, *_member_training(cfg, manifest, spec)]
+            plot = _plot(profile, refs, spec.name)
             if plot is not None:
                 target = report.score_plots if spec.role != "feature" else report.feature_plots
                 target.append({"name": spec.name, "svg": plot})
@@ -114,6 +124,29 @@ def _describe(references: list[Mapping[str, Any]]) -> str:
         else:
             parts.append(f"run {r.get('run_id')} of {r.get('run_date')}")
     return "; then ".join(parts)
+
+
+def _binned_alike(references: list[Profile], spec: ColumnSpec) -> bool:
+    return any((c := r.column(spec.name)) and same_bins(spec, c[0]) for r in references)
+
+
+def _member_training(cfg: JobConfig, manifest: RunManifest, spec: ColumnSpec) -> list[Profile]:
+    """A shadow's score that no run reference has (its first run, say) is plotted against its
+    own model's training profile (that profile's score column), unless the job takes
+    references from previous runs only: the champion's training profile has no such column."""
+    if cfg.monitoring.reference == "previous":
+        return []
+    key = spec.name.partition(".")[0]
+    run_id = next((m.run_id for m in manifest.members if m.key == key), None)
+    found = model_profile(cfg.model.tracking_uri, run_id)
+    if found is None:
+        return []
+    scores = [c for c in found.spec.columns if c.role == "score"]
+    if not scores:
+        return []
+    renamed = dataclasses.replace(scores[0], name=spec.name, role=spec.role)
+    counts = {spec.name: found.counts[scores[0].name]}
+    return [Profile(ProfileSpec((renamed,)), counts, found.source)]
 
 
 def _plot(profile: Profile, references: list[Profile], name: str) -> str | None:

@@ -45,9 +45,15 @@ def histogram(
             h = (base - 6) * value / top
             x = pad + i * slot
             parts.append(
-                f'<rect x="{x + 1:.1f}" y="{base - h:.1f}" width="{max(slot - 2, 1):.1f}" '
-                f'height="{h:.1f}" fill="none" stroke="{REFERENCE}" stroke-width="2"/>'
+                f'<rect class="ref" x="{x + 1:.1f}" y="{base - h:.1f}" '
+                f'width="{max(slot - 2, 1):.1f}" height="{h:.1f}" fill="none" '
+                f'stroke="{REFERENCE}" stroke-width="2"/>'
             )
+    else:  # say so: a plot without its outline otherwise looks like a perfect match
+        parts.append(
+            f'<text class="no-ref" x="{width - pad}" y="12" font-size="10" fill="#888" '
+            'text-anchor="end">no reference</text>'
+        )
     if labels:
         parts.append(
             f'<text x="{pad}" y="{height - 4}" font-size="10" fill="#555">'
