@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from batch_serving.config.cascade import CascadeConfig, check_cascade
 from batch_serving.config.ensemble import checked_ensemble
 from batch_serving.config.members import (
     CHAMPION,
@@ -89,6 +90,9 @@ class JobConfig(Frozen):
     """More models scored in the same pass, by key: members, pipelines and shadows."""
     ensemble: EnsembleConfig | None = None
     """How the served score combines members' scores; `null`: the champion's output."""
+    cascade: CascadeConfig | None = None
+    """Stages that answer in turn, each scoring only the rows earlier stages left open (a
+    cheap model answers what it is sure of); `null`: no cascade."""
     rules: tuple[dict[str, Any], ...] = Field(
         default=(),
         json_schema_extra={
@@ -123,6 +127,14 @@ class JobConfig(Frozen):
         if self.ensemble is not None:
             e = self.ensemble
             checked_ensemble(e.members, e.method, e.weights, e.threshold)
+        if self.cascade is not None:
+            check_cascade(
+                self.cascade,
+                {CHAMPION: CHAMPION} | {k: m.role for k, m in self.members.items()},
+                {k: m.inputs for k, m in self.members.items()},
+                ensemble=self.ensemble is not None,
+                score_column=self.output.score_column,
+            )
         if self.rules:
             roles = {CHAMPION: CHAMPION} | {k: m.role for k, m in self.members.items()}
             check_rule_names(
@@ -152,8 +164,9 @@ class JobConfig(Frozen):
 
     @property
     def multi_model(self) -> bool:
-        """Several models in one pass (members, an ensemble or rules): the wider output."""
-        return bool(self.members or self.ensemble or self.rules)
+        """Several models in one pass (members, an ensemble, a cascade or rules): the wider
+        output."""
+        return bool(self.members or self.ensemble or self.cascade or self.rules)
 
     @model_validator(mode="after")
     def _writes_outside_input(self) -> JobConfig:

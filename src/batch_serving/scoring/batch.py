@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from batch_serving.scoring.cascade import StageRows
 from batch_serving.scoring.casts import apply_casts
 from batch_serving.scoring.isolation import score_and_split
 from batch_serving.scoring.members import score_members
@@ -26,6 +27,8 @@ class Scored:
 
     predictions: pa.RecordBatch
     quarantined: pa.RecordBatch | None
+    stages: tuple[StageRows, ...] = ()
+    """A cascade's rows per stage in this batch (seen, answered, quarantined); else empty."""
 
 
 class BatchScorer:
@@ -70,14 +73,15 @@ class BatchScorer:
         predictions = self._rows([*ids, *got.served, *structs], self._lineage, plan.output_schema)
         bad = got.rejected
         if not bad.classes:
-            return Scored(predictions, None)
+            return Scored(predictions, None, got.stages)
         columns = [
             *_take(batch, plan.entity_columns, bad.positions()),
             pa.array(bad.classes, pa.string()),
             pa.array(bad.messages, pa.string()),
             pa.array(bad.members, pa.string()),
         ]
-        return Scored(predictions, self._rows(columns, self._q_lineage, plan.quarantine_schema))
+        quarantined = self._rows(columns, self._q_lineage, plan.quarantine_schema)
+        return Scored(predictions, quarantined, got.stages)
 
     @staticmethod
     def _rows(arrays: list[pa.Array], lineage: list[pa.Array], schema: pa.Schema) -> pa.RecordBatch:

@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from batch_serving.errors import ConfigError
 from batch_serving.models.adapters.base import PREDICTED_LABEL, PREDICTION
+from batch_serving.scoring.cascade import StageRows, check_cascade_plan, score_stages
 from batch_serving.scoring.casts import CAST_ERROR_COLUMN
 from batch_serving.scoring.isolation import CAST_ERROR_CLASS, Isolated, score_isolating
 from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
@@ -52,6 +53,7 @@ class MembersScored:
     served: list[pa.Array]  # the served columns, aligned with ``alive``
     structs: list[list[pa.Array]]  # per member: its struct's fields before lineage
     rejected: Rejected
+    stages: tuple[StageRows, ...] = ()  # a cascade's rows per stage (seen, answered, ...)
 
 
 def score_field(member: Member) -> str | None:
@@ -106,6 +108,8 @@ def check_plan(plan: ScoringPlan) -> None:
                     f"ensemble.members: {key!r} is a multi-class model; an ensemble combines "
                     "binary scores or regression predictions"
                 )
+    if plan.cascade is not None:
+        check_cascade_plan(plan, plan.cascade)
     if plan.rules is not None:
         plan.rules.check_refs(namespace_types(plan))
         champion = plan.served.spec.output_fields()
@@ -132,7 +136,10 @@ def score_members(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatc
             alive = np.flatnonzero(~flagged)
     view = batch if len(alive) == n else batch.take(pa.array(alive))
     outputs: dict[str, list[pa.Array]] = {}
+    stages = plan.cascade.members if plan.cascade is not None else ()
     for member, model in zip(plan.members, models, strict=True):
+        if member.key in stages:
+            continue  # scored after the others, each stage on the rows still open
         iso = score_isolating(member.spec, model, _inputs(plan, member, view, outputs))
         if member.shadow:
             outputs[member.key] = _with_nulls(iso, view.num_rows)
@@ -144,9 +151,19 @@ def score_members(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatc
             alive, view = alive[iso.good_rows], view.take(keep)
             outputs = {k: [a.take(keep) for a in arrays] for k, arrays in outputs.items()}
         outputs[member.key] = iso.outputs
-    served, namespace = _served(plan, outputs)
+    counts: tuple[StageRows, ...] = ()
+    cascaded: list[pa.Array] | None = None
+    if plan.cascade is not None:
+        pairs = {m.key: (m, model) for m, model in zip(plan.members, models, strict=True)}
+
+        def inputs(m: Member, v: pa.RecordBatch, o: dict[str, list[pa.Array]]) -> pa.RecordBatch:
+            return _inputs(plan, m, v, o)
+
+        done = score_stages(plan.cascade, pairs, alive, view, outputs, rejected, inputs)
+        alive, outputs, cascaded, counts = done.alive, done.outputs, done.served, done.rows
+    served, namespace = _served(plan, outputs, cascaded=cascaded)
     structs = [_struct_outputs(plan, m, outputs, namespace) for m in plan.members]
-    return MembersScored(alive, served, structs, rejected)
+    return MembersScored(alive, served, structs, rejected, counts)
 
 
 def _output_names(plan: ScoringPlan) -> dict[str, list[str]]:
@@ -181,9 +198,14 @@ def _with_nulls(iso: Isolated, size: int) -> list[pa.Array]:
 
 
 def _served(
-    plan: ScoringPlan, outputs: dict[str, list[pa.Array]], champion: str | None = None
+    plan: ScoringPlan,
+    outputs: dict[str, list[pa.Array]],
+    champion: str | None = None,
+    cascaded: list[pa.Array] | None = None,
 ) -> tuple[list[pa.Array], dict[str, pa.Array]]:
-    """Served columns and the rule namespace; ``champion`` puts a shadow in its place."""
+    """Served columns and the rule namespace; ``champion`` puts a shadow in its place (in
+    place of the whole cascade, which it then answers alone); ``cascaded``: the cascade's
+    served columns."""
     names = _output_names(plan)
     stand_in = champion or plan.served.key
     namespace = {
@@ -200,6 +222,11 @@ def _served(
         scores = [namespace[f"{key}.{score_field(by_key[key])}"] for key in plan.ensemble.members]
         served = [plan.ensemble.combine(scores)]
         namespace["ensemble.score"] = served[0]
+    elif plan.cascade is not None and cascaded is not None and champion is None:
+        served = list(cascaded)
+    elif plan.cascade is not None:
+        size = len(outputs[stand_in][0])
+        served = [*outputs[stand_in], pa.array([stand_in] * size, pa.string())]
     else:
         served = list(outputs[stand_in])
     fields = [f for f in plan.served_fields if f.name != ACTION.name]

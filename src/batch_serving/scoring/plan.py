@@ -25,6 +25,7 @@ from batch_serving.scoring.casts import Cast, log_ignored, plan_casts
 
 if TYPE_CHECKING:
     from batch_serving.config import JobConfig
+    from batch_serving.scoring.cascade import Cascade
     from batch_serving.scoring.ensemble import Ensemble
     from batch_serving.scoring.rules import RuleSet
 
@@ -75,6 +76,7 @@ class ScoringPlan:
     ensemble: Ensemble | None = None
     rules: RuleSet | None = None
     score_column: str = "score"
+    cascade: Cascade | None = None
 
     @property
     def served(self) -> Member:
@@ -93,9 +95,15 @@ class ScoringPlan:
 
     @property
     def served_fields(self) -> list[pa.Field]:
-        """The served result: ensemble score or the champion's outputs, then the action."""
+        """The served result: ensemble score, the answering cascade stage's outputs and
+        ``answered_by``, or the champion's outputs; then the action."""
         if self.ensemble is not None:
             fields = [pa.field(self.score_column, pa.float64())]
+        elif self.cascade is not None:
+            from batch_serving.scoring.cascade import ANSWERED_BY_FIELD
+
+            first = next(m for m in self.members if m.key == self.cascade.members[0])
+            fields = [*first.spec.output_fields(), ANSWERED_BY_FIELD]
         else:
             fields = self.served.spec.output_fields()
         return [*fields, ACTION] if self.rules is not None else fields
@@ -149,6 +157,7 @@ def build_plan(
     ensemble: Ensemble | None = None,
     rules: RuleSet | None = None,
     score_column: str = "score",
+    cascade: Cascade | None = None,
 ) -> ScoringPlan:
     """Plan the casts from the input's Arrow types; raises naming a missing or bad column,
     an unknown member output, or a rule on a name no member outputs."""
@@ -175,6 +184,7 @@ def build_plan(
         ensemble=ensemble,
         rules=rules,
         score_column=score_column,
+        cascade=cascade,
     )
     log_ignored(input_schema, plan.input_columns, where)
     if multi:
@@ -192,8 +202,9 @@ def plan_for_job(
     scored_at: dt.datetime,
     where: str,
 ) -> ScoringPlan:
-    """``build_plan`` with the job's ensemble, rules and score column: what a run scores with,
-    and what check-input checks against."""
+    """``build_plan`` with the job's ensemble, cascade, rules and score column: what a run
+    scores with, and what check-input checks against."""
+    from batch_serving.scoring.cascade import from_config as cascade_from_config
     from batch_serving.scoring.ensemble import from_config
     from batch_serving.scoring.rules import parse_rules
 
@@ -208,4 +219,5 @@ def plan_for_job(
         ensemble=from_config(cfg.ensemble),
         rules=parse_rules(cfg.rules) if cfg.rules else None,
         score_column=cfg.output.score_column,
+        cascade=cascade_from_config(cfg),
     )

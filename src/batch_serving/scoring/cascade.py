@@ -1,0 +1,232 @@
+"""Cascades (issue #28): each stage scores only the rows earlier stages left open.
+
+A stage's rows are taken out of the Arrow batch, scored (with row isolation, as any served
+member: a row the stage cannot score is quarantined once, naming the stage), its ``answer_if``
+is evaluated on its own outputs with the rules evaluator, and its outputs are scattered back
+to the batch's positions (null where the stage did not score), so rows keep their order. The
+served columns are the answering stage's outputs plus ``answered_by`` (its member key).
+
+``StageRows`` counts what each stage saw, answered and quarantined: the cost of the bigger
+model is its ``seen`` count, which is what a cascade exists to cut. No pyspark here: both
+engines, the stream and in-process callers share it through ``score_batch``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pyarrow as pa
+
+from batch_serving.config.cascade import ANSWERED_BY, CascadeConfig, Stage, check_cascade
+from batch_serving.config.rules import Rule
+from batch_serving.errors import ConfigError
+from batch_serving.scoring.isolation import score_isolating
+from batch_serving.scoring.rules import RuleSet
+
+if TYPE_CHECKING:
+    from batch_serving.config import JobConfig
+    from batch_serving.scoring.plan import Member, ScoringPlan
+
+ANSWERED_BY_FIELD = pa.field(ANSWERED_BY, pa.string())
+_ANSWER, _OPEN = "answer", "open"
+
+
+@dataclass(frozen=True)
+class StageRows:
+    """Rows one stage received, answered and quarantined (in one batch, or summed)."""
+
+    member: str
+    seen: int = 0
+    answered: int = 0
+    quarantined: int = 0
+
+    def __add__(self, other: StageRows) -> StageRows:
+        if other.member != self.member:
+            raise ValueError(f"cannot add counts of stage {other.member!r} to {self.member!r}")
+        return StageRows(
+            self.member,
+            self.seen + other.seen,
+            self.answered + other.answered,
+            self.quarantined + other.quarantined,
+        )
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """The checked stages in order; small, frozen and picklable (it travels in the plan)."""
+
+    stages: tuple[Stage, ...]
+    conditions: tuple[RuleSet | None, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # each condition as a two-rule RuleSet: "answer" when it holds, else "open"; the rules
+        # evaluator (null and NaN compare False, so a missing score stays open)
+        conditions = tuple(
+            None
+            if stage.last
+            else RuleSet(
+                (Rule(_ANSWER, stage.any_of, stage.text), Rule(_OPEN, ())),
+                f"{stage.where}.answer_if",
+            )
+            for stage in self.stages
+        )
+        object.__setattr__(self, "conditions", conditions)
+
+    @property
+    def members(self) -> tuple[str, ...]:
+        return tuple(stage.member for stage in self.stages)
+
+    def describe(self) -> list[str]:
+        """One line per stage, for logs, the run summary and the manifest."""
+        return [
+            f"cascade.stages[{i}]: {s.member} answers " + ("the rest" if s.last else f"if {s.text}")
+            for i, s in enumerate(self.stages)
+        ]
+
+    def answers(self, index: int, outputs: Mapping[str, pa.Array]) -> np.ndarray:
+        """Where stage ``index`` answers, given its outputs by name (the last: everywhere)."""
+        condition = self.conditions[index]
+        size = len(next(iter(outputs.values())))
+        if condition is None:
+            return np.ones(size, dtype=bool)
+        key = self.stages[index].member
+        names = {**outputs, **{f"{key}.{name}": array for name, array in outputs.items()}}
+        decided = condition.evaluate(names, num_rows=size)
+        return np.asarray(decided.to_numpy(zero_copy_only=False) == _ANSWER, dtype=bool)
+
+
+def from_config(cfg: JobConfig) -> Cascade | None:
+    """The job's ``cascade:`` as a ``Cascade`` (None without one)."""
+    config: CascadeConfig | None = cfg.cascade
+    if config is None:
+        return None
+    roles = {"champion": "champion"} | {k: m.role for k, m in cfg.members.items()}
+    inputs = {k: m.inputs for k, m in cfg.members.items()}
+    stages = check_cascade(
+        config,
+        roles,
+        inputs,
+        ensemble=cfg.ensemble is not None,
+        score_column=cfg.output.score_column,
+    )
+    return Cascade(stages)
+
+
+def check_cascade_plan(plan: ScoringPlan, cascade: Cascade) -> None:
+    """What config load cannot know: every stage outputs the same columns (the served ones),
+    and each condition reads outputs its stage has, with the literal's kind. ConfigError
+    naming the stage."""
+    by_key = {m.key: m for m in plan.members}
+    first = by_key[cascade.stages[0].member]
+    served = first.spec.output_fields()
+    for stage, condition in zip(cascade.stages, cascade.conditions, strict=True):
+        member = by_key[stage.member]
+        fields = member.spec.output_fields()
+        if fields != served:
+            raise ConfigError(
+                f"{stage.where}: stage {stage.member!r} ({member.ref.uri}) outputs "
+                f"{_shown(fields)}, but stage {first.key!r} outputs {_shown(served)}; every "
+                "stage of a cascade must output the same columns (they are served)"
+            )
+        if condition is not None:
+            types = {f.name: f.type for f in fields}
+            types |= {f"{stage.member}.{name}": t for name, t in list(types.items())}
+            condition.check_refs(types)
+
+
+def _shown(fields: Sequence[pa.Field]) -> str:
+    return "[" + ", ".join(f"{f.name}: {f.type}" for f in fields) + "]"
+
+
+class RejectedRows(Protocol):
+    """The part of ``scoring.members.Rejected`` a stage uses (quarantined rows, by stage)."""
+
+    def add(
+        self, rows: np.ndarray, classes: list[str], messages: list[Any], member: str | None
+    ) -> None: ...
+
+
+Inputs = Callable[["Member", pa.RecordBatch, dict[str, list[pa.Array]]], pa.RecordBatch]
+
+
+@dataclass
+class Cascaded:
+    """The batch after the stages: rows still alive, the members' outputs on them, the
+    served columns (answering stage's outputs, then ``answered_by``) and each stage's rows."""
+
+    alive: np.ndarray
+    view: pa.RecordBatch
+    outputs: dict[str, list[pa.Array]]
+    served: list[pa.Array]
+    rows: tuple[StageRows, ...]
+
+
+def score_stages(
+    cascade: Cascade,
+    members: Mapping[str, tuple[Member, Any]],
+    alive: np.ndarray,
+    view: pa.RecordBatch,
+    outputs: dict[str, list[pa.Array]],
+    rejected: RejectedRows,
+    inputs: Inputs,
+) -> Cascaded:
+    """Score the stages in order, each on the rows still open; ``members``: key -> (member,
+    loaded model); ``alive``/``view``/``outputs``: the batch after the other members."""
+    answered_by = np.full(view.num_rows, -1, dtype=np.int64)
+    counts = []
+    for index, stage in enumerate(cascade.stages):
+        member, model = members[stage.member]
+        rows = np.flatnonzero(answered_by < 0)
+        features = inputs(member, view, outputs)
+        taken = pa.array(rows, pa.int64())
+        iso = score_isolating(member.spec, model, features.take(taken))
+        if len(iso.bad_rows):
+            bad = rows[iso.bad_rows]
+            rejected.add(alive[bad], iso.error_class, iso.error_message, member.key)
+            keep_mask = np.ones(view.num_rows, dtype=bool)
+            keep_mask[bad] = False
+            keep = np.flatnonzero(keep_mask)
+            position = np.cumsum(keep_mask) - 1  # old position -> new position of kept rows
+            alive, view, answered_by = alive[keep], view.take(pa.array(keep)), answered_by[keep]
+            outputs = {k: [a.take(pa.array(keep)) for a in arrays] for k, arrays in outputs.items()}
+            rows = position[rows[iso.good_rows]]
+        else:
+            rows = rows[iso.good_rows]
+        names = [f.name for f in member.spec.output_fields()]
+        decided = cascade.answers(index, dict(zip(names, iso.outputs, strict=True)))
+        answered_by[rows[decided]] = index
+        outputs[member.key] = [_scatter(a, rows, view.num_rows) for a in iso.outputs]
+        counts.append(StageRows(member.key, len(taken), int(decided.sum()), len(iso.bad_rows)))
+    served = _served(cascade, outputs, answered_by)
+    return Cascaded(alive, view, outputs, served, tuple(counts))
+
+
+def _scatter(array: pa.Array, rows: np.ndarray, size: int) -> pa.Array:
+    """``array`` (one value per ``rows``) at those positions of a ``size``-long array, null
+    elsewhere: the stage's outputs in the batch's row order."""
+    if len(rows) == size:
+        return array
+    index = np.full(size, -1, dtype=np.int64)
+    index[rows] = np.arange(len(rows))
+    return array.take(pa.array(index, mask=index < 0))
+
+
+def _served(
+    cascade: Cascade, outputs: Mapping[str, list[pa.Array]], answered_by: np.ndarray
+) -> list[pa.Array]:
+    """Each served column from the answering stage (a take over the stages' columns side by
+    side, so any output type works), then ``answered_by``."""
+    size = len(answered_by)
+    if size and int(answered_by.min()) < 0:
+        raise AssertionError("a cascade left rows unanswered: the last stage answers the rest")
+    index = pa.array(answered_by * size + np.arange(size), pa.int64())
+    width = len(outputs[cascade.stages[0].member])
+    served = [
+        pa.concat_arrays([outputs[key][j] for key in cascade.members]).take(index)
+        for j in range(width)
+    ]
+    keys = pa.array(list(cascade.members), pa.string())
+    return [*served, keys.take(pa.array(answered_by, pa.int64()))]
