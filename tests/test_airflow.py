@@ -1,7 +1,7 @@
 """Airflow for real, in its own virtualenv: DagBag import (tasks, retries, assets, the backfill
 DAG), and `airflow dags test` running the generated DAGs end to end against a real registry,
-warehouse and spark-submit: the deferred input sensor, partitioned asset events and the
-consumer they queue, a validation failure that fails on its first try, a held lease that is
+warehouse and spark-submit: the input sensor waiting for its marker, partitioned asset events
+and the consumer they queue, a validation failure that fails on its first try, a held lease that is
 retried with backoff, and a backfill of a date range. Outcomes are read from Airflow's
 metadata DB (SQLite, one AIRFLOW_HOME per test)."""
 
@@ -15,6 +15,7 @@ import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,9 +30,12 @@ from conftest import REPO, RUN_DATE, customers
 
 from batch_serving import sample_data
 
+sys.path.insert(0, str(REPO / "airflow_dags"))
+from batch_serving_airflow import generate
+
 AIRFLOW_VENV = REPO / ".venv-airflow"
 AIRFLOW = AIRFLOW_VENV / "bin" / "airflow"
-DAG_FILE = REPO / "airflow_dags" / "batch_serving_dags.py"
+DAGS = REPO / "airflow_dags"
 JOB = "airflow_e2e"
 # Catalog tables and MLflow run records have their own tests; runs that test something else
 # skip them (the Derby metastore alone costs ~15 s a run).
@@ -40,8 +44,8 @@ pytestmark = pytest.mark.slow
 
 DAGBAG_PROBE = """
 import json, sys
-from airflow.dag_processing.dagbag import DagBag
-bag = DagBag(dag_folder=%r)
+from airflow.dag_processing.dagbag import BundleDagBag
+bag = BundleDagBag(dag_folder=%r, bundle_path=%r, bundle_name="dags-folder")
 config = sys.modules.get("batch_serving.config")
 print(json.dumps({
     "config_module": getattr(config, "__file__", None),
@@ -60,11 +64,10 @@ print(json.dumps({
 """
 
 EXIT_CODE_PROBE = """
-import importlib.util, json, sys
+import json, sys
 from airflow.sdk.exceptions import AirflowFailException
-spec = importlib.util.spec_from_file_location("dags", %r)
-dags = sys.modules["dags"] = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(dags)
+sys.path.insert(0, %r)
+from batch_serving_airflow import exits as dags
 outcome = {}
 for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 137, -9):
     try:
@@ -94,6 +97,19 @@ with DAG("consume_plain", schedule=[PREDICTIONS], start_date=START):
 """
 
 
+def dags_folder_for(conf_dir: Path, folder: Path, extra: dict[str, str] | None = None) -> Path:
+    """A DAG folder as a deployment has it: the library (linked), its .airflowignore, one DAG
+    file per job file of ``conf_dir`` (``generate.py``) and ``extra`` files."""
+    folder.mkdir(parents=True)
+    (folder / "batch_serving_airflow").symlink_to(DAGS / "batch_serving_airflow")
+    (folder / ".airflowignore").write_text((DAGS / ".airflowignore").read_text())
+    for job in sorted(conf_dir.glob("*.yaml")):
+        generate.write(job, folder)
+    for name, text in (extra or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
 def airflow_env(home: Path, conf_dir: Path, dags_folder: Path | None = None) -> dict[str, str]:
     """Airflow's venv has the project installed editable from the main checkout (``make
     install``); PYTHONPATH puts this checkout's ``src`` first, for the DAG file and the tasks."""
@@ -101,7 +117,7 @@ def airflow_env(home: Path, conf_dir: Path, dags_folder: Path | None = None) -> 
     env.update(
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")])),
         AIRFLOW_HOME=str(home),
-        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder or REPO / "airflow_dags"),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags_folder or DAGS),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__UNIT_TEST_MODE="False",
         AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",  # consumers get queued
@@ -127,8 +143,10 @@ def run_in_airflow_venv(code: str, env: dict[str, str]) -> dict:
 
 
 def load_dagbag(env: dict[str, str]) -> dict:
-    """Import the DAG folder with Airflow's DagBag, in Airflow's venv; its findings as JSON."""
-    return run_in_airflow_venv(DAGBAG_PROBE % env["AIRFLOW__CORE__DAGS_FOLDER"], env)
+    """Import the DAG folder as Airflow's DAG processor does (a bundle: its folder on sys.path),
+    in Airflow's venv; its findings as JSON."""
+    folder = env["AIRFLOW__CORE__DAGS_FOLDER"]
+    return run_in_airflow_venv(DAGBAG_PROBE % (folder, folder), env)
 
 
 @pytest.fixture(scope="module")
@@ -178,9 +196,14 @@ class Project:
     def predictions(self) -> Path:
         return self.root / "out" / "predictions" / self.model
 
-    def write_input(self, day: dt.date, frame: pd.DataFrame | None = None) -> None:
+    def write_input(
+        self, day: dt.date, frame: pd.DataFrame | None = None, marker: bool = True
+    ) -> None:
+        """The date's partition, then (as a loader does, last) its ``_SUCCESS`` marker."""
         rows = customers(300) if frame is None else frame
-        sample_data.write_partition(self.root / "warehouse", day, rows, files=2)
+        partition = sample_data.write_partition(self.root / "warehouse", day, rows, files=2)
+        if marker:
+            (partition / "_SUCCESS").touch()
 
     def dags_test(self, dag_id: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -226,6 +249,14 @@ class Project:
             dag_id,
         )
         return {task: (state, tries) for task, state, tries in rows}
+
+    def reschedules(self, dag_id: str) -> int:
+        """How often the DAG's sensors were rescheduled (one row per poke that found nothing)."""
+        return self.query(
+            "SELECT count(*) FROM task_reschedule r JOIN task_instance t ON r.ti_id = t.id "
+            "WHERE t.dag_id = ?",
+            dag_id,
+        )[0][0]
 
     def earlier_tries(self, dag_id: str, task_id: str) -> list[tuple[int, str, str, str]]:
         """(try_number, state, start, end) of the task's finished earlier tries."""
@@ -277,13 +308,7 @@ def project(
             **(sections or {}),
         }
         (conf_dir / "e2e.yaml").write_text(yaml.safe_dump(job))
-        dags_folder = None
-        if extra_dag_files:
-            dags_folder = tmp_path / "dags"
-            dags_folder.mkdir()
-            (dags_folder / DAG_FILE.name).symlink_to(DAG_FILE)
-            for name, text in extra_dag_files.items():
-                (dags_folder / name).write_text(text)
+        dags_folder = dags_folder_for(conf_dir, tmp_path / "dags", extra_dag_files)
         home = tmp_path / "airflow"
         home.mkdir()
         shutil.copy(migrated_db, home / "airflow.db")
@@ -417,8 +442,10 @@ def test_bad_job_file_is_a_dag_import_error_naming_the_key(
         **patch,
     }
     (conf_dir / "bad.yaml").write_text(yaml.safe_dump(job))
-    found = load_dagbag(airflow_env(tmp_path / "airflow", conf_dir))
+    dags_folder = dags_folder_for(conf_dir, tmp_path / "dags")
+    found = load_dagbag(airflow_env(tmp_path / "airflow", conf_dir, dags_folder))
     assert found["dags"] == {}
+    assert list(found["errors"]) == ["bad_dags.py"]  # its own DAG file (bundle-relative)
     (error,) = found["errors"].values()
     assert f"invalid config {conf_dir / 'bad.yaml'}: {key}" in error
 
@@ -426,7 +453,7 @@ def test_bad_job_file_is_a_dag_import_error_naming_the_key(
 def test_exit_codes_that_a_retry_cannot_fix_fail_at_once(tmp_path: Path) -> None:
     """The table itself; the DAG runs below show it acting through both kinds of task."""
     env = airflow_env(tmp_path / "airflow", REPO / "conf" / "jobs")
-    found = run_in_airflow_venv(EXIT_CODE_PROBE % str(DAG_FILE), env)
+    found = run_in_airflow_venv(EXIT_CODE_PROBE % str(DAGS), env)
     assert found["outcome"] == {
         "0": "ok",
         "1": "retry",  # unexpected
@@ -456,11 +483,13 @@ def test_dags_test_waits_deferred_then_scores_publishes_and_announces_the_date(
     dag_id = f"score_{JOB}"
     run = proj.start_dags_test(dag_id, str(RUN_DATE))
     out = proj.outputs[dag_id]
-    # No input yet: the sensor defers (dags test runs the FileTrigger in line) ...
-    wait_until(
-        "the sensor's trigger", lambda: "running trigger in line" in out.read_text(), 120, run
-    )
-    proj.write_input(RUN_DATE)  # ... and the trigger sees the files arrive
+    # No input yet: the sensor pokes and is rescheduled (no worker slot between pokes) ...
+    wait_until("the sensor rescheduled", lambda: proj.reschedules(dag_id) >= 1, 120, run)
+    proj.write_input(RUN_DATE, marker=False)  # ... the files land, the loader is not done ...
+    landed = proj.reschedules(dag_id)
+    wait_until("2 pokes after the files", lambda: proj.reschedules(dag_id) >= landed + 2, 60, run)
+    assert proj.tasks(dag_id)["validate_input"][0] is None  # nothing ran on half an input
+    (proj.root / "warehouse" / f"ds={RUN_DATE}" / "_SUCCESS").touch()  # ... now it is
     assert run.wait(timeout=600) == 0, out.read_text()[-4000:]
     log = out.read_text()
     # spark-submit's driver gets the packaged log4j2 file: the job's summary, no JVM noise
@@ -469,7 +498,7 @@ def test_dags_test_waits_deferred_then_scores_publishes_and_announces_the_date(
 
     tasks = proj.tasks(dag_id)
     assert all(state == "success" for state, _ in tasks.values()), tasks
-    assert tasks["wait_for_input"] == ("success", 1)  # deferral is not a retry
+    assert tasks["wait_for_input"] == ("success", 1)  # a reschedule is not a retry
     committed = proj.predictions / f"ds={RUN_DATE}"
     assert pq.read_table(committed).num_rows == 300
     manifest = json.loads((committed / "_manifest.json").read_text())

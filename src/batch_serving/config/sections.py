@@ -308,6 +308,22 @@ class ScheduleConfig(Frozen):
     """Airflow owner of the DAG."""
     tags: tuple[str, ...] = ()
     """Extra DAG tags (besides `batch-serving`, `scoring` and `model:<name>`)."""
+    input_marker: str | None = Field(default="_SUCCESS", pattern=r"^[^/\\*?\[\]]+$")
+    """File whose presence marks the date's input partition complete (written last by the
+    loader); the input sensor waits for it. `null`: any Parquet file (only for partitions
+    written in one atomic step)."""
+    execution_timeout_minutes: float | None = Field(default=180, gt=0)
+    """Time limit of the nightly `score` task (a timed-out try is retried); `null`: none."""
+    pool: str = Field(default="default_pool", min_length=1)
+    """Airflow pool of the Spark tasks (`score`, `backfill`), e.g. a `spark` pool whose slots
+    are the jobs the cluster can take at once."""
+    spark_conn_id: str = Field(default="spark_default", min_length=1)
+    """Airflow Spark connection of `score` (its master wins over `spark.master`)."""
+    on_failure_callback: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$"
+    )
+    """Dotted path (`package.module:function`) of a callable taking Airflow's context, called
+    when a task fails (paging, chat); `null`: one structured log line."""
 
 
 class SparkConfig(Frozen):

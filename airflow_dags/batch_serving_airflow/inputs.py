@@ -1,0 +1,54 @@
+"""Is a date's input partition complete? The one place that says where the input sensor looks.
+
+A partition is complete when its marker (``schedule.input_marker``, ``_SUCCESS`` by default:
+Spark and most warehouse loaders write it last) is there; with ``input_marker: null``, when it
+holds a Parquet file (which fires on the first file of a partition still being written: only
+for inputs written in one atomic step). Local paths and object stores (``s3://``, ``gs://``,
+``abfs://``, ``hdfs://``) go through ``batch_serving.tables.storage`` with the job's own
+``storage:`` settings, so an S3 URI is looked up on S3, never turned into a local path. Plain
+pyarrow, no Airflow: testable anywhere.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from batch_serving.config import JobConfig
+from batch_serving.errors import StorageError
+from batch_serving.tables.storage import AnyPath, resolve
+
+log = logging.getLogger("batch_serving.airflow")
+
+
+def partition_uri(cfg: JobConfig, ds: str) -> str:
+    """``<input.path>/<partition_column>=<ds>``, as the job reads it (URI or local path)."""
+    return f"{cfg.input.path.rstrip('/')}/{cfg.input.partition_column}={ds}"
+
+
+def awaited(cfg: JobConfig, ds: str) -> str:
+    """What the sensor waits for, for logs and docs: the marker, or the partition's Parquet."""
+    marker = cfg.schedule.input_marker
+    return f"{partition_uri(cfg, ds)}/{marker or '*.parquet'}"
+
+
+def partition_ready(cfg: JobConfig, ds: str) -> bool:
+    """True once the date's marker exists (or, without a marker, a Parquet file does).
+
+    A storage error (endpoint down, no permission) is logged and reads as "not yet": the sensor
+    pokes again and fails at its timeout, naming what it waited for.
+    """
+    dt.date.fromisoformat(ds)  # a rendered date, never a template or a glob
+    try:
+        partition = resolve(partition_uri(cfg, ds), cfg.storage)
+        marker = cfg.schedule.input_marker
+        if marker is not None:
+            return (partition / marker).is_file()
+        return partition.is_dir() and _has_parquet(partition)
+    except (OSError, StorageError) as error:
+        log.warning("cannot look at %s yet: %s", awaited(cfg, ds), error)
+        return False
+
+
+def _has_parquet(partition: AnyPath) -> bool:
+    return any(p.name.endswith(".parquet") and p.is_file() for p in partition.iterdir())
