@@ -48,7 +48,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_error_code_is_in_the_table_with_its_meaning() -> None:
     table = {row.code: row for row in exit_code_table()}
-    assert sorted(table) == list(range(11))  # 0 success ... 10 parity gate
+    assert sorted(table) == list(range(12))  # 0 success ... 10 parity gate, 11 promotion gate
     for cls in error_classes():
         assert cls.exit_code in table, cls
         parent = cls.__mro__[1]

@@ -146,6 +146,16 @@ class OnnxConversionError(BatchServingError):
     meaning = "`export-onnx` cannot convert the model (unsupported step); nothing registered"
 
 
+class PromotionGateError(BatchServingError):
+    """``promote``: the challenger failed a gate against the champion on recent labelled data
+    (metric margin, calibration, score PSI, action flips, too few rows); ``@champion`` did not
+    move. The message names every failed gate with both numbers and its threshold."""
+
+    exit_code = 11
+    meaning = "`promote` refused: a gate failed (named with its numbers); `@champion` unchanged"
+    report: object = None  # the GateReport, for the CLI to print
+
+
 SUCCESS = 0
 
 

@@ -1,0 +1,82 @@
+"""The learner's checkpoint: model state AND the watermark of the last label it learned, in
+ONE file replaced atomically (write a temp file, fsync, rename), so the two never disagree.
+
+A crash before the rename leaves the previous checkpoint: the restart relearns from its
+watermark what the dead process had learned in memory only, so nothing is learned twice
+(that process's model died with it) and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from batch_serving.errors import StorageError
+from batch_serving.learning.learner import OnlineLearner
+
+Watermark = tuple[dt.datetime, str]  # (event time, entity id) of the last label learned
+_FORMAT = 1
+
+
+@dataclass
+class Checkpoint:
+    """Everything a restart needs: the learner, where it stopped, and what it has seen."""
+
+    learner: OnlineLearner
+    watermark: Watermark | None = None
+    skipped: int = 0  # labels passed over (null feature or label): counted, never learned
+    first_event: dt.datetime | None = None
+    last_event: dt.datetime | None = None
+    parent_version: int | None = None  # the registry version the learner started from
+    format: int = _FORMAT
+
+    @property
+    def learned(self) -> int:
+        return self.learner.learned
+
+
+def save_checkpoint(checkpoint: Checkpoint, path: Path) -> Path:
+    """Replace ``path`` atomically with ``checkpoint``; returns the path written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            pickle.dump(checkpoint, out, protocol=pickle.HIGHEST_PROTOCOL)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def load_checkpoint(path: Path) -> Checkpoint | None:
+    """The checkpoint at ``path``, None if there is none yet; a bad file is a StorageError."""
+    if not path.is_file():
+        return None
+    try:
+        with path.open("rb") as src:
+            checkpoint = pickle.load(src)  # our own file: written only by save_checkpoint
+    except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as exc:
+        raise StorageError(f"learner checkpoint {path} is unreadable: {exc}") from None
+    if not isinstance(checkpoint, Checkpoint) or checkpoint.format != _FORMAT:
+        raise StorageError(f"{path} is not a learner checkpoint of format {_FORMAT}")
+    return checkpoint
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,99 @@
+"""Settings of the online-learning loop: the labels source, the learner, the aliases and the
+promotion gates. A YAML file of its own (``learning.yaml``) beside the job file, so the job
+file's schema is untouched; every key has a default except the features and the labels path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, ValidationError
+
+from batch_serving.config.sections import Frozen
+from batch_serving.errors import ConfigError
+
+
+class LabelsConfig(Frozen):
+    """The labels table: date-partitioned Parquet (``<partition_column>=YYYY-MM-DD``) with one
+    row per labelled outcome."""
+
+    path: str
+    """Root of the labels table."""
+    partition_column: str = "ds"
+    """Name of the date partition column (the directory prefix)."""
+    label_column: str = "label"
+    """The outcome: 0/1 or false/true."""
+    event_time_column: str = "event_time"
+    """When the outcome happened; a label is matched to the latest prediction at or before it."""
+    prediction_time_column: str = "scored_at"
+    """Column of the predictions table that says when a prediction existed (``scored_at``, or
+    the partition column ``ds`` read as midnight UTC)."""
+    lookback_days: int = Field(default=7, ge=0)
+    """How many days of predictions before the first label day are searched for matches."""
+
+
+class LearnerConfig(Frozen):
+    """The online learner: logistic regression trained by plain SGD, one update per label in
+    event-time order (scikit-learn ``SGDClassifier.partial_fit`` with ``shuffle=False``: a day's
+    batch is exactly the loop of its per-event updates)."""
+
+    features: tuple[str, ...] = Field(min_length=1)
+    """Numeric feature columns, in the order the model reads them."""
+    learning_rate: float = Field(default=0.01, gt=0)
+    """Constant SGD step size: a constant step keeps adapting after concept drift."""
+    alpha: float = Field(default=1e-5, ge=0)
+    """L2 regularisation strength."""
+
+
+class GatesConfig(Frozen):
+    """Promotion gates: challenger against champion on the same recent labelled rows. Every
+    gate must pass for ``@champion`` to move; `null` turns a gate off."""
+
+    metric: Literal["roc_auc", "log_loss"] = "roc_auc"
+    """The quality metric the challenger must improve."""
+    min_improvement: float = Field(default=0.001, gt=0)
+    """By at least this much (absolute: AUC up, log loss down)."""
+    max_ece: float | None = Field(default=0.05, gt=0)
+    """Calibration: the challenger's expected calibration error (10 equal-width bins) at most."""
+    max_score_psi: float | None = Field(default=0.25, gt=0)
+    """PSI of the challenger's scores against the champion's on the same rows, at most."""
+    max_flip_rate: float | None = Field(default=0.2, gt=0)
+    """Share of rows whose action (score >= `threshold`) the challenger changes, at most."""
+    threshold: float = Field(default=0.5, gt=0, lt=1)
+    """The decision threshold that turns a score into an action."""
+    min_rows: int = Field(default=500, ge=1)
+    """Fewer labelled rows than this decide nothing: promotion is refused."""
+
+
+class LearningConfig(Frozen):
+    """The whole ``learning.yaml``."""
+
+    labels: LabelsConfig
+    learner: LearnerConfig
+    champion_alias: str = "champion"
+    """The alias that serving scores with; only ``promote``/``rollback`` move it."""
+    challenger_alias: str = "challenger"
+    """The alias each learner snapshot is registered under."""
+    checkpoint: str = "checkpoints/learner.pkl"
+    """The learner's checkpoint file (model state + watermark, replaced atomically)."""
+    gates: GatesConfig = GatesConfig()
+    evaluation_days: int = Field(default=7, ge=1)
+    """``promote`` compares the models on the labels of the last this-many days."""
+
+
+def load_learning_config(path: str | Path) -> LearningConfig:
+    """Read and validate ``learning.yaml``; errors name the file and the key."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read learning config {file}: {exc}") from None
+    try:
+        return LearningConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(f"learning config {file}: {problems}") from None
