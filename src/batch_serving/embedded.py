@@ -11,6 +11,19 @@ probability for a binary classifier (found by label, as in the batch job), the v
 regressor, one row of class probabilities per input row for a multi-class model. For an ONNX
 model, dicts go straight into onnxruntime tensors (no pandas, no Arrow): a single-row call
 costs tens of microseconds, where an sklearn pipeline costs milliseconds.
+
+A cascade (issue #28) answers the easy rows in-process and only the rest remotely:
+
+    small = load("models:/churn_small_onnx@champion", tracking_uri=...)
+    chain = EmbeddedCascade(
+        [LocalStage("small", small, "score <= 0.2 or score >= 0.8")],
+        RemoteStage("http://lookup:8000", "churn"),   # POST /v1/models/churn:score
+    )
+    answers = chain.predict(rows)          # one Answer per row: score, answered_by, values
+
+Rows no local stage is sure of go to the lookup API's ``:score`` endpoint in batches (decided
+rows never leave the process). When the API is down the call raises ``RemoteScoringError``
+naming the endpoint; ``partial=True`` returns the decided rows and marks the others undecided.
 """
 
 from __future__ import annotations
@@ -24,11 +37,19 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from batch_serving.errors import InputValidationError
+from batch_serving.config.cascade import Stage, StageConfig, checked_stage
+from batch_serving.errors import ConfigError, InputValidationError
 from batch_serving.models.adapters import LoadedModel, ModelSpec, OutputRequest, describe, predict
 from batch_serving.models.adapters.onnx import OnnxModel
 
-__all__ = ["EmbeddedModel", "load"]
+__all__ = [
+    "Answer",
+    "EmbeddedCascade",
+    "EmbeddedModel",
+    "LocalStage",
+    "RemoteStage",
+    "load",
+]
 
 
 @dataclass
@@ -144,3 +165,167 @@ def _values(spec: ModelSpec, outputs: list[pa.Array]) -> np.ndarray:
         flat = outputs[0].values.to_numpy(zero_copy_only=False)
         return np.asarray(flat, dtype=np.float64).reshape(n, k)
     return np.asarray(outputs[0].to_numpy(zero_copy_only=False), dtype=np.float64)
+
+
+# --- cascades: local stages first, the lookup API for the rows they leave open ------------
+
+
+@dataclass(frozen=True)
+class LocalStage:
+    """An in-process stage: its name (``answered_by``), its model and when its answer is
+    final (rules grammar on its own output: ``score`` for a binary model, ``prediction`` for
+    a regressor)."""
+
+    name: str
+    model: EmbeddedModel
+    answer_if: str
+
+
+@dataclass
+class RemoteStage:
+    """The last stage: the lookup API's ``POST /v1/models/{model}:score``; its answer is the
+    served value ``output`` (``score`` by default). ``name`` (``answered_by``) defaults to the
+    model's name."""
+
+    url: str
+    model: str
+    batch_size: int = 256
+    timeout_s: float = 5.0
+    output: str = "score"
+    fields: tuple[str, ...] | None = None
+    """The row fields sent (the remote model's features); None: every field of the row."""
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One row's answer: the score and which stage gave it (both None when undecided: the
+    API could not be reached and ``partial=True`` was asked), and the answering stage's
+    values (the API's served columns, e.g. its rules' ``action``)."""
+
+    score: float | None
+    answered_by: str | None
+    values: Mapping[str, Any]
+
+    @property
+    def decided(self) -> bool:
+        return self.answered_by is not None
+
+
+class EmbeddedCascade:
+    """Local stages in order, then the remote stage for what they leave open.
+
+    ``requests`` and ``rows_sent`` count what went over HTTP (decided rows never do)."""
+
+    def __init__(
+        self, stages: Sequence[LocalStage], remote: RemoteStage, client: Any = None
+    ) -> None:
+        from batch_serving.scoring.cascade import Cascade
+        from batch_serving.serving.score_client import ScoreClient
+
+        if not stages:
+            raise ConfigError("cascade: give at least one local stage before the remote one")
+        self.stages = list(stages)
+        self.remote = remote
+        self.remote_name = remote.name or remote.model
+        self._cascade = Cascade(_local_stages(self.stages, self.remote_name))
+        self._client = ScoreClient(
+            remote.url, remote.model, remote.batch_size, remote.timeout_s, client
+        )
+
+    @property
+    def endpoint(self) -> str:
+        return self._client.endpoint
+
+    @property
+    def requests(self) -> int:
+        return self._client.requests
+
+    @property
+    def rows_sent(self) -> int:
+        return self._client.rows_sent
+
+    def predict(self, rows: Any, *, partial: bool = False) -> list[Answer]:
+        """One ``Answer`` per row, in order (rows: a dict, a list of dicts or a DataFrame)."""
+        records = _records(rows)
+        answers: list[Answer | None] = [None] * len(records)
+        open_rows = np.arange(len(records))
+        for index, stage in enumerate(self.stages):
+            if not len(open_rows):
+                break
+            scores = stage.model.predict([records[i] for i in open_rows])
+            name = _output_name(stage.model, f"stages[{index}]")
+            decided = self._cascade.answers(index, {name: pa.array(scores, pa.float64())})
+            for i, score in zip(open_rows[decided], scores[decided], strict=True):
+                answers[i] = Answer(float(score), stage.name, {name: float(score)})
+            open_rows = open_rows[~decided]
+        if len(open_rows):
+            self._remote(records, open_rows, answers, partial)
+        return [a if a is not None else Answer(None, None, {}) for a in answers]
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> EmbeddedCascade:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _remote(
+        self,
+        records: list[Mapping[str, Any]],
+        open_rows: np.ndarray,
+        answers: list[Answer | None],
+        partial: bool,
+    ) -> None:
+        from batch_serving.serving.score_client import raise_for
+
+        fields = self.remote.fields
+        sent = [
+            {k: records[i][k] for k in fields} if fields is not None else dict(records[i])
+            for i in open_rows
+        ]
+        got = self._client.score(sent)
+        for i, values in zip(open_rows, got.values, strict=False):
+            score = values.get(self.remote.output)
+            answers[i] = Answer(score, self.remote_name, values)
+        failure = got.failure
+        if failure is not None and (failure.reachable or not partial):
+            raise raise_for(failure, len(open_rows) - len(got.values))
+
+
+def _local_stages(stages: Sequence[LocalStage], remote: str) -> tuple[Stage, ...]:
+    """The local stages as checked cascade stages (each condition parsed and checked against
+    its model's output, ConfigError naming ``stages[i]``), then the remote stage, last."""
+    names = [s.name for s in stages] + [remote]
+    out = []
+    for i, stage in enumerate(stages):
+        where = f"stages[{i}]"
+        if names.count(stage.name) > 1:
+            raise ConfigError(f"{where}.name: stage name {stage.name!r} is used twice: {names}")
+        config = StageConfig(member=stage.name, answer_if=stage.answer_if)
+        out.append(checked_stage(config, where, {_output_name(stage.model, where): "number"}))
+    return (*out, Stage(remote, (), "", f"stages[{len(stages)}]"))
+
+
+def _output_name(model: EmbeddedModel, where: str = "stage") -> str:
+    """What a stage's condition calls the model's value: ``score`` (binary) or ``prediction``."""
+    if model.spec.kind == "multiclass":
+        raise ConfigError(
+            f"{where}: {model.label} is a multi-class model; a cascade stage answers with one "
+            "number per row (a binary score or a prediction)"
+        )
+    return "score" if model.spec.kind == "binary" else "prediction"
+
+
+def _records(rows: Any) -> list[Mapping[str, Any]]:
+    """Rows as dicts: the local stages take them, and the undecided ones are sent as JSON."""
+    if isinstance(rows, Mapping):
+        return [rows]
+    if hasattr(rows, "to_dict") and hasattr(rows, "columns"):  # pandas
+        records: list[Mapping[str, Any]] = rows.to_dict("records")
+        return records
+    if isinstance(rows, Sequence) and all(isinstance(r, Mapping) for r in rows):
+        return list(rows)
+    raise TypeError(f"rows must be a dict, a list of dicts or a DataFrame; got {type(rows)}")

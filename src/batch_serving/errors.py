@@ -126,6 +126,11 @@ class ServingStoreError(BatchServingError):
     meaning = "serving store (snapshot directory or Redis) unreachable or holding a bad snapshot"
 
 
+class RemoteScoringError(ServingStoreError):
+    """The lookup API's ``POST /v1/models/{m}:score`` endpoint could not answer a cascade's
+    undecided rows (down, timed out, or refused the request); the message names the endpoint."""
+
+
 class ParityGateError(BatchServingError):
     """``export-onnx``: the converted model does not decide like its source (score difference
     over the tolerance, or a row changes side of a decision threshold); nothing registered."""

@@ -107,15 +107,22 @@ def _check_member(key: str, where: str, roles: Mapping[str, str], seen: Mapping[
 
 
 def _stage(stage: StageConfig, where: str, last: bool, score_column: str) -> Stage:
-    """The stage's condition parsed and its names checked (own outputs, literal kinds)."""
-    text = stage.answer_if
+    """The stage's condition parsed and its names checked against every output a model
+    kind can have (which one this member has is known once it is resolved)."""
     if last:
-        if text is not None:
+        if stage.answer_if is not None:
             raise ConfigError(
                 f"{where}.answer_if: the last stage ({stage.member!r}) answers every row still "
                 "open; remove its answer_if"
             )
         return Stage(stage.member, (), "", where)
+    return checked_stage(stage, where, {**OUTPUT_KINDS, score_column: "number"})
+
+
+def checked_stage(stage: StageConfig, where: str, outputs: Mapping[str, str | None]) -> Stage:
+    """A stage that is not the last: its ``answer_if`` parsed (rules grammar) and every name
+    checked against ``outputs`` (output name -> literal kind); ConfigError naming ``where``."""
+    text = stage.answer_if
     if text is None or not text.strip():
         raise ConfigError(
             f"{where}.answer_if: stage {stage.member!r} is not the last, so it needs a "
@@ -123,7 +130,6 @@ def _stage(stage: StageConfig, where: str, last: bool, score_column: str) -> Sta
             "score >= 0.8')"
         )
     any_of = _Parser(text, f"{where}.answer_if").parse()
-    outputs = {**OUTPUT_KINDS, score_column: "number"}
     for term in any_of:
         for c in term:
             _check_comparison(c, stage.member, outputs, f"{where}.answer_if", text)
