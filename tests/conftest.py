@@ -236,3 +236,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip(f"redis-server unavailable: {exc}")
     yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Apache Kafka broker (KRaft, one node, its own process group) for the session;
+    skipped only if it truly cannot be started (no jars: `make jars`)."""
+    from kafka_broker import BrokerUnavailable, KafkaBroker
+
+    broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
+    try:
+        broker.start()
+    except BrokerUnavailable as exc:
+        pytest.skip(f"Kafka broker unavailable: {exc}")
+    yield broker
+    broker.stop()

@@ -28,6 +28,10 @@ JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # loggers (their own stderr handler, JSON lines); a job's errors are reported once, as one line.
 QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
+# Spark's connector jars (Kafka source, Delta) that ``make jars`` copies into the checkout.
+CONNECTOR_JARS = Path(__file__).resolve().parents[3] / "jars" / "lib"
+SPARK_JARS = "spark.jars"
+
 # Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
 DEFAULT_CONF: dict[str, str] = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -58,6 +62,17 @@ def catalog_conf(catalog: CatalogConfig, metastore_dir: Path) -> dict[str, str]:
         ),
         JAVA_OPTIONS: f"-Dderby.system.home={metastore_dir}",
     }
+
+
+def connector_jars(conf: Mapping[str, str], lib: Path = CONNECTOR_JARS) -> dict[str, str]:
+    """``spark.jars`` = the connector jars of ``lib`` (``jars/lib`` of the project checkout),
+    so ``readStream.format("kafka")`` works in a console-script run without ``--jars``.
+    Nothing when the job's ``spark.conf`` sets ``spark.jars`` itself (it wins) or when there is
+    no such directory (an installed wheel; give the jars with spark-submit ``--jars``)."""
+    if SPARK_JARS in conf or not lib.is_dir():
+        return {}
+    jars = sorted(str(jar) for jar in lib.glob("*.jar"))
+    return {SPARK_JARS: ",".join(jars)} if jars else {}
 
 
 def merge_conf(*layers: Mapping[str, str]) -> dict[str, str]:
@@ -107,7 +122,7 @@ def build_session(
         return spark
     prepare_process_env(worker_python=sys.executable)
     builder = builder.master(cfg.master)
-    for key, value in merge_conf(DEFAULT_CONF, hive, cfg.conf).items():
+    for key, value in merge_conf(DEFAULT_CONF, connector_jars(cfg.conf), hive, cfg.conf).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 

@@ -55,13 +55,19 @@ class BatchHandler:
     metrics: StreamMetrics
     stream_run_id: str
     active: int | None = None  # the batch being written right now (for a graceful stop)
+    done: int | None = None  # the newest batch this process committed or found committed
 
     def __call__(self, frame: DataFrame, batch_id: int) -> None:
         self.active = batch_id
         try:
             self._batch(frame, batch_id)
+            self.done = batch_id
         finally:
             self.active = None
+
+    def finished(self, batch_id: int) -> bool:
+        """Batch ``batch_id`` is committed by every sink (this process saw it through)."""
+        return self.done is not None and self.done >= batch_id
 
     def _batch(self, frame: DataFrame, batch_id: int) -> None:
         if self.sink.committed(batch_id):

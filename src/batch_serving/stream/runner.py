@@ -36,7 +36,7 @@ from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.metrics import ProgressListener, StreamMetrics
 from batch_serving.stream.schema import parse_ddl
-from batch_serving.stream.sink import FileSink
+from batch_serving.stream.sink import sink_for
 from batch_serving.stream.source import StreamSource, source_for
 
 log = logging.getLogger(__name__)
@@ -79,15 +79,16 @@ def run_stream(
     def planner(schema: pa.Schema, where: str) -> ScoringPlan:
         return stream_plan(cfg, source, models.members, schema, where, run_id, started)
 
-    plan = planner(declared, stream.path or "rate source")
+    plan = planner(declared, source.describe())
     metrics = StreamMetrics(cfg.model.name, layout.metrics_file)
+    sink = sink_for(stream, layout, cfg.entity_columns)
     handler = BatchHandler(
         plan,
         declared,
         planner,
         models.handles(),
         source,
-        FileSink(layout),
+        sink,
         layout,
         metrics,
         run_id,
@@ -106,11 +107,10 @@ def run_stream(
     else:
         writer = writer.trigger(processingTime=f"{stream.trigger_seconds} seconds")
     log.info(
-        "stream %s: %s %s -> %s (checkpoint %s)",
+        "stream %s: %s -> %s (checkpoint %s)",
         run_id,
-        stream.source,
-        stream.path or f"{stream.rows_per_second} rows/s",
-        layout.predictions.table_dir,
+        source.describe(),
+        ", ".join(stream.sink),
         layout.checkpoint,
     )
     stop = stop or threading.Event()
@@ -119,6 +119,7 @@ def run_stream(
             signalled = _wait(start_query(writer), stop, handler)
     finally:
         spark.streams.removeListener(listener)
+        sink.close()
         models.release()
     return StreamResult(
         run_id,
@@ -195,27 +196,27 @@ def _wait(query: StreamingQuery, stop: threading.Event, sink: BatchHandler) -> b
 def _finish_current_batch(
     query: StreamingQuery, sink: BatchHandler, timeout_s: float = 600
 ) -> None:
-    """Let the micro-batch in flight when the stop came (its offsets logged by Spark, its
-    marker not yet written) commit. A batch Spark starts after that is cut short by the stop
+    """Let the micro-batch in flight when the stop came (its offsets logged by Spark, not yet
+    committed by the sink) commit. A batch Spark starts after that is cut short by the stop
     and replayed on restart (the sink is idempotent)."""
-    in_flight = sink.active if sink.active is not None else _planned_batch(sink.layout)
+    in_flight = sink.active if sink.active is not None else _planned_batch(sink)
     if in_flight is None:
         return
     log.info("waiting for batch %d to commit before stopping", in_flight)
     deadline = time.monotonic() + timeout_s
-    marker = sink.layout.marker(in_flight)
-    while query.isActive and not marker.exists() and time.monotonic() < deadline:
+    while query.isActive and not sink.finished(in_flight) and time.monotonic() < deadline:
         time.sleep(0.02)
 
 
-def _planned_batch(layout: StreamLayout) -> int | None:
+def _planned_batch(handler: BatchHandler) -> int | None:
     """The newest batch Spark has planned (offsets logged) but not committed, if any."""
-    offsets = [int(p.name) for p in (layout.checkpoint / "offsets").glob("[0-9]*")]
+    checkpoint = handler.layout.checkpoint
+    offsets = [int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")]
     if not offsets:
         return None
     newest = max(offsets)
-    done = (layout.checkpoint / "commits" / str(newest)).exists()
-    return None if done or layout.marker(newest).exists() else newest
+    done = (checkpoint / "commits" / str(newest)).exists()
+    return None if done or handler.finished(newest) else newest
 
 
 @contextmanager

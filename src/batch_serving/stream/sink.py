@@ -9,15 +9,16 @@ once.
 
 Readers: between a crash and the restart that replays it, a batch's files can be in place
 without its marker. Only rows whose ``batch_id`` has a marker are committed;
-``StreamLayout.committed_files`` lists exactly those files. A Delta or Kafka sink would be
-another class with the same three methods (a Delta transaction per batch id, or the batch
-id as Kafka's transactional write).
+``StreamLayout.committed_files`` lists exactly those files. ``KafkaSink`` (``kafka_sink``) is
+another class with the same methods (a Kafka transaction per batch, its marker inside it);
+``Sinks`` writes a batch to several sinks, each exactly once on its own.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +28,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from batch_serving.config import StreamConfig
 from batch_serving.stream.layout import StreamLayout, write_json_atomic
 from batch_serving.stream.source import CORRUPT, EVENT_TIME
 from batch_serving.tables.layout import TableLayout
@@ -50,6 +52,49 @@ class StreamSink(Protocol):
         """Make the batch's rows committed, last; ``record`` says what it held."""
         ...
 
+    def close(self) -> None:
+        """Release connections when the stream ends."""
+        ...
+
+
+def sink_for(cfg: StreamConfig, layout: StreamLayout, key_columns: Sequence[str]) -> StreamSink:
+    """The sink(s) of ``stream.sink``: ``table`` (the Parquet tables), ``kafka`` (a topic)."""
+    sinks: list[StreamSink] = []
+    for name in cfg.sink:
+        if name == "kafka":
+            from batch_serving.stream.kafka_sink import KafkaSink  # it builds on this module
+
+            assert cfg.kafka is not None  # StreamConfig refuses sink kafka without it
+            sinks.append(KafkaSink(cfg.kafka, layout.checkpoint, list(key_columns)))
+        else:
+            sinks.append(FileSink(layout))
+    return sinks[0] if len(sinks) == 1 else Sinks(tuple(sinks))
+
+
+@dataclass(frozen=True)
+class Sinks:
+    """Several sinks, each exactly once on its own: a batch goes to the sinks that have not
+    committed it (a crash between two sinks' commits replays it into the others only)."""
+
+    sinks: tuple[StreamSink, ...]
+
+    def committed(self, batch_id: int) -> bool:
+        return all(s.committed(batch_id) for s in self.sinks)
+
+    def write(self, batch_id: int, scored: pa.Table, quarantined: pa.Table) -> list[str]:
+        return [w for s in self._pending(batch_id) for w in s.write(batch_id, scored, quarantined)]
+
+    def commit(self, batch_id: int, record: dict[str, Any]) -> None:
+        for sink in self._pending(batch_id):
+            sink.commit(batch_id, record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+
+    def _pending(self, batch_id: int) -> list[StreamSink]:
+        return [s for s in self.sinks if not s.committed(batch_id)]
+
 
 @dataclass(frozen=True)
 class FileSink:
@@ -68,6 +113,9 @@ class FileSink:
 
     def commit(self, batch_id: int, record: dict[str, Any]) -> None:
         write_json_atomic(self.layout.marker(batch_id), record)
+
+    def close(self) -> None:
+        pass
 
     def _write(self, rows: pa.Table, table: TableLayout, batch_id: int) -> list[Path]:
         """One file per event date, staged then renamed onto its deterministic name."""

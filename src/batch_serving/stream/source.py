@@ -1,10 +1,11 @@
-"""Where a stream's events come from: the ``StreamSource`` seam and its three sources.
+"""Where a stream's events come from: the ``StreamSource`` seam and its sources.
 
 A source has two jobs. ``read`` gives Spark the unbounded frame it tracks (offsets,
 checkpoint, ``maxFilesPerTrigger``, ``cleanSource``). ``batch_input`` turns one micro-batch
 into *parts*, frames of rows sharing one schema, each validated and scored with a plan
-built for that schema by the batch's own rules (``scoring.casts``). A Kafka source would be
-one more class: ``read`` the topic, ``batch_input`` one part of the parsed values.
+built for that schema by the batch's own rules (``scoring.casts``). ``KafkaSource``
+(``kafka_source``) is one more class: ``read`` the topics, ``batch_input`` a part per kind of
+message (clean, malformed, mistyped or missing columns).
 
 Every frame carries ``event_time`` and ``source_file`` (and ``_corrupt_record`` for JSON):
 they ride through the scoring core as extra id columns, so each scored or quarantined row
@@ -34,6 +35,7 @@ EVENT_TIME = "event_time"
 SOURCE_FILE = "source_file"
 CORRUPT = "_corrupt_record"
 RATE_SOURCE = "rate"
+KAFKA_SOURCE = "kafka"
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,11 @@ class BatchInput:
 
 
 class StreamSource(Protocol):
-    """The seam of the stream's inputs (files, rate; Kafka would be another class)."""
+    """The seam of the stream's inputs (files, rate, Kafka)."""
+
+    def describe(self) -> str:
+        """Where the events come from, for logs and error messages."""
+        ...
 
     def passthrough_columns(self) -> list[str]:
         """Columns carried beside the entity ids through scoring into both output tables."""
@@ -77,6 +83,10 @@ def source_for(cfg: StreamConfig, checkpoint: Path) -> StreamSource:
     """The source class for ``stream.source`` / ``stream.format``."""
     if cfg.source == RATE_SOURCE:
         return RateSource(cfg)
+    if cfg.source == KAFKA_SOURCE:
+        from batch_serving.stream.kafka_source import KafkaSource  # it builds on this module
+
+        return KafkaSource(cfg)
     if cfg.format == "json":
         return JsonFileSource(cfg)
     return ParquetFileSource(cfg, checkpoint)
@@ -89,6 +99,9 @@ class RateSource:
     ``v0``..``v2``)."""
 
     cfg: StreamConfig
+
+    def describe(self) -> str:
+        return "rate source"
 
     def passthrough_columns(self) -> list[str]:
         return [EVENT_TIME, SOURCE_FILE]
@@ -120,6 +133,9 @@ class JsonFileSource:
 
     cfg: StreamConfig
 
+    def describe(self) -> str:
+        return str(self.cfg.path)
+
     def passthrough_columns(self) -> list[str]:
         return [EVENT_TIME, SOURCE_FILE, CORRUPT]
 
@@ -146,6 +162,9 @@ class ParquetFileSource:
 
     cfg: StreamConfig
     checkpoint: Path
+
+    def describe(self) -> str:
+        return str(self.cfg.path)
 
     def passthrough_columns(self) -> list[str]:
         return [EVENT_TIME, SOURCE_FILE]
