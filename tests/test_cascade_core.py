@@ -17,7 +17,7 @@ from batch_serving.errors import ConfigError
 from batch_serving.models.adapters.base import ModelSpec
 from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.batch import score_batch
-from batch_serving.scoring.cascade import Cascade, StageRows
+from batch_serving.scoring.cascade import Cascade, StageRows, counted_stages, stage_shares
 from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
 from batch_serving.scoring.rules import parse_rules
 
@@ -334,3 +334,31 @@ def test_config_errors_name_the_stage(change: dict[str, Any], message: str) -> N
     with pytest.raises(ConfigError) as info:
         JobConfig.model_validate(data)
     assert message in str(info.value)
+
+
+def test_counts_from_the_output_alone_equal_what_each_stage_received() -> None:
+    """What a run can report from its predictions and quarantine (answered_by, error_member)
+    is what the stages really saw, quarantines included."""
+    small = Logistic((-0.08, 0.6), 0.5, fails_above=6.5)
+    big = Logistic((-0.05, 0.9), -0.2, fails_above=5.5)
+    members = (member("champion", role="champion"), member("big"))
+    scored = [score_batch(plan(members, TWO), [small, big], rows(300, seed=s)) for s in (2, 3)]
+    counted = counted_stages(
+        TWO,
+        [s.predictions.column("answered_by") for s in scored],
+        [s.quarantined.column("error_member") for s in scored if s.quarantined is not None],
+    )
+    summed = tuple(a + b for a, b in zip(scored[0].stages, scored[1].stages, strict=True))
+    assert counted == summed
+    assert counted[1].quarantined > 0 and counted[0].quarantined > 0
+    shares = stage_shares(counted)
+    assert [s["member"] for s in shares] == ["champion", "big"]
+    assert shares[0]["share_seen"] == 1.0
+    assert shares[1]["share_seen"] == pytest.approx(counted[1].seen / counted[0].seen)
+    assert sum(s["share_answered"] for s in shares) == pytest.approx(
+        sum(r.answered for r in counted) / counted[0].seen
+    )
+    assert TWO.describe() == [
+        f"cascade.stages[0]: champion answers if score <= {LOW} or score >= {HIGH}",
+        "cascade.stages[1]: big answers the rest",
+    ]

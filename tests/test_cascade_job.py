@@ -15,6 +15,7 @@ import cloudpickle
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -22,6 +23,8 @@ from conftest import RUN_DATE, customers, labelled
 
 from batch_serving.cli import main
 from batch_serving.runs.job import run_score
+from batch_serving.scoring.cascade import counted_stages
+from batch_serving.scoring.cascade import from_config as cascade_from_config
 
 cloudpickle.register_pickle_by_value(builders)
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -113,7 +116,8 @@ def test_the_second_stage_receives_only_the_open_rows(
             ]
         },
     )
-    got = read(run_score(spark, cfg, RUN_DATE).committed.path)
+    result = run_score(spark, cfg, RUN_DATE)
+    got = read(result.committed.path)
 
     first = logistic(rows, 0.3)
     open_rows = int(((first > 0.3) & (first < 0.7)).sum())
@@ -125,6 +129,14 @@ def test_the_second_stage_receives_only_the_open_rows(
     assert received("small") == 500
     assert received("big") == open_rows
     assert (got["answered_by"] == "big").sum() == open_rows
+    # what a run can report from its output alone is what each stage's model received
+    chain = cascade_from_config(cfg)
+    assert chain is not None
+    counted = counted_stages(chain, [pa.array(got["answered_by"])])
+    assert [(r.member, r.seen, r.answered) for r in counted] == [
+        ("champion", received("small"), 500 - open_rows),
+        ("big", received("big"), open_rows),
+    ]
 
 
 def test_a_cascade_config_error_is_exit_2_naming_the_stage(tmp_path, job_config, capsys) -> None:

@@ -13,12 +13,13 @@ engines, the stream and in-process callers share it through ``score_batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batch_serving.config.cascade import ANSWERED_BY, CascadeConfig, Stage, check_cascade
 from batch_serving.config.rules import Rule
@@ -52,6 +53,52 @@ class StageRows:
             self.answered + other.answered,
             self.quarantined + other.quarantined,
         )
+
+
+def counted_stages(
+    cascade: Cascade,
+    answered_by: Iterable[pa.Array | pa.ChunkedArray],
+    error_member: Iterable[pa.Array | pa.ChunkedArray] = (),
+) -> tuple[StageRows, ...]:
+    """A run's rows per stage from its output alone: the ``answered_by`` column of the
+    predictions and the ``error_member`` column of the quarantine (file by file, so a run
+    reads two small columns, never the input again). A stage saw every row that no earlier
+    stage answered or quarantined: its own answers and quarantines and those of later stages.
+    The evidence for choosing the band: how many rows reach the expensive stage."""
+    answered = _value_counts(answered_by)
+    quarantined = _value_counts(error_member)
+    rows: list[StageRows] = []
+    reaching = 0
+    for key in reversed(cascade.members):
+        reaching += answered.get(key, 0) + quarantined.get(key, 0)
+        rows.append(StageRows(key, reaching, answered.get(key, 0), quarantined.get(key, 0)))
+    return tuple(reversed(rows))
+
+
+def stage_shares(rows: Sequence[StageRows]) -> list[dict[str, Any]]:
+    """Per stage, for the manifest and the run summary: rows seen, answered, quarantined, and
+    the shares of the rows entering the cascade that the stage saw and answered."""
+    entering = rows[0].seen if rows else 0
+    return [
+        {
+            "member": r.member,
+            "seen": r.seen,
+            "answered": r.answered,
+            "quarantined": r.quarantined,
+            "share_seen": r.seen / entering if entering else 0.0,
+            "share_answered": r.answered / entering if entering else 0.0,
+        }
+        for r in rows
+    ]
+
+
+def _value_counts(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for array in arrays:
+        for item in pc.value_counts(array).to_pylist():
+            if item["values"] is not None:
+                counts[item["values"]] = counts.get(item["values"], 0) + int(item["counts"])
+    return counts
 
 
 @dataclass(frozen=True)
