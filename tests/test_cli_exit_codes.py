@@ -75,6 +75,14 @@ def test_every_command_has_the_whole_table_in_its_help() -> None:
         assert [int(line.split()[0]) for line in lines if line[2:3].isdigit()] == codes, name
 
 
+def test_every_command_but_serve_takes_json() -> None:
+    """Every command with a result can print it as one JSON object (``serve`` runs until
+    stopped and has none)."""
+    for name, command in subcommands().items():
+        flags = {flag for action in command._actions for flag in action.option_strings}
+        assert ("--json" in flags) == (name != "serve"), name
+
+
 def test_every_meaning_appears_in_epilog_and_markdown() -> None:
     epilog = " ".join(exit_codes_epilog().split())  # wrapped lines joined again
     markdown = exit_codes_markdown()
