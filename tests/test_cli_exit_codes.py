@@ -29,6 +29,8 @@ COMMANDS = [
     "schema",
     "runs",
     "report",
+    "promote",
+    "rollback",
 ]
 
 
