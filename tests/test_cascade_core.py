@@ -362,3 +362,22 @@ def test_counts_from_the_output_alone_equal_what_each_stage_received() -> None:
         f"cascade.stages[0]: champion answers if score <= {LOW} or score >= {HIGH}",
         "cascade.stages[1]: big answers the rest",
     ]
+
+
+def test_a_shadow_beside_a_cascade_never_changes_what_is_served() -> None:
+    """The shadow is scored on every row; its would-be action is the rules' with it answering
+    in place of the whole cascade."""
+    small, big = Logistic((-0.08, 0.6), 0.5), Logistic((-0.05, 0.9), -0.2)
+    shadow = Logistic((-0.02, 0.3), 0.1)
+    rules = parse_rules([{"when": "score >= 0.5", "action": "call"}, {"otherwise": "wait"}])
+    members = (member("champion", role="champion"), member("big"))
+    batch = rows(300, seed=9)
+    alone = score_batch(plan(members, TWO, rules), [small, big], batch).predictions
+    with_shadow = (*members, member("chal", role="shadow"))
+    got = score_batch(plan(with_shadow, TWO, rules), [small, big, shadow], batch).predictions
+    for column in ("customer_id", "score", "answered_by", "action", "champion", "big"):
+        assert got.column(column).equals(alone.column(column)), column
+    chal = got.column("chal").to_pylist()
+    expected = shadow.proba(matrix(batch))
+    assert np.max(np.abs(np.array([c["score"] for c in chal]) - expected)) <= 1e-12
+    assert [c["action"] for c in chal] == ["call" if s >= 0.5 else "wait" for s in expected]
