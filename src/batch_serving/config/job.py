@@ -45,6 +45,7 @@ from batch_serving.config.sections import (
 )
 from batch_serving.config.stream import StreamConfig
 from batch_serving.config.validate import validated
+from batch_serving.config.windows import WindowsConfig
 from batch_serving.errors import ConfigError
 
 
@@ -116,6 +117,19 @@ class JobConfig(Frozen):
     )
     """Business rules turning scores into an `action`, first match wins:
     `{when: <condition>, action: <name>}` items, ending with `{otherwise: <name>}`."""
+    windows: WindowsConfig | None = None
+    """Windowed features of each entity's recent events (point-in-time correct), added to the
+    stream's events before scoring and built into training sets; `null`: none."""
+
+    @model_validator(mode="after")
+    def _windows_on_stream_columns(self) -> JobConfig:
+        """The windows' columns exist among the stream's declared columns, at load."""
+        if self.windows is not None and self.stream is not None:
+            try:
+                self.windows.check_columns(self.stream.columns, self.stream.event_time_column)
+            except ValueError as exc:
+                raise PydanticCustomError("windows", str(exc)) from None
+        return self
 
     @model_validator(mode="after")
     def _members_ensemble_rules(self) -> JobConfig:
