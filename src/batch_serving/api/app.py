@@ -57,7 +57,12 @@ def app_from_env() -> FastAPI:
     """The app with settings from ``BATCH_SERVING_*`` only: an import string for uvicorn's
     factory mode, so it can run several worker processes (each builds its own app)::
 
-        uvicorn 'batch_serving.api:app_from_env' --factory --workers 4 --host 0.0.0.0
+        rm -rf /run/bs-metrics && mkdir /run/bs-metrics
+        PROMETHEUS_MULTIPROC_DIR=/run/bs-metrics \\
+            uvicorn 'batch_serving.api:app_from_env' --factory --workers 4 --host 0.0.0.0
+
+    With ``PROMETHEUS_MULTIPROC_DIR`` (an empty directory at start) ``/metrics`` sums the
+    counters of all workers, whichever answers; without it each worker reports its own.
     """
     return create_app(load_serve_settings())
 

@@ -1,9 +1,19 @@
 """Prometheus metrics of one app: request counts and latency, swaps, snapshot gauges, and the
 process and Python runtime (``process_*``, ``python_*``).
 
-Each app owns its registry (no process-global metrics), so several apps in one process, as in
-the tests, count separately. With several uvicorn workers each worker is one app: a scrape is
-answered by one of them, and ``batch_serving_worker_info{pid}`` says which.
+Two ways to keep the counters, chosen once, here, by ``PROMETHEUS_MULTIPROC_DIR``:
+
+- unset (one process): each app owns its registry (no process-global metrics), so several
+  apps in one process, as in the tests, count separately; ``process_*``/``python_gc_*`` are
+  this process's.
+- set (several uvicorn workers): prometheus_client's multiprocess mode. Every worker writes its
+  counters and histograms to files in that directory and a scrape, whichever worker answers
+  it, sums the files of all workers (dead ones included), so counters never go back when the
+  scrape lands on another worker or a worker restarts. The directory must exist and be empty
+  when the server starts. Per-process collectors are left out (they would describe only the
+  worker that answered); the snapshot gauges are computed by the answering worker.
+
+Either way ``batch_serving_worker_info{pid}`` names the worker that answered the scrape.
 """
 
 from __future__ import annotations
@@ -11,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,10 +31,14 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    values,
 )
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from batch_serving.api.backends import Handle
+from batch_serving.config.environment import prometheus_multiproc_dir
+from batch_serving.errors import ConfigError
 
 
 class Metrics:
@@ -32,39 +47,71 @@ class Metrics:
     def __init__(
         self, snapshots: Callable[[], Mapping[str, Handle]], live: Callable[[], int]
     ) -> None:
-        self.registry = CollectorRegistry()
+        shared = prometheus_multiproc_dir()
+        # what a scrape reads: this app's metrics, or the files of every worker
+        self.registry = _process_registry() if shared is None else _shared_registry(shared)
+        # where the values live: this registry, or (multiprocess) the files, written by
+        # prometheus_client for any metric; registering them too would count them twice
+        own = self.registry if shared is None else None
         self.requests = Counter(
             "batch_serving_requests",
             "HTTP requests by route template and status",
             ["method", "route", "status"],
-            registry=self.registry,
+            registry=own,
         )
         self.latency = Histogram(
             "batch_serving_request_duration_seconds",
             "Request latency (server side) by route template",
             ["route"],
             buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
-            registry=self.registry,
+            registry=own,
         )
         self.swaps = Counter(
             "batch_serving_snapshot_swaps",
             "Snapshots made current",
             ["model"],
-            registry=self.registry,
+            registry=own,
         )
         self.refresh_errors = Counter(
             "batch_serving_refresh_errors",
             "Failed polls of the snapshot store",
-            registry=self.registry,
+            registry=own,
         )
         self.registry.register(SnapshotCollector(snapshots, live))
-        ProcessCollector(registry=self.registry)  # process_* (cpu, memory, fds, start time)
-        PlatformCollector(registry=self.registry)  # python_info
-        GCCollector(registry=self.registry)  # python_gc_*
 
     def exposition(self) -> bytes:
         """The text format Prometheus scrapes."""
         return generate_latest(self.registry)
+
+
+def _process_registry() -> CollectorRegistry:
+    """One process's metrics, with its runtime: ``process_*``, ``python_info``,
+    ``python_gc_*``."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_* (cpu, memory, fds, start time)
+    PlatformCollector(registry=registry)  # python_info
+    GCCollector(registry=registry)  # python_gc_*
+    return registry
+
+
+def _shared_registry(directory: str) -> CollectorRegistry:
+    """The sum over every worker's files in ``directory`` (prometheus_client multiprocess)."""
+    path = Path(directory)
+    if not path.is_dir():
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR {directory} is not a directory: create it (empty) "
+            "before starting the API"
+        )
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR={directory} was set after prometheus_client was "
+            "imported, so this process keeps its counters to itself: set it in the "
+            "environment the server starts with"
+        )
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(path))
+    PlatformCollector(registry=registry)  # python_info: the same in every worker
+    return registry
 
 
 class SnapshotCollector:

@@ -25,3 +25,13 @@ def prepare_process_env(worker_python: str | None) -> None:
     if worker_python is not None:
         os.environ.setdefault("PYSPARK_PYTHON", worker_python)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+
+
+def prometheus_multiproc_dir() -> str | None:
+    """``PROMETHEUS_MULTIPROC_DIR``: set, the lookup API's workers share their counters.
+
+    prometheus_client itself reads this variable once, when it is first imported, to write
+    every metric value to files in that directory; so it must be in the server's environment
+    before it starts (uvicorn's workers inherit it), not set by code later.
+    """
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
