@@ -12,6 +12,8 @@ TTL, keyed by snapshot, model version and id). ``source`` says where an answer c
 A multi-model job (members, pipelines, shadows, an ensemble, rules) is scored live with all its
 members at the versions its snapshot was scored with (``serving/live_scoring.py``); ``values``
 holds the served columns and ``?members=true`` adds each member's struct, like a snapshot answer.
+A cascade job's ``values`` are the answering stage's outputs and ``answered_by``; a cascade whose
+feature snapshot does not record its stages is ``live_unsupported``, never the champion alone.
 
 ``POST /v1/models/{model}:score`` (``routes.py``) scores feature rows from the body through
 ``LiveFallback.score_rows``: every row must carry every feature of the model in its
@@ -35,6 +37,7 @@ from batch_serving.api.errors import ApiError
 from batch_serving.api.routes import _provenance
 from batch_serving.api.ttl_cache import TtlCache
 from batch_serving.config import ServeSettings
+from batch_serving.config.cascade import ANSWERED_BY
 from batch_serving.errors import BatchServingError
 from batch_serving.serving.pointer import ServingLayout
 from batch_serving.serving.records import FeatureManifest
@@ -220,6 +223,13 @@ class LiveFallback:
                 "live_unsupported",
                 f"model {model!r} serves an ensemble, but its feature snapshot predates "
                 "multi-model live scoring (no pinned members); republish it",
+            )
+        if ANSWERED_BY in handle.manifest.served and info.cascade is None:
+            raise ApiError(  # without its stages the champion alone would answer every row
+                404,
+                "live_unsupported",
+                f"model {model!r} serves a cascade, but its feature snapshot predates live "
+                "cascades (no cascade in its manifest); republish it",
             )
         wanted = self.settings.live_models[model]
         uri = info.model_uri if wanted in ("", "scored") else wanted

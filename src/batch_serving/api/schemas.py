@@ -51,8 +51,9 @@ class PredictionResponse(BaseModel):
     run_id: str
     snapshot: str
     values: dict[str, Value] = Field(
-        description="the served columns: the score (the ensemble's or the champion's) and "
-        "the business-rule action when rules are configured",
+        description="the served columns: the score (the ensemble's, the answering cascade "
+        "stage's followed by `answered_by`, its member key, or the champion's) and the "
+        "business-rule action when rules are configured",
         examples=[{"score": 0.137, "action": "allow"}],
     )
     members: Members | None = Field(

@@ -8,8 +8,9 @@ it to score ids that are not in the predictions, with the same features the batc
 manifest carries what live scoring needs to reproduce the batch's answer: the model version
 and registry, the entity columns, the score column and the job's rules; for a multi-model job
 also every member pinned at the version the run scored with (key, role, name, version, model
-run id, registry, pipeline inputs, positive label) and the ensemble's config, so the live path
-plans exactly the batch's models without re-resolving an alias.
+run id, registry, pipeline inputs, positive label), the ensemble's config and the cascade's
+stages, so the live path plans exactly the batch's models without re-resolving an alias and
+answers a cascade job from the stage that would have answered in the batch.
 """
 
 from __future__ import annotations
@@ -107,6 +108,7 @@ def live_manifest(cfg: JobConfig, manifest: RunManifest) -> FeatureHeader:
         members=pinned_members(cfg, manifest),
         ensemble_config=cfg.ensemble.model_dump(mode="json") if cfg.ensemble else None,
         champion_features=None if cfg.features == "from_signature" else list(cfg.features),
+        cascade=cfg.cascade,
     )
 
 

@@ -5,7 +5,9 @@ live answer is the batch's answer for the same features.
 A multi-model job (members, pipelines, shadows, an ensemble, rules) is planned with ALL its
 members by ``build_plan``, each loaded at the version the published snapshot was scored with
 (pinned in the feature manifest by ``serving/features.py``; aliases are never re-resolved), so
-a moved alias cannot make a live answer differ from the batch's."""
+a moved alias cannot make a live answer differ from the batch's. A cascade job is planned with
+its stages (recorded in the feature manifest), so a live answer is the answering stage's
+outputs and ``answered_by``, like the batch's row."""
 
 from __future__ import annotations
 
@@ -15,11 +17,14 @@ import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from batch_serving.serving.records import FeatureManifest, PinnedMember
+
+if TYPE_CHECKING:
+    from batch_serving.scoring.cascade import Cascade
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +138,7 @@ def load_scorer(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScore
 
 def load_members(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScorer:
     """Load every member of a multi-model job at its pinned version and plan them like the
-    batch did (``build_plan``: roles, pipeline inputs, ensemble, rules, score column).
+    batch did (``build_plan``: roles, pipeline inputs, ensemble, cascade, rules, score column).
 
     ``uri`` other than the champion's pinned ``model_uri`` (e.g. its ONNX export) stands in
     for the champion only; every other member stays pinned."""
@@ -181,11 +186,32 @@ def load_members(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScor
         ensemble=from_config(EnsembleConfig(**ensemble)) if ensemble else None,
         rules=parse_rules(info.rules) if info.rules else None,
         score_column=score_column,
+        cascade=_cascade(info),
     )
     _one_thread()
     champion = plan.served.ref
     log.info("live fallback: loaded %s (%d members)", champion.uri, len(members))
     return LiveScorer(champion.uri, champion.version, tuple(types), plan, tuple(models), schema)
+
+
+def _cascade(info: FeatureManifest) -> Cascade | None:
+    """The job's cascade checked again against the pinned members (as ``scoring.cascade.
+    from_config`` checks it against the job file); None when the manifest records none."""
+    if info.cascade is None:
+        return None
+    from batch_serving.config.cascade import check_cascade
+    from batch_serving.scoring.cascade import Cascade
+
+    roles = {p.key: p.role for p in info.members}
+    inputs = {p.key: tuple(p.inputs) if p.inputs is not None else None for p in info.members}
+    stages = check_cascade(
+        info.cascade,
+        roles,
+        inputs,
+        ensemble=info.ensemble_config is not None,
+        score_column=info.score_column,
+    )
+    return Cascade(stages)
 
 
 def _pinned_config(pinned: PinnedMember, tracking_uri: str) -> Any:

@@ -16,6 +16,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from batch_serving.config.cascade import CascadeConfig
 from batch_serving.errors import ServingStoreError
 
 
@@ -166,6 +167,9 @@ class FeatureHeader(SnapshotHeader):
     members: list[PinnedMember] = []  # empty: a single-model job (or one published before)
     ensemble_config: dict[str, Any] | None = None
     champion_features: list[str] | None = None
+    # the job's cascade: live answers come from the answering stage (None: no cascade, or a
+    # manifest published before cascades travelled; see ``api/live_fallback.py``)
+    cascade: CascadeConfig | None = None
 
 
 class FeatureManifest(_Layout, FeatureHeader):
