@@ -1,7 +1,7 @@
 """A real Apache Kafka broker (KRaft mode, one node) on loopback, as its own process group.
 
 The broker's classpath is ``jars/broker/lib`` (``make jars`` copies it from Maven Central); it
-never shares Spark's classpath. Tests get one broker per session (``kafka_bootstrap`` fixture in
+never shares Spark's classpath. Tests get one broker per session (``kafka_broker`` fixture in
 ``conftest.py``); the stream benchmark and ``make demo-stream`` start the same class.
 """
 

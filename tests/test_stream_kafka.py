@@ -362,7 +362,7 @@ def test_kill9_mid_batch_then_restart_keeps_kafka_and_table_exactly_once(
         time.sleep(0.4)  # inside the model's 1 s predict
         os.killpg(first.pid, signal.SIGKILL)
         first.wait(30)
-        assert 0 < len(layout.committed_batches()) < 6
+        assert layout.committed_batches() == [0] and not layout.marker(1).exists()
         last = start("--available-now")
         assert last.wait(300) == 0
     finally:
@@ -378,4 +378,7 @@ def test_kill9_mid_batch_then_restart_keeps_kafka_and_table_exactly_once(
     table = read_table(layout.predictions.table_dir)
     assert len(table) == 120 and table.customer_id.is_unique
     assert np.allclose(table.prediction, table.customer_id.map(expected), rtol=0, atol=1e-12)
-    assert layout.committed_batches() == list(range(6))
+    # Spark splits maxOffsetsPerTrigger over the partitions: at least 6 batches of <= 20
+    batches = layout.committed_batches()
+    assert batches == list(range(len(batches))) and len(batches) >= 6
+    assert set(got.batch_id) == set(table.batch_id) == set(batches)
