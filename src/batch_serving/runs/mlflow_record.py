@@ -107,34 +107,17 @@ def log_run(
         try:
             client = MlflowClient(tracking_uri=cfg.model.tracking_uri)
             name = cfg.tracking.experiment.format(job=cfg.job)
-            experiment = client.get_experiment_by_name(name)
-            experiment_id = (
-                experiment.experiment_id
-                if experiment
-                else client.create_experiment(name, artifact_location=_artifact_location(cfg))
-            )
-            model = manifest.model
             run = client.create_run(
-                experiment_id,
+                _experiment_id(client, cfg, name),
                 run_name=f"{cfg.job} {manifest.run_date}",
                 tags={
                     "batch_serving.run_id": manifest.run_id,
                     "batch_serving.runs.job": cfg.job,
-                    "batch_serving.model_run_id": str(model.run_id),
+                    "batch_serving.model_run_id": str(manifest.model.run_id),
                     "mlflow.source.name": "batch-serving score",
                 },
             )
-            params: dict[str, object] = {
-                "job": cfg.job,
-                "run_date": manifest.run_date,
-                "model_ref": cfg.model.selector,
-                "model_uri": model.uri,
-                "model_version": model.version,
-                "engine": scoring.engine,
-                "delivery": scoring.delivery,
-                "config_digest": manifest.config_digest,
-                **{f"member.{m.key}": f"{m.uri} ({m.role})" for m in manifest.members},
-            }
+            params = _params(cfg, manifest)
             log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
             own = run_artifacts(partition, artifacts) if isinstance(partition, Path) else artifacts
             for path in own:
@@ -155,6 +138,30 @@ def log_run(
             if run is not None:  # not left RUNNING forever
                 _set_failed(client, run.info.run_id)
             return None
+
+
+def _experiment_id(client: MlflowClient, cfg: JobConfig, name: str) -> str:
+    """The job's experiment, created (with the job's artifact location) on its first run."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(client.create_experiment(name, artifact_location=_artifact_location(cfg)))
+
+
+def _params(cfg: JobConfig, manifest: RunManifest) -> dict[str, object]:
+    """What the run scored with: job, date, model and members, engine, config digest."""
+    model, scoring = manifest.model, manifest.scoring
+    return {
+        "job": cfg.job,
+        "run_date": manifest.run_date,
+        "model_ref": cfg.model.selector,
+        "model_uri": model.uri,
+        "model_version": model.version,
+        "engine": scoring.engine,
+        "delivery": scoring.delivery,
+        "config_digest": manifest.config_digest,
+        **{f"member.{m.key}": f"{m.uri} ({m.role})" for m in manifest.members},
+    }
 
 
 def _set_failed(client: MlflowClient, run_id: str) -> None:

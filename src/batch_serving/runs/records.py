@@ -41,7 +41,7 @@ def build_manifest(
 ) -> RunManifest:
     """``input_files``: the data files the engine read (none when Spark listed them itself)."""
     cfg, served = run.cfg, plan.served
-    ref, spec, delivery = served.ref, served.spec, models.deliveries[0]
+    ref, delivery = served.ref, models.deliveries[0]
     return RunManifest(
         job=cfg.job,
         run_id=run.run_id,
@@ -51,19 +51,7 @@ def build_manifest(
         model=ModelSection(
             **_pinned(ref), artifact_uri=ref.artifact_uri, registry_uri=ref.registry_uri
         ),
-        scoring=ScoringSection(
-            engine=engine,
-            kind=spec.kind,
-            features=list(spec.features),
-            classes=list(spec.classes),
-            positive_label=spec.positive_label,
-            output_columns=plan.output_columns,
-            member_columns=plan.member_columns,
-            delivery=delivery.strategy,
-            artifact_mb=round(delivery.artifact_mb, 3),
-            model_loads=delivery.handle.loads.value,
-            python_workers=len(delivery.handle.workers.value),
-        ),
+        scoring=_scoring(plan, delivery, engine),
         input=InputSection(
             path=run.where, rows=counts.input_rows, files=_stamped(run, input_files)
         ),
@@ -100,6 +88,24 @@ def _stamped(run: RunContext, files: Sequence[AnyPath]) -> list[InputFile] | Non
         return None
     partition = resolve(run.where, run.cfg.storage)
     return [InputFile.of(partition, f) for f in files]
+
+
+def _scoring(plan: ScoringPlan, delivery: DeliveryPlan, engine: str) -> ScoringSection:
+    """How the served model scored: its kind and features, the output, the delivery."""
+    spec = plan.served.spec
+    return ScoringSection(
+        engine=engine,
+        kind=spec.kind,
+        features=list(spec.features),
+        classes=list(spec.classes),
+        positive_label=spec.positive_label,
+        output_columns=plan.output_columns,
+        member_columns=plan.member_columns,
+        delivery=delivery.strategy,
+        artifact_mb=round(delivery.artifact_mb, 3),
+        model_loads=delivery.handle.loads.value,
+        python_workers=len(delivery.handle.workers.value),
+    )
 
 
 def _member(member: Member, delivery: DeliveryPlan) -> MemberSection:
