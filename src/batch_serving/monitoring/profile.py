@@ -295,3 +295,26 @@ class Profiler:
 
     def add(self, batch: pa.RecordBatch, predictions: pa.RecordBatch) -> None:
         self.partial.add(self.spec, batch, predictions)
+
+
+@dataclass(frozen=True)
+class ProfileObserver:
+    """The drift profile as a scoring-task observer (``scoring.observers.TaskObserver``):
+    features from the batches read, scores from the predictions written. Proportions barely
+    move when a retried task counts twice, so any engine may count it (``exact`` False)."""
+
+    spec: ProfileSpec
+    key: str = "profile"
+    exact: bool = False
+    columns: tuple[str, ...] = ()
+
+    def zero(self) -> ProfilePartial:
+        return self.spec.partial()
+
+    def observe(
+        self, counts: ProfilePartial, batch: pa.RecordBatch, predictions: pa.RecordBatch
+    ) -> None:
+        counts.add(self.spec, batch, predictions)
+
+    def merge(self, a: ProfilePartial, b: ProfilePartial) -> ProfilePartial:
+        return a.merge(b)

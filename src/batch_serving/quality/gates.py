@@ -25,7 +25,7 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 
@@ -33,7 +33,7 @@ from batch_serving.config import ExpectationConfig, JobConfig
 from batch_serving.errors import BatchServingError, ConfigError
 from batch_serving.quality.data_docs import VALIDATION_JSON, write_data_docs
 from batch_serving.quality.metric_plan import MetricPlan, MetricSpec
-from batch_serving.quality.task_metrics import MetricCounts
+from batch_serving.quality.task_metrics import MetricCounts, MetricsObserver
 from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
@@ -108,6 +108,15 @@ class PlannedGate:
     @property
     def columns(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(m.column for m in self.metrics if m.column is not None))
+
+    def observer(self) -> MetricsObserver | None:
+        """What the scoring tasks count for this gate (None: nothing, Spark answers it all);
+        the input gate counts the batches read, the output gate the predictions written."""
+        if not self.metrics:
+            return None
+        side: Literal["input", "output"] = "input" if self.name == "input" else "output"
+        columns = self.columns if side == "input" else ()
+        return MetricsObserver(self.name, self.metrics, side, columns)
 
     def metric_values(self, counts: MetricCounts | None) -> dict[Any, Any]:
         got = counts if counts is not None else MetricCounts.empty(self.metrics)

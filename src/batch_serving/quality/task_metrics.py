@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -134,6 +134,31 @@ class MetricCounts:
     def values(self, specs: Sequence[MetricSpec]) -> list[Any]:
         """The metric values, as Spark's aggregation would return them."""
         return [_final(spec, state) for spec, state in zip(specs, self.states, strict=True)]
+
+
+@dataclass(frozen=True)
+class MetricsObserver:
+    """A gate's metrics as a scoring-task observer (``scoring.observers.TaskObserver``), counted
+    on the input batches (``side`` "input") or on the predictions ("output"). Counts must be
+    applied once per task (``exact``): only an engine whose tasks run in an action counts them.
+    ``columns``: input columns the gate reads that the scoring plan may not."""
+
+    key: str
+    metrics: tuple[MetricSpec, ...]
+    side: Literal["input", "output"]
+    columns: tuple[str, ...] = ()
+    exact: bool = True
+
+    def zero(self) -> MetricCounts:
+        return MetricCounts.empty(self.metrics)
+
+    def observe(
+        self, counts: MetricCounts, batch: pa.RecordBatch, predictions: pa.RecordBatch
+    ) -> None:
+        counts.add(self.metrics, batch if self.side == "input" else predictions)
+
+    def merge(self, a: MetricCounts, b: MetricCounts) -> MetricCounts:
+        return a.merge(b, self.metrics)
 
 
 def _add_aggregate(spec: MetricSpec, state: _State, values: pa.Array) -> None:

@@ -11,37 +11,36 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from concurrent.futures import Future
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
-from batch_serving.errors import InputValidationError, OutputValidationError
+from batch_serving.config.members import MemberModel
+from batch_serving.models.registry import ModelRef
 from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
+from batch_serving.runs.checks import RunChecks
 from batch_serving.runs.compare import compare_shadows
 from batch_serving.runs.context import RunContext, in_background
-from batch_serving.runs.models import PreparedModels, prepare_models, resolve_members
-from batch_serving.runs.monitor import finish_monitoring, plan_monitoring, task_spec
+from batch_serving.runs.models import prepare_models, resolve_members
+from batch_serving.runs.preflight import check_rules
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
     commit_run,
     enforce_bad_rows,
-    finish_duplicate_scan,
-    gate_runner,
     reconcile,
     start_duplicate_scan,
     validate_input,
 )
 from batch_serving.spark.connectors import require_scheme
-from batch_serving.spark.engines import choose_engine, engine_named
+from batch_serving.spark.engines import Engine, choose_engine, engine_named
 from batch_serving.tables.commit import Committed, discard
 from batch_serving.tables.lease import Lease
 from batch_serving.tables.manifest import AfterCommit, RunManifest
-from batch_serving.tables.storage import AnyPath, spark_path
 
 log = logging.getLogger(__name__)
 
@@ -56,16 +55,43 @@ class RunResult:
     report: Path | None = None  # the run's HTML report (monitoring.enabled)
 
 
+@dataclass(frozen=True)
+class PreparedRun:
+    """What a run settles before Spark starts: its identity and every model pinned to a
+    version (a bad alias or an unreachable registry fails here, without a JVM)."""
+
+    run: RunContext
+    resolved: list[tuple[MemberModel, ModelRef]]
+
+
+def prepare_run(cfg: JobConfig, run_date: dt.date) -> PreparedRun:
+    """The Spark-free start of a run: call it before building the session (``run_prepared``
+    then does the rest). Starts GX's import, which then overlaps the JVM's start."""
+    run = RunContext.start(cfg, run_date)
+    log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
+    preload_gx_for(cfg)
+    with run.timer.step("resolve_model"):
+        resolved = resolve_members(cfg)
+    check_rules(cfg, run_date, resolved)  # the rules against the models' outputs
+    return PreparedRun(run, resolved)
+
+
 def run_score(
     spark: SparkSession, cfg: JobConfig, run_date: dt.date, *, wait: bool = False
 ) -> RunResult:
     """Score ``run_date`` and commit its predictions partition; raise on any failure."""
-    run = RunContext.start(cfg, run_date)
-    log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
+    return run_prepared(spark, prepare_run(cfg, run_date), wait=wait)
+
+
+def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = False) -> RunResult:
+    """The Spark part of a run ``prepare_run`` started. One writer per (table, date): the
+    date's lease is held from before recovery until the post-commit steps end."""
+    run = prepared.run
+    cfg, run_date = run.cfg, run.run_date
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
-        manifest, committed = _score_and_commit(spark, run, lease)
+        manifest, committed = _score_and_commit(spark, prepared, lease)
         log.info("committed %d rows to %s", committed.rows, committed.path)
         report = _start_report(run) if cfg.monitoring.enabled else None
         after = after_commit(spark, run, manifest, committed, report)
@@ -96,109 +122,57 @@ def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
         return None
 
 
-def _staged_frame(spark: SparkSession, cfg: JobConfig, staged: AnyPath) -> DataFrame:
-    require_scheme(spark, cfg.output.root, "output expectations on")
-    return spark.read.parquet(spark_path(staged))
-
-
 def _score_and_commit(
-    spark: SparkSession, run: RunContext, lease: Lease
+    spark: SparkSession, prepared: PreparedRun, lease: Lease
 ) -> tuple[RunManifest, Committed]:
-    cfg, step, staging = run.cfg, run.timer.step, run.staging
-    preload_gx_for(cfg)  # imported while the models load (if the caller did not start it)
-    with step("resolve_model"):
-        resolved = resolve_members(cfg)
-    engine = engine_named(choose_engine(cfg))
-    if engine.name == "dataframe":  # Spark itself writes the staged output
-        require_scheme(spark, cfg.output.root, "output.root")
-    models: PreparedModels | None = None
-    try:
+    """read -> load -> validate -> score -> reconcile -> commit; checks wrap the scoring."""
+    run, step = prepared.run, prepared.run.timer.step
+    cfg, staging, engine = run.cfg, run.staging, _engine(spark, run.cfg)
+    with ExitStack() as cleanup:  # the staged output is discarded however the run ends
+        cleanup.callback(_discard_staging, run)
         with step("read"):  # footers (arrow_direct) or Spark's count: no rows yet
             data = engine.read(spark, cfg.input, run.run_date, cfg.storage)
         log.info("input %s: %d rows (engine %s)", data.where, data.rows, engine.name)
         scan = start_duplicate_scan(engine, data, cfg)  # reads the ids while models load
         with step("load_model"):
-            models = prepare_models(spark, cfg, resolved)
-        gates = gate_runner(run)
+            models = prepare_models(spark, cfg, prepared.resolved)
+            cleanup.callback(models.release)
         with step("validate"):  # arrow_direct: the id scan goes on beside the scoring tasks
             valid = validate_input(
                 engine, data, models.members, run, scan, defer=engine.exact_counts
             )
-        checks = cfg.validation
-
-        def gate_step(name: str, declared: tuple[object, ...]) -> AbstractContextManager[None]:
-            return step(name) if declared else nullcontext()
-
-        in_task = engine.exact_counts  # gate metrics counted by the scoring tasks
-        with gate_step("gate_input", checks.input_expectations):
-            input_gate = gates.plan(
-                "input", checks.input_expectations, data.schema if in_task else None
-            )
-            if input_gate is not None and not input_gate.counted_in_task:
-                gates.finish(  # nothing to wait for: stop before scoring if it fails
-                    input_gate,
-                    None,
-                    lambda: engine.frame(spark, data),
-                    InputValidationError,
-                    data.where,
-                )
-                input_gate = None
-        with gate_step("gate_output", checks.output_expectations):
-            output_gate = gates.plan(
-                "output", checks.output_expectations, valid.plan.output_schema if in_task else None
-            )
-        monitoring = None
-        if cfg.monitoring.enabled:
-            with step("drift_reference"):
-                monitoring = plan_monitoring(spark, run, engine, data, valid.plan)
+        checks = RunChecks.start(spark, run, engine, data, valid)  # gates and drift
+        observe = checks.before_scoring()
         with step("score_and_stage"):
-            observe = task_spec(monitoring, input_gate, output_gate)
             counted = engine.stage(
                 spark, data, valid.plan, models.handles(), staging, valid.duplicates, observe
             )
-        if valid.pending is not None:
-            with step("validate"):
-                finish_duplicate_scan(valid, data)
-        with gate_step("gate_input", checks.input_expectations):
-            gates.finish(
-                input_gate,
-                counted.input if counted is not None else None,
-                lambda: engine.frame(spark, data),
-                InputValidationError,
-                data.where,
-            )
+        checks.after_scoring(counted)
         with step("reconcile"):
             counts = reconcile(run, valid.rows(data))
             comparison = compare_shadows(valid.plan, staging.predictions)
-            profile = counted.profile if counted is not None else None
-            drift = finish_monitoring(monitoring, profile, run) if monitoring else None
-        with gate_step("gate_output", checks.output_expectations):
-            gates.finish(
-                output_gate,
-                counted.output if counted is not None else None,
-                lambda: _staged_frame(spark, cfg, staging.predictions),
-                OutputValidationError,
-                str(run.predictions.partition_dir(run.run_date)),
-            )
+            checks.finish_drift()
+        checks.before_commit()
         enforce_bad_rows(run, counts)
         with step("commit"):
+            plan, gates = valid.plan, checks.gates
             manifest = build_manifest(
-                run,
-                valid.plan,
-                models,
-                engine.name,
-                counts,
-                gates,
-                spark.version,
-                comparison,
-                data.files,
+                run, plan, models, engine.name, counts, gates, spark.version, comparison, data.files
             )
-            if drift is not None:
-                manifest = manifest.model_copy(update={"drift": drift.section})
+            manifest = checks.record(manifest)
             committed = commit_run(run, manifest, gates, lease)
-    finally:
-        discard(staging.predictions)
-        discard(staging.quarantine)
-        if models is not None:
-            models.release()
     return manifest, committed
+
+
+def _engine(spark: SparkSession, cfg: JobConfig) -> Engine:
+    """The job's engine; the dataframe engine has Spark itself write the staged output, so
+    Spark must be able to open the output root."""
+    engine = engine_named(choose_engine(cfg))
+    if engine.name == "dataframe":
+        require_scheme(spark, cfg.output.root, "output.root")
+    return engine
+
+
+def _discard_staging(run: RunContext) -> None:
+    discard(run.staging.predictions)
+    discard(run.staging.quarantine)

@@ -22,6 +22,7 @@ from batch_serving.monitoring.gates import GateOutcome, evaluate
 from batch_serving.monitoring.profile import (
     PROFILE_NAME,
     Profile,
+    ProfileObserver,
     ProfilePartial,
     ProfileSpec,
 )
@@ -34,10 +35,8 @@ from batch_serving.monitoring.reference import (
     reference_profiles,
     source_of,
 )
-from batch_serving.quality.gates import PlannedGate
 from batch_serving.runs.context import RunContext
 from batch_serving.scoring.members import score_field
-from batch_serving.scoring.observers import TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.engines import Engine, InputData
 from batch_serving.tables.storage import local_only
@@ -51,6 +50,10 @@ RUN_PROFILE = "profile.json"  # in the run's directory (_runs/.../<run_id>/), fo
 class Monitoring:
     spec: ProfileSpec
     references: tuple[Profile, ...]
+
+    def observer(self) -> ProfileObserver:
+        """What the scoring tasks count for drift."""
+        return ProfileObserver(self.spec)
 
 
 @dataclass(frozen=True)
@@ -137,18 +140,6 @@ def plan_monitoring(
         [describe(r) for r in references] or "none (first run: this run becomes the reference)",
     )
     return Monitoring(spec, tuple(references))
-
-
-def task_spec(
-    monitoring: Monitoring | None, input_gate: PlannedGate | None, output_gate: PlannedGate | None
-) -> TaskSpec:
-    """What the scoring tasks count beside scoring: the drift profile and the gates' metrics."""
-    return TaskSpec(
-        profile=monitoring.spec if monitoring is not None else None,
-        input_metrics=input_gate.metrics if input_gate is not None else (),
-        output_metrics=output_gate.metrics if output_gate is not None else (),
-        extra_columns=input_gate.columns if input_gate is not None else (),
-    )
 
 
 def finish_monitoring(

@@ -1,69 +1,98 @@
-"""What a scoring task counts besides scoring: the drift profile and the gates' metrics.
+"""What a scoring task counts besides scoring: the ``TaskObserver`` seam.
 
-Decided once on the driver (``TaskSpec``), shipped with the scoring plan, filled by each task
-from the batches it reads and the predictions it writes (``TaskCounts``), merged on the driver.
-One pass over the data serves scoring, drift and the gates.
+An observer is decided once on the driver (monitoring's drift profile, quality's gate metrics
+implement it), shipped with the scoring plan in a ``TaskSpec``, fed by each task the batches it
+reads and the predictions it writes (its counts live in ``TaskCounts``), and merged on the
+driver. One pass over the data serves scoring and every observer. The scoring core only knows
+this protocol, so it imports neither monitoring nor quality (they depend on scoring, not the
+reverse).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
 
 import pyarrow as pa
 
-from batch_serving.monitoring.profile import ProfilePartial, ProfileSpec
-from batch_serving.quality.metric_plan import MetricSpec
-from batch_serving.quality.task_metrics import MetricCounts
+C = TypeVar("C")
+
+
+class TaskObserver(Protocol[C]):
+    """Counts of type ``C`` kept beside scoring; the observer itself is small, immutable and
+    picklable (it travels to every task), its counts are mergeable."""
+
+    @property
+    def key(self) -> str:
+        """Names this observer's counts in ``TaskCounts`` (unique within a ``TaskSpec``)."""
+        ...
+
+    @property
+    def exact(self) -> bool:
+        """True if the counts are wrong when a retried task adds its counts twice (gate
+        metrics); an engine that cannot apply each task's counts exactly once leaves it out."""
+        ...
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Input columns it reads beyond the scoring plan's (the task reads them too)."""
+        ...
+
+    def zero(self) -> C:
+        """Counts of no rows."""
+        ...
+
+    def observe(self, counts: C, batch: pa.RecordBatch, predictions: pa.RecordBatch) -> None:
+        """Add one scored batch to ``counts``: ``batch`` as read, ``predictions`` as written."""
+        ...
+
+    def merge(self, a: C, b: C) -> C:
+        """The counts of both sets of rows."""
+        ...
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """``input_metrics`` are counted on the input batches, ``output_metrics`` on the
-    predictions; ``extra_columns``: input columns only the input gate reads (the task reads
-    them beside the scoring plan's)."""
+    """Every observer of a run's scoring tasks (none: the tasks only score)."""
 
-    profile: ProfileSpec | None = None
-    input_metrics: tuple[MetricSpec, ...] = ()
-    output_metrics: tuple[MetricSpec, ...] = ()
-    extra_columns: tuple[str, ...] = ()
+    observers: tuple[TaskObserver[Any], ...] = ()
 
     def partial(self) -> TaskCounts:
-        return TaskCounts(
-            self.profile.partial() if self.profile is not None else None,
-            MetricCounts.empty(self.input_metrics),
-            MetricCounts.empty(self.output_metrics),
-        )
+        return TaskCounts({o.key: o.zero() for o in self.observers})
 
     @property
     def empty(self) -> bool:
-        return self.profile is None and not self.input_metrics and not self.output_metrics
+        return not self.observers
+
+    @property
+    def extra_columns(self) -> tuple[str, ...]:
+        """Input columns only the observers read (the task reads them beside the plan's)."""
+        return tuple(dict.fromkeys(c for o in self.observers for c in o.columns))
+
+    def retry_tolerant(self) -> TaskSpec | None:
+        """The observers whose counts survive a task counted twice (None if there are none):
+        what an engine counting inside a transformation (retries, speculation) may count."""
+        kept = tuple(o for o in self.observers if not o.exact)
+        return TaskSpec(kept) if kept else None
 
 
 @dataclass
 class TaskCounts:
-    """Mergeable counts of some rows (one task's, or several merged); small and picklable."""
+    """Mergeable counts of some rows (one task's, or several merged), one entry per observer
+    key; small and picklable."""
 
-    profile: ProfilePartial | None
-    input: MetricCounts
-    output: MetricCounts
+    counts: dict[str, Any] = field(default_factory=dict)
 
     def add(self, spec: TaskSpec, batch: pa.RecordBatch, predictions: pa.RecordBatch) -> None:
         """Count one scored batch: ``batch`` as read, ``predictions`` as written."""
-        if self.profile is not None and spec.profile is not None:
-            self.profile.add(spec.profile, batch, predictions)
-        if spec.input_metrics:
-            self.input.add(spec.input_metrics, batch)
-        if spec.output_metrics:
-            self.output.add(spec.output_metrics, predictions)
+        for observer in spec.observers:
+            observer.observe(self.counts[observer.key], batch, predictions)
 
     def merge(self, other: TaskCounts, spec: TaskSpec) -> TaskCounts:
-        profile = (
-            self.profile.merge(other.profile)
-            if self.profile is not None and other.profile is not None
-            else self.profile or other.profile
-        )
         return TaskCounts(
-            profile,
-            self.input.merge(other.input, spec.input_metrics),
-            self.output.merge(other.output, spec.output_metrics),
+            {o.key: o.merge(self.counts[o.key], other.counts[o.key]) for o in spec.observers}
         )
+
+    def get(self, key: str) -> Any:
+        """The counts of the observer named ``key`` (None if it was not counted)."""
+        return self.counts.get(key)

@@ -5,7 +5,8 @@ action. In ``arrow_direct`` the tasks run inside an action (``foreachPartition``
 applies each successful task's update exactly once, retries included: exact enough for the
 gates. In ``dataframe`` they run inside ``mapInArrow`` (a transformation): a retried or
 speculative task can add its counts twice, which skews drift proportions by that task's share
-at most, so that engine counts the drift profile only and its gates query Spark.
+at most, so that engine counts only the observers that tolerate it (``TaskSpec.retry_tolerant``:
+the drift profile) and its gates query Spark.
 """
 
 from __future__ import annotations

@@ -82,9 +82,8 @@ class DataFrameEngine:
         selected = data.native.select(*plan.input_columns)
         if duplicates:  # validation.duplicate_ids: keep_last
             selected = keep_last_rows(selected, plan.entity_columns)
-        spec = None
-        if observe is not None and observe.profile is not None:
-            spec = TaskSpec(profile=observe.profile)  # gates: inexact here, Spark answers them
+        # a transformation may count a task twice: exact counts (gates) are Spark's job here
+        spec = observe.retry_tolerant() if observe is not None else None
         totals = task_accumulator(spark, spec) if spec is not None else None
         scored = score_frame(selected, plan, handles, spec, totals)
         ok = F.col(ERROR_CLASS).isNull()
