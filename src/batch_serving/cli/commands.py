@@ -20,8 +20,7 @@ log = logging.getLogger("batch_serving")
 
 def score_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.quality.gates import preload_gx_for
-    from batch_serving.runs.job import run_score
+    from batch_serving.runs.job import prepare_run, run_prepared
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import job_session
 
@@ -32,9 +31,9 @@ def score_command(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             tracking_uri=args.tracking_uri,
         )
-        preload_gx_for(cfg)  # GX's import overlaps the JVM's start
+        prepared = prepare_run(cfg, run_date)  # models pinned, GX loading: before the JVM
         spark = job_session(cfg)
-        result = run_score(spark, cfg, run_date, wait=args.wait)
+        result = run_prepared(spark, prepared, wait=args.wait)
     emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
     return 0
 
@@ -74,7 +73,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
-    from batch_serving.runs.job import run_score
+    from batch_serving.runs.job import prepare_run, run_prepared
     from batch_serving.serving.publish import Published, publish
     from batch_serving.spark.session import job_session
 
@@ -87,13 +86,15 @@ def backfill_command(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         tracking_uri=args.tracking_uri,
     )
+    prepared = prepare_run(cfg, first)  # a bad alias fails before the JVM starts
     spark = job_session(cfg, "backfill")
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     scored = []
     with Progress("backfill", "date", total=len(days)) as bar:
         for n, day in enumerate(days, start=1):
             try:
-                result = run_score(spark, cfg, day, wait=args.wait)
+                ready = prepared if day == first else prepare_run(cfg, day)
+                result = run_prepared(spark, ready, wait=args.wait)
             except BatchServingError:
                 bar.echo(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", sys.stderr)
                 raise

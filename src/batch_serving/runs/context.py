@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 @dataclass
 class StepTimer:
     """Wall-clock seconds per named step, in the order the steps ran (a step entered twice,
-    e.g. a gate planned before scoring and evaluated after it, adds up)."""
+    e.g. a gate planned before scoring and evaluated after it, adds up). A step that raises
+    is logged as failed, so the log's last step line names where the run stopped."""
 
     durations: dict[str, float] = field(default_factory=dict)
 
@@ -33,10 +34,15 @@ class StepTimer:
         start = time.perf_counter()
         try:
             yield
-        finally:
-            took = time.perf_counter() - start
-            self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
-            log.info("step %s done in %.2fs", name, took)
+        except BaseException:
+            log.info("step %s failed after %.2fs", name, self._add(name, start))
+            raise
+        log.info("step %s done in %.2fs", name, self._add(name, start))
+
+    def _add(self, name: str, start: float) -> float:
+        took = time.perf_counter() - start
+        self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
+        return took
 
 
 T = TypeVar("T")

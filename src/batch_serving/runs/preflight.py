@@ -16,12 +16,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from batch_serving.config import JobConfig
-from batch_serving.models.loading import load_and_describe, output_request
-from batch_serving.models.registry import resolve_model
+from batch_serving.config.members import MemberModel
+from batch_serving.errors import BatchServingError
+from batch_serving.models.loading import load_and_describe, load_pinned, output_request
+from batch_serving.models.registry import ModelRef, resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
+from batch_serving.scoring.members import namespace_types
 from batch_serving.scoring.plan import Member, plan_for_job
-from batch_serving.tables.files import inspect_input
+from batch_serving.scoring.rules import check_rule_references
+from batch_serving.tables.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import (
     missing_partition,
     partition_exists,
@@ -115,6 +119,50 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
             CheckedModel(m.key, m.ref.uri, m.spec.kind, tuple(m.spec.features)) for m in members
         ),
     )
+
+
+def check_rules(
+    cfg: JobConfig, run_date: dt.date, resolved: list[tuple[MemberModel, ModelRef]]
+) -> None:
+    """A job's rules against what its pinned models output, before any Spark session starts:
+    a rule on a column no member outputs, or compared with a literal of another kind, is a
+    ConfigError (exit 2) naming the rule and its position. The members are loaded on the
+    driver (once per process: the run reuses them) and the plan is built from the input's
+    Parquet footers, so a missing column fails here too, as the run would. A partition the
+    driver cannot read is left to the run's read step, which names the problem."""
+    if not cfg.rules:
+        return
+    found = _footers(cfg, run_date)
+    if found is None:
+        return  # the run plans (and checks the rules) after its read step
+    members = describe_members(cfg, resolved)
+    where = partition_path(cfg.input, run_date)
+    plan = plan_for_job(cfg, members, found.schema, "prepare", dt.datetime.now(dt.UTC), where)
+    if plan.rules is not None:
+        check_rule_references(plan.rules, namespace_types(plan), found.schema.names)
+
+
+def _footers(cfg: JobConfig, run_date: dt.date) -> ParquetInput | None:
+    """The input partition's footers, or None if it is absent or unreadable from here."""
+    try:
+        if not partition_exists(cfg.input, run_date, cfg.storage):
+            return None
+        return inspect_input(partition_location(cfg.input, run_date, cfg.storage))
+    except (BatchServingError, OSError):
+        return None
+
+
+def describe_members(
+    cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]
+) -> tuple[Member, ...]:
+    """The plan's members without Spark: each pinned model loaded on the driver (once per
+    process: the run's ``prepare_models`` finds it loaded) and described."""
+    members = []
+    for config, ref in resolved:
+        request = output_request(cfg, config.model, champion=config.role == "champion")
+        spec, _, _ = load_pinned(config.model, request, ref)
+        members.append(Member(config.key, ref, spec, config.role, config.inputs))
+    return tuple(members)
 
 
 def check_output(cfg: JobConfig, run_date: dt.date, wait: bool = False) -> OutputCheck:
