@@ -23,7 +23,7 @@ from conftest import REPO, RUN_DATE
 
 from batch_serving.config import JobConfig, StorageConfig, load_config
 from batch_serving.errors import ConfigError
-from batch_serving.tables.storage import location
+from batch_serving.storage import location
 
 sys.path.insert(0, str(REPO / "airflow_dags"))
 from batch_serving_airflow import generate

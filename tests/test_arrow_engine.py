@@ -15,7 +15,7 @@ from pyspark.sql import functions as F
 
 from batch_serving.runs.job import run_score
 from batch_serving.spark.engines.arrow_direct import plan_units
-from batch_serving.tables.files import inspect_input
+from batch_serving.storage.files import inspect_input
 
 CASES = {
     "binary": (builders.logreg_pipeline, None, builders.FEATURES),
@@ -92,7 +92,7 @@ def test_units_follow_row_groups_and_cover_every_row(tmp_path) -> None:
 
 
 def test_small_files_share_units_and_an_empty_input_makes_one_empty_unit() -> None:
-    from batch_serving.tables.files import ParquetInput
+    from batch_serving.storage.files import ParquetInput
 
     schema = pa.schema([("id", pa.int64())])
     files = tuple(Path(f"/in/part-{i:02d}.parquet") for i in range(80))

@@ -135,7 +135,7 @@ class NoJvmSession:
 def committed_partition(root: Path, model: str, ids: list[int]) -> TableLayout:
     layout = predictions_layout(str(root), model)
     partition = layout.committed_dir(RUN_DATE)
-    assert isinstance(partition, Path)
+    assert partition.as_local() is not None
     partition.mkdir(parents=True)
     pq.write_table(pa.table({"id": ids, "score": [0.5] * len(ids)}), partition / "p.parquet")
     return layout
@@ -178,7 +178,7 @@ def test_a_rerun_skips_adding_a_registered_partition(spark: Any, tmp_path: Path)
     assert spark.table("fixed_work_db.rerun_skip").count() == 2
 
     partition = layout.committed_dir(RUN_DATE)
-    assert isinstance(partition, Path)
+    assert partition.as_local() is not None
     pq.write_table(pa.table({"id": [5, 6, 7], "score": [0.1] * 3}), partition / "p.parquet")
     register_partition(spark, "fixed_work_db", layout, RUN_DATE)  # a rerun: files replaced
     assert sorted(r.id for r in spark.table("fixed_work_db.rerun_skip").collect()) == [5, 6, 7]

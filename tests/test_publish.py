@@ -19,7 +19,7 @@ from batch_serving.serving.format import KEY, build_table, file_sha256, write_sn
 from batch_serving.serving.pointer import ServingLayout, read_pointer
 from batch_serving.serving.publish import publish, rollback
 from batch_serving.serving.readers import Snapshot
-from batch_serving.tables.files import data_files
+from batch_serving.storage.files import data_files
 from batch_serving.tables.manifest import MANIFEST_NAME
 
 

@@ -35,9 +35,9 @@ from batch_serving.runs.preflight import check_output
 from batch_serving.runs.recovery import recover_date
 from batch_serving.serving import remote
 from batch_serving.serving.publish import publish, rollback
+from batch_serving.storage import Location, location, resolve, spark_uri
 from batch_serving.tables import object_commit
 from batch_serving.tables.layout import predictions_layout
-from batch_serving.tables.storage import Location, location, resolve, spark_uri
 
 cloudpickle.register_pickle_by_value(builders)
 
@@ -96,8 +96,9 @@ def write_input(cfg: JobConfig, frame: pd.DataFrame, tmp: Path, day: dt.date = R
     local = tmp / f"upload-{uuid.uuid4().hex[:6]}"
     sample_data.write_partition(local, day, frame, files=2)
     target = resolve(cfg.input.path, cfg.storage)
-    if isinstance(target, Path):
-        sample_data.write_partition(target, day, frame, files=2)
+    local_target = target.as_local()
+    if local_target is not None:
+        sample_data.write_partition(local_target, day, frame, files=2)
         return
     dest = target / f"ds={day.isoformat()}"
     dest.rmtree()
@@ -121,8 +122,8 @@ def keys(loc: Location) -> list[str]:
 
 def test_uris_resolve_to_filesystems(s3: S3Server) -> None:
     storage = StorageConfig.model_validate(s3.storage)
-    assert resolve("/tmp/x") == Path("/tmp/x")
-    assert resolve("file:///tmp/x") == Path("/tmp/x")
+    assert resolve("/tmp/x").as_local() == Path("/tmp/x")
+    assert resolve("file:///tmp/x").as_local() == Path("/tmp/x")
     for uri in ("s3://b/k/", "s3a://b/k"):
         loc = resolve(uri, storage)
         assert isinstance(loc, Location) and (loc.scheme, loc.path) == ("s3", "b/k")

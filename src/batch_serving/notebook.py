@@ -52,10 +52,10 @@ from batch_serving.scoring.plan import (
     ScoringPlan,
     build_plan,
 )
-from batch_serving.tables.files import data_files, read_table
+from batch_serving.storage import Location
+from batch_serving.storage.files import data_files, read_table
 from batch_serving.tables.layout import PARTITION_COLUMN, predictions_layout
 from batch_serving.tables.manifest import read_manifest
-from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -340,7 +340,7 @@ def _as_date(value: dt.date | str) -> dt.date:
     return parse_run_date(value)
 
 
-def _read_files(files: list[AnyPath], columns: Sequence[str] | None) -> pa.Table:
+def _read_files(files: list[Location], columns: Sequence[str] | None) -> pa.Table:
     if not files:
         return pa.table({})
     wanted = list(columns) if columns is not None else None

@@ -13,7 +13,7 @@ from batch_serving.api.backends import EmbeddedBackend
 from batch_serving.config import ServeSettings
 from batch_serving.serving.records import Pointer
 from batch_serving.serving.remote import RemoteSnapshotCache
-from batch_serving.tables.storage import location
+from batch_serving.storage import location
 
 
 class RemoteEmbeddedBackend(EmbeddedBackend):

@@ -21,7 +21,7 @@ import pandas as pd
 from batch_serving.config import JobConfig
 from batch_serving.errors import InputNotFoundError, MissingColumnsError
 from batch_serving.learning.settings import LabelsConfig
-from batch_serving.tables.files import data_files, read_tables
+from batch_serving.storage.files import data_files, read_tables
 from batch_serving.tables.layout import PARTITION_COLUMN
 
 PREDICTION_TIME = "prediction_time"

@@ -34,10 +34,10 @@ from batch_serving.monitoring.reference import model_profile
 from batch_serving.monitoring.report import RunReport, render_index, render_run
 from batch_serving.quality.data_docs import docs_name, write_data_docs
 from batch_serving.scoring.comparison import NONE
-from batch_serving.tables.files import data_files
+from batch_serving.storage import local_only
+from batch_serving.storage.files import data_files
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
 from batch_serving.tables.manifest import RunManifest, read_after_commit, read_manifest
-from batch_serving.tables.storage import local_only
 
 INDEX_NAME = "index.html"
 # replaced and uncommitted runs the index lists per model (newest); `batch-serving runs` lists

@@ -17,13 +17,13 @@ from typing import Any
 
 from batch_serving.config.sections import DriftGatesConfig
 from batch_serving.monitoring.gates import evaluate
+from batch_serving.storage import local_only
 from batch_serving.tables.layout import TableLayout
 from batch_serving.tables.manifest import (
     AFTER_COMMIT_NAME,
     RunManifest,
     read_manifest,
 )
-from batch_serving.tables.storage import local_only
 
 REPORT_NAME = "report.html"
 

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from batch_serving.errors import InputValidationError
-from batch_serving.tables.storage import AnyPath
+from batch_serving.storage import AnyPath
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ def duplicate_ids_arrow(
 
     The count decides; examples are looked for only when there are duplicates (rare), with
     pandas, so they are the same ids in the same order whichever path counted."""
-    from batch_serving.tables.files import read_table
+    from batch_serving.storage.files import read_table
 
     tables = [read_table(f, columns=list(entity_columns)) for f in files]
     extra = _fast_extra(tables)

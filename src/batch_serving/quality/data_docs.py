@@ -15,7 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from batch_serving.tables.storage import AnyPath
+from batch_serving.storage import AnyPath
 
 log = logging.getLogger(__name__)
 

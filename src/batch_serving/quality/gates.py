@@ -34,7 +34,7 @@ from batch_serving.errors import BatchServingError, ConfigError
 from batch_serving.quality.data_docs import VALIDATION_JSON, write_data_docs
 from batch_serving.quality.metric_plan import MetricPlan, MetricSpec
 from batch_serving.quality.task_metrics import MetricCounts, MetricsObserver
-from batch_serving.tables.storage import AnyPath
+from batch_serving.storage import AnyPath
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame

@@ -18,8 +18,8 @@ from pyspark.sql import SparkSession
 from batch_serving.monitoring.history import REPORT_NAME
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.monitor import RUN_PROFILE
+from batch_serving.storage.files import data_files
 from batch_serving.tables.commit import Committed
-from batch_serving.tables.files import data_files
 from batch_serving.tables.layout import QUARANTINE
 from batch_serving.tables.manifest import (
     AFTER_COMMIT_NAME,
@@ -27,7 +27,6 @@ from batch_serving.tables.manifest import (
     RunManifest,
     write_json,
 )
-from batch_serving.tables.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +69,10 @@ def after_commit(
     if skipped is None and cfg.tracking.log_runs:
         from batch_serving.runs.mlflow_record import log_run
 
-        records = run.predictions.run_dir(run.run_id)
+        records = run.predictions.run_dir(run.run_id).as_local()
         extra = (  # monitoring's files and GX's Data Docs pages (local roots only)
             []
-            if isinstance(records, Location)
+            if records is None
             else [
                 *(records / n for n in (RUN_PROFILE, REPORT_NAME)),
                 *sorted(records.glob("_datadocs_*.html")),

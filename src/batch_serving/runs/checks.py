@@ -36,8 +36,8 @@ from batch_serving.runs.steps import Validated, finish_duplicate_scan, gate_runn
 from batch_serving.scoring.observers import TaskCounts, TaskObserver, TaskSpec
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.engines import Engine, InputData
+from batch_serving.storage import spark_path
 from batch_serving.tables.manifest import RunManifest
-from batch_serving.tables.storage import spark_path
 
 
 @dataclass

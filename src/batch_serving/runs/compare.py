@@ -13,8 +13,8 @@ from batch_serving.scoring.comparison import (
 )
 from batch_serving.scoring.members import label_field, score_field
 from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
-from batch_serving.tables.files import data_files, read_table
-from batch_serving.tables.storage import AnyPath
+from batch_serving.storage import AnyPath
+from batch_serving.storage.files import data_files, read_table
 
 
 def compare_shadows(plan: ScoringPlan, staged: AnyPath) -> dict[str, ComparisonSummary]:

@@ -42,7 +42,7 @@ from batch_serving.models.parity import (
 from batch_serving.models.registry import resolve_model
 from batch_serving.models.uris import model_config, parse_model_uri
 from batch_serving.scoring.casts import apply_casts, plan_casts
-from batch_serving.tables.files import data_files
+from batch_serving.storage.files import data_files
 
 log = logging.getLogger(__name__)
 

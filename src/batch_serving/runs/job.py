@@ -174,5 +174,5 @@ def _engine(spark: SparkSession, cfg: JobConfig) -> Engine:
 
 
 def _discard_staging(run: RunContext) -> None:
-    discard(run.staging.predictions)
-    discard(run.staging.quarantine)
+    discard(run.predictions, run.staging.predictions)
+    discard(run.quarantine, run.staging.quarantine)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from batch_serving.tables.files import data_files, is_local, local_path
+from batch_serving.storage.files import data_files, is_local, local_path
 from batch_serving.tables.manifest import RunManifest
 
 if TYPE_CHECKING:
@@ -45,8 +45,8 @@ def input_digest(partition: str) -> str:
     h = hashlib.sha256()
     if is_local(partition):
         root = local_path(partition)
-        for f in data_files(root):
-            assert isinstance(f, Path)  # a local partition lists local files
+        for found in data_files(root):
+            f = found.local_path("the input digest")  # a local partition lists local files
             stat = f.stat()
             h.update(f"{f.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     else:

@@ -19,9 +19,9 @@ import pyarrow.compute as pc
 
 from batch_serving.config import JobConfig
 from batch_serving.runs.lineage import log_lineage, run_artifacts
-from batch_serving.tables.files import data_files, read_tables
+from batch_serving.storage import AnyPath, as_location
+from batch_serving.storage.files import data_files, read_tables
 from batch_serving.tables.manifest import RunManifest
-from batch_serving.tables.storage import AnyPath
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -119,7 +119,8 @@ def log_run(
             )
             params = _params(cfg, manifest)
             log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
-            own = run_artifacts(partition, artifacts) if isinstance(partition, Path) else artifacts
+            local = as_location(partition).as_local()
+            own = run_artifacts(local, artifacts) if local is not None else artifacts
             for path in own:
                 client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
             metrics = run_metrics(manifest, stats.result() if stats is not None else {})

@@ -39,7 +39,7 @@ from batch_serving.runs.context import RunContext
 from batch_serving.scoring.members import score_field
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.engines import Engine, InputData
-from batch_serving.tables.storage import local_only
+from batch_serving.storage import local_only
 
 log = logging.getLogger(__name__)
 

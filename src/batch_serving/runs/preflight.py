@@ -25,7 +25,7 @@ from batch_serving.runs.recovery import holding_date, recover_date
 from batch_serving.scoring.members import namespace_types
 from batch_serving.scoring.plan import Member, plan_for_job
 from batch_serving.scoring.rules import check_rule_references
-from batch_serving.tables.files import ParquetInput, inspect_input
+from batch_serving.storage.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import (
     missing_partition,
     partition_exists,

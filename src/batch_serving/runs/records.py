@@ -14,6 +14,7 @@ from batch_serving.runs.steps import Counts
 from batch_serving.scoring.comparison import ComparisonSummary
 from batch_serving.scoring.plan import Member, ScoringPlan
 from batch_serving.spark.delivery import DeliveryPlan
+from batch_serving.storage import AnyPath, resolve
 from batch_serving.tables.manifest import (
     GateSummary,
     InputFile,
@@ -25,7 +26,6 @@ from batch_serving.tables.manifest import (
     RunManifest,
     ScoringSection,
 )
-from batch_serving.tables.storage import AnyPath, resolve
 
 
 def build_manifest(

@@ -12,7 +12,6 @@ import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from batch_serving.config import JobConfig
 from batch_serving.tables.commit import recover
@@ -58,7 +57,7 @@ def interrupted_dates(cfg: JobConfig) -> list[dt.date]:
     dates: set[str] = set()
     for layout in layouts(cfg):
         parent = layout.trash_dir(dt.date.min, "x").parent
-        if isinstance(parent, Path) and parent.is_dir():
+        if parent.is_dir():
             dates |= {p.name.split("=", 1)[1].split(".", 1)[0] for p in parent.iterdir()}
     return sorted(dt.date.fromisoformat(d) for d in dates)
 

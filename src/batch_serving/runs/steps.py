@@ -20,8 +20,8 @@ from batch_serving.quality.gates import GateRunner, write_reports
 from batch_serving.runs.context import RunContext, in_background
 from batch_serving.scoring.plan import Member, ScoringPlan, plan_for_job
 from batch_serving.spark.engines import Engine, InputData
+from batch_serving.storage.files import count_rows, data_files
 from batch_serving.tables.commit import Committed, commit
-from batch_serving.tables.files import count_rows, data_files
 from batch_serving.tables.layout import TableLayout
 from batch_serving.tables.lease import Lease, read_holder
 from batch_serving.tables.manifest import RunManifest, read_manifest, write_manifest

@@ -22,9 +22,9 @@ from batch_serving.config import JobConfig
 from batch_serving.errors import PublishError
 from batch_serving.serving.format import build_table, write_snapshot
 from batch_serving.serving.records import FeatureHeader, PinnedMember
-from batch_serving.tables.files import data_files, read_tables
+from batch_serving.storage import AnyPath, resolve
+from batch_serving.storage.files import data_files, read_tables
 from batch_serving.tables.manifest import InputFile, RunManifest
-from batch_serving.tables.storage import AnyPath, resolve
 
 log = logging.getLogger(__name__)
 

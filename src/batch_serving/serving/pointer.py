@@ -21,7 +21,7 @@ from batch_serving.errors import ServingStoreError
 from batch_serving.serving.records import Pointer
 
 if TYPE_CHECKING:
-    from batch_serving.tables.storage import AnyPath
+    from batch_serving.storage import AnyPath
 
 POINTER = "CURRENT.json"
 

@@ -33,10 +33,10 @@ from batch_serving.serving.pointer import ServingLayout, read_pointer
 from batch_serving.serving.records import SnapshotHeader
 from batch_serving.serving.remote import RemoteSnapshots, publish_remote, remote_root
 from batch_serving.serving.stores import SnapshotStore, open_stores
-from batch_serving.tables.files import data_files, read_tables
+from batch_serving.storage import AnyPath
+from batch_serving.storage.files import data_files, read_tables
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.manifest import RunManifest, read_manifest
-from batch_serving.tables.storage import AnyPath
 from batch_serving.tables.verify import verify_committed
 
 log = logging.getLogger(__name__)

@@ -29,7 +29,7 @@ from batch_serving.config import MODEL_NAME, StorageConfig
 from batch_serving.serving.format import SNAPSHOT_FILE, SNAPSHOT_MANIFEST
 from batch_serving.serving.pointer import POINTER, ServingLayout, checked_name, read_pointer_file
 from batch_serving.serving.records import Pointer
-from batch_serving.tables.storage import Location, location
+from batch_serving.storage import Location, location
 
 if TYPE_CHECKING:
     from batch_serving.config import JobConfig

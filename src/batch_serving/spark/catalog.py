@@ -16,9 +16,9 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
-from batch_serving.tables.files import data_files
+from batch_serving.storage import Location, spark_path
+from batch_serving.storage.files import data_files
 from batch_serving.tables.layout import PARTITION_COLUMN, TableLayout
-from batch_serving.tables.storage import AnyPath, Location, spark_path
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def register_partition(
     None when there is nothing to register yet (e.g. an empty quarantine)."""
     name = table_name(database, layout.model)
     partition = layout.committed_dir(run_date)  # pointer protocol: the committed run's dir
+    moved = layout.protocol.catalog_location(layout, run_date)  # None: where Hive expects it
     try:
         exists, location = _existing_table(spark, database, layout.model)
         if not exists and not spark.catalog.databaseExists(database):
@@ -56,10 +57,9 @@ def register_partition(
         spec = f"({PARTITION_COLUMN} = DATE'{run_date.isoformat()}')"
         if not _partition_registered(spark, database, layout.model, run_date):
             spark.sql(f"ALTER TABLE {name} ADD IF NOT EXISTS PARTITION {spec}")
-        if layout.pointer_commit:  # the metastore follows the pointer: LOCATION = the run dir
+        if moved is not None:  # e.g. the metastore follows the pointer to the run's directory
             spark.sql(
-                f"ALTER TABLE {name} PARTITION {spec} "
-                f"SET LOCATION {_sql_string(spark_path(partition))}"
+                f"ALTER TABLE {name} PARTITION {spec} SET LOCATION {_sql_string(spark_path(moved))}"
             )
         spark.catalog.refreshTable(name)  # REFRESH TABLE, in one call instead of a query
     except Exception as exc:  # Spark's AnalysisException and metastore errors alike
@@ -120,12 +120,9 @@ def _normalized(value: str) -> str:
     return str(Path(value.removeprefix("file:")).resolve())
 
 
-def _real(path: AnyPath) -> str:
-    if isinstance(path, Location):
-        return (
-            path.spark_uri.rstrip("/") if path.kind != "local" else str(Path(path.path).resolve())
-        )
-    return str(path.resolve())
+def _real(path: Location) -> str:
+    """A table directory as the metastore spells it (absolute, symlinks resolved locally)."""
+    return path.resolve().spark_uri.rstrip("/")
 
 
 def _sql_string(path: str) -> str:

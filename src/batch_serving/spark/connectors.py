@@ -11,7 +11,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
-from batch_serving.tables.storage import is_remote, spark_uri
+from batch_serving.storage import is_remote, spark_uri
 
 CONNECTORS = {
     "s3a": "org.apache.hadoop:hadoop-aws (same version as Spark's Hadoop) and its AWS SDK bundle",

@@ -9,8 +9,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from batch_serving.config import InputConfig
 from batch_serving.errors import StorageError, first_line
+from batch_serving.storage import spark_uri
 from batch_serving.tables.inputs import missing_partition, partition_path
-from batch_serving.tables.storage import spark_uri
 
 
 def read_partition(spark: SparkSession, cfg: InputConfig, run_date: dt.date) -> DataFrame:

@@ -24,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from batch_serving.config import JobConfig
+from batch_serving.storage import as_location, local_only
 from batch_serving.tables.layout import TableLayout
-from batch_serving.tables.storage import local_only
 
 STREAM_PREDICTIONS = "stream_predictions"
 STREAM_QUARANTINE = "stream_quarantine"
@@ -47,11 +47,11 @@ class StreamLayout:
 
     @property
     def predictions(self) -> TableLayout:
-        return TableLayout(self.root, STREAM_PREDICTIONS, self.model)
+        return TableLayout(as_location(self.root), STREAM_PREDICTIONS, self.model)
 
     @property
     def quarantine(self) -> TableLayout:
-        return TableLayout(self.root, STREAM_QUARANTINE, self.model)
+        return TableLayout(as_location(self.root), STREAM_QUARANTINE, self.model)
 
     @property
     def state_dir(self) -> Path:

@@ -1,116 +1,119 @@
-"""The commit protocol: the ONE place that swaps a staged partition in.
+"""The commit step: ``commit``/``recover``/``discard`` ask the layout's commit protocol
+(``tables.protocol``); this module also holds the rename-swap protocol, ``RenameSwap``.
 
-A run writes everything (data + manifest) into its staging directory, checks it, then swaps
-it in with two renames on the same filesystem. Readers therefore see either the old complete
-partition or the new complete one, never a half-written one. If a process dies between the two
-renames, ``recover`` puts the previous partition back; every run, ``check-output``, ``publish``
-and ``batch-serving recover`` call it first, under the date's lease (``tables.lease``), so
-recovery never races a live commit.
+Rename swap (local disks, HDFS): a run writes everything (data + manifest) into its staging
+directory, checks it, then swaps it in with two renames on the same filesystem. Readers
+therefore see either the old complete partition or the new complete one, never a half-written
+one. If a process dies between the two renames, ``recover`` puts the previous partition back;
+every run, ``check-output``, ``publish`` and ``batch-serving recover`` call it first, under the
+date's lease (``tables.lease``), so recovery never races a live commit.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
-import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from batch_serving.errors import StorageError
-from batch_serving.tables.files import count_rows, data_files
-from batch_serving.tables.layout import TableLayout
-from batch_serving.tables.storage import AnyPath, Location
+from batch_serving.storage import Location
+from batch_serving.storage.files import count_rows, data_files
+from batch_serving.tables.manifest import committed_run_id
+from batch_serving.tables.protocol import Committed
+
+if TYPE_CHECKING:
+    from batch_serving.tables.layout import TableLayout
+
+__all__ = ["Committed", "RenameSwap", "commit", "discard", "recover"]
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Committed:
-    """What a commit wrote: where, how many rows, how many data files."""
-
-    path: AnyPath
-    rows: int
-    files: int
+def commit(layout: TableLayout, run_date: dt.date, staged: Location, run_id: str) -> Committed:
+    """Make ``staged`` the date's data by the layout's protocol; other dates are never
+    touched."""
+    return layout.protocol.commit(layout, run_date, staged, run_id)
 
 
 def recover(layout: TableLayout, run_date: dt.date) -> bool:
-    """Undo a swap interrupted between its two renames; drop trash of completed swaps.
-
-    Returns True if a previous partition was put back. Pointer protocol: nothing to undo
-    (the pointer is one object); run directories past their grace period are removed."""
-    if layout.pointer_commit:
-        from batch_serving.tables.object_commit import clean_expired
-
-        clean_expired(layout, run_date)
-        return False
-    target = layout.partition_dir(run_date)
-    entries = layout.trash_entries(run_date)
-    restored = False
-    if not target.exists() and entries:
-        newest = entries[-1]
-        log.warning("restoring %s from interrupted commit (%s)", target, newest.name)
-        _move(newest, target)
-        entries = entries[:-1]
-        restored = True
-    for leftover in entries:
-        _rmtree(leftover)
-    return restored
+    """Undo what an interrupted commit of ``run_date`` left; True if previous data came back."""
+    return layout.protocol.recover(layout, run_date)
 
 
-def commit(layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str) -> Committed:
-    """Swap ``staged`` in as the partition for ``run_date``; other dates are never touched.
-    On object stores: switch the date's pointer to it (``tables.object_commit``)."""
-    if layout.pointer_commit:
-        from batch_serving.tables.object_commit import commit_pointer
-
-        return commit_pointer(layout, run_date, staged, run_id)
-    target = layout.partition_dir(run_date)
-    trash = layout.trash_dir(run_date, run_id)
-    rows, files = count_rows(staged), len(data_files(staged))
-    recover(layout, run_date)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    moved_old = False
-    try:
-        if target.exists():
-            trash.parent.mkdir(parents=True, exist_ok=True)
-            _rename(target, trash)
-            moved_old = True
-        _rename(staged, target)
-    except OSError as exc:
-        if moved_old and not target.exists():
-            _move(trash, target)  # put the previous partition back right away
-        raise StorageError(f"commit of {target} failed: {exc}") from None
-    _rmtree(trash)
-    return Committed(path=target, rows=rows, files=files)
+def discard(layout: TableLayout, staged: Location) -> None:
+    """Remove a run's staging; what the date's commit holds stays."""
+    layout.protocol.discard(layout, staged)
 
 
-def discard(staged: AnyPath) -> None:
-    """Remove a run's staging directory (after a failure, or a successful commit's leftovers);
-    a run directory its date's pointer names is the committed data and stays."""
-    if isinstance(staged, Location):
-        from batch_serving.tables.object_commit import is_committed
+@dataclass(frozen=True)
+class RenameSwap:
+    """Staging under ``_staging``; the commit renames the partition to ``_trash`` and the
+    staging to the partition."""
 
-        if not is_committed(staged):
-            staged.rmtree()
-        return
-    shutil.rmtree(staged, ignore_errors=True)
+    name: str = "swap"
+
+    def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
+        return layout.staging_dir(run_id)
+
+    def committed_dir(self, layout: TableLayout, run_date: dt.date) -> Location:
+        return layout.partition_dir(run_date)
+
+    def current_run_id(self, layout: TableLayout, run_date: dt.date) -> str | None:
+        return committed_run_id(layout.partition_dir(run_date))
+
+    def holds_commit(self, partition: Location) -> bool:
+        return True  # a partition directory exists only once a swap put it there
+
+    def catalog_location(self, layout: TableLayout, run_date: dt.date) -> Location | None:
+        return None  # the partition is where Hive expects it
+
+    def recover(self, layout: TableLayout, run_date: dt.date) -> bool:
+        """Undo a swap interrupted between its two renames; drop trash of completed swaps."""
+        target = layout.partition_dir(run_date)
+        entries = layout.trash_entries(run_date)
+        restored = False
+        if not target.exists() and entries:
+            newest = entries[-1]
+            log.warning("restoring %s from interrupted commit (%s)", target, newest.name)
+            _move(newest, target)
+            entries = entries[:-1]
+            restored = True
+        for leftover in entries:
+            leftover.rmtree(ignore_errors=True)
+        return restored
+
+    def commit(
+        self, layout: TableLayout, run_date: dt.date, staged: Location, run_id: str
+    ) -> Committed:
+        target = layout.partition_dir(run_date)
+        trash = layout.trash_dir(run_date, run_id)
+        rows, files = count_rows(staged), len(data_files(staged))
+        self.recover(layout, run_date)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        moved_old = False
+        try:
+            if target.exists():
+                trash.parent.mkdir(parents=True, exist_ok=True)
+                _rename(target, trash)
+                moved_old = True
+            _rename(staged, target)
+        except OSError as exc:
+            if moved_old and not target.exists():
+                _move(trash, target)  # put the previous partition back right away
+            raise StorageError(f"commit of {target} failed: {exc}") from None
+        trash.rmtree(ignore_errors=True)
+        return Committed(path=target, rows=rows, files=files)
+
+    def discard(self, layout: TableLayout, staged: Location) -> None:
+        staged.rmtree(ignore_errors=True)  # a committed staging directory was renamed away
 
 
-def _rename(src: AnyPath, dst: AnyPath) -> None:
+def _rename(src: Location, dst: Location) -> None:
     """A separate function so fault-injection tests can interrupt the swap between renames."""
     _move(src, dst)
 
 
-def _move(src: AnyPath, dst: AnyPath) -> None:
-    """An atomic directory rename: ``os.rename`` locally, the filesystem's move on HDFS."""
-    if isinstance(src, Location) and isinstance(dst, Location):
-        src.fs.move(src.path, dst.path)
-    else:
-        os.rename(src, dst)  # type: ignore[arg-type]
-
-
-def _rmtree(path: AnyPath) -> None:
-    if isinstance(path, Location):
-        path.rmtree()
-    else:
-        shutil.rmtree(path, ignore_errors=True)
+def _move(src: Location, dst: Location) -> None:
+    """An atomic directory rename (``os.rename`` locally, the filesystem's move on HDFS)."""
+    src.move_to(dst)

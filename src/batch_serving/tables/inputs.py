@@ -6,7 +6,7 @@ import datetime as dt
 
 from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.errors import InputNotFoundError
-from batch_serving.tables.storage import AnyPath, resolve
+from batch_serving.storage import Location, location
 
 
 def partition_path(cfg: InputConfig, run_date: dt.date) -> str:
@@ -15,14 +15,14 @@ def partition_path(cfg: InputConfig, run_date: dt.date) -> str:
 
 def partition_location(
     cfg: InputConfig, run_date: dt.date, storage: StorageConfig | None = None
-) -> AnyPath:
-    """The partition as a local ``Path`` or a ``Location`` on its filesystem."""
-    return resolve(partition_path(cfg, run_date), storage)
+) -> Location:
+    """The partition as a ``Location`` on its filesystem."""
+    return location(partition_path(cfg, run_date), storage)
 
 
 def available_dates(cfg: InputConfig, storage: StorageConfig | None = None) -> list[str]:
     """Dates present under the table root (for error messages)."""
-    root = resolve(cfg.path, storage)
+    root = location(cfg.path, storage)
     if not root.is_dir():
         return []
     prefix = f"{cfg.partition_column}="

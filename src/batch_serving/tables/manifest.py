@@ -9,15 +9,13 @@ beside it. Readers (publish, checks, summaries) use these classes, never string 
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from batch_serving.errors import StorageError
-from batch_serving.tables.storage import AnyPath, Location
+from batch_serving.storage import AnyPath, Location, as_location
 
 MANIFEST_NAME = "_manifest.json"
 AFTER_COMMIT_NAME = "_after_commit.json"
@@ -78,16 +76,12 @@ class InputFile(_Record):
     @classmethod
     def of(cls, partition: AnyPath, path: AnyPath) -> InputFile:
         """``path`` (a data file below ``partition``) as it is now; FileNotFoundError if gone."""
-        if isinstance(path, Location) and isinstance(partition, Location):
-            info = path.fs.get_file_info(path.path)
-            if info.type == pafs.FileType.NotFound:
-                raise FileNotFoundError(path.uri)
-            name = path.path[len(partition.path.rstrip("/")) + 1 :]
-            return cls(name=name, bytes=int(info.size), mtime_ns=int(info.mtime_ns or 0))
-        local = Path(str(path))
-        stat = local.stat()
-        name = local.relative_to(str(partition)).as_posix()
-        return cls(name=name, bytes=stat.st_size, mtime_ns=stat.st_mtime_ns)
+        where, file = as_location(partition), as_location(path)
+        info = file.fs.get_file_info(file.path)
+        if info.type == pafs.FileType.NotFound:
+            raise FileNotFoundError(file.uri)
+        name = file.relative_to(where).as_posix()
+        return cls(name=name, bytes=int(info.size), mtime_ns=int(info.mtime_ns or 0))
 
 
 class InputSection(_Record):
@@ -153,20 +147,17 @@ class AfterCommit(_Record):
     skipped: str | None = None  # why the steps did not run (the partition holds another run)
 
 
-def write_json(path: AnyPath, record: BaseModel) -> AnyPath:
+def write_json(path: AnyPath, record: BaseModel) -> Location:
     """Write ``record`` atomically (temp file + rename; one PUT on object stores): a reader
     never sees half a file."""
-    if isinstance(path, Location):
-        path.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    target = as_location(path)
+    target.write_atomic(
+        (json.dumps(record.model_dump(mode="json"), indent=2, sort_keys=True) + "\n").encode()
+    )
+    return target
 
 
-def write_manifest(directory: AnyPath, manifest: RunManifest) -> AnyPath:
+def write_manifest(directory: AnyPath, manifest: RunManifest) -> Location:
     return write_json(directory / MANIFEST_NAME, manifest)
 
 

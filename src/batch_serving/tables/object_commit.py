@@ -28,14 +28,17 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 from batch_serving.errors import StorageError
-from batch_serving.tables.files import count_rows, data_files
-from batch_serving.tables.storage import AnyPath, Location
+from batch_serving.storage import Location
+from batch_serving.storage.files import count_rows, data_files
+from batch_serving.tables.protocol import Committed
 
 if TYPE_CHECKING:
-    from batch_serving.tables.commit import Committed
     from batch_serving.tables.layout import TableLayout
 
 log = logging.getLogger(__name__)
+
+POINTER_NAME = "_COMMITTED.json"
+RUNS_DIR = "_runs"
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,58 @@ class Pointer:
     replaced: dict[str, str] = field(default_factory=dict)  # run_id -> when it was replaced
 
 
+@dataclass(frozen=True)
+class PointerCommit:
+    """Each run stages in its own immutable ``_runs/<run_id>`` directory of the partition; the
+    commit is one PUT of the date's pointer."""
+
+    name: str = "pointer"
+
+    def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
+        return run_data_dir(layout, run_date, run_id)
+
+    def committed_dir(self, layout: TableLayout, run_date: dt.date) -> Location:
+        return committed_run_dir(layout, run_date) or layout.partition_dir(run_date)
+
+    def current_run_id(self, layout: TableLayout, run_date: dt.date) -> str | None:
+        pointer = read_pointer(layout, run_date)
+        return pointer.run_id if pointer else None
+
+    def holds_commit(self, partition: Location) -> bool:
+        return (partition / POINTER_NAME).is_file()
+
+    def catalog_location(self, layout: TableLayout, run_date: dt.date) -> Location | None:
+        """The metastore follows the pointer: the partition's LOCATION is the run directory."""
+        return self.committed_dir(layout, run_date)
+
+    def commit(
+        self, layout: TableLayout, run_date: dt.date, staged: Location, run_id: str
+    ) -> Committed:
+        return commit_pointer(layout, run_date, staged, run_id)
+
+    def recover(self, layout: TableLayout, run_date: dt.date) -> bool:
+        """Nothing to undo (the pointer is one object); run directories past their grace
+        period are removed."""
+        clean_expired(layout, run_date)
+        return False
+
+    def discard(self, layout: TableLayout, staged: Location) -> None:
+        """A run directory its date's pointer names is the committed data and stays."""
+        if not is_committed(staged):
+            staged.rmtree()
+
+
+def run_data_dir(layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
+    """The run's immutable data directory (also its staging)."""
+    return layout.partition_dir(run_date) / RUNS_DIR / run_id
+
+
+def pointer_file(layout: TableLayout, run_date: dt.date) -> Location:
+    return layout.partition_dir(run_date) / POINTER_NAME
+
+
 def read_pointer(layout: TableLayout, run_date: dt.date) -> Pointer | None:
-    path = layout.pointer_file(run_date)
+    path = pointer_file(layout, run_date)
     try:
         raw = json.loads(path.read_text())
         return Pointer(**raw)
@@ -62,18 +115,16 @@ def read_pointer(layout: TableLayout, run_date: dt.date) -> Pointer | None:
         raise StorageError(f"unreadable commit pointer {path}: {exc}") from None
 
 
-def committed_run_dir(layout: TableLayout, run_date: dt.date) -> AnyPath | None:
+def committed_run_dir(layout: TableLayout, run_date: dt.date) -> Location | None:
     """The directory the date's pointer names (None: nothing committed)."""
     pointer = read_pointer(layout, run_date)
     return None if pointer is None else layout.partition_dir(run_date) / pointer.data
 
 
 def commit_pointer(
-    layout: TableLayout, run_date: dt.date, staged: AnyPath, run_id: str
+    layout: TableLayout, run_date: dt.date, staged: Location, run_id: str
 ) -> Committed:
     """Make ``staged`` (this run's directory, manifest included) the date's data."""
-    from batch_serving.tables.commit import Committed
-
     rows, files = count_rows(staged), len(data_files(staged))
     previous = read_pointer(layout, run_date)
     now = _now()
@@ -81,9 +132,9 @@ def commit_pointer(
     if previous is not None and previous.run_id != run_id:
         replaced[previous.run_id] = now
     replaced.pop(run_id, None)
-    pointer = Pointer(run_id, f"_runs/{run_id}", rows, files, now, replaced)
+    pointer = Pointer(run_id, f"{RUNS_DIR}/{run_id}", rows, files, now, replaced)
     try:
-        _write_pointer(layout.pointer_file(run_date), pointer)
+        _write_pointer(pointer_file(layout, run_date), pointer)
     except OSError as exc:
         raise StorageError(
             f"commit of {layout.partition_dir(run_date)} failed writing its pointer: {exc}"
@@ -99,72 +150,52 @@ def clean_expired(layout: TableLayout, run_date: dt.date) -> list[str]:
     """Delete run directories past the grace period: replaced ones (by replacement time) and
     never-committed ones (by their newest file); rewrite the pointer without them."""
     pointer = read_pointer(layout, run_date)
-    runs = layout.partition_dir(run_date) / "_runs"
+    runs = layout.partition_dir(run_date) / RUNS_DIR
     if not runs.is_dir():
         return []
     grace, now = layout.grace_period_s, time.time()
     current = pointer.run_id if pointer else None
     replaced = dict(pointer.replaced) if pointer else {}
     removed: list[str] = []
-    children: list[AnyPath] = list(runs.iterdir())
-    for directory in children:
+    for directory in list(runs.iterdir()):
         name = directory.name
         if name == current:
             continue
         if name in replaced:
             age = now - dt.datetime.fromisoformat(replaced[name]).timestamp()
         else:
-            age = now - _newest_mtime(directory)
+            age = now - directory.newest_mtime()
         if age >= grace:
             _remove_dir(directory)
             removed.append(name)
     if pointer is not None and any(r in replaced for r in removed):
         kept = {k: v for k, v in replaced.items() if k not in removed}
         trimmed = Pointer(**{**asdict(pointer), "replaced": kept})
-        _write_pointer(layout.pointer_file(run_date), trimmed)
+        _write_pointer(pointer_file(layout, run_date), trimmed)
     if removed:
         log.info("removed run directories past the grace period: %s", ", ".join(removed))
     return removed
 
 
-def is_committed(staged: AnyPath) -> bool:
+def is_committed(staged: Location) -> bool:
     """Does the date's pointer name this run directory (``<partition>/_runs/<run_id>``)?"""
-    from batch_serving.tables.layout import POINTER_NAME
-
-    pointer_file = staged.parent.parent / POINTER_NAME
+    pointer = staged.parent.parent / POINTER_NAME
     try:
-        return bool(json.loads(pointer_file.read_text()).get("run_id") == staged.name)
+        return bool(json.loads(pointer.read_text()).get("run_id") == staged.name)
     except (OSError, ValueError):
         return False
 
 
-def _write_pointer(path: AnyPath, pointer: Pointer) -> None:
-    """One PUT (a separate function so fault-injection tests can fail the commit point)."""
+def _write_pointer(path: Location, pointer: Pointer) -> None:
+    """One PUT, or a rename on a local disk (a separate function so fault-injection tests can
+    fail the commit point)."""
     payload = json.dumps(asdict(pointer), indent=2, sort_keys=True) + "\n"
-    if isinstance(path, Location):
-        path.write_text(payload)
-        return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(payload)
-    tmp.replace(path)
+    path.write_atomic(payload.encode())
 
 
-def _remove_dir(directory: AnyPath) -> None:
+def _remove_dir(directory: Location) -> None:
     """A separate function so fault-injection tests can fail the cleanup step."""
-    if isinstance(directory, Location):
-        directory.rmtree()
-    else:
-        import shutil
-
-        shutil.rmtree(directory, ignore_errors=True)
-
-
-def _newest_mtime(directory: AnyPath) -> float:
-    if isinstance(directory, Location):
-        times = [i.mtime.timestamp() for i in directory.infos() if i.mtime is not None]
-    else:
-        times = [p.stat().st_mtime for p in directory.rglob("*")]
-    return max(times, default=0.0)
+    directory.rmtree()
 
 
 def _now() -> str:

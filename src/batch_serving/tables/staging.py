@@ -123,8 +123,8 @@ def clean_staging(
     listing is still named by a lease when we read them."""
     # local staging only: on object stores a run stages in its own run directory, which the
     # pointer protocol cleans up (tables.object_commit.clean_expired)
-    parents = [layout.staging_dir("x").parent for layout in layouts]
-    found = [p for parent in parents if isinstance(parent, Path) for p in list_dirs(parent)]
+    parents = [layout.staging_dir("x").parent.as_local() for layout in layouts]
+    found = [p for parent in parents if parent is not None for p in list_dirs(parent)]
     found = [p for p in found if p.name != keep_run]
     if not found:
         return []

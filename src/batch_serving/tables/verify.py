@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from batch_serving.errors import PublishError, StorageError
-from batch_serving.tables.files import count_rows
+from batch_serving.storage import Location
+from batch_serving.storage.files import count_rows
 from batch_serving.tables.manifest import MANIFEST_NAME, RunManifest, read_manifest
-from batch_serving.tables.storage import AnyPath
 
 
-def verify_committed(partition: AnyPath) -> RunManifest:
+def verify_committed(partition: Location) -> RunManifest:
     """The committed manifest of ``partition``, or PublishError saying why it is not servable:
     no partition, no manifest (not written by a successful run), failed gates, or Parquet
     footers whose row count differs from the manifest's."""

@@ -6,8 +6,8 @@ from batch_serving.config import JobConfig
 from batch_serving.spark.engines.arrow_direct import ArrowDirectEngine
 from batch_serving.spark.engines.base import Engine, InputData, Staging
 from batch_serving.spark.engines.dataframe import DataFrameEngine
-from batch_serving.tables.files import is_local
-from batch_serving.tables.storage import pyarrow_can_read
+from batch_serving.storage import pyarrow_can_read
+from batch_serving.storage.files import is_local
 
 __all__ = ["Engine", "InputData", "Staging", "choose_engine", "engine_named"]
 

@@ -7,16 +7,15 @@ pyarrow, scores it with the scoring core, and writes ``part-<unit>.parquet`` int
 staging directory under a temporary name it then renames, so a retried or speculative task
 overwrites instead of duplicating.
 Applicable when the input is plain Parquet on a filesystem the executors can read: a local
-or shared path, or an object store / HDFS URI (``tables.storage``: pyarrow's own clients, no
-Hadoop jars). On object stores a part file is written straight to its final key: a PUT appears
-whole or not at all, and a retried task overwrites the same key.
+or shared path, or an object store / HDFS URI (``storage``: pyarrow's own clients, no Hadoop
+jars). How a part file appears whole is the storage's business (``Location.atomic_file``): a
+temporary name renamed on a local disk, the final key on object stores (a PUT appears whole or
+not at all, and a retried task overwrites the same key).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import uuid
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -38,9 +37,9 @@ from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.task_counts import task_accumulator
-from batch_serving.tables.files import ParquetInput, inspect_input
+from batch_serving.storage import AnyPath, AtomicFile, Location, as_location, spark_uri
+from batch_serving.storage.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import missing_partition, partition_location, partition_path
-from batch_serving.tables.storage import AnyPath, Location, parquet_source, spark_uri
 
 BATCH_ROWS = 65_536
 
@@ -52,7 +51,7 @@ class Piece:
     path: str
     row_groups: tuple[int, ...]
     rows: int
-    fs: pafs.FileSystem | None = None  # None: a local path
+    fs: pafs.FileSystem
 
 
 @dataclass(frozen=True)
@@ -147,7 +146,8 @@ def plan_units(found: ParquetInput, target_units: int) -> list[WorkUnit]:
         pieces, rows = [], 0
 
     for file, groups in zip(found.files, found.row_groups, strict=True):
-        path, fs = parquet_source(file)
+        where: Location = as_location(file)
+        path, fs = where.path, where.fs
         current: list[int] = []
         current_rows = 0
         for i, n in enumerate(groups):
@@ -172,7 +172,7 @@ def _score_unit(
     unit: WorkUnit,
     scorer: BatchScorer,
     stored: StoredPredictions,
-    dirs: tuple[AnyPath, AnyPath],
+    dirs: tuple[Location, Location],
     counter: _Counter | None = None,
 ) -> None:
     """Stream one unit: predictions to ``part-<unit>``, unscorable rows to the quarantine dir."""
@@ -206,10 +206,8 @@ def _score_unit(
 
 
 class _AtomicWriter:
-    """``part-<index>.parquet`` written under a temporary name and renamed on success, so task
-    retries and speculative copies replace each other instead of adding files. On an object
-    store the final key is written directly (no rename there; a PUT is atomic, and a failed
-    attempt's file is overwritten by the retry or, if every attempt fails, the run fails)."""
+    """``part-<index>.parquet`` streamed into the storage's atomic file (``AtomicFile``), so
+    task retries and speculative copies replace each other instead of adding files."""
 
     def __init__(
         self,
@@ -220,20 +218,13 @@ class _AtomicWriter:
         statistics: list[str] | bool = True,
         arrow_schema: bool = True,
     ) -> None:
-        name = f"part-{index:05d}.parquet"
-        self.fs: pafs.FileSystem | None = None
-        if isinstance(directory, Location):
-            self.fs = directory.fs
-            self.final = self.tmp = (directory / name).path
-        else:
-            self.final = os.path.join(directory, name)
-            self.tmp = os.path.join(directory, f".part-{index:05d}.{uuid.uuid4().hex}.tmp")
+        self.file: AtomicFile = (as_location(directory) / f"part-{index:05d}.parquet").atomic_file()
         self.writer = pq.ParquetWriter(
-            self.tmp,
+            self.file.path,
             schema,
             compression="snappy",
             use_dictionary=dictionary_columns(schema),
-            filesystem=self.fs,
+            filesystem=self.file.fs,
             write_statistics=statistics,
             store_schema=arrow_schema,
         )
@@ -246,12 +237,7 @@ class _AtomicWriter:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self.writer.close()
-        if self.fs is not None:
-            return
-        if exc_type is None:
-            os.replace(self.tmp, self.final)
-        else:
-            os.unlink(self.tmp)
+        self.file.close(ok=exc_type is None)
 
 
 def dictionary_columns(schema: pa.Schema) -> list[str]:

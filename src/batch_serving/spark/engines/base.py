@@ -17,7 +17,7 @@ from batch_serving.config import InputConfig, StorageConfig
 from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
 from batch_serving.spark.delivery import ModelHandle
-from batch_serving.tables.storage import AnyPath
+from batch_serving.storage import AnyPath, Location
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ class InputData:
 class Staging:
     """Where a run stages its two outputs before the commit."""
 
-    predictions: AnyPath
-    quarantine: AnyPath
+    predictions: Location
+    quarantine: Location
 
 
 class Engine(Protocol):

@@ -27,9 +27,9 @@ from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.reader import read_partition
 from batch_serving.spark.task_counts import task_accumulator
-from batch_serving.tables.files import checked_data_files, count_rows, is_local, local_path
+from batch_serving.storage import Location, location
+from batch_serving.storage.files import checked_data_files, count_rows, is_local
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
-from batch_serving.tables.storage import AnyPath, Location
 
 
 class DataFrameEngine:
@@ -45,13 +45,13 @@ class DataFrameEngine:
     ) -> InputData:
         where = partition_path(cfg, run_date)
         require_scheme(spark, where, "input")
-        files: tuple[AnyPath, ...] = ()
+        files: tuple[Location, ...] = ()
         if is_local(where):
-            # the one rule of data files (tables.files), checked first: Spark gets exactly the
+            # the one rule of data files (storage.files), checked first: Spark gets exactly the
             # files arrow_direct would read, and a non-Parquet one fails both engines alike
             if not partition_exists(cfg, run_date):
                 raise missing_partition(cfg, run_date)
-            files = tuple(checked_data_files(local_path(where)))
+            files = tuple(checked_data_files(location(where)))
             paths = [str(f) for f in files]
             df = errors.reading(lambda: spark.read.parquet(*paths), where)
         else:
@@ -146,6 +146,5 @@ def keep_last_rows(df: DataFrame, entity_columns: list[str]) -> DataFrame:
     )
 
 
-def _write(df: DataFrame, staged: Any) -> None:
-    target = staged.spark_uri if isinstance(staged, Location) else str(staged)
-    errors.scoring(lambda: df.write.mode("overwrite").parquet(target), staged)
+def _write(df: DataFrame, staged: Location) -> None:
+    errors.scoring(lambda: df.write.mode("overwrite").parquet(staged.spark_uri), staged)

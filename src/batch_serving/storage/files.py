@@ -6,6 +6,7 @@ names starting with ``_`` or ``.`` at any depth are not data.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from batch_serving.errors import InputNotFoundError, StorageError
-from batch_serving.tables.storage import AnyPath, Location, parquet_source
+from batch_serving.storage.location import AnyPath, Location, as_location
 
 
 @dataclass(frozen=True)
 class ParquetInput:
     """A partition's files, their common Arrow schema, total rows and rows per row group."""
 
-    files: tuple[AnyPath, ...]
+    files: tuple[Location, ...]
     schema: pa.Schema
     rows: int
     row_groups: tuple[tuple[int, ...], ...]  # rows per row group, per file
@@ -34,35 +35,22 @@ def is_local(path: str) -> bool:
     return "://" not in path or path.startswith("file://")
 
 
-def data_files(directory: AnyPath) -> list[AnyPath]:
-    """Data files below ``directory``, sorted; ``_``/``.``-prefixed names are skipped."""
-    if isinstance(directory, Location):
-        return _remote_data_files(directory)
-    if not directory.is_dir():
-        return []
-    local: list[Path] = sorted(
-        p
-        for p in directory.rglob("*")
-        if p.is_file()
-        and not any(part.startswith(("_", ".")) for part in p.relative_to(directory).parts)
-    )
-    return list[AnyPath](local)
-
-
-def _remote_data_files(directory: Location) -> list[AnyPath]:
-    """One listing call (object stores list a prefix recursively in pages)."""
+def data_files(directory: AnyPath) -> list[Location]:
+    """Data files below ``directory``, sorted; ``_``/``.``-prefixed names are skipped. One
+    listing call (object stores list a prefix recursively in pages)."""
+    directory = as_location(directory)
     base = directory.path.rstrip("/") + "/"
     return [
-        Location(directory.fs, info.path, directory.scheme, directory.kind, directory.authority)
-        for info in sorted(directory.infos(), key=lambda i: i.path)
+        directory.with_path(info.path)
+        for info in sorted(directory.infos(), key=lambda i: i.path.split("/"))
         if not any(part.startswith(("_", ".")) for part in info.path[len(base) :].split("/"))
     ]
 
 
 def parquet_file(path: AnyPath) -> pq.ParquetFile:
     """Footer access on any filesystem."""
-    source, fs = parquet_source(path)
-    return pq.ParquetFile(source, filesystem=fs)
+    path = as_location(path)
+    return pq.ParquetFile(path.path, filesystem=path.fs)
 
 
 def count_rows(directory: AnyPath) -> int:
@@ -82,7 +70,7 @@ def read_footer(path: AnyPath) -> pq.FileMetaData:
         raise StorageError(f"cannot read Parquet file {path}: {exc}") from None
 
 
-def checked_data_files(partition: AnyPath) -> list[AnyPath]:
+def checked_data_files(partition: AnyPath) -> list[Location]:
     """``data_files`` after checking each one is Parquet (footers only): what an engine that
     lets Spark read the partition hands it, so both engines see the same files and fail alike."""
     files = data_files(partition)
@@ -117,12 +105,13 @@ def inspect_input(partition: AnyPath) -> ParquetInput:
 
 def read_table(path: AnyPath, columns: list[str] | None = None) -> pa.Table:
     """One Parquet file on any filesystem."""
-    source, fs = parquet_source(path)
-    return pq.read_table(source, columns=columns, filesystem=fs)
+    path = as_location(path)
+    return pq.read_table(path.path, columns=columns, filesystem=path.fs)
 
 
-def read_tables(files: list[AnyPath], columns: list[str] | None = None) -> pa.Table:
+def read_tables(files: Sequence[AnyPath], columns: list[str] | None = None) -> pa.Table:
     """Several files of one schema as one table (pyarrow reads local lists in parallel)."""
-    if files and all(isinstance(f, Path) for f in files):
-        return pq.read_table([str(f) for f in files], columns=columns)
-    return pa.concat_tables([read_table(f, columns) for f in files])
+    found = [as_location(f) for f in files]
+    if found and all(f.is_local for f in found):
+        return pq.read_table([f.path for f in found], columns=columns)
+    return pa.concat_tables([read_table(f, columns) for f in found])
