@@ -12,7 +12,10 @@ guard file next to it, so a contender re-reads and removes exactly the file it j
 without it, two contenders could both win (one renames away the other's fresh lease, and a third
 creates one while it is being put back). The stale file is renamed aside and checked to be the
 one judged before it is dropped. Creating a lease needs no guard: ``os.link`` only succeeds
-when there is no file. A lock dies with its process; the guard file stays (a 0-byte dotfile).
+when there is no file. A lock dies with its process. The run that releases its lease removes
+the guard file too, while holding its lock (issue #31): a contender that opened the removed
+file and locks it afterwards sees that the path no longer names that file and opens the new
+one, so a removed guard never lets two contenders in at once.
 
 If a holder stalls for longer than ``stale_after_s`` and is taken over, its heartbeat stops at
 the next beat and ``still_held()`` turns False: check it right before committing.
@@ -227,7 +230,8 @@ class Lease:
             tomb.unlink(missing_ok=True)
 
     def _release(self) -> None:
-        with self._guarded():  # unguarded if the guard is stuck: _set_aside still checks
+        # unguarded if the guard is stuck: _set_aside still checks
+        with self._guarded(remove=True):
             seen, holder = _current(self.path)
             if seen is None or holder is None or holder.run_id != self.run_id:
                 now = (
@@ -266,11 +270,21 @@ class Lease:
             return True
 
     @contextlib.contextmanager
-    def _guarded(self) -> Iterator[bool]:
-        """Hold the guard's flock (True), or report that it stayed busy (False)."""
-        fd = os.open(self._guard_path, os.O_RDWR | os.O_CREAT, 0o644)
+    def _guarded(self, *, remove: bool = False) -> Iterator[bool]:
+        """Hold the guard's flock (True), or report that it stayed busy (False). The lock
+        counts only on the file the guard path names now; ``remove``: delete the guard file
+        at the end of the block, still under its lock (what ``_release`` does)."""
+        deadline = time.monotonic() + _GUARD_WAIT_S
+        while True:
+            fd = os.open(self._guard_path, os.O_RDWR | os.O_CREAT, 0o644)
+            locked = _flock(fd, max(0.0, deadline - time.monotonic()))
+            if not locked or _is_at(fd, self._guard_path):
+                break
+            os.close(fd)  # we locked a guard its holder removed meanwhile: take the new one
         try:
-            yield _flock(fd, _GUARD_WAIT_S)
+            yield locked
+            if locked and remove:
+                self._guard_path.unlink(missing_ok=True)
         finally:
             os.close(fd)  # closing releases the lock
 
@@ -331,6 +345,15 @@ def _flock(fd: int, timeout_s: float) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.002)
+
+
+def _is_at(fd: int, path: Path) -> bool:
+    """Is the open file ``fd`` still the file at ``path`` (not removed nor replaced)?"""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _pid_alive(pid: int) -> bool:
