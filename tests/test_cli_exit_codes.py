@@ -29,6 +29,8 @@ COMMANDS = [
     "schema",
     "runs",
     "report",
+    "learn",
+    "snapshot",
     "promote",
     "rollback",
 ]

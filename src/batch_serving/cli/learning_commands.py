@@ -1,16 +1,48 @@
-"""``batch-serving promote`` and ``batch-serving rollback`` (issue #25): move ``@champion``
-through the gates, or back. Thin: the work is in ``batch_serving.learning``."""
+"""``batch-serving learn``, ``snapshot``, ``promote`` and ``rollback`` (issue #25): learn the
+day's labels and register the learner as ``@challenger``, then move ``@champion`` through the
+gates, or back. Thin: the work is in ``batch_serving.learning``."""
 
 from __future__ import annotations
 
 import argparse
-import getpass
+import datetime as dt
+from typing import Any
 
 from batch_serving.cli.output import emit
 
 
 def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     from batch_serving.cli.parser import add_command
+
+    learn = add_command(
+        sub,
+        "learn",
+        help="learn the labels of --run-date, then register the learner as @challenger",
+        description="Reads the labels partition of --run-date, matches each label to the "
+        "latest prediction of its entity at or before its event time and to the feature row "
+        "that prediction was made from, and learns the matched labels from the checkpoint of "
+        "--learning (labels at or before its watermark are not learned again, so a rerun "
+        "learns nothing twice). Then, if anything was learned since the last snapshot, logs "
+        "and registers the learner and moves @challenger to it (not with --no-snapshot). "
+        "No labels partition or no predictions exits 4.",
+    )
+    _add_common(learn)
+    learn.add_argument("--run-date", required=True, help="the label day (YYYY-MM-DD)")
+    learn.add_argument(
+        "--no-snapshot", action="store_true", help="learn and checkpoint only (see `snapshot`)"
+    )
+    learn.set_defaults(func=learn_command)
+
+    snapshot = add_command(
+        sub,
+        "snapshot",
+        help="register the checkpoint's learner as @challenger if it learned since the last",
+        description="Logs the learner of the checkpoint of --learning with the sklearn flavor, "
+        "registers it under the job's model name and moves @challenger to the new version, "
+        "only if labels were learned since the last snapshot (otherwise nothing happens).",
+    )
+    _add_common(snapshot)
+    snapshot.set_defaults(func=snapshot_command)
 
     promote = add_command(
         sub,
@@ -46,6 +78,78 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--learning", required=True, help="learning.yaml (labels, gates)")
     parser.add_argument("--actor", help="who promotes, recorded as evidence (default: user)")
     add_json_argument(parser)
+
+
+def learn_command(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date
+    from batch_serving.learning.run import learn_days, snapshot_when_due
+    from batch_serving.learning.settings import load_learning_config
+
+    job = load_config(args.config, env=args.env)
+    learning = load_learning_config(args.learning)
+    day = parse_run_date(args.run_date)
+    learned = learn_days(job, learning, day, day)
+    snapshot = None if args.no_snapshot else snapshot_when_due(job, learning)
+    report = learned.report
+    record = {
+        "model": job.model.name,
+        "run_date": day,
+        "labels": learned.labels,
+        "unmatched": learned.unmatched,
+        "without_features": learned.without_features,
+        "learned": report.learned,
+        "skipped": report.skipped,
+        "already_learned": report.already_learned,
+        "total_learned": report.total_learned,
+        "days": list(report.days),
+        "watermark": _watermark(report.watermark),
+        "checkpoint": str(report.checkpoint),
+        "snapshot": _snapshot_record(snapshot),
+    }
+    lines = [
+        f"batch-serving: learned {report.learned} labels of {day} for {job.model.name} "
+        f"({learned.labels} read, {learned.unmatched} without a prediction, "
+        f"{learned.without_features} without features, {report.already_learned} learned "
+        f"before, {report.skipped} skipped); {report.total_learned} in {report.checkpoint}",
+        _snapshot_line(job.model.name, snapshot, args.no_snapshot),
+    ]
+    emit(args.json, record, lines)
+    return 0
+
+
+def snapshot_command(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config
+    from batch_serving.learning.run import snapshot_when_due
+    from batch_serving.learning.settings import load_learning_config
+
+    job = load_config(args.config, env=args.env)
+    snapshot = snapshot_when_due(job, load_learning_config(args.learning))
+    record = {"model": job.model.name, "snapshot": _snapshot_record(snapshot)}
+    emit(args.json, record, [_snapshot_line(job.model.name, snapshot, False)])
+    return 0
+
+
+def _watermark(watermark: tuple[dt.datetime, str] | None) -> dict[str, str] | None:
+    if watermark is None:
+        return None
+    return {"event_time": watermark[0].isoformat(), "entity": watermark[1]}
+
+
+def _snapshot_record(snapshot: Any) -> dict[str, Any] | None:
+    if snapshot is None:
+        return None
+    return {"version": snapshot.version, "alias": snapshot.alias, "run_id": snapshot.run_id}
+
+
+def _snapshot_line(model: str, snapshot: Any, skipped: bool) -> str:
+    if skipped:
+        return "batch-serving: no snapshot (--no-snapshot)"
+    if snapshot is None:
+        return f"batch-serving: nothing learned since the last snapshot of {model}: none registered"
+    return (
+        f"batch-serving: {model} version {snapshot.version} registered as @{snapshot.alias} "
+        f"(run {snapshot.run_id})"
+    )
 
 
 def promote_command(args: argparse.Namespace) -> int:
@@ -96,4 +200,6 @@ def rollback_command(args: argparse.Namespace) -> int:
 
 
 def _actor(args: argparse.Namespace) -> str:
-    return str(args.actor) if args.actor else f"cli:{getpass.getuser()}"
+    from batch_serving.config.environment import current_user
+
+    return str(args.actor) if args.actor else f"cli:{current_user()}"

@@ -27,6 +27,18 @@ def prepare_process_env(worker_python: str | None) -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def current_user() -> str:
+    """Who runs this process, recorded as the actor of a promotion or rollback when none is
+    given. ``getpass.getuser`` reads LOGNAME/USER/LNAME/USERNAME before the password database,
+    so it lives here; a user with neither (some containers) is ``unknown``, not a crash."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
 def prometheus_multiproc_dir() -> str | None:
     """``PROMETHEUS_MULTIPROC_DIR``: set, the lookup API's workers share their counters.
 

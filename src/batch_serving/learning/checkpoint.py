@@ -32,7 +32,15 @@ class Checkpoint:
     first_event: dt.datetime | None = None
     last_event: dt.datetime | None = None
     parent_version: int | None = None  # the registry version the learner started from
+    snapshot_learned: int = 0  # ``learned`` when the last snapshot was registered
+    snapshot_version: int | None = None  # that snapshot's registry version
     format: int = _FORMAT
+
+    @property
+    def snapshot_due(self) -> bool:
+        """Labels were learned since the last registered snapshot (also after a run that
+        learned but crashed or lost the registry before registering)."""
+        return self.learned > self.snapshot_learned
 
     @property
     def learned(self) -> int:

@@ -36,6 +36,7 @@ class Matched:
     labels: int  # labels read
     unmatched: int  # no prediction of the entity at or before the event time
     without_features: int  # the prediction's feature row is absent from its input partition
+    columns: tuple[str, ...] = ()  # the input columns attached to each row
 
 
 def point_in_time_join(
@@ -87,11 +88,15 @@ def attach_features(
 def matched_labels(
     job: JobConfig,
     cfg: LabelsConfig,
-    features: tuple[str, ...],
+    features: tuple[str, ...] | None,
     start: dt.date,
     end: dt.date,
 ) -> Matched:
-    """Labels of days ``start``..``end`` matched to the job's predictions and input rows."""
+    """Labels of days ``start``..``end`` matched to the job's predictions and input rows.
+
+    ``features`` are the input columns attached to each label (the learner's); None attaches
+    every input column but the entity, label and event time, which ``promote`` needs: the
+    champion may read columns the learner does not."""
     entity = job.entity_columns[0]
     labels = read_days(Path(cfg.path), cfg.partition_column, start, end, "labels")
     predictions = _predictions(job, start - dt.timedelta(days=cfg.lookback_days), end)
@@ -99,9 +104,11 @@ def matched_labels(
         labels, predictions, entity, cfg, job.output.score_column
     )
     days = sorted({d for d in matched[PARTITION_COLUMN]}) if len(matched) else []
-    inputs = _inputs(job, days, [entity, *features])
-    rows, without = attach_features(matched, inputs, entity, features)
-    return Matched(rows, len(labels), unmatched, without)
+    inputs = _inputs(job, days, None if features is None else [entity, *features])
+    taken = (entity, PARTITION_COLUMN, cfg.label_column, cfg.event_time_column)
+    columns = features or tuple(c for c in inputs.columns if c not in taken)
+    rows, without = attach_features(matched, inputs, entity, columns)
+    return Matched(rows, len(labels), unmatched, without, columns)
 
 
 def read_days(
@@ -136,7 +143,8 @@ def _predictions(job: JobConfig, start: dt.date, end: dt.date) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def _inputs(job: JobConfig, days: list[dt.date], columns: list[str]) -> pd.DataFrame:
+def _inputs(job: JobConfig, days: list[dt.date], columns: list[str] | None) -> pd.DataFrame:
+    """The input rows of ``days`` (``columns``; None: all), each with its day as ``ds``."""
     root = Path(job.input.path)
     frames = []
     for day in days:
@@ -145,7 +153,7 @@ def _inputs(job: JobConfig, days: list[dt.date], columns: list[str]) -> pd.DataF
             frame = read_tables(data_files(partition), columns).to_pandas()
             frames.append(frame.assign(**{PARTITION_COLUMN: day}))
     if not frames:
-        return pd.DataFrame(columns=[*columns, PARTITION_COLUMN])
+        return pd.DataFrame(columns=[*(columns or [job.entity_columns[0]]), PARTITION_COLUMN])
     return pd.concat(frames, ignore_index=True)
 
 

@@ -71,7 +71,8 @@ def promote(
     actor: str,
     data_range: tuple[str, str],
 ) -> PromotionResult:
-    """Champion vs challenger on ``evaluation`` (labelled rows with the feature columns)."""
+    """Champion vs challenger on ``evaluation`` (labelled rows with the input columns
+    ``features``: each version is scored from them as serving would, reading its own)."""
     client = _client(target)
     champion = _version_of(client, target, target.champion_alias)
     challenger = _version_of(client, target, target.challenger_alias)

@@ -1,13 +1,15 @@
 """The loop's steps as the command line runs them, from a job config and ``learning.yaml``:
-``learn_days`` (match, learn, snapshot), ``promote_recent`` and ``rollback_champion``."""
+``learn_days`` (match, learn), ``snapshot_when_due`` (register @challenger),
+``promote_recent`` and ``rollback_champion``."""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
 from batch_serving.config import JobConfig
-from batch_serving.learning.checkpoint import load_checkpoint
+from batch_serving.learning.checkpoint import load_checkpoint, save_checkpoint
 from batch_serving.learning.labels import matched_labels
 from batch_serving.learning.loop import Columns, LearnReport, learn_labels
 from batch_serving.learning.promote import (
@@ -31,20 +33,37 @@ def target_of(job: JobConfig, learning: LearningConfig) -> Target:
     )
 
 
-def learn_days(
-    job: JobConfig, learning: LearningConfig, start: dt.date, end: dt.date
-) -> tuple[LearnReport, Snapshot | None]:
-    """Learn the matched labels of start..end from the checkpoint, then register a snapshot
-    as the challenger when anything new was learned."""
+@dataclass(frozen=True)
+class Learned:
+    """One ``learn``: how the day's labels matched (read, matched to no prediction, without
+    their feature row) and what the loop learned from the matched ones."""
+
+    labels: int
+    unmatched: int
+    without_features: int
+    report: LearnReport
+
+
+def learn_days(job: JobConfig, learning: LearningConfig, start: dt.date, end: dt.date) -> Learned:
+    """Learn the labels of start..end, matched point in time to the job's predictions and
+    inputs, from the checkpoint on (labels at or before its watermark are not learned again)."""
     matched = matched_labels(job, learning.labels, learning.learner.features, start, end)
     columns = Columns(
         job.entity_columns[0], learning.labels.label_column, learning.labels.event_time_column
     )
+    report = learn_labels(matched.rows, Path(learning.checkpoint), learning.learner, columns)
+    return Learned(matched.labels, matched.unmatched, matched.without_features, report)
+
+
+def snapshot_when_due(job: JobConfig, learning: LearningConfig) -> Snapshot | None:
+    """Register the checkpoint's learner as ``@challenger`` if it learned labels since the last
+    snapshot (None otherwise), then record the snapshot in the checkpoint. A crash between the
+    two registers the same learner again on the next call: a duplicate version, never a lost
+    one."""
     path = Path(learning.checkpoint)
-    report = learn_labels(matched.rows, path, learning.learner, columns)
     checkpoint = load_checkpoint(path)
-    if report.learned == 0 or checkpoint is None:
-        return report, None
+    if checkpoint is None or not checkpoint.snapshot_due:
+        return None
     snapshot = register_snapshot(
         checkpoint,
         job.model.name,
@@ -52,20 +71,22 @@ def learn_days(
         alias=learning.challenger_alias,
         registry_uri=job.model.registry_uri,
     )
-    return report, snapshot
+    checkpoint.snapshot_learned, checkpoint.snapshot_version = checkpoint.learned, snapshot.version
+    save_checkpoint(checkpoint, path)
+    return snapshot
 
 
 def promote_recent(
     job: JobConfig, learning: LearningConfig, end: dt.date, actor: str
 ) -> PromotionResult:
-    """Champion vs challenger on the labels of the last ``evaluation_days`` days up to end."""
+    """Champion vs challenger on the labels of the last ``evaluation_days`` days up to end,
+    each label with its whole input row: the champion may read columns the learner does not."""
     start = end - dt.timedelta(days=learning.evaluation_days - 1)
-    features = learning.learner.features
-    matched = matched_labels(job, learning.labels, features, start, end)
+    matched = matched_labels(job, learning.labels, None, start, end)
     return promote(
         target_of(job, learning),
         matched.rows,
-        features,
+        matched.columns,
         learning.gates,
         label_column=learning.labels.label_column,
         actor=actor,

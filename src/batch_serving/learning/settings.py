@@ -1,6 +1,9 @@
 """Settings of the online-learning loop: the labels source, the learner, the aliases and the
 promotion gates. A YAML file of its own (``learning.yaml``) beside the job file, so the job
 file's schema is untouched; every key has a default except the features and the labels path.
+Its relative paths (labels, checkpoint) resolve like a job file's: against the directory that
+holds ``conf/`` (else the working directory), so an Airflow task's temporary working
+directory never receives the checkpoint. The learning DAG reads ``conf/learning/<job>.yaml``.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError
 
+from batch_serving.config.paths import absolutize_path, project_root
 from batch_serving.config.sections import Frozen
 from batch_serving.errors import ConfigError
 
@@ -81,6 +85,9 @@ class LearningConfig(Frozen):
     gates: GatesConfig = GatesConfig()
     evaluation_days: int = Field(default=7, ge=1)
     """``promote`` compares the models on the labels of the last this-many days."""
+    cron: str = "0 6 * * *"
+    """When the learning DAG runs (UTC): after the job's nightly score and once the previous
+    day's labels are complete; each run learns and promotes on the labels of the day before."""
 
 
 def load_learning_config(path: str | Path) -> LearningConfig:
@@ -91,9 +98,17 @@ def load_learning_config(path: str | Path) -> LearningConfig:
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read learning config {file}: {exc}") from None
     try:
-        return LearningConfig.model_validate(data)
+        cfg = LearningConfig.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise ConfigError(f"learning config {file}: {problems}") from None
+    return _absolute(cfg, project_root(file))
+
+
+def _absolute(cfg: LearningConfig, base: Path) -> LearningConfig:
+    """The labels root and checkpoint as absolute paths against ``base`` (URIs as given)."""
+    labels = cfg.labels.model_copy(update={"path": absolutize_path(cfg.labels.path, base)})
+    checkpoint = absolutize_path(cfg.checkpoint, base)
+    return cfg.model_copy(update={"labels": labels, "checkpoint": checkpoint})
