@@ -80,9 +80,10 @@ docs: $(STAMP) ## documentation site in site/: docs/gen.py writes the generated 
 	$(PY) docs/gen.py
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict  # not --quiet: it hides warnings from --strict
 
-lint: $(STAMP) ## ruff
+lint: $(STAMP) ## ruff, and the import contracts of .importlinter (one-way layers; no pyspark in the core)
 	$(VENV)/bin/ruff check src jobs tests bench airflow_dags
 	$(VENV)/bin/ruff format --check src jobs tests bench airflow_dags
+	$(VENV)/bin/lint-imports
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
@@ -134,8 +135,13 @@ cluster-test: install package ## only the standalone-cluster test (master + 2 wo
 WHEEL := dist/batch_serving-0.1.0-py3-none-any.whl
 ENV_ARCHIVE := dist/batch-serving-env.tar.gz
 PACK_VENV := build/pack-venv
+# The archive is the executors' Python: the core (scoring, adapters for sklearn/pyfunc, casts,
+# storage; mlflow-skinny to fetch models for per_partition loading) plus [spark]. No API,
+# Great Expectations or full MLflow: those run on the driver. Models of other runtimes need
+# their extra on executors too: make package PACK_EXTRAS=spark,onnx (or spark,flavors).
+PACK_EXTRAS ?= spark
 .PHONY: package
-package: $(ENV_ARCHIVE) ## build dist/ wheel + venv-pack environment archive (spark-submit --archives)
+package: $(ENV_ARCHIVE) ## build dist/ wheel + venv-pack environment archive (spark-submit --archives; PACK_EXTRAS=spark,onnx,flavors)
 
 $(WHEEL): $(STAMP) pyproject.toml $(shell find src -name '*.py')
 	rm -rf build/lib dist/*.whl
@@ -145,7 +151,8 @@ $(ENV_ARCHIVE): $(WHEEL) requirements/jobs.txt
 	rm -rf $(PACK_VENV) $(ENV_ARCHIVE)
 	$(PYTHON) -m venv --copies $(PACK_VENV)
 	$(PACK_VENV)/bin/pip install -q --upgrade pip
-	$(PACK_VENV)/bin/pip install -q -c requirements/jobs.txt $(WHEEL)
+	$(PACK_VENV)/bin/pip install -q -c requirements/jobs.txt '$(WHEEL)$(if $(PACK_EXTRAS),[$(PACK_EXTRAS)])'
 	$(VENV)/bin/venv-pack -q -p $(PACK_VENV) -o $(ENV_ARCHIVE) --compress-level 1 \
 		--exclude 'lib/python3.11/site-packages/pyspark/jars/*'
-	@ls -lh $(WHEEL) $(ENV_ARCHIVE)
+	@ls -lh $(WHEEL)
+	@echo "$(ENV_ARCHIVE): $$(($$(stat -c %s $(ENV_ARCHIVE)) / 1048576)) MiB (extras: $(or $(PACK_EXTRAS),none))"
