@@ -18,7 +18,7 @@ from batch_serving.models.adapters.base import ModelSpec
 from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.batch import score_batch
 from batch_serving.scoring.cascade import Cascade, StageRows, counted_stages, stage_shares
-from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
 from batch_serving.scoring.rules import parse_rules
 
 FEATURES = ("tenure_months", "support_calls")
@@ -67,9 +67,7 @@ def plan(members: tuple[Member, ...], chain: Cascade, rules: Any = None) -> Scor
         "r" * 32,
         dt.datetime(2026, 11, 22, tzinfo=dt.UTC),
         "test rows",
-        multi=True,
-        rules=rules,
-        cascade=chain,
+        ScoringSettings(multi=True, rules=rules, cascade=chain),
     )
 
 

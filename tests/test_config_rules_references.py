@@ -17,7 +17,7 @@ from batch_serving.models.adapters.base import ModelSpec
 from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.ensemble import make_ensemble
 from batch_serving.scoring.members import namespace_types
-from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
 from batch_serving.scoring.rules import RuleSet, check_rule_references, parse_rules
 
 # the input table as its Parquet footers describe it
@@ -57,9 +57,11 @@ def plan(rules: RuleSet | None = None, *, ensemble: bool = True) -> ScoringPlan:
         "0" * 32,
         dt.datetime(2026, 11, 22, tzinfo=dt.UTC),
         "customer_features ds=2026-11-22",
-        multi=True,
-        ensemble=make_ensemble(["champion", "tenure_adj"], "mean") if ensemble else None,
-        rules=rules,
+        ScoringSettings(
+            multi=True,
+            ensemble=make_ensemble(["champion", "tenure_adj"], "mean") if ensemble else None,
+            rules=rules,
+        ),
     )
 
 

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from batch_serving.models.adapters import LoadedModel, ModelInputSpec, OutputRequest, describe
 from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.batch import BatchScorer
-from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
 from batch_serving.scoring.storage import StoredPredictions
 from batch_serving.spark.engines.arrow_direct import _AtomicWriter
 
@@ -53,7 +53,7 @@ def input_batch(n: int, offset: int = 0) -> pa.RecordBatch:
 def plan_of(members: list[Member], multi: bool) -> ScoringPlan:
     schema = input_batch(1).schema
     at = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    return build_plan(members, ["id"], schema, RUN_ID, at, "test", multi=multi)
+    return build_plan(members, ["id"], schema, RUN_ID, at, "test", ScoringSettings(multi=multi))
 
 
 def write(plan: ScoringPlan, fitted: list[Any], path: Path) -> pa.Table:

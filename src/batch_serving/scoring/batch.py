@@ -40,7 +40,7 @@ class BatchScorer:
     def __init__(self, plan: ScoringPlan, models: Sequence[Any]) -> None:
         self.plan = plan
         self.models = list(models)
-        self._size = 0
+        self._size = -1  # nothing built yet: an empty first batch still needs its lineage
         self._lineage: list[pa.Array] = []
         self._q_lineage: list[pa.Array] = []
         self._members: list[list[pa.Array]] = []

@@ -145,6 +145,40 @@ class ScoringPlan:
         return pa.schema([f.with_nullable(True) for f in fields.values()])
 
 
+@dataclass(frozen=True)
+class ScoringSettings:
+    """How a job's members combine into what is served: multi-model or not, the ensemble, the
+    cascade, the rules and the score column's name.
+
+    The one value every plan builder takes (the batch run, check-input, the stream, the live
+    path, the notebook), derived once from the job file (``for_job``) or from what a feature
+    manifest pinned, so no builder can leave a setting out."""
+
+    multi: bool = False
+    ensemble: Ensemble | None = None
+    rules: RuleSet | None = None
+    score_column: str = "score"
+    cascade: Cascade | None = None
+
+    @classmethod
+    def for_job(cls, cfg: JobConfig) -> ScoringSettings:
+        """The job file's settings (ensemble, cascade and rules checked as at load)."""
+        from batch_serving.scoring.cascade import from_config as cascade_from_config
+        from batch_serving.scoring.ensemble import from_config
+        from batch_serving.scoring.rules import parse_rules
+
+        return cls(
+            multi=cfg.multi_model,
+            ensemble=from_config(cfg.ensemble),
+            rules=parse_rules(cfg.rules) if cfg.rules else None,
+            score_column=cfg.output.score_column,
+            cascade=cascade_from_config(cfg),
+        )
+
+
+SINGLE = ScoringSettings()
+
+
 def build_plan(
     members: Sequence[Member],
     entity_columns: Sequence[str],
@@ -152,12 +186,7 @@ def build_plan(
     run_id: str,
     scored_at: dt.datetime,
     where: str,
-    *,
-    multi: bool = False,
-    ensemble: Ensemble | None = None,
-    rules: RuleSet | None = None,
-    score_column: str = "score",
-    cascade: Cascade | None = None,
+    settings: ScoringSettings = SINGLE,
 ) -> ScoringPlan:
     """Plan the casts from the input's Arrow types; raises naming a missing or bad column,
     an unknown member output, or a rule on a name no member outputs."""
@@ -180,14 +209,14 @@ def build_plan(
         run_id=run_id,
         scored_at=scored_at,
         where=where,
-        multi=multi,
-        ensemble=ensemble,
-        rules=rules,
-        score_column=score_column,
-        cascade=cascade,
+        multi=settings.multi,
+        ensemble=settings.ensemble,
+        rules=settings.rules,
+        score_column=settings.score_column,
+        cascade=settings.cascade,
     )
     log_ignored(input_schema, plan.input_columns, where)
-    if multi:
+    if settings.multi:
         from batch_serving.scoring.members import check_plan
 
         check_plan(plan)
@@ -202,12 +231,8 @@ def plan_for_job(
     scored_at: dt.datetime,
     where: str,
 ) -> ScoringPlan:
-    """``build_plan`` with the job's ensemble, cascade, rules and score column: what a run
-    scores with, and what check-input checks against."""
-    from batch_serving.scoring.cascade import from_config as cascade_from_config
-    from batch_serving.scoring.ensemble import from_config
-    from batch_serving.scoring.rules import parse_rules
-
+    """``build_plan`` with the job's settings: what a run scores with, and what check-input
+    checks against."""
     return build_plan(
         members,
         cfg.entity_columns,
@@ -215,9 +240,5 @@ def plan_for_job(
         run_id,
         scored_at,
         where,
-        multi=cfg.multi_model,
-        ensemble=from_config(cfg.ensemble),
-        rules=parse_rules(cfg.rules) if cfg.rules else None,
-        score_column=cfg.output.score_column,
-        cascade=cascade_from_config(cfg),
+        ScoringSettings.for_job(cfg),
     )

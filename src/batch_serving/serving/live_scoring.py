@@ -102,7 +102,7 @@ def load_scorer(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScore
     from batch_serving.models.loading import load_and_describe
     from batch_serving.models.registry import resolve_model
     from batch_serving.models.uris import model_config
-    from batch_serving.scoring.plan import Member, build_plan
+    from batch_serving.scoring.plan import Member, ScoringSettings, build_plan
     from batch_serving.scoring.rules import parse_rules
 
     cfg = model_config(
@@ -127,9 +127,9 @@ def load_scorer(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScore
         run_id="live",
         scored_at=dt.datetime.now(dt.UTC),
         where=f"live rows for {uri}",
-        multi=rules is not None,
-        rules=rules,
-        score_column=request.score_column,
+        settings=ScoringSettings(
+            multi=rules is not None, rules=rules, score_column=request.score_column
+        ),
     )
     _one_thread()
     log.info("live fallback: loaded %s (%s runtime)", ref.uri, spec.runtime)
@@ -146,7 +146,7 @@ def load_members(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScor
     from batch_serving.models.registry import resolve_model
     from batch_serving.models.uris import model_config
     from batch_serving.scoring.ensemble import from_config
-    from batch_serving.scoring.plan import Member, build_plan
+    from batch_serving.scoring.plan import Member, ScoringSettings, build_plan
     from batch_serving.scoring.rules import parse_rules
 
     score_column = info.score_column
@@ -182,11 +182,13 @@ def load_members(uri: str, info: FeatureManifest, tracking_uri: str) -> LiveScor
         run_id="live",
         scored_at=dt.datetime.now(dt.UTC),
         where=f"live rows for {info.model}",
-        multi=True,
-        ensemble=from_config(EnsembleConfig(**ensemble)) if ensemble else None,
-        rules=parse_rules(info.rules) if info.rules else None,
-        score_column=score_column,
-        cascade=_cascade(info),
+        settings=ScoringSettings(
+            multi=True,
+            ensemble=from_config(EnsembleConfig(**ensemble)) if ensemble else None,
+            rules=parse_rules(info.rules) if info.rules else None,
+            score_column=score_column,
+            cascade=_cascade(info),
+        ),
     )
     _one_thread()
     champion = plan.served.ref

@@ -31,7 +31,7 @@ from batch_serving.config import JobConfig, StreamConfig
 from batch_serving.errors import ConfigError, ScoringError, first_line
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
-from batch_serving.scoring.plan import Member, ScoringPlan, build_plan
+from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
 from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.metrics import ProgressListener, StreamMetrics
@@ -147,12 +147,9 @@ def stream_plan(
     run_id: str,
     started: dt.datetime,
 ) -> ScoringPlan:
-    """The job's plan (ensemble, rules, score column) over ``schema`` (the stream's columns,
-    or a micro-batch part's); the event columns ride along as ids. Raises naming a missing
-    or mistyped column."""
-    from batch_serving.scoring.ensemble import from_config
-    from batch_serving.scoring.rules import parse_rules
-
+    """The job's plan (its ``ScoringSettings``: ensemble, cascade, rules, score column) over
+    ``schema`` (the stream's columns, or a micro-batch part's); the event columns ride along
+    as ids. Raises naming a missing or mistyped column."""
     return build_plan(
         members,
         [*cfg.entity_columns, *source.passthrough_columns()],
@@ -160,10 +157,7 @@ def stream_plan(
         run_id,
         started,
         where,
-        multi=cfg.multi_model,
-        ensemble=from_config(cfg.ensemble),
-        rules=parse_rules(cfg.rules) if cfg.rules else None,
-        score_column=cfg.output.score_column,
+        ScoringSettings.for_job(cfg),
     )
 
 
