@@ -90,6 +90,9 @@ class OutputConfig(Frozen):
 
     root: str
     """Output root: predictions go to `<root>/predictions/<model>/ds=YYYY-MM-DD/`."""
+    format: Literal["parquet", "delta"] = "parquet"
+    """`parquet`: Hive-style Parquet partitions; `delta`: a Delta Lake table per model, a run's
+    date replaced in one transaction (time travel with `VERSION AS OF`; local roots only)."""
     score_column: str = "score"
     """Column name of a binary classifier's score."""
     staging_max_age_hours: float = Field(default=24.0, gt=0)
@@ -331,6 +334,17 @@ class SparkConfig(Frozen):
 
     master: str = "local[2]"
     """Spark master of a console-script run; spark-submit's `--master` wins."""
+    remote: str | None = None
+    """Spark Connect server (`sc://host:port`): the job runs as a Connect client of it (its
+    own master, jars and static settings; only `spark.sql.*` of `conf` apply); `null`: a
+    classic session."""
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError(f"must be a Spark Connect URL sc://host:port, got {value!r}")
+        return value
     app_name: str | None = None
     """Spark application name; `null` means the command's own, e.g. `batch-serving-<job>`."""
     conf: dict[str, SparkConfValue] = Field(default_factory=dict)

@@ -80,11 +80,13 @@ class RunContext:
 
     @property
     def predictions(self) -> TableLayout:
-        return predictions_layout(self.cfg.output.root, self.cfg.model.name, self.cfg.storage)
+        cfg = self.cfg
+        return predictions_layout(cfg.output.root, cfg.model.name, cfg.storage, cfg.output.format)
 
     @property
     def quarantine(self) -> TableLayout:
-        return quarantine_layout(self.cfg.output.root, self.cfg.model.name, self.cfg.storage)
+        cfg = self.cfg
+        return quarantine_layout(cfg.output.root, cfg.model.name, cfg.storage, cfg.output.format)
 
     @property
     def staging(self) -> Staging:

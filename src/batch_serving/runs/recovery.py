@@ -24,8 +24,8 @@ log = logging.getLogger(__name__)
 
 def layouts(cfg: JobConfig) -> tuple[TableLayout, TableLayout]:
     return (
-        predictions_layout(cfg.output.root, cfg.model.name, cfg.storage),
-        quarantine_layout(cfg.output.root, cfg.model.name, cfg.storage),
+        predictions_layout(cfg.output.root, cfg.model.name, cfg.storage, cfg.output.format),
+        quarantine_layout(cfg.output.root, cfg.model.name, cfg.storage, cfg.output.format),
     )
 
 

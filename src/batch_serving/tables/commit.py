@@ -52,6 +52,7 @@ class RenameSwap:
     staging to the partition."""
 
     name: str = "swap"
+    table_format: str = "parquet"
 
     def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
         return layout.staging_dir(run_id)

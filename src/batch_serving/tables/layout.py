@@ -31,6 +31,7 @@ from pathlib import Path
 from batch_serving.config.sections import StorageConfig
 from batch_serving.storage import Location, as_location, lease_root, location
 from batch_serving.tables.commit import RenameSwap
+from batch_serving.tables.delta_commit import DELTA_LOG, DeltaCommit
 from batch_serving.tables.lease import lease_path
 from batch_serving.tables.object_commit import PointerCommit
 from batch_serving.tables.protocol import CommitProtocol
@@ -114,25 +115,42 @@ class TableLayout:
 
 
 def predictions_layout(
-    output_root: str, model: str, storage: StorageConfig | None = None
+    output_root: str,
+    model: str,
+    storage: StorageConfig | None = None,
+    output_format: str | None = None,
 ) -> TableLayout:
-    return table_layout(output_root, PREDICTIONS, model, storage)
+    return table_layout(output_root, PREDICTIONS, model, storage, output_format)
 
 
 def quarantine_layout(
-    output_root: str, model: str, storage: StorageConfig | None = None
+    output_root: str,
+    model: str,
+    storage: StorageConfig | None = None,
+    output_format: str | None = None,
 ) -> TableLayout:
-    return table_layout(output_root, QUARANTINE, model, storage)
+    return table_layout(output_root, QUARANTINE, model, storage, output_format)
 
 
 def table_layout(
-    output_root: str, table: str, model: str, storage: StorageConfig | None = None
+    output_root: str,
+    table: str,
+    model: str,
+    storage: StorageConfig | None = None,
+    output_format: str | None = None,
 ) -> TableLayout:
     """The layout of ``output_root`` with its commit protocol, chosen here once; leases under
-    a local root, else on the local lease directory (``storage.lease_dir``)."""
+    a local root, else on the local lease directory (``storage.lease_dir``).
+
+    ``output_format`` is ``output.format`` (writers pass it); None (readers that have no job
+    config) means: a Delta table if the table already is one, else Parquet."""
     cfg = storage or StorageConfig()
     root = location(output_root, cfg)
     leases = root.as_local() or lease_root(output_root, cfg)
+    if output_format == "delta" or (
+        output_format is None and (root / table / model / DELTA_LOG).is_dir()
+    ):
+        return TableLayout(root, table, model, DeltaCommit(), leases, cfg.grace_period_s)
     return TableLayout(root, table, model, commit_protocol(root, cfg), leases, cfg.grace_period_s)
 
 

@@ -60,6 +60,7 @@ class PointerCommit:
     commit is one PUT of the date's pointer."""
 
     name: str = "pointer"
+    table_format: str = "parquet"
 
     def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
         return run_data_dir(layout, run_date, run_id)

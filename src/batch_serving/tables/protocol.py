@@ -42,7 +42,12 @@ class CommitProtocol(Protocol):
 
     @property
     def name(self) -> str:
-        """What ``storage.commit`` calls it (``swap``, ``pointer``)."""
+        """What ``storage.commit`` calls it (``swap``, ``pointer``, ``delta``)."""
+        ...
+
+    @property
+    def table_format(self) -> str:
+        """What readers open the table as: ``parquet`` (Hive partitions) or ``delta``."""
         ...
 
     def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:

@@ -1,0 +1,245 @@
+"""The Delta Lake commit protocol (``output.format: delta``, issue #23.2).
+
+A prediction (or quarantine) table is a Delta table partitioned by ``ds``. Each run writes its
+Parquet files where the pointer protocol would, in an immutable directory of its own inside the
+table::
+
+    predictions/<model>/_delta_log/000...N.json         the transaction log (the commit)
+    predictions/<model>/ds=D/_runs/<run_id>/part-*.parquet + _manifest.json
+
+and the commit is ONE Delta transaction (delta-rs ``create_write_transaction``, mode
+``overwrite`` with the partition filter ``ds = D``): it removes the date's previous files and
+adds this run's files as they are, with no rewrite of the data. A log entry appears whole or
+not at all, so a Delta reader (Spark's ``delta`` source, ``VERSION AS OF``, delta-rs, DuckDB)
+sees the previous version or the new one, never a mix, whenever the writer dies. Other dates
+are untouched; the date's lease still serialises its writers, and a conflict Delta reports
+anyway is a ``StorageError`` naming the table.
+
+The files a version removed stay (time travel reads them) until ``VACUUM``; a run that never
+committed is removed by ``discard``. The run directory the current version names holds
+exactly that version's files of the date, so readers that take the committed directory
+(``publish``, the notebook helpers) read the committed version's rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from batch_serving.errors import StorageError
+from batch_serving.storage import Location
+from batch_serving.storage.files import data_files, read_footer
+from batch_serving.tables.protocol import Committed
+
+if TYPE_CHECKING:
+    from batch_serving.tables.layout import TableLayout
+
+log = logging.getLogger(__name__)
+
+DELTA_LOG = "_delta_log"
+RUNS_DIR = "_runs"
+PARTITION = "ds"  # tables.layout.PARTITION_COLUMN (not imported: layout imports this module)
+RUN_ID_KEY = "batch_serving.run_id"
+DATE_KEY = "batch_serving.ds"
+
+
+@dataclass(frozen=True)
+class DeltaCommit:
+    """Runs stage in ``ds=D/_runs/<run_id>`` inside the Delta table; the commit is one
+    transaction that replaces the date's files by the run's."""
+
+    name: str = "delta"
+    table_format: str = "delta"
+
+    def staging_dir(self, layout: TableLayout, run_date: dt.date, run_id: str) -> Location:
+        return layout.partition_dir(run_date) / RUNS_DIR / run_id
+
+    def committed_dir(self, layout: TableLayout, run_date: dt.date) -> Location:
+        run_id = self.current_run_id(layout, run_date)
+        if run_id is None:
+            return layout.partition_dir(run_date)
+        return self.staging_dir(layout, run_date, run_id)
+
+    def current_run_id(self, layout: TableLayout, run_date: dt.date) -> str | None:
+        runs = _current_runs(layout.table_dir).get(run_date.isoformat(), set())
+        if len(runs) > 1:  # only a writer outside this project could do this
+            raise StorageError(
+                f"Delta table {layout.table_dir} holds files of several runs for "
+                f"{PARTITION}={run_date}: {sorted(runs)}"
+            )
+        return next(iter(runs), None)
+
+    def holds_commit(self, partition: Location) -> bool:
+        day = partition.name.removeprefix(f"{PARTITION}=")
+        return day in _current_runs(partition.parent)
+
+    def catalog_location(self, layout: TableLayout, run_date: dt.date) -> Location | None:
+        return None  # a Delta table has no partition locations: its log says which files
+
+    def commit(
+        self, layout: TableLayout, run_date: dt.date, staged: Location, run_id: str
+    ) -> Committed:
+        files = data_files(staged)
+        if not files and not _is_delta(layout.table_dir):
+            return Committed(path=staged, rows=0, files=0)  # e.g. no quarantined rows yet
+        version, rows = commit_files(layout.table_dir, run_date, staged, files, run_id)
+        log.info(
+            "committed %s %s=%s as Delta version %d", layout.table_dir, PARTITION, run_date, version
+        )
+        return Committed(path=staged, rows=rows, files=len(files), version=version)
+
+    def recover(self, layout: TableLayout, run_date: dt.date) -> bool:
+        """Nothing to undo: a transaction-log entry is there whole or not at all."""
+        return False
+
+    def discard(self, layout: TableLayout, staged: Location) -> None:
+        """A run directory the current version names is the committed data and stays; a
+        replaced one stays too (time travel reads it) until VACUUM."""
+        day = staged.parent.parent.name.removeprefix(f"{PARTITION}=")
+        if staged.name in _ever_committed(layout.table_dir, day):
+            return
+        staged.rmtree(ignore_errors=True)
+
+
+def commit_files(
+    table: Location, run_date: dt.date, staged: Location, files: list[Location], run_id: str
+) -> tuple[int, int]:
+    """One Delta transaction: the date's files become ``files``; returns (version, rows)."""
+    from deltalake import DeltaTable
+    from deltalake.transaction import CommitProperties, create_table_with_add_actions
+
+    day = run_date.isoformat()
+    actions, schema, rows = _add_actions(table, staged, files, day)
+    props = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, DATE_KEY: day})
+    uri = _uri(table)
+    try:
+        if not _is_delta(table):
+            create_table_with_add_actions(
+                uri,
+                schema,
+                actions,
+                mode="append",
+                partition_by=[PARTITION],
+                commit_properties=props,
+            )
+        else:
+            DeltaTable(uri).create_write_transaction(
+                actions,
+                mode="overwrite",
+                schema=schema,
+                partition_by=[PARTITION],
+                partition_filters=[(PARTITION, "=", day)],
+                commit_properties=props,
+            )
+        version = _version_of(uri, run_id, day)
+    except Exception as exc:  # delta-rs CommitFailedError, DeltaError, OSError alike
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"Delta commit of {table} {PARTITION}={day} (run {run_id}) failed: {first}"
+        ) from None
+    return version, rows
+
+
+def committed_version(table: Location, run_date: dt.date) -> int | None:
+    """The table version whose commit wrote the date's current data (None: none)."""
+
+    if not _is_delta(table):
+        return None
+    uri = _uri(table)
+    run_ids = _current_runs(table).get(run_date.isoformat(), set())
+    if not run_ids:
+        return None
+    return _version_of(uri, next(iter(run_ids)), run_date.isoformat())
+
+
+def _add_actions(
+    table: Location, staged: Location, files: list[Location], day: str
+) -> tuple[list[Any], Any, int]:
+    """Add actions for the run's files (paths relative to the table, row counts from the
+    footers) and the table schema: the files' columns plus the ``ds`` date."""
+    from deltalake import DeltaTable, Schema
+    from deltalake.transaction import AddAction
+
+    actions, rows, schema = [], 0, None
+    base = table.path.rstrip("/") + "/"
+    infos = {info.path: info for info in staged.infos()}
+    for file in files:
+        footer = read_footer(file)
+        schema = schema or footer.schema.to_arrow_schema()
+        info = infos[file.path]
+        rows += footer.num_rows
+        actions.append(
+            AddAction(
+                path=file.path[len(base) :],
+                size=int(info.size),
+                partition_values={PARTITION: day},
+                modification_time=int(info.mtime_ns // 1_000_000),
+                data_change=True,
+                stats=json.dumps({"numRecords": footer.num_rows}),
+            )
+        )
+    if schema is None:  # no rows this run: the date's files go, the table's schema stays
+        return actions, DeltaTable(_uri(table)).schema(), rows
+    return actions, Schema.from_arrow(schema.append(pa.field(PARTITION, pa.date32()))), rows
+
+
+def _current_runs(table: Location) -> dict[str, set[str]]:
+    """date -> the run directories the table's current version reads for it."""
+    from deltalake import DeltaTable
+
+    if not _is_delta(table):
+        return {}
+    uri = _uri(table)
+    adds = pa.table(DeltaTable(uri).get_add_actions(flatten=True)).to_pydict()
+    found: dict[str, set[str]] = {}
+    for path, day in zip(adds["path"], adds[f"partition.{PARTITION}"], strict=True):
+        found.setdefault(str(day), set()).add(_run_of(path))
+    return found
+
+
+def _ever_committed(table: Location, day: str) -> set[str]:
+    """Runs any version of the table committed for ``day`` (from the commits' metadata)."""
+    from deltalake import DeltaTable
+
+    if not _is_delta(table):
+        return set()
+    uri = _uri(table)
+    return {
+        str(entry[RUN_ID_KEY])
+        for entry in DeltaTable(uri).history()
+        if entry.get(DATE_KEY) == day and RUN_ID_KEY in entry
+    } | _current_runs(table).get(day, set())
+
+
+def _version_of(uri: str, run_id: str, day: str) -> int:
+    from deltalake import DeltaTable
+
+    for entry in DeltaTable(uri).history():  # newest first
+        if entry.get(RUN_ID_KEY) == run_id and entry.get(DATE_KEY) == day:
+            return int(entry["version"])
+    raise StorageError(f"Delta table {uri} has no commit of run {run_id} for {PARTITION}={day}")
+
+
+def _run_of(path: str) -> str:
+    """``ds=D/_runs/<run_id>/part-0.parquet`` -> ``<run_id>``."""
+    parts = path.split("/")
+    return parts[parts.index(RUNS_DIR) + 1] if RUNS_DIR in parts else ""
+
+
+def _uri(table: Location) -> str:
+    local = table.as_local()
+    if local is None:
+        raise StorageError(f"Delta tables are supported on local paths only, not {table}")
+    return str(local)
+
+
+def _is_delta(table: Location) -> bool:
+    """A Delta table with at least one commit (a log directory alone is not one)."""
+    from deltalake import DeltaTable
+
+    return (table / DELTA_LOG).is_dir() and bool(DeltaTable.is_deltatable(_uri(table)))
