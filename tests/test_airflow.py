@@ -199,11 +199,12 @@ class Project:
     def write_input(
         self, day: dt.date, frame: pd.DataFrame | None = None, marker: bool = True
     ) -> None:
-        """The date's partition, then (as a loader does, last) its ``_SUCCESS`` marker."""
+        """The date's partition and (as a loader does, last) its ``_SUCCESS`` marker; without
+        ``marker``, a partition whose loader is not done yet."""
         rows = customers(300) if frame is None else frame
         partition = sample_data.write_partition(self.root / "warehouse", day, rows, files=2)
-        if marker:
-            (partition / "_SUCCESS").touch()
+        if not marker:
+            (partition / "_SUCCESS").unlink()
 
     def dags_test(self, dag_id: str, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -476,7 +477,7 @@ def test_exit_codes_that_a_retry_cannot_fix_fail_at_once(tmp_path: Path) -> None
 # ---------------------------------------------------------------------------------------------
 
 
-def test_dags_test_waits_deferred_then_scores_publishes_and_announces_the_date(
+def test_dags_test_waits_for_the_marker_then_scores_publishes_and_announces_the_date(
     project, model_name: str
 ) -> None:
     proj = project({"consumers.py": CONSUMERS.format(model=model_name)})

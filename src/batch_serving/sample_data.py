@@ -62,15 +62,19 @@ def write_partition(
     files: int = 2,
     partition_column: str = "ds",
 ) -> Path:
-    """Write ``frame`` as ``files`` Parquet files under ``<root>/<col>=<date>/`` (replacing it)."""
+    """Write ``frame`` as ``files`` Parquet files under ``<root>/<col>=<date>/`` (replacing it),
+    then its ``_SUCCESS`` marker, last, as Spark and warehouse loaders do (the Airflow input
+    sensor waits for it; readers skip names starting with ``_``)."""
     out = table_root / f"{partition_column}={run_date.isoformat()}"
     out.mkdir(parents=True, exist_ok=True)
+    (out / "_SUCCESS").unlink(missing_ok=True)
     for old in out.glob("*.parquet"):
         old.unlink()
     table = pa.Table.from_pandas(frame, preserve_index=False)
     step = max(1, -(-table.num_rows // files))
     for i in range(files):
         pq.write_table(table.slice(i * step, step), out / f"part-{i:05d}.parquet")
+    (out / "_SUCCESS").touch()
     return out
 
 
