@@ -84,6 +84,7 @@ lint: $(STAMP) ## ruff, and the import contracts of .importlinter (one-way layer
 	$(VENV)/bin/ruff check src jobs tests bench airflow_dags
 	$(VENV)/bin/ruff format --check src jobs tests bench airflow_dags
 	$(VENV)/bin/lint-imports
+	$(PY) airflow_dags/batch_serving_airflow/generate.py --check  # one DAG file per conf/jobs/*.yaml
 
 typecheck: $(STAMP) ## mypy
 	$(VENV)/bin/mypy
