@@ -4,7 +4,7 @@ A partition is complete when its marker (``schedule.input_marker``, ``_SUCCESS``
 Spark and most warehouse loaders write it last) is there; with ``input_marker: null``, when it
 holds a Parquet file (which fires on the first file of a partition still being written: only
 for inputs written in one atomic step). Local paths and object stores (``s3://``, ``gs://``,
-``abfs://``, ``hdfs://``) go through ``batch_serving.tables.storage`` with the job's own
+``abfs://``, ``hdfs://``) go through ``batch_serving.storage`` with the job's own
 ``storage:`` settings, so an S3 URI is looked up on S3, never turned into a local path. Plain
 pyarrow, no Airflow: testable anywhere.
 """
@@ -16,7 +16,7 @@ import logging
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import StorageError
-from batch_serving.tables.storage import AnyPath, resolve
+from batch_serving.storage.location import AnyPath, resolve
 
 log = logging.getLogger("batch_serving.airflow")
 
