@@ -58,16 +58,25 @@ class WindowProcessor(StatefulProcessor):
     def handleInputRows(
         self, key: Any, rows: Iterable[pd.DataFrame], timerValues: TimerValues
     ) -> Iterator[pd.DataFrame]:
-        """New events wait in ``pending``; a timer at each one's time releases it."""
+        """New events wait in ``pending``; a timer at each one's time releases it. An event
+        without an entity or an event time has no window: it goes on at once, its features
+        null (a malformed line is quarantined downstream as always)."""
         names = self.pending_schema.fieldNames()
+        unwindowed = []
         for frame in rows:
             if frame.empty:
                 continue
-            frame = frame.set_axis(self.inputs, axis=1)
-            self.pending.appendList(state_rows(frame[names], self.pending_schema))
-            for ms in np.unique(-(-frame[TIME_US].to_numpy(dtype=np.int64) // 1000)):
+            frame = frame.set_axis(self.inputs, axis=1)[names]
+            no_time = frame[TIME_US].isna() | bool(pd.isna(key[0]))
+            if no_time.any():
+                unwindowed.append(self._with_null_features(frame[no_time]))
+            timed = frame[~no_time]
+            if timed.empty:
+                continue
+            self.pending.appendList(state_rows(timed, self.pending_schema))
+            for ms in np.unique(-(-timed[TIME_US].to_numpy(dtype=np.int64) // 1000)):
                 self.handle.registerTimer(int(ms))
-        return iter(())
+        return iter(unwindowed)
 
     def handleExpiredTimer(
         self, key: Any, timerValues: TimerValues, expiredTimerInfo: ExpiredTimerInfo
@@ -94,6 +103,13 @@ class WindowProcessor(StatefulProcessor):
 
     def close(self) -> None:
         """Nothing to release: the state store persists the state."""
+
+    def _with_null_features(self, frame: pd.DataFrame) -> pd.DataFrame:
+        nulls = {
+            f.name: pd.Series([None] * len(frame), dtype="Int64" if f.integral else "float64")
+            for f in self.spec.features
+        }
+        return frame.reset_index(drop=True).assign(**nulls)
 
     @staticmethod
     def _put(state: Any, frame: pd.DataFrame, schema: StructType) -> None:

@@ -70,6 +70,7 @@ class StreamMetrics:
     scored: int = 0
     quarantined: int = 0
     poison_files: int = 0
+    late_events: int = 0  # windowed features: events behind the watermark, dropped by Spark
     gauges: dict[str, float] = field(default_factory=dict)
     window: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW_BATCHES))
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -116,7 +117,13 @@ class StreamMetrics:
             self.gauges["input_rows_per_second"] = float(progress.inputRowsPerSecond or 0)
             self.gauges["processed_rows_per_second"] = float(progress.processedRowsPerSecond or 0)
             self.gauges["batch_duration_seconds"] = progress.batchDuration / 1000.0
+            late = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators or [])
+            self.late_events += late
             self._write()
+        if late:
+            log.warning(
+                "batch %d: %d late events dropped (behind the watermark)", progress.batchId, late
+            )
         if progress.numInputRows:
             log.info(
                 "progress batch %d: %d rows, input %.1f rows/s, processed %.1f rows/s, "
@@ -140,6 +147,8 @@ class StreamMetrics:
             f'{PREFIX}_rows_total{{model="{self.model}",outcome="quarantined"}} {self.quarantined}',
             f"# TYPE {PREFIX}_poison_files_total counter",
             f"{PREFIX}_poison_files_total{label} {self.poison_files}",
+            f"# TYPE {PREFIX}_late_events_total counter",
+            f"{PREFIX}_late_events_total{label} {self.late_events}",
         ]
         for key, value in sorted(self.gauges.items()):
             lines += [f"# TYPE {PREFIX}_{key} gauge", f"{PREFIX}_{key}{label} {value:.6g}"]

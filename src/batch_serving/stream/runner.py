@@ -29,6 +29,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from batch_serving.config import JobConfig, StreamConfig
 from batch_serving.errors import ConfigError, ScoringError, first_line
+from batch_serving.features.source import query_conf, windowed
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
@@ -72,7 +73,7 @@ def run_stream(
     log.info("stream %s: models pinned until restart (an alias move takes effect then)", run_id)
     models = prepare_models(spark, cfg, resolved)
     layout = StreamLayout.for_job(cfg)
-    source = source_for(stream, layout.checkpoint)
+    source = windowed(source_for(stream, layout.checkpoint), cfg)
     frame = source.read(spark)
     declared = to_arrow_schema(frame.schema, timezone="UTC")
 
@@ -116,7 +117,9 @@ def run_stream(
     stop = stop or threading.Event()
     try:
         with _stop_on_signals(stop):
-            signalled = _wait(start_query(writer), stop, handler)
+            with query_conf(spark, cfg):
+                query = start_query(writer)
+            signalled = _wait(query, stop, handler)
     finally:
         spark.streams.removeListener(listener)
         sink.close()

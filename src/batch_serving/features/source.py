@@ -1,0 +1,63 @@
+"""``WindowedSource``: a stream source whose events arrive with their windowed features.
+
+A variant behind the ``StreamSource`` seam: it wraps the job's source (files, Kafka, rate),
+adds the features in ``read`` (``stream.windowed_frame``) and hands each micro-batch's
+enriched rows to the same validation and scoring as any other (``stream.batches``). The
+model's input columns may then name features (``amount_sum_10m``) like any event column.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+
+from pyspark.sql import DataFrame, SparkSession
+
+from batch_serving.config import JobConfig
+from batch_serving.features.spec import WindowSpec
+from batch_serving.features.stream import state_store_conf, windowed_frame
+from batch_serving.stream.source import BatchInput, BatchPart, ParquetFileSource, StreamSource
+
+
+@dataclass
+class WindowedSource:
+    """``inner``'s events with ``spec``'s features, each released once the watermark passes
+    it (so an event is scored a watermark's delay after it happened)."""
+
+    inner: StreamSource
+    spec: WindowSpec
+    _cached: DataFrame | None = field(default=None, repr=False)
+
+    def describe(self) -> str:
+        return f"{self.inner.describe()} (windowed features by {self.spec.entity})"
+
+    def passthrough_columns(self) -> list[str]:
+        return self.inner.passthrough_columns()
+
+    def read(self, spark: SparkSession) -> DataFrame:
+        return windowed_frame(self.inner.read(spark), self.spec)
+
+    def batch_input(self, frame: DataFrame, batch_id: int, needed: Sequence[str]) -> BatchInput:
+        """The batch's released events. Cached: each action on a stateful batch would run the
+        state store's step again. Parquet files are taken as Spark read them for the window
+        (the per-file schema grouping of ``ParquetFileSource`` re-reads the files, which would
+        bypass the features); the other sources split the enriched rows as they always do."""
+        if self._cached is not None:
+            self._cached.unpersist()
+        self._cached = frame.persist()
+        if isinstance(self.inner, ParquetFileSource):
+            return BatchInput([BatchPart(self._cached, f"{self.describe()} batch {batch_id}")])
+        return self.inner.batch_input(self._cached, batch_id, needed)
+
+
+def windowed(source: StreamSource, cfg: JobConfig) -> StreamSource:
+    """The job's source, with its ``windows:`` features if it declares any."""
+    if cfg.windows is None:
+        return source
+    return WindowedSource(source, WindowSpec.from_config(cfg.windows))
+
+
+def query_conf(spark: SparkSession, cfg: JobConfig) -> AbstractContextManager[None]:
+    """Where the job's stream starts: ``state_store_conf`` for windowed features."""
+    return nullcontext() if cfg.windows is None else state_store_conf(spark)
