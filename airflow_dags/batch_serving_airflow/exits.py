@@ -6,20 +6,14 @@ import re
 
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-EXIT_CODES = {
-    1: "unexpected error",
-    2: "invalid config or arguments",
-    3: "model/alias/version unknown or not loadable",
-    4: "input validation failed",
-    5: "too many rows could not be scored",
-    6: "output validation failed",
-    7: "storage error or another run holds the date's lease",
-    8: "publish refused",
-    9: "model registry unreachable",
-}
-# Retrying cannot change these: the same config, model and input fail the same way. An
-# unreachable registry is exit 9, retried like the other transient failures.
-NOT_RETRYABLE = frozenset({2, 3, 4, 8})
+from batch_serving.errors import exit_code_table  # the standard library only
+
+# One table: the meanings come from the error classes, as in every command's --help.
+EXIT_CODES = {row.code: "; ".join(row.meanings) for row in exit_code_table() if row.code}
+# Retrying cannot change these: the same config, model, input or gate fails the same way
+# (2 config, 3 model, 4 input, 8 publish refused, 10 ONNX parity/conversion, 11 promotion
+# gate). An unreachable registry is exit 9, retried like the other transient failures.
+NOT_RETRYABLE = frozenset({2, 3, 4, 8, 10, 11})
 SPARK_SUBMIT_EXIT = re.compile(r"Error code is: (-?\d+)")
 
 
