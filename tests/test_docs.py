@@ -139,6 +139,41 @@ def test_readme_is_a_short_front_door() -> None:
     assert {"running.md", "extending.md", "performance.md", "exit-codes.md"} <= linked
 
 
+def test_every_command_is_named_in_the_manual() -> None:
+    """A new command gets a sentence in a hand-written page (or the README), not only its
+    generated reference row."""
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    manual = (REPO / "README.md").read_text() + "".join(
+        (DOCS / name).read_text() for name in sorted(hand_written())
+    )
+    unnamed = [c for c in commands if f"batch-serving {c}" not in manual and f"`{c}`" not in manual]
+    assert not unnamed, unnamed
+
+
+def test_code_map_lists_every_package_and_the_enforced_layers() -> None:
+    """The code map names every package under src/batch_serving/ and states the layers of
+    ``.importlinter`` (what ``make lint`` enforces) in the same order."""
+    page = (DOCS / "code-map.md").read_text()
+    packages = sorted(
+        d.name for d in (REPO / "src" / "batch_serving").iterdir() if (d / "__init__.py").exists()
+    )
+    assert {"scoring", "storage", "learning", "features"} <= set(packages)
+    assert [p for p in packages if f"`{p}/`" not in page] == []
+    contracts = (REPO / ".importlinter").read_text()
+    listed = contracts.split("layers =\n", 1)[1].split("\n\n", 1)[0]
+    layers = [
+        " | ".join(m.strip().removeprefix("batch_serving.") for m in line.split("|"))
+        for line in listed.strip().splitlines()
+    ]
+    assert layers[0] == "cli" and layers[-1] == "config"
+    stated = " ".join(page.split("**Layers**", 1)[1].split("```")[1].split())
+    assert stated == " > ".join(layers)
+    forbidden = contracts.split("[importlinter:contract:no-spark-in-core]", 1)[1]
+    for module in ("scoring", "models", "storage", "config"):
+        assert f"batch_serving.{module}" in forbidden
+        assert f"`{module}`" in page.split("**No pyspark**", 1)[1].split("\n\n", 1)[0]
+
+
 def test_every_page_is_in_the_nav_and_every_nav_entry_exists(gen: ModuleType) -> None:
     nav = nav_pages()
     generated_pages = {g for g in gen.GENERATED if g.endswith(".md") and g != gen.EXIT_CODES}
