@@ -1,5 +1,8 @@
 """Catalog step: register committed partitions as SQL tables (``predictions.<model>``).
 
+A Delta table (``output.format: delta``) is registered once, ``USING DELTA LOCATION`` its
+directory: its log holds the schema, the dates and the versions (``VERSION AS OF``).
+
 The tables are external Parquet tables over the same Hive-style directories the job commits,
 so registering is metadata only and idempotent: the table is created once (schema inferred
 from the files), each run adds its date partition if missing and refreshes cached file lists
@@ -44,6 +47,16 @@ def register_partition(
             log.warning("table %s pointed elsewhere; re-creating it on %s", name, layout.table_dir)
             spark.sql(f"DROP TABLE {name}")
             exists = False
+        if layout.protocol.table_format == "delta":  # the log has the schema and the dates
+            if not exists and not data_files(partition):
+                return None
+            spark.sql(
+                f"CREATE TABLE IF NOT EXISTS {name} USING DELTA "
+                f"LOCATION {_sql_string(spark_path(layout.table_dir))}"
+            )
+            spark.catalog.refreshTable(name)
+            log.info("registered Delta table %s (ds=%s committed)", name, run_date)
+            return name
         if not exists:
             if not data_files(partition):
                 return None

@@ -72,7 +72,20 @@ def connector_jars(conf: Mapping[str, str], lib: Path = CONNECTOR_JARS) -> dict[
     if SPARK_JARS in conf or not lib.is_dir():
         return {}
     jars = sorted(str(jar) for jar in lib.glob("*.jar"))
-    return {SPARK_JARS: ",".join(jars)} if jars else {}
+    return {SPARK_JARS: ",".join(jars), **delta_conf(jars)} if jars else {}
+
+
+def delta_conf(jars: list[str]) -> dict[str, str]:
+    """Delta Lake's SQL extension and catalog when delta-spark is among the jars, so
+    ``USING DELTA`` tables and ``VERSION AS OF`` work (``output.format: delta``); the job's own
+    ``spark.conf`` still wins. The log of a prediction table is small: few snapshot partitions."""
+    if not any(Path(jar).name.startswith("delta-spark") for jar in jars):
+        return {}
+    return {
+        "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+        "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+        "spark.databricks.delta.snapshotPartitions": "2",
+    }
 
 
 def merge_conf(*layers: Mapping[str, str]) -> dict[str, str]:
