@@ -62,7 +62,8 @@ def test_a_rerun_replaces_its_date_in_one_new_version_and_time_travel_keeps_the_
     discard(layout, second_staged)  # the committed run directory stays
     assert second.version == 2 and layout.current_run_id(DAY) == "r2"
     assert count_rows(layout.committed_dir(DAY)) == 2
-    assert read_manifest(layout.committed_dir(DAY)).run_id == "r2"  # type: ignore[union-attr]
+    named = read_manifest(layout.committed_dir(DAY))
+    assert named is not None and (named.run_id, named.output.table_version) == ("r2", 2)
     assert rows_at(layout) == [(4, str(DAY)), (5, str(DAY)), (9, str(OTHER))]
     assert rows_at(layout, 1) == [(1, str(DAY)), (2, str(DAY)), (3, str(DAY)), (9, str(OTHER))]
     assert committed_version(layout.table_dir, DAY) == 2

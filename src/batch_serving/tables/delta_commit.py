@@ -34,6 +34,7 @@ import pyarrow as pa
 from batch_serving.errors import StorageError
 from batch_serving.storage import Location
 from batch_serving.storage.files import data_files, read_footer
+from batch_serving.tables.manifest import read_manifest, write_manifest
 from batch_serving.tables.protocol import Committed
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class DeltaCommit:
         if not files and not _is_delta(layout.table_dir):
             return Committed(path=staged, rows=0, files=0)  # e.g. no quarantined rows yet
         version, rows = commit_files(layout.table_dir, run_date, staged, files, run_id)
+        _record_version(staged, version)
         log.info(
             "committed %s %s=%s as Delta version %d", layout.table_dir, PARTITION, run_date, version
         )
@@ -143,6 +145,20 @@ def commit_files(
             f"Delta commit of {table} {PARTITION}={day} (run {run_id}) failed: {first}"
         ) from None
     return version, rows
+
+
+def _record_version(staged: Location, version: int) -> None:
+    """Name the version in the run's manifest (one atomic rewrite, after the commit: a run
+    killed in between leaves it unnamed, and ``committed_version`` reads it from the log)."""
+    try:
+        manifest = read_manifest(staged)
+        if manifest is not None:
+            output = manifest.output.model_copy(update={"table_version": version})
+            write_manifest(staged, manifest.model_copy(update={"output": output}))
+    except (OSError, StorageError) as exc:  # committed already: the log has the version
+        log.warning(
+            "committed Delta version %d, but naming it in %s failed: %s", version, staged, exc
+        )
 
 
 def committed_version(table: Location, run_date: dt.date) -> int | None:

@@ -102,6 +102,7 @@ class OutputSection(_Record):
     path: str
     rows: int
     files: int
+    table_version: int | None = None  # Delta: the version the commit made (set right after it)
 
 
 class GateSummary(_Record):
