@@ -13,10 +13,12 @@ import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 from sklearn.linear_model import LogisticRegression
 from windows_landing import COLUMNS, FLUSH_CARD, land
-from windows_oracle import WINDOWS, spec
+from windows_oracle import WINDOWS, brute_force, spec
 
 from batch_serving.config import JobConfig
-from batch_serving.features.offline import training_set
+from batch_serving.features.offline import to_micros, training_set
+from batch_serving.features.online import connect, features_as_of
+from batch_serving.features.source import online_prefix
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.runner import run_stream
 
@@ -33,6 +35,7 @@ def test_stream_scores_events_with_their_point_in_time_features(
     register: Callable[..., tuple[str, int]],
     job_config: Callable[..., JobConfig],
     tmp_path: Path,
+    redis_url: str,
 ) -> None:
     landed = land(tmp_path / "landing")
     offline = training_set(landed.accepted, spec())
@@ -47,7 +50,8 @@ def test_stream_scores_events_with_their_point_in_time_features(
         "max_files_per_trigger": 1,
         "trigger_seconds": 0,
     }
-    cfg = job_config(name, entity_columns=["event_id", "card_id"], stream=stream, windows=WINDOWS)
+    windows = {**WINDOWS, "redis_url": redis_url}
+    cfg = job_config(name, entity_columns=["event_id", "card_id"], stream=stream, windows=windows)
 
     result = run_stream(spark, cfg, available_now=True)
 
@@ -61,6 +65,16 @@ def test_stream_scores_events_with_their_point_in_time_features(
     np.testing.assert_allclose(joined["score"], joined["want"], rtol=1e-12)
     assert joined["score"].std() > 0.05  # the features move the score
     assert late_events_total(layout.metrics_file) == len(landed.late) == 12
+    # the online store: each card's features after its newest event equal brute force
+    client, s = connect(redis_url), spec()
+    for card, own in landed.accepted.groupby("card_id"):
+        as_of = int(to_micros(own["ts"]).max()) + 60_000_000
+        got = features_as_of(client, online_prefix(cfg), s, card, as_of)
+        query = pd.DataFrame(
+            {"event_id": [-1], "card_id": [card], "ts": [pd.Timestamp(as_of, unit="us")]}
+        )
+        want = brute_force(landed.accepted, query, s).iloc[0]
+        assert got == {n: None if pd.isna(want[n]) else want[n] for n in s.names}
 
 
 def late_events_total(metrics_file: Path, timeout_s: float = 20) -> int:

@@ -84,6 +84,10 @@ class WindowsConfig(Frozen):
     at least the longest window."""
     aggregates: tuple[AggregateConfig, ...] = Field(min_length=1)
     """The aggregates, e.g. `{column: amount, functions: [count, sum], windows: [10m, 1h]}`."""
+    redis_url: str | None = None
+    """Online store: every micro-batch writes each entity's recent events to this Redis (key
+    `bs:<job>:win:<entity>`, expiring `ttl` after its last write), from which
+    `features.online.features_as_of` computes its features; `null`: no online store."""
 
     @model_validator(mode="after")
     def _names_and_ttl(self) -> WindowsConfig:

@@ -12,9 +12,12 @@ from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from batch_serving.config import JobConfig
+from batch_serving.features.online import TIME, OnlineFeatureWriter, connect
 from batch_serving.features.spec import WindowSpec
 from batch_serving.features.stream import state_store_conf, windowed_frame
 from batch_serving.stream.source import BatchInput, BatchPart, ParquetFileSource, StreamSource
@@ -27,6 +30,7 @@ class WindowedSource:
 
     inner: StreamSource
     spec: WindowSpec
+    online: OnlineFeatureWriter | None = None
     _cached: DataFrame | None = field(default=None, repr=False)
 
     def describe(self) -> str:
@@ -46,16 +50,45 @@ class WindowedSource:
         if self._cached is not None:
             self._cached.unpersist()
         self._cached = frame.persist()
+        if self.online is not None:
+            self.online.write(batch_id, self._released(self._cached))
         if isinstance(self.inner, ParquetFileSource):
             return BatchInput([BatchPart(self._cached, f"{self.describe()} batch {batch_id}")])
         return self.inner.batch_input(self._cached, batch_id, needed)
 
+    def _released(self, frame: DataFrame) -> pd.DataFrame:
+        """What the online store keeps of the batch's events (those with an entity and a
+        time): the entity, the time in microseconds, the aggregated columns."""
+        spec = self.spec
+        kept = frame.where(F.col(spec.entity).isNotNull() & F.col(spec.event_time).isNotNull())
+        return kept.select(
+            spec.entity, F.unix_micros(spec.event_time).alias(TIME), *spec.columns
+        ).toPandas()
+
 
 def windowed(source: StreamSource, cfg: JobConfig) -> StreamSource:
-    """The job's source, with its ``windows:`` features if it declares any."""
+    """The job's source, with its ``windows:`` features (and their online store) if it
+    declares any."""
     if cfg.windows is None:
         return source
-    return WindowedSource(source, WindowSpec.from_config(cfg.windows))
+    spec = WindowSpec.from_config(cfg.windows)
+    url = cfg.windows.redis_url
+    online = None if url is None else OnlineFeatureWriter(connect(url), online_prefix(cfg), spec)
+    return WindowedSource(source, spec, online)
+
+
+def carried(source: StreamSource, selected: Sequence[str]) -> list[str]:
+    """The columns the stream hands to each micro-batch: ``selected`` (what scoring reads)
+    and, for windowed features with an online store, the columns it keeps."""
+    extra: list[str] = []
+    if isinstance(source, WindowedSource) and source.online is not None:
+        extra = [source.spec.entity, source.spec.event_time, *source.spec.columns]
+    return list(dict.fromkeys([*selected, *extra]))
+
+
+def online_prefix(cfg: JobConfig) -> str:
+    """The key prefix of a job's online features: ``bs:<job>:win``."""
+    return f"bs:{cfg.job}:win"
 
 
 def query_conf(spark: SparkSession, cfg: JobConfig) -> AbstractContextManager[None]:

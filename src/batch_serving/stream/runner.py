@@ -29,7 +29,7 @@ from pyspark.sql.streaming import StreamingQuery
 
 from batch_serving.config import JobConfig, StreamConfig
 from batch_serving.errors import ConfigError, ScoringError, first_line
-from batch_serving.features.source import query_conf, windowed
+from batch_serving.features.source import carried, query_conf, windowed
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
@@ -98,7 +98,7 @@ def run_stream(
     listener = ProgressListener(metrics, name)
     spark.streams.addListener(listener)
     writer = (
-        frame.select(*plan.input_columns)
+        frame.select(*carried(source, plan.input_columns))
         .writeStream.queryName(name)
         .foreachBatch(handler)
         .option("checkpointLocation", str(layout.checkpoint))
