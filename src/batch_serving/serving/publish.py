@@ -94,7 +94,7 @@ def snapshot_id_of(run_date: dt.date, manifest: RunManifest) -> str:
 def _snapshot_ids(cfg: JobConfig, run_date: dt.date) -> tuple[str, ...]:
     """The snapshot id a publish of ``run_date`` builds (none if nothing is committed: the
     publish then says why)."""
-    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
+    layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage, cfg.output.format)
     manifest = read_manifest(layout.committed_dir(run_date))
     return (snapshot_id_of(run_date, manifest),) if manifest is not None else ()
 
@@ -107,9 +107,13 @@ def _publish(
     progress: Callable[[int, int], None] | None = None,
 ) -> Published:
     model = cfg.model.name
-    table_layout = predictions_layout(cfg.output.root, model, cfg.storage)
-    partition = table_layout.committed_dir(run_date)  # object stores: the pointer's run
+    table_layout = predictions_layout(cfg.output.root, model, cfg.storage, cfg.output.format)
+    # object stores: the pointer's run; Delta: the run directory whose files ARE the date in
+    # the version the run committed (``manifest.output.table_version``)
+    partition = table_layout.committed_dir(run_date)
     manifest = verify_committed(partition)
+    if manifest.output.table_version is not None:
+        log.info("publishing %s as of table version %d", partition, manifest.output.table_version)
     if manifest.drift:
         from batch_serving.monitoring.gates import enforce_on_publish
 
