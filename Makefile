@@ -136,13 +136,18 @@ cluster-test: install package ## only the standalone-cluster test (master + 2 wo
 WHEEL := dist/batch_serving-0.1.0-py3-none-any.whl
 ENV_ARCHIVE := dist/batch-serving-env.tar.gz
 PACK_VENV := build/pack-venv
-# The archive is the executors' Python: the core (scoring, adapters for sklearn/pyfunc, casts,
-# storage; mlflow-skinny to fetch models for per_partition loading) plus [spark]. No API,
-# Great Expectations or full MLflow: those run on the driver. Models of other runtimes need
-# their extra on executors too: make package PACK_EXTRAS=spark,onnx (or spark,flavors).
-PACK_EXTRAS ?= spark
+# The archive is the executors' Python: the core only (scoring, adapters for sklearn/pyfunc,
+# casts, storage; mlflow-skinny to fetch models for per_partition loading). No pyspark: Spark
+# puts its own pyspark.zip first on its Python workers' path. No API, Great Expectations or
+# full MLflow: those run on the driver. Models of other runtimes need their extra on the
+# executors too: make package PACK_EXTRAS=onnx (or flavors, or onnx,flavors).
+PACK_EXTRAS ?=
+# Left out of the archive: tests, pip/setuptools, pyspark's jars, and bytecode (__pycache__,
+# about 37 MiB packed; workers compile what they import; a read-only archive directory can
+# cache it elsewhere with spark.executorEnv.PYTHONPYCACHEPREFIX)
+PACK_EXCLUDES := pyspark/jars/* */tests/* pip/* setuptools/* pkg_resources/* _distutils_hack/*
 .PHONY: package
-package: $(ENV_ARCHIVE) ## build dist/ wheel + venv-pack environment archive (spark-submit --archives; PACK_EXTRAS=spark,onnx,flavors)
+package: $(ENV_ARCHIVE) ## build dist/ wheel + venv-pack environment archive (spark-submit --archives; PACK_EXTRAS=onnx,flavors)
 
 $(WHEEL): $(STAMP) pyproject.toml $(shell find src -name '*.py')
 	rm -rf build/lib dist/*.whl
@@ -154,6 +159,7 @@ $(ENV_ARCHIVE): $(WHEEL) requirements/jobs.txt
 	$(PACK_VENV)/bin/pip install -q --upgrade pip
 	$(PACK_VENV)/bin/pip install -q -c requirements/jobs.txt '$(WHEEL)$(if $(PACK_EXTRAS),[$(PACK_EXTRAS)])'
 	$(VENV)/bin/venv-pack -q -p $(PACK_VENV) -o $(ENV_ARCHIVE) --compress-level 1 \
-		--exclude 'lib/python3.11/site-packages/pyspark/jars/*'
+		$(foreach p,$(PACK_EXCLUDES),--exclude 'lib/python3.11/site-packages/$(p)') \
+		--exclude '*/__pycache__/*'
 	@ls -lh $(WHEEL)
-	@echo "$(ENV_ARCHIVE): $$(($$(stat -c %s $(ENV_ARCHIVE)) / 1048576)) MiB (extras: $(or $(PACK_EXTRAS),none))"
+	@stat -c %s $(ENV_ARCHIVE) | awk '{printf "$(ENV_ARCHIVE): %.1f MiB (extras: $(or $(PACK_EXTRAS),none))\n", $$1 / 1048576}'
