@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -96,7 +97,20 @@ class DeltaCommit:
         return Committed(path=staged, rows=rows, files=len(files), version=version)
 
     def recover(self, layout: TableLayout, run_date: dt.date) -> bool:
-        """Nothing to undo: a transaction-log entry is there whole or not at all."""
+        """Nothing to undo: a transaction-log entry is there whole or not at all. Directories
+        of runs killed before their commit go once past the grace period (replaced runs stay:
+        time travel reads them, until VACUUM)."""
+        runs = layout.partition_dir(run_date) / RUNS_DIR
+        if not runs.is_dir():
+            return False
+        committed = _ever_committed(layout.table_dir, run_date.isoformat())
+        now = time.time()
+        for directory in list(runs.iterdir()):
+            if directory.name in committed:
+                continue
+            if now - directory.newest_mtime() >= layout.grace_period_s:
+                log.info("removing %s: a run that never committed", directory)
+                directory.rmtree(ignore_errors=True)
         return False
 
     def discard(self, layout: TableLayout, staged: Location) -> None:

@@ -1,0 +1,91 @@
+"""#23.2: a writer killed (SIGKILL) at any point of a Delta commit leaves readers the previous
+version or the new one, never a mix; a rerun then commits one new version (no Spark here: the
+commit is the protocol's, run in a child process that kills itself at the chosen point)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import textwrap
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+from test_delta_protocol import stage
+
+from batch_serving.config import StorageConfig
+from batch_serving.storage.files import count_rows
+from batch_serving.tables.commit import commit, recover
+from batch_serving.tables.delta_commit import committed_version
+from batch_serving.tables.layout import predictions_layout
+from batch_serving.tables.manifest import read_manifest
+
+DAY = dt.date(2026, 11, 22)
+
+CHILD = textwrap.dedent(
+    """
+    import datetime as dt, os, signal, sys
+    from unittest import mock
+    from deltalake import DeltaTable
+    from batch_serving.config import StorageConfig
+    from batch_serving.tables import delta_commit
+    from batch_serving.tables.commit import commit
+    from batch_serving.tables.layout import predictions_layout
+    from test_delta_protocol import stage
+
+    root, point = sys.argv[1], sys.argv[2]
+    day = dt.date(2026, 11, 22)
+    layout = predictions_layout(root, "m", StorageConfig(), "delta")
+    staged = stage(layout.staging_for(day, "r2"), [10, 11, 12, 13], "r2")
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    target = {
+        "before_transaction": (DeltaTable, "create_write_transaction"),
+        "after_transaction": (delta_commit, "_record_version"),
+    }[point]
+    with mock.patch.object(*target, side_effect=die):
+        commit(layout, day, staged, "r2")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("point", "survivor", "version"),
+    [("before_transaction", "r1", 0), ("after_transaction", "r2", 1)],
+)
+def test_a_writer_killed_mid_commit_leaves_the_old_version_or_the_new(
+    tmp_path: Path, point: str, survivor: str, version: int
+) -> None:
+    root = str(tmp_path / "out")
+    layout = predictions_layout(root, "m", StorageConfig(), "delta")
+    commit(layout, DAY, stage(layout.staging_for(DAY, "r1"), [1, 2], "r1"), "r1")
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD, root, point],
+        cwd=Path(__file__).parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == -9, child.stderr
+
+    table = DeltaTable(str(layout.table_dir))
+    ids = sorted(table.to_pyarrow_table()["id"].to_pylist())
+    assert table.version() == version and layout.current_run_id(DAY) == survivor
+    assert ids == ([1, 2] if survivor == "r1" else [10, 11, 12, 13])
+    assert count_rows(layout.committed_dir(DAY)) == len(ids)
+    assert committed_version(layout.table_dir, DAY) == version  # from the log either way
+    manifest = read_manifest(layout.committed_dir(DAY))
+    assert manifest is not None and manifest.run_id == survivor
+
+    # a later run's recovery removes what the killed run left, never a committed run
+    recover(replace(layout, grace_period_s=0.0), DAY)
+    left = sorted(p.name for p in (layout.partition_dir(DAY) / "_runs").iterdir())
+    assert left == (["r1"] if survivor == "r1" else ["r1", "r2"])
+
+    rerun = stage(layout.staging_for(DAY, "r3"), [5], "r3")
+    assert commit(layout, DAY, rerun, "r3").version == version + 1
+    assert DeltaTable(str(layout.table_dir)).to_pyarrow_table()["id"].to_pylist() == [5]
