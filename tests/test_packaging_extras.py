@@ -36,6 +36,7 @@ OPTIONAL = {
     "confluent_kafka": "stream",
     "lightgbm": "flavors",
     "xgboost": "flavors",
+    "deltalake": "delta",
 }
 # what a client library or a Spark platform imports first: none of OPTIONAL may load
 CORE_ENTRY_POINTS = (
