@@ -26,7 +26,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,7 @@ RUNS_DIR = "_runs"
 PARTITION = "ds"  # tables.layout.PARTITION_COLUMN (not imported: layout imports this module)
 RUN_ID_KEY = "batch_serving.run_id"
 DATE_KEY = "batch_serving.ds"
+COMMIT_ATTEMPTS = 10  # conflicts with runs of other dates (see _with_retries)
 
 
 @dataclass(frozen=True)
@@ -127,31 +130,41 @@ def commit_files(
 ) -> tuple[int, int]:
     """One Delta transaction: the date's files become ``files``; returns (version, rows)."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError
     from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
     day = run_date.isoformat()
     actions, schema, rows = _add_actions(table, staged, files, day)
     props = CommitProperties(custom_metadata={RUN_ID_KEY: run_id, DATE_KEY: day})
     uri = _uri(table)
-    try:
+
+    def transact() -> None:
         if not _is_delta(table):
-            create_table_with_add_actions(
-                uri,
-                schema,
-                actions,
-                mode="append",
-                partition_by=[PARTITION],
-                commit_properties=props,
-            )
-        else:
-            DeltaTable(uri).create_write_transaction(
-                actions,
-                mode="overwrite",
-                schema=schema,
-                partition_by=[PARTITION],
-                partition_filters=[(PARTITION, "=", day)],
-                commit_properties=props,
-            )
+            try:
+                create_table_with_add_actions(
+                    uri,
+                    schema,
+                    actions,
+                    mode="append",
+                    partition_by=[PARTITION],
+                    commit_properties=props,
+                )
+                return
+            except DeltaError:
+                if not _is_delta(table):
+                    raise
+                # a run of another date created the table first: replace our date in it
+        DeltaTable(uri).create_write_transaction(
+            actions,
+            mode="overwrite",
+            schema=schema,
+            partition_by=[PARTITION],
+            partition_filters=[(PARTITION, "=", day)],
+            commit_properties=props,
+        )
+
+    try:
+        _with_retries(transact)
         version = _version_of(uri, run_id, day)
     except Exception as exc:  # delta-rs CommitFailedError, DeltaError, OSError alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -159,6 +172,27 @@ def commit_files(
             f"Delta commit of {table} {PARTITION}={day} (run {run_id}) failed: {first}"
         ) from None
     return version, rows
+
+
+def _with_retries(transact: Callable[[], None]) -> None:
+    """Run ``transact`` again on the newest version when delta-rs reports a conflict.
+
+    delta-rs checks a partition-filtered overwrite as if it read the whole table, so a run of
+    another date committing meanwhile fails it ("a concurrent transaction deleted data this
+    operation read"). The date's lease means no one else wrote THIS date, so redoing the same
+    replace on the newer version is exactly what the run meant; a failed attempt wrote no log
+    entry. A conflict that outlasts the attempts is the caller's StorageError.
+    """
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            transact()
+            return
+        except CommitFailedError:
+            if attempt == COMMIT_ATTEMPTS:
+                raise
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
 
 
 def _record_version(staged: Location, version: int) -> None:
