@@ -338,13 +338,6 @@ class SparkConfig(Frozen):
     """Spark Connect server (`sc://host:port`): the job runs as a Connect client of it (its
     own master, jars and static settings; only `spark.sql.*` of `conf` apply); `null`: a
     classic session."""
-
-    @field_validator("remote")
-    @classmethod
-    def _connect_url(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith("sc://"):
-            raise ValueError(f"must be a Spark Connect URL sc://host:port, got {value!r}")
-        return value
     app_name: str | None = None
     """Spark application name; `null` means the command's own, e.g. `batch-serving-<job>`."""
     conf: dict[str, SparkConfValue] = Field(default_factory=dict)
@@ -357,6 +350,13 @@ class SparkConfig(Frozen):
             return {
                 str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in value.items()
             }
+        return value
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError(f"must be a Spark Connect URL sc://host:port, got {value!r}")
         return value
 
 

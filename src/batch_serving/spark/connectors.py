@@ -11,6 +11,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from batch_serving.errors import StorageError
+from batch_serving.spark.connect import is_connect
 from batch_serving.storage import is_remote, spark_uri
 
 CONNECTORS = {
@@ -23,7 +24,7 @@ CONNECTORS = {
 
 def require_scheme(spark: SparkSession, uri: str, purpose: str) -> None:
     """Raise StorageError when Spark has no Hadoop FileSystem for ``uri``'s scheme."""
-    if not is_remote(uri):
+    if not is_remote(uri) or is_connect(spark):  # Connect: no JVM handle; the read says
         return
     scheme = spark_uri(uri).split("://", 1)[0]
     jvm = spark.sparkContext._jvm

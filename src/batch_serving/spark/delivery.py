@@ -3,14 +3,22 @@
 Either way a ``ModelHandle`` travels inside the UDF closure; ``handle.get()`` on a worker goes
 through ``model_cache`` so a worker loads each model version at most once. Accumulators count
 real loads and the distinct worker processes that asked, so a run can report both.
+
+Under Spark Connect there is no broadcast and no accumulator: the ``artifact`` strategy takes
+broadcast's place (the model directory, zipped, travels with ``spark.addArtifacts`` and each
+Python worker loads it once, keyed by the zip's digest), and the handle counts nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import tempfile
+import zipfile
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
 
 import cloudpickle
 from pyspark.accumulators import Accumulator, AccumulatorParam
@@ -21,11 +29,28 @@ from pyspark.sql import SparkSession
 from batch_serving.config import LoadingConfig
 from batch_serving.errors import ModelLoadError
 from batch_serving.models import cache as model_cache
-from batch_serving.models.artifacts import fetch_and_load
+from batch_serving.models.artifacts import download_model, fetch_and_load, load_model_dir
 from batch_serving.models.cache import MAX_MODELS, LruCache
 from batch_serving.models.registry import ModelRef
+from batch_serving.spark.connect import is_connect
 
-Strategy = Literal["broadcast", "per_partition"]
+Strategy = Literal["broadcast", "per_partition", "artifact"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Uncounted(Generic[T]):
+    """An accumulator's stand-in under Spark Connect (which has none): adds nothing, and its
+    value stays ``zero``, so a Connect run reports 0 model loads and 0 workers."""
+
+    zero: T
+
+    def add(self, term: T) -> None:
+        return None
+
+    @property
+    def value(self) -> T:
+        return self.zero
 
 
 class _UnionParam(AccumulatorParam[frozenset[int]]):
@@ -44,11 +69,17 @@ class ModelHandle:
     strategy: Strategy
     extra_trusted_types: tuple[str, ...]
     payload: Broadcast[bytes] | None
-    loads: Accumulator[int]
-    workers: Accumulator[frozenset[int]]
+    loads: Accumulator[int] | Uncounted[int]
+    workers: Accumulator[frozenset[int]] | Uncounted[frozenset[int]]
+    artifact: str | None = None  # ``artifact``: the zip's name among the session's files
+
+    @property
+    def cache_key(self) -> str:
+        """The worker cache's key: the shipped zip's digest (in its name), else the version."""
+        return self.artifact or self.ref.cache_key
 
     def get(self) -> Any:
-        model, loaded_now = model_cache.get_or_load(self.ref.cache_key, self._load)
+        model, loaded_now = model_cache.get_or_load(self.cache_key, self._load)
         if loaded_now:
             self.loads.add(1)
         self.workers.add(frozenset([os.getpid()]))
@@ -57,6 +88,8 @@ class ModelHandle:
     def _load(self) -> Any:
         if self.payload is not None:
             return cloudpickle.loads(self.payload.value)
+        if self.artifact is not None:
+            return load_shipped(self.artifact, self.ref.uri, self.extra_trusted_types)
         return fetch_and_load(self.ref, self.extra_trusted_types).obj
 
 
@@ -82,12 +115,15 @@ def plan_delivery(
 
     A broadcast is created once per model version and Spark context, and reused by later jobs
     of the same session (backfills, notebooks): a registered version never changes, and a
-    broadcast that a finished job unpersisted is sent again on its next use."""
+    broadcast that a finished job unpersisted is sent again on its next use. Under Spark
+    Connect, ``broadcast`` (chosen or by size) ships the model directory as an artifact."""
     strategy: Strategy
     if loading.strategy == "auto":
         strategy = "broadcast" if size_mb <= loading.broadcast_max_mb else "per_partition"
     else:
         strategy = loading.strategy
+    if is_connect(spark):
+        return _connect_plan(spark, ref, strategy, size_mb, extra_trusted_types)
     sc = spark.sparkContext
     payload = _broadcast(sc, ref, model_obj) if strategy == "broadcast" else None
     handle = ModelHandle(
@@ -99,6 +135,79 @@ def plan_delivery(
         workers=sc.accumulator(frozenset(), _UnionParam()),
     )
     return DeliveryPlan(handle=handle, artifact_mb=size_mb)
+
+
+def _connect_plan(
+    spark: SparkSession,
+    ref: ModelRef,
+    strategy: Strategy,
+    size_mb: float,
+    extra_trusted_types: tuple[str, ...],
+) -> DeliveryPlan:
+    artifact = _shipped(spark, ref) if strategy == "broadcast" else None
+    handle = ModelHandle(
+        ref=ref,
+        strategy="artifact" if artifact is not None else strategy,
+        extra_trusted_types=extra_trusted_types,
+        payload=None,
+        loads=Uncounted(0),
+        workers=Uncounted(frozenset()),
+        artifact=artifact,
+    )
+    return DeliveryPlan(handle=handle, artifact_mb=size_mb)
+
+
+# zips the driver made, by model version and artifact location: (zip path, its name)
+_ZIPS: LruCache[tuple[str, str], tuple[Path, str]] = LruCache(MAX_MODELS)
+# names already added, by Connect session: a session refuses a name it holds
+_SHIPPED: LruCache[tuple[str, str], str] = LruCache(MAX_MODELS * 4)
+_ZIP_DIR: list[Path] = []
+
+
+def _shipped(spark: SparkSession, ref: ModelRef) -> str:
+    """Zip the model directory once per process, add it to the session once; its name."""
+    path, name = _ZIPS.get_or_load((ref.cache_key, ref.artifact_uri), lambda: _zip_model(ref))[0]
+
+    def add() -> str:
+        spark.addArtifacts(str(path), file=True)
+        return name
+
+    session = str(getattr(spark, "session_id", id(spark)))
+    return _SHIPPED.get_or_load((session, name), add)[0]
+
+
+def _zip_model(ref: ModelRef) -> tuple[Path, str]:
+    """The model directory as one zip named by the digest of its files (names and bytes), so
+    a worker's cache key changes exactly when the model's files do."""
+    if not _ZIP_DIR:
+        _ZIP_DIR.append(Path(tempfile.mkdtemp(prefix="bs-artifacts-")))
+    with tempfile.TemporaryDirectory(prefix="bs-ship-") as tmp:
+        model_dir = download_model(ref, tmp)
+        files = sorted(p for p in model_dir.rglob("*") if p.is_file())
+        digest = hashlib.sha256()
+        for file in files:
+            digest.update(str(file.relative_to(model_dir)).encode() + b"\0")
+            digest.update(file.read_bytes())
+        name = f"bs-model-{digest.hexdigest()[:32]}.zip"
+        path = _ZIP_DIR[0] / name
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in files:
+                archive.write(file, str(file.relative_to(model_dir)))
+    return path, name
+
+
+def load_shipped(name: str, label: str, extra_trusted_types: tuple[str, ...] = ()) -> Any:
+    """Worker side of ``artifact``: unzip the session file ``name`` and load it (once per
+    worker, through ``model_cache``)."""
+    from pyspark import SparkFiles
+
+    shipped = Path(SparkFiles.get(name))
+    if not shipped.is_file():
+        raise ModelLoadError(f"{label}: shipped model {name} not found in this worker's files")
+    with tempfile.TemporaryDirectory(prefix="bs-shipped-") as tmp:
+        with zipfile.ZipFile(shipped) as archive:
+            archive.extractall(tmp)
+        return load_model_dir(Path(tmp), label, extra_trusted_types).obj
 
 
 def _unpersist(payload: Broadcast[bytes]) -> None:

@@ -26,6 +26,7 @@ _NAMED_FILE = re.compile(
 _NO_TABLE = re.compile(r"\[TABLE_OR_VIEW_NOT_FOUND\] The table or view (\S+) cannot be found")
 # tables a "not found" message lists (a shared metastore can hold thousands)
 LISTED_TABLES = 20
+_CONNECT_STACK = "\nJVM stacktrace:"
 _PY4J_WRAPPER = re.compile(r"^An error occurred while calling \S+\.?$")
 _JAVA_CLASS = re.compile(r"^(?:Caused by: )?(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error): ")
 
@@ -90,7 +91,13 @@ def _translated(action: Callable[[], T], error_for: Callable[[str], BatchServing
     except BatchServingError:
         raise
     except Exception as exc:
-        raise error_for(str(exc)) from None
+        raise error_for(without_jvm_stack(str(exc))) from None
+
+
+def without_jvm_stack(text: str) -> str:
+    """A Spark Connect error's text without the server's ``JVM stacktrace:`` section it
+    appends (its ``Caused by`` lines would otherwise be taken for the cause)."""
+    return text.split(_CONNECT_STACK, 1)[0].rstrip()
 
 
 def jvm_error_line(text: str) -> str:

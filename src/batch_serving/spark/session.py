@@ -113,6 +113,8 @@ def build_session(
     in the runtime (``spark.sql.*``) settings that the submit command did not give. With an
     enabled ``catalog`` the session uses the Hive metastore (see ``catalog_conf``).
     """
+    if cfg.remote is not None:
+        return connect_session(cfg, app_name)
     settings = {**DEFAULT_CONF, **cfg.conf}
     builder = SparkSession.builder.appName(cfg.app_name or app_name)
     hive: dict[str, str] = {}
@@ -140,6 +142,32 @@ def build_session(
     return builder.getOrCreate()
 
 
+def connect_session(cfg: SparkConfig, app_name: str) -> SparkSession:
+    """A Spark Connect client of ``cfg.remote``: the server owns the master, the jars and the
+    static settings (start it with ``server_conf``), so only runtime ``spark.sql.*`` settings
+    are sent; the catalog is the server's (Hive when it was started with it)."""
+    assert cfg.remote is not None
+    prepare_process_env(worker_python=None)
+    builder = SparkSession.builder.remote(cfg.remote).appName(cfg.app_name or app_name)
+    for key, value in {**DEFAULT_CONF, **cfg.conf}.items():
+        if key.startswith("spark.sql."):
+            builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
+def server_conf(
+    cfg: SparkConfig, catalog: CatalogConfig | None = None, metastore_dir: Path | None = None
+) -> dict[str, str]:
+    """What a classic session of ``cfg`` would get (defaults, connector jars, the metastore,
+    the job's conf), for a Spark Connect server that jobs with ``spark.remote`` use."""
+    hive: dict[str, str] = {}
+    if catalog is not None and catalog.enabled:
+        assert metastore_dir is not None
+        metastore_dir.mkdir(parents=True, exist_ok=True)
+        hive = {**catalog_conf(catalog, metastore_dir), "spark.sql.catalogImplementation": "hive"}
+    return merge_conf(DEFAULT_CONF, connector_jars(cfg.conf), hive, cfg.conf)
+
+
 def job_session(cfg: JobConfig, role: str = "", with_catalog: bool = True) -> SparkSession:
     """The session of a job's command (``score``, ``backfill``, ``sql``, ``stream``, the demo):
     its ``spark:`` config, app name ``batch-serving[-role]-<job>``, its SQL catalog unless
@@ -151,6 +179,14 @@ def job_session(cfg: JobConfig, role: str = "", with_catalog: bool = True) -> Sp
     if not with_catalog:
         return build_session(cfg.spark, name)
     return build_session(cfg.spark, name, catalog=cfg.catalog, metastore_dir=cfg.metastore_dir)
+
+
+def quiet_logs(spark: SparkSession) -> None:
+    """Errors only from Spark's log4j (classic); a Connect server logs where it was started."""
+    from batch_serving.spark.connect import is_connect
+
+    if not is_connect(spark):
+        spark.sparkContext.setLogLevel("ERROR")
 
 
 def _quiet_query_context_loggers() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from batch_serving.config import JobConfig
+from batch_serving.errors import ConfigError
+from batch_serving.spark.connect import unsupported
 from batch_serving.spark.engines.arrow_direct import ArrowDirectEngine
 from batch_serving.spark.engines.base import Engine, InputData, Staging
 from batch_serving.spark.engines.dataframe import DataFrameEngine
@@ -13,7 +15,16 @@ __all__ = ["Engine", "InputData", "Staging", "choose_engine", "engine_named"]
 
 
 def choose_engine(cfg: JobConfig) -> str:
-    """``auto``: arrow_direct for plain Parquet on a filesystem path, else dataframe."""
+    """``auto``: arrow_direct for plain Parquet on a filesystem path, else dataframe. Under
+    Spark Connect (``spark.remote``) only dataframe runs: arrow_direct hands work units to
+    tasks with ``sparkContext.parallelize`` and counts with an accumulator (no RDDs and no
+    accumulators in Connect)."""
+    if cfg.spark.remote is not None:
+        if cfg.engine == "arrow_direct":
+            raise ConfigError(
+                unsupported("engine: arrow_direct (RDD tasks)", "use engine: dataframe or auto")
+            )
+        return "dataframe"
     if cfg.engine != "auto":
         return cfg.engine
     if cfg.validation.duplicate_ids == "keep_last":
