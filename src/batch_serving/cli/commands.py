@@ -117,11 +117,11 @@ def backfill_command(args: argparse.Namespace) -> int:
 def sql_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config
     from batch_serving.spark.errors import querying
-    from batch_serving.spark.session import job_session
+    from batch_serving.spark.session import job_session, quiet_logs
 
     cfg = load_config(args.config, env=args.env)
     spark = job_session(cfg, "sql")
-    spark.sparkContext.setLogLevel("ERROR")
+    quiet_logs(spark)
     frame = querying(lambda: spark.sql(args.query), lambda: table_names(spark))
     if not args.json:  # Spark's own table layout
         querying(lambda: frame.show(args.limit, truncate=False), lambda: table_names(spark))
