@@ -18,9 +18,9 @@ from windows_oracle import WINDOWS, brute_force, spec
 from batch_serving.config import JobConfig
 from batch_serving.features.offline import to_micros, training_set
 from batch_serving.features.online import connect, features_as_of
-from batch_serving.features.source import online_prefix
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.runner import run_stream
+from batch_serving.stream.windowed import online_prefix
 
 FEATURES = ["amount_count_10m", "amount_sum_10m", "amount_count_1h", "merchant_distinct_count_30m"]
 

@@ -8,4 +8,6 @@ stream equals the one in a training set for the same event. ``spec`` turns the j
 ``windows:`` section into the typed spec they share; ``fraud_example`` shows why it matters.
 
 Modules without pyspark: ``spec``, ``compute``, ``offline``, ``online``, ``fraud_example``.
+The stream job takes them through ``stream.windowed`` (the ``StreamSource`` variant; features
+sits below stream in the import layers, so it never imports stream).
 """

@@ -29,7 +29,6 @@ from pyspark.sql.streaming import StreamingQuery
 
 from batch_serving.config import JobConfig, StreamConfig
 from batch_serving.errors import ConfigError, ScoringError, first_line
-from batch_serving.features.source import carried, query_conf, windowed
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
@@ -39,6 +38,7 @@ from batch_serving.stream.metrics import ProgressListener, StreamMetrics
 from batch_serving.stream.schema import parse_ddl
 from batch_serving.stream.sink import sink_for
 from batch_serving.stream.source import StreamSource, source_for
+from batch_serving.stream.windowed import carried, query_conf, windowed
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""``WindowedSource``: a stream source whose events arrive with their windowed features.
+"""``WindowedSource``: a stream source whose events arrive with their windowed features
+(``features``, issue #24), and the two hooks ``runner`` calls (``carried``, ``query_conf``).
 
 A variant behind the ``StreamSource`` seam: it wraps the job's source (files, Kafka, rate),
 adds the features in ``read`` (``stream.windowed_frame``) and hands each micro-batch's
