@@ -151,3 +151,29 @@ def test_runs_of_different_dates_commit_at_once_without_a_conflict(tmp_path: Pat
     assert DeltaTable(str(layout.table_dir)).version() == 11  # 12 commits, none lost
     assert [layout.current_run_id(day) for day in days] == [f"r{d.day}-2" for d in days]
     assert rows_at(layout) == sorted((i, str(d)) for d in days for i in (d.day, 2))
+
+
+def stage_table(directory: Location, table: pa.Table, run_id: str) -> Location:
+    directory.mkdir()
+    pq.write_table(table, directory / "part-0.parquet")
+    write_manifest(directory, manifest(run_id, table.num_rows))
+    return directory
+
+
+def test_the_table_keeps_every_dates_columns_and_refuses_a_changed_type_by_name(
+    tmp_path: Path,
+) -> None:
+    layout = delta(tmp_path)
+    wide = pa.table({"id": [1], "score": [0.1], "extra": ["x"]})
+    commit(layout, OTHER, stage_table(layout.staging_for(OTHER, "o1"), wide, "o1"), "o1")
+    narrow = pa.table({"id": [2], "score": [0.2]})  # e.g. another model version
+    commit(layout, DAY, stage_table(layout.staging_for(DAY, "r1"), narrow, "r1"), "r1")
+    table = DeltaTable(str(layout.table_dir)).to_pyarrow_table().sort_by("id")
+    assert table.column_names == ["id", "score", "extra", "ds"]
+    assert table["extra"].to_pylist() == ["x", None]
+
+    retyped = pa.table({"id": [3], "score": ["high"]})
+    staged = stage_table(layout.staging_for(DAY, "r2"), retyped, "r2")
+    with pytest.raises(StorageError, match="column 'score' is string in this run but double"):
+        commit(layout, DAY, staged, "r2")
+    assert layout.current_run_id(DAY) == "r1"

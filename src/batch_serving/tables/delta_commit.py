@@ -249,7 +249,30 @@ def _add_actions(
         )
     if schema is None:  # no rows this run: the date's files go, the table's schema stays
         return actions, DeltaTable(_uri(table)).schema(), rows
-    return actions, Schema.from_arrow(schema.append(pa.field(PARTITION, pa.date32()))), rows
+    wanted = schema.append(pa.field(PARTITION, pa.date32()))
+    return actions, Schema.from_arrow(_merged(table, wanted)), rows
+
+
+def _merged(table: Location, wanted: pa.Schema) -> pa.Schema:
+    """The table's columns, then the run's new ones: a run with fewer columns (another model
+    version) must not hide other dates' columns. A column whose Delta type changed is refused
+    by name (old dates' files could no longer be read as the table says)."""
+    from deltalake import DeltaTable, Schema
+
+    if not _is_delta(table):
+        return wanted
+    existing = DeltaTable(_uri(table)).schema()
+    types = {field.name: str(field.type) for field in existing.fields}
+    merged = pa.schema(existing.to_arrow())
+    for field, typed in zip(wanted, Schema.from_arrow(wanted).fields, strict=True):
+        if field.name not in types:
+            merged = merged.append(field)
+        elif types[field.name] != str(typed.type):
+            raise StorageError(
+                f"Delta table {table}: column {field.name!r} is {field.type} in this run but "
+                f"{merged.field(field.name).type} in the table; not committing"
+            )
+    return merged
 
 
 def _current_runs(table: Location) -> dict[str, set[str]]:
