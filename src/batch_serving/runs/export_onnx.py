@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from batch_serving.config import JobConfig, ModelConfig
 from batch_serving.errors import ConfigError, InputValidationError, ParityGateError
-from batch_serving.models.adapters import OutputRequest
+from batch_serving.models.adapters import ModelSpec, OutputRequest
 from batch_serving.models.adapters.onnx import OnnxAdapter
 from batch_serving.models.loading import load_and_describe
 from batch_serving.models.onnx_convert import Dtype, column_types_of, convert
@@ -106,26 +106,9 @@ def export_onnx(
     request = OutputRequest(positive_label=model.positive_label, score_column=score_column)
     with tempfile.TemporaryDirectory(prefix="bs-export-") as tmp:
         spec, loaded, model_dir = load_and_describe(model, request, ref, tmp)
-        if loaded.runtime != "sklearn":
-            raise ConfigError(
-                f"{ref.uri} is a {loaded.runtime} model; export-onnx converts sklearn"
-            )
-        if spec.kind == "multiclass":
-            raise ConfigError(
-                f"{ref.uri} is a multi-class model: export-onnx gates one score per row "
-                "(binary classifiers and regressors)"
-            )
+        _require_convertible(ref.uri, loaded.runtime, spec.kind)
         entity = [c for c in (cfg.entity_columns if cfg else []) if c]
-        batch = read_partition(partition, entity, spec.features, max_rows)
-        casts = plan_casts(
-            batch.schema,
-            entity,
-            list(spec.features),
-            dict(spec.input_types),
-            spec.feed == "numpy",
-            str(partition),
-        )
-        batch = apply_casts(batch, casts)
+        batch = _sample(partition, entity, spec, max_rows)
         expected = scores(spec, loaded.obj, batch)
         sample = [(f.name, str(f.type)) for f in batch.schema]
         converted = convert(loaded.obj, spec, column_types_of(spec, sample), dtype)
@@ -154,6 +137,33 @@ def export_onnx(
             return Exported(ref.uri, report, None)
         uri, alias = _register(ref, model, converted.data, model_dir, report, partition)
     return Exported(ref.uri, report, uri, alias)
+
+
+def _require_convertible(uri: str, runtime: str, kind: str) -> None:
+    """export-onnx converts sklearn models that give one score per row."""
+    if runtime != "sklearn":
+        raise ConfigError(f"{uri} is a {runtime} model; export-onnx converts sklearn")
+    if kind == "multiclass":
+        raise ConfigError(
+            f"{uri} is a multi-class model: export-onnx gates one score per row "
+            "(binary classifiers and regressors)"
+        )
+
+
+def _sample(
+    partition: Path, entity: list[str], spec: ModelSpec, max_rows: int | None
+) -> pa.RecordBatch:
+    """The partition's rows the gate compares on, cast as a scoring run would cast them."""
+    batch = read_partition(partition, entity, spec.features, max_rows)
+    casts = plan_casts(
+        batch.schema,
+        entity,
+        list(spec.features),
+        dict(spec.input_types),
+        spec.feed == "numpy",
+        str(partition),
+    )
+    return apply_casts(batch, casts)
 
 
 def read_partition(
