@@ -124,6 +124,10 @@ bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live f
 bench-stream: $(STAMP) ## streaming benchmark: end-to-end latency at a sustained rate (RATE=2000 SECONDS=30), then a rate ramp
 	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30)
 
+.PHONY: bench-learning
+bench-learning: $(STAMP) ## online learning: learner throughput (labelled events/s, one core) and the challenger shadow's cost in a nightly run
+	$(PY) bench/learning_bench.py
+
 .PHONY: bench-api
 bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
 	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)
