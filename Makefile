@@ -54,7 +54,8 @@ system-deps: ## redis-server (lookup store tests), wrk (bench-api), chromium (re
 JARS_STAMP := jars/.fetched
 MVN_COPY := mvn -q -B dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=lib
 $(JARS_STAMP): jars/pom.xml jars/s3a/pom.xml jars/broker/pom.xml jars/keep-new.sh $(STAMP)
-	@command -v mvn >/dev/null || { echo "mvn not found: install Maven 3.8+ (apt-get install maven)"; exit 1; }
+	@command -v mvn >/dev/null || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q maven; } \
+		|| { echo "mvn not found and not installable: install Maven 3.8+"; exit 1; }
 	rm -rf jars/lib jars/s3a/lib jars/broker/lib
 	cd jars && $(MVN_COPY)
 	cd jars/s3a && $(MVN_COPY)
