@@ -3,6 +3,7 @@
     make bench               # 2M rows x 20 float64 features, both parts below
     make bench SCALE=20M     # same, 20M rows (slower; checks that memory stays flat)
     make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi|drift)
+    make bench SCALE=200k ONLY=whole   # the demo job as a process (bench/whole_part.py)
 
 Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
@@ -73,7 +74,8 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
-OPT_IN = ("onnx",)  # --only onnx: arrow_direct with the ONNX export vs with sklearn
+OPT_IN = ("onnx", "whole")  # onnx: arrow_direct with the ONNX export vs with sklearn
+# whole: the demo job as a process vs a plain script, and a backfill (bench/whole_part.py)
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 GATE_ROUNDS = 7  # ~1 s runs: more rounds than the other parts for a stable A/B median
 DRIFT_ROUNDS = 9  # LogReg runs take ~0.4 s at 2M: a few percent is within one run's noise
@@ -368,13 +370,21 @@ def main(argv: list[str] | None = None) -> int:
         help="single: one model per job (A, arrow_direct, dataframe, spark_udf); "
         "multi: 4 models in one pass (A4, M1, M4); drift: monitoring on vs off (HGB and "
         "LogReg); gates: GX gates' share of a 200k-row job; s3: arrow_direct on an S3 server "
-        "vs local disk; onnx: the ONNX export of each model vs the model itself, same engine. "
-        "Default: all but s3 and onnx",
+        "vs local disk; onnx: the ONNX export of each model vs the model itself, same engine; "
+        "whole: the demo job as a whole process vs a plain script, and a 10-date backfill vs "
+        "10 runs. Default: all but s3, onnx and whole",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
     reps = args.reps or (1 if args.scale == "20M" else 3)
     parts = [args.only] if args.only else [p for p in PARTS if p != "s3"]
+    if parts == ["whole"]:  # processes of their own: no session, data or models here
+        from whole_part import run_whole
+
+        RESULTS.mkdir(exist_ok=True)
+        whole_md, whole = run_whole(args.scale, rows, max(reps, 3), DATA)
+        _write_report("whole", args.scale, whole_md, whole)
+        return 0
 
     table_root = DATA / "warehouse" / args.scale
     print(f"preparing {rows:,} rows x {len(FEATURES)} features in {table_root} ...", flush=True)

@@ -15,12 +15,15 @@ from batch_serving.errors import BatchServingError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from batch_serving.runs.context import StepTimer
+    from batch_serving.tables.manifest import AfterCommit
+
 log = logging.getLogger("batch_serving")
 
 
 def score_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.runs.job import prepare_run, run_prepared
+    from batch_serving.runs.job import prepare_run, run_prepared, start_session
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import job_session
 
@@ -31,11 +34,34 @@ def score_command(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             tracking_uri=args.tracking_uri,
         )
-        prepared = prepare_run(cfg, run_date)  # models pinned, GX loading: before the JVM
-        spark = job_session(cfg)
+        prepared = prepare_run(cfg, run_date, _startup_timed())  # aliases pinned: no JVM yet
+        spark = start_session(prepared, lambda: job_session(cfg))  # JVM beside the download
         result = run_prepared(spark, prepared, wait=args.wait)
     emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
+    _log_timeline(result.after)
     return 0
+
+
+def _startup_timed() -> StepTimer:
+    """A run's timer holding ``startup``: from the process's start (the interpreter, the
+    imports, the config) until now, the run's first step."""
+    import time
+
+    from batch_serving.runs.context import StepTimer
+    from batch_serving.runs.timeline import process_origin
+
+    timer = StepTimer()
+    timer.add("startup", process_origin(), time.perf_counter())
+    return timer
+
+
+def _log_timeline(after: AfterCommit) -> None:
+    """The run's timeline at debug level (``-v``): what the run waited for, and when."""
+    from batch_serving.runs.timeline import Span, timeline_lines
+
+    spans = [Span(s.name, s.start_s, s.end_s, s.lane) for s in after.timeline]
+    for line in timeline_lines(spans, f"run {after.run_id} timeline"):
+        log.debug(line)
 
 
 def check_command(args: argparse.Namespace) -> int:
@@ -73,7 +99,7 @@ def backfill_command(args: argparse.Namespace) -> int:
 
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
-    from batch_serving.runs.job import prepare_run, run_prepared
+    from batch_serving.runs.job import prepare_run, run_prepared, start_session
     from batch_serving.serving.publish import Published, publish
     from batch_serving.spark.session import job_session
 
@@ -86,8 +112,8 @@ def backfill_command(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         tracking_uri=args.tracking_uri,
     )
-    prepared = prepare_run(cfg, first)  # a bad alias fails before the JVM starts
-    spark = job_session(cfg, "backfill")
+    prepared = prepare_run(cfg, first, _startup_timed())  # a bad alias: no JVM started
+    spark = start_session(prepared, lambda: job_session(cfg, "backfill"))
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     scored = []
     with Progress("backfill", "date", total=len(days)) as bar:
@@ -99,6 +125,7 @@ def backfill_command(args: argparse.Namespace) -> int:
                 bar.echo(f"backfill: {n - 1} of {len(days)} dates done; {day} failed", sys.stderr)
                 raise
             scored.append(result)
+            _log_timeline(result.after)
             bar.echo(f"backfill: {day} -> {result.committed.rows} rows ({n}/{len(days)})")
             bar.advance()
     done: Published | None = None

@@ -9,6 +9,7 @@ record says why, so no table or run record can describe another run's data.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from batch_serving.monitoring.history import REPORT_NAME
-from batch_serving.runs.context import RunContext
+from batch_serving.runs.context import RunContext, in_background
 from batch_serving.runs.monitor import RUN_PROFILE
 from batch_serving.storage.files import data_files
 from batch_serving.tables.commit import Committed
@@ -25,6 +26,7 @@ from batch_serving.tables.manifest import (
     AFTER_COMMIT_NAME,
     AfterCommit,
     RunManifest,
+    TimelineSpan,
     write_json,
 )
 
@@ -43,44 +45,23 @@ def after_commit(
     committed: Committed,
     report: Future[Path | None] | None = None,
 ) -> AfterCommit:
-    """The SQL catalog, then the MLflow record (after ``report``, a run report being built
-    meanwhile: the record logs it), then ``_after_commit.json``."""
+    """The SQL catalog in a thread beside the MLflow record (the JVM's metastore work and
+    Python's tracking calls depend on nothing of each other; the record waits for ``report``,
+    the run report being built meanwhile, and logs it), then ``_after_commit.json`` with the
+    run's timeline. Both start only while the partition holds this run's data."""
     cfg = run.cfg
-    tables: list[str] = []
-    mlflow_run_id: str | None = None
     skipped = _other_run(run)
-    if skipped is None and cfg.catalog.enabled:
-        from batch_serving.spark.catalog import register_partition
-
-        with run.timer.step(CATALOG_STEP):
-            for database, layout in (
-                (cfg.catalog.predictions_database, run.predictions),
-                (cfg.catalog.quarantine_database, run.quarantine),
-            ):
-                empty = not data_files(layout.committed_dir(run.run_date))
-                if layout.table == QUARANTINE and empty:
-                    continue  # nothing quarantined: five SQL statements saved on most nights
-                name = register_partition(spark, database, layout, run.run_date)
-                if name is not None:
-                    tables.append(name.replace("`", ""))
-        skipped = _other_run(run)
+    catalog = (
+        in_background("sql-catalog", lambda: _register(spark, run))
+        if skipped is None and cfg.catalog.enabled
+        else None
+    )
     if report is not None:
         report.result()  # never raises: a report that cannot be built is a warning
-    if skipped is None and cfg.tracking.log_runs:
-        from batch_serving.runs.mlflow_record import log_run
-
-        records = run.predictions.run_dir(run.run_id).as_local()
-        extra = (  # monitoring's files and GX's Data Docs pages (local roots only)
-            []
-            if records is None
-            else [
-                *(records / n for n in (RUN_PROFILE, REPORT_NAME)),
-                *sorted(records.glob("_datadocs_*.html")),
-            ]
-        )
-        with run.timer.step(RECORD_STEP):
-            files = [p for p in extra if p.is_file()]
-            mlflow_run_id = log_run(cfg, manifest, committed.path, files)
+    mlflow_run_id = (
+        _record(run, manifest, committed) if skipped is None and cfg.tracking.log_runs else None
+    )
+    tables = catalog.result() if catalog is not None else []
     record = AfterCommit(
         run_id=run.run_id,
         partition=str(committed.path),
@@ -89,9 +70,48 @@ def after_commit(
         tracking_enabled=cfg.tracking.log_runs and skipped is None,
         durations_s=dict(run.timer.durations),
         skipped=skipped,
+        timeline=[TimelineSpan(**dataclasses.asdict(span)) for span in run.timer.spans],
     )
     write_json(run.predictions.run_dir(run.run_id) / AFTER_COMMIT_NAME, record)
     return record
+
+
+def _register(spark: SparkSession, run: RunContext) -> list[str]:
+    """The committed partition in the SQL tables (the quarantine's only if it has rows)."""
+    from batch_serving.spark.catalog import register_partition
+
+    cfg, tables = run.cfg, []
+    with run.timer.step(CATALOG_STEP):
+        for database, layout in (
+            (cfg.catalog.predictions_database, run.predictions),
+            (cfg.catalog.quarantine_database, run.quarantine),
+        ):
+            empty = not data_files(layout.committed_dir(run.run_date))
+            if layout.table == QUARANTINE and empty:
+                continue  # nothing quarantined: five SQL statements saved on most nights
+            name = register_partition(spark, database, layout, run.run_date)
+            if name is not None:
+                tables.append(name.replace("`", ""))
+    return tables
+
+
+def _record(run: RunContext, manifest: RunManifest, committed: Committed) -> str | None:
+    """The MLflow run record, with monitoring's files and GX's Data Docs pages (local roots
+    only); None when the tracking server could not be reached (a warning, see the log)."""
+    from batch_serving.runs.mlflow_record import log_run
+
+    records = run.predictions.run_dir(run.run_id).as_local()
+    extra = (
+        []
+        if records is None
+        else [
+            *(records / n for n in (RUN_PROFILE, REPORT_NAME)),
+            *sorted(records.glob("_datadocs_*.html")),
+        ]
+    )
+    with run.timer.step(RECORD_STEP):
+        files = [p for p in extra if p.is_file()]
+        return log_run(run.cfg, manifest, committed.path, files)
 
 
 def _other_run(run: RunContext) -> str | None:

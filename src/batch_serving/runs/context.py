@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from batch_serving.config import JobConfig
+from batch_serving.runs.timeline import Span, current_lane, since_start
 from batch_serving.spark.engines import Staging
 from batch_serving.tables.inputs import partition_path
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
@@ -23,10 +25,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class StepTimer:
     """Wall-clock seconds per named step, in the order the steps ran (a step entered twice,
-    e.g. a gate planned before scoring and evaluated after it, adds up). A step that raises
-    is logged as failed, so the log's last step line names where the run stopped."""
+    e.g. a gate planned before scoring and evaluated after it, adds up), and each step's span
+    on the process's timeline (``runs.timeline``: steps on background threads overlap). A
+    step that raises is logged as failed, so the log's last step line names where the run
+    stopped. Steps may run on several threads at once (the report beside the SQL catalog)."""
 
     durations: dict[str, float] = field(default_factory=dict)
+    spans: list[Span] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
@@ -35,13 +41,19 @@ class StepTimer:
         try:
             yield
         except BaseException:
-            log.info("step %s failed after %.2fs", name, self._add(name, start))
+            log.info("step %s failed after %.2fs", name, self.add(name, start))
             raise
-        log.info("step %s done in %.2fs", name, self._add(name, start))
+        log.info("step %s done in %.2fs", name, self.add(name, start))
 
-    def _add(self, name: str, start: float) -> float:
-        took = time.perf_counter() - start
-        self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
+    def add(self, name: str, start: float, end: float | None = None) -> float:
+        """Time ``name`` from ``start`` to ``end`` (now), ``perf_counter`` readings: for a
+        span measured outside ``step`` (the process's startup before the run existed)."""
+        end = time.perf_counter() if end is None else end
+        took = end - start
+        span = Span(name, since_start(start), since_start(end), current_lane())
+        with self._lock:
+            self.durations[name] = round(self.durations.get(name, 0.0) + took, 3)
+            self.spans.append(span)
         return took
 
 
@@ -74,9 +86,9 @@ class RunContext:
     staging_removed: list[str] = field(default_factory=list)  # dead runs' staging, removed
 
     @classmethod
-    def start(cls, cfg: JobConfig, run_date: dt.date) -> RunContext:
+    def start(cls, cfg: JobConfig, run_date: dt.date, timer: StepTimer | None = None) -> RunContext:
         started = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        return cls(cfg, run_date, new_run_id(started), started, StepTimer())
+        return cls(cfg, run_date, new_run_id(started), started, timer or StepTimer())
 
     @property
     def predictions(self) -> TableLayout:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -24,8 +25,8 @@ from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.checks import RunChecks
 from batch_serving.runs.compare import compare_shadows
-from batch_serving.runs.context import RunContext, in_background
-from batch_serving.runs.models import prepare_models, resolve_members
+from batch_serving.runs.context import RunContext, StepTimer, in_background
+from batch_serving.runs.models import fetch_models, prepare_models, resolve_members
 from batch_serving.runs.preflight import check_rules
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
@@ -38,6 +39,7 @@ from batch_serving.runs.steps import (
 )
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.engines import Engine, choose_engine, engine_named
+from batch_serving.spark.metastore import wake_metastore
 from batch_serving.tables.commit import Committed, discard
 from batch_serving.tables.lease import Lease
 from batch_serving.tables.manifest import AfterCommit, RunManifest
@@ -45,6 +47,9 @@ from batch_serving.tables.manifest import AfterCommit, RunManifest
 log = logging.getLogger(__name__)
 
 REPORT_STEP = "report"
+SESSION_STEP = "spark_session"  # the JVM's start, beside FETCH_STEP (see start_session)
+FETCH_STEP = "fetch_models"
+METASTORE_STEP = "metastore"  # the Hive client's start, beside the scoring
 
 
 @dataclass(frozen=True)
@@ -64,16 +69,34 @@ class PreparedRun:
     resolved: list[tuple[MemberModel, ModelRef]]
 
 
-def prepare_run(cfg: JobConfig, run_date: dt.date) -> PreparedRun:
+def prepare_run(cfg: JobConfig, run_date: dt.date, timer: StepTimer | None = None) -> PreparedRun:
     """The Spark-free start of a run: call it before building the session (``run_prepared``
-    then does the rest). Starts GX's import, which then overlaps the JVM's start."""
-    run = RunContext.start(cfg, run_date)
+    then does the rest). Starts GX's import, which then overlaps the JVM's start. ``timer``:
+    one that timed the process's startup already (the CLI's), so the run's timeline has it."""
+    run = RunContext.start(cfg, run_date, timer)
     log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
     preload_gx_for(cfg)
     with run.timer.step("resolve_model"):
         resolved = resolve_members(cfg)
     check_rules(cfg, run_date, resolved)  # the rules against the models' outputs
     return PreparedRun(run, resolved)
+
+
+def start_session(prepared: PreparedRun, open_session: Callable[[], SparkSession]) -> SparkSession:
+    """``open_session()`` on a thread while this one downloads and loads the pinned models:
+    a JVM's start is another process's work and a model's download and load is Python's, so
+    the run waits for the longer of the two, not their sum. Call it after ``prepare_run`` (a
+    bad alias still fails without a JVM). Timed as ``spark_session`` and ``fetch_models``."""
+    timer = prepared.run.timer
+
+    def build() -> SparkSession:
+        with timer.step(SESSION_STEP):
+            return open_session()
+
+    session = in_background("spark-session", build)
+    with timer.step(FETCH_STEP):
+        fetch_models(prepared.run.cfg, prepared.resolved)
+    return session.result()
 
 
 def run_score(
@@ -88,6 +111,8 @@ def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = Fal
     date's lease is held from before recovery until the post-commit steps end."""
     run = prepared.run
     cfg, run_date = run.cfg, run.run_date
+    if cfg.catalog.enabled:  # the Hive client starts beside the scoring, not after it
+        _wake_metastore(spark, run)
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
@@ -96,6 +121,17 @@ def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = Fal
         report = _start_report(run) if cfg.monitoring.enabled else None
         after = after_commit(spark, run, manifest, committed, report)
     return RunResult(manifest, committed, after, report.result() if report else None)
+
+
+def _wake_metastore(spark: SparkSession, run: RunContext) -> None:
+    """The session's metastore client, created on a thread (``spark.metastore``); timed as
+    ``metastore`` (the embedded Derby's boot on a process's first run, ~0 s after)."""
+
+    def wake() -> None:
+        with run.timer.step(METASTORE_STEP):
+            wake_metastore(spark, run.cfg.catalog.predictions_database, run.cfg.model.name)
+
+    in_background("metastore", wake)
 
 
 def _start_report(run: RunContext) -> Future[Path | None]:

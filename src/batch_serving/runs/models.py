@@ -48,6 +48,15 @@ def resolve_members(cfg: JobConfig) -> list[tuple[MemberModel, ModelRef]]:
     return resolved
 
 
+def fetch_models(cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]) -> None:
+    """Download and load every pinned model into the process's cache (``load_pinned``)
+    without Spark, so a caller can do it while the session starts; ``prepare_models`` then
+    finds them loaded and only ships them."""
+    for config, ref in resolved:
+        request = output_request(cfg, config.model, champion=config.role == "champion")
+        load_pinned(config.model, request, ref)
+
+
 def prepare_models(
     spark: SparkSession, cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]
 ) -> PreparedModels:

@@ -136,6 +136,16 @@ class RunManifest(_Record):
         return [name for name, gate in self.validation.items() if not gate.success]
 
 
+class TimelineSpan(_Record):
+    """One span of a run's timeline (``runs.timeline``): seconds since its process started;
+    ``lane`` is the thread it ran on ("main", or a background thread overlapping others)."""
+
+    name: str
+    start_s: float
+    end_s: float
+    lane: str = "main"
+
+
 class AfterCommit(_Record):
     """What the post-commit steps did for a run (they never touch the committed manifest)."""
 
@@ -146,6 +156,7 @@ class AfterCommit(_Record):
     tracking_enabled: bool = False
     durations_s: dict[str, float] = {}  # every step of the run, the commit included
     skipped: str | None = None  # why the steps did not run (the partition holds another run)
+    timeline: list[TimelineSpan] = []  # every span of the run, post-commit steps included
 
 
 def write_json(path: AnyPath, record: BaseModel) -> Location:
