@@ -133,9 +133,13 @@ bench-learning: $(STAMP) ## online learning: learner throughput (labelled events
 bench-api: $(STAMP) system-deps ## lookup API benchmark: embedded snapshot vs Redis, wrk load, Redis publish rate (ENTITIES=1M|2M|10M, PUBLISH_ONLY=1)
 	$(PY) bench/api_bench.py --entities $(ENTITIES) $(if $(PUBLISH_ONLY),--publish-only)
 
+.PHONY: unit
+unit: $(STAMP) ## the fast tests only: tests/unit (no JVM, no server, no subprocess; under a minute)
+	$(PY) -m pytest -q tests/unit
+
 .PHONY: cluster-test
 cluster-test: install package ## only the standalone-cluster test (master + 2 workers on loopback)
-	$(PY) -m pytest -q tests/test_cluster.py
+	$(PY) -m pytest -q tests/integration/spark/test_cluster.py
 
 # ---- packaging for clusters: the project wheel + a relocatable environment archive ----------
 WHEEL := dist/batch_serving-0.1.0-py3-none-any.whl

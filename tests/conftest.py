@@ -24,7 +24,13 @@ from batch_serving import sample_data
 from batch_serving.config import CatalogConfig, JobConfig, SparkConfig
 
 REPO = Path(__file__).resolve().parents[1]
+# tests/ holds the shared helpers (builders, live, kafka_broker, ...); unit/<package>/ and
+# integration/<package>/ mirror src/batch_serving. A few integration modules reuse another's
+# setup (e.g. test_bad_input.Setup), so every test directory is importable by module name.
 sys.path.insert(0, str(REPO / "tests"))
+for _tests in sorted((REPO / "tests").glob("*/*/")):
+    if _tests.name != "__pycache__":
+        sys.path.append(str(_tests))
 
 RUN_DATE = dt.date(2026, 11, 22)
 TEST_SPARK_CONF = {

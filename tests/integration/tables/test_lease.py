@@ -27,7 +27,7 @@ from batch_serving.errors import ConfigError, LeaseHeldError, StorageError
 from batch_serving.tables import lease as lease_module
 from batch_serving.tables.lease import Lease, LeaseHolder, lease_path, read_holder
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[3] / "src"
 LOGGER = "batch_serving.tables.lease"
 
 HOLDER = textwrap.dedent(

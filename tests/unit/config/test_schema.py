@@ -14,7 +14,7 @@ from batch_serving.cli import main
 from batch_serving.config import JobConfig
 from batch_serving.config.loader import _deep_merge
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

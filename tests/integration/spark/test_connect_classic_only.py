@@ -17,7 +17,7 @@ from batch_serving.spark.connect import is_connect
 from batch_serving.spark.engines import choose_engine
 from batch_serving.spark.errors import reading
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "batch_serving"
+SRC = Path(__file__).resolve().parents[3] / "src" / "batch_serving"
 JVM_NAMES = {"sparkContext", "_jvm", "_jsc", "_jsparkSession", "broadcast"}
 # module -> why it may touch the JVM
 CLASSIC_ONLY = {

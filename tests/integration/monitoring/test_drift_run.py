@@ -230,7 +230,7 @@ def test_drift_runs_publish_gate_runs_and_report(
     console = screenshot(big_report, png)
     assert console == []
     assert png.stat().st_size > 20_000  # a page with plots, not a blank one
-    artifacts = Path(__file__).resolve().parent / "artifacts"
+    artifacts = Path(__file__).resolve().parents[3] / "tests" / "artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(png, artifacts / "drift_report.png")
 

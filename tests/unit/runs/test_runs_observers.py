@@ -14,7 +14,7 @@ from batch_serving.quality.metric_plan import Condition, MetricSpec
 from batch_serving.quality.task_metrics import MetricsObserver
 from batch_serving.scoring.observers import TaskCounts, TaskSpec
 
-SCORING = Path(__file__).resolve().parents[1] / "src" / "batch_serving" / "scoring"
+SCORING = Path(__file__).resolve().parents[3] / "src" / "batch_serving" / "scoring"
 
 PROFILE = ProfileObserver(
     ProfileSpec(
