@@ -73,7 +73,8 @@ demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
 
 test: install lint typecheck package docs ## lint, typecheck, docs, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q --durations=15 -m "not connect"
+	$(PY) -m pytest -q -m connect  # Spark Connect clients: a process without a classic session
 
 .PHONY: docs
 docs: $(STAMP) ## documentation site in site/: docs/gen.py writes the generated pages, mkdocs build --strict

@@ -92,13 +92,17 @@ class SlowScore(LinearScore):
     """A model slow enough (per batch) that a second run of the same date starts while the
     first one is still scoring; ``scale`` tells the versions' outputs apart."""
 
-    def __init__(self, scale: float = 1.0, seconds: float = 2.0) -> None:
-        self.scale, self.seconds = scale, seconds
+    def __init__(self, scale: float = 1.0, seconds: float = 2.0, hold: str | None = None) -> None:
+        self.scale, self.seconds, self.hold = scale, seconds, hold
 
     def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        import os
         import time
 
         time.sleep(self.seconds)
+        deadline = time.monotonic() + 300
+        while self.hold and os.path.exists(self.hold) and time.monotonic() < deadline:
+            time.sleep(0.05)  # a test holds this run mid-scoring until it has seen the race
         return self.scale * super().predict(context, model_input, params)
 
 

@@ -33,6 +33,21 @@ for _tests in sorted((REPO / "tests").glob("*/*/")):
         sys.path.append(str(_tests))
 
 RUN_DATE = dt.date(2026, 11, 22)
+CONNECT_APART = (
+    "Spark Connect tests run in their own pytest process: PySpark allows no Connect client "
+    "beside a classic session (make test runs `pytest -m connect` after the rest)"
+)
+
+
+@pytest.hookimpl(trylast=True)  # after -m/-k have deselected
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """One session per mode and process: when classic and Connect tests are both selected,
+    the Connect ones are skipped here (visibly) and ``make test`` runs them on their own."""
+    connect = [item for item in items if item.get_closest_marker("connect")]
+    if connect and len(connect) < len(items):
+        for item in connect:
+            item.add_marker(pytest.mark.skip(reason=CONNECT_APART))
+
 TEST_SPARK_CONF = {
     "spark.sql.shuffle.partitions": "2",
     "spark.default.parallelism": "2",

@@ -28,6 +28,7 @@ from batch_serving.spark.connect import ConnectServer, is_connect
 from batch_serving.spark.session import build_session, server_conf
 
 cloudpickle.register_pickle_by_value(builders)
+pytestmark = pytest.mark.connect  # a process of its own (see conftest.CONNECT_APART)
 
 
 @pytest.fixture(scope="session")

@@ -76,7 +76,8 @@ def test_concurrent_runs_of_one_date_have_one_writer(
     tmp_path, register, warehouse, job_config
 ) -> None:
     rows = customers(400)
-    name, v1 = register(builders.SlowScore(1.0), rows[INPUTS], pyfunc=True)
+    hold = tmp_path / "hold"  # while it exists, the first run stays mid-scoring (lease held)
+    name, v1 = register(builders.SlowScore(1.0, hold=str(hold)), rows[INPUTS], pyfunc=True)
     _, v2 = register(
         builders.SlowScore(3.0), rows[INPUTS], name=name, pyfunc=True, alias="challenger"
     )
@@ -87,6 +88,7 @@ def test_concurrent_runs_of_one_date_have_one_writer(
     partition = layout_root / "predictions" / name / f"ds={RUN_DATE}"
     lease = layout_root / "_leases" / "predictions" / name / f"ds={RUN_DATE}.json"
 
+    hold.touch()
     first = start_score(config)  # champion, v1
     deadline = time.monotonic() + 120
     while read_holder(lease) is None:
@@ -100,6 +102,8 @@ def test_concurrent_runs_of_one_date_have_one_writer(
 
     checks: list[bool] = []
     while any(p.poll() is None for p in (first, loser, waiter)):
+        if loser.poll() is not None:
+            hold.unlink(missing_ok=True)  # the loser has met the lease: let the first finish
         assert time.monotonic() < deadline + 180, "runs did not finish"
         seen = consistent(partition) if partition.exists() else None
         if seen is not None:

@@ -5,6 +5,7 @@ commit is the protocol's, run in a child process that kills itself at the chosen
 from __future__ import annotations
 
 import datetime as dt
+import os
 import subprocess
 import sys
 import textwrap
@@ -65,7 +66,7 @@ def test_a_writer_killed_mid_commit_leaves_the_old_version_or_the_new(
     commit(layout, DAY, stage(layout.staging_for(DAY, "r1"), [1, 2], "r1"), "r1")
     child = subprocess.run(
         [sys.executable, "-c", CHILD, root, point],
-        cwd=Path(__file__).parent,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},  # the test dirs' helpers
         capture_output=True,
         text=True,
         timeout=120,
