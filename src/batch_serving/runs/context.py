@@ -105,6 +105,7 @@ class RunContext:
         return Staging(
             self.predictions.staging_for(self.run_date, self.run_id),
             self.quarantine.staging_for(self.run_date, self.run_id),
+            self.predictions.run_dir(self.run_id) / "_task_counts",
         )
 
     @property

@@ -15,14 +15,17 @@ import builders
 import cloudpickle
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import RUN_DATE, TEST_SPARK_CONF, customers, labelled
 from pyspark.sql import SparkSession
+from test_drift_run import same_counts
 
 from batch_serving.cli import main
 from batch_serving.config import SparkConfig
+from batch_serving.monitoring.profile import PROFILE_NAME, Profile, read_profile
 from batch_serving.runs.job import run_score
 from batch_serving.spark.connect import ConnectServer, is_connect
 from batch_serving.spark.session import build_session, server_conf
@@ -164,3 +167,36 @@ def test_missing_column_is_named_without_a_grpc_stack(
     assert "missing columns ['contract']" in out
     for stack in ("JVM stacktrace", "grpc", "_InactiveRpcError", "Traceback", "at org.apache"):
         assert stack not in out
+
+
+def test_drift_profile_is_counted_in_the_tasks_without_accumulators(
+    remote, connect_url, register, warehouse, job_config
+) -> None:
+    """No accumulators under Connect: each task writes its counts to a file of its partition,
+    the driver merges them; the profile equals the same rows profiled in-process."""
+    champion, _ = builders.logreg_pipeline(labelled(800))
+    name, _ = register(champion, customers(200)[builders.FEATURES])
+    frame = customers(500, seed=11)
+    frame.loc[frame["customer_id"].isin([7]), "monthly_charges"] = np.nan  # one quarantined
+    warehouse(frame, files=3)
+    cfg = connect_config(
+        job_config,
+        name,
+        connect_url,
+        monitoring={"enabled": True},
+        validation={"max_bad_rows": "1%"},
+    )
+
+    result = run_score(remote, cfg, RUN_DATE)
+
+    profile = read_profile(result.committed.path / PROFILE_NAME)
+    assert profile is not None
+    scored = frame[frame["customer_id"] != 7]
+    features = pa.RecordBatch.from_pandas(frame[builders.FEATURES], preserve_index=False)
+    scores = champion.predict_proba(scored[builders.FEATURES])[:, 1]
+    expected = profile.spec.partial()  # features as read (500 rows), scores as written (499)
+    expected.add(profile.spec, features, pa.RecordBatch.from_pydict({"score": scores}))
+    same_counts(profile, Profile(profile.spec, expected.columns, {}))
+    assert profile.counts["score"].rows == 499 == result.manifest.output.rows
+    run_dir = Path(cfg.output.root) / "_runs" / "predictions" / name / result.manifest.run_id
+    assert not (run_dir / "_task_counts").exists()  # merged, then removed

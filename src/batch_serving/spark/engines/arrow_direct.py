@@ -36,7 +36,7 @@ from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
-from batch_serving.spark.task_counts import task_accumulator
+from batch_serving.spark.task_counts import task_totals
 from batch_serving.storage import AnyPath, AtomicFile, Location, as_location, spark_uri
 from batch_serving.storage.files import ParquetInput, inspect_input
 from batch_serving.tables.inputs import missing_partition, partition_location, partition_path
@@ -106,7 +106,7 @@ class ArrowDirectEngine:
         staging.quarantine.mkdir(parents=True, exist_ok=True)
         dirs = (staging.predictions, staging.quarantine)
         spec = observe if observe is not None and not observe.empty else None
-        totals = task_accumulator(spark, spec) if spec is not None else None
+        totals = task_totals(spark, spec, staging.counts) if spec is not None else None
 
         def score_units(it: Iterable[WorkUnit]) -> None:
             scorer = BatchScorer(plan, [h.get() for h in handles])
@@ -119,7 +119,7 @@ class ArrowDirectEngine:
 
         rdd = spark.sparkContext.parallelize(units, len(units))
         errors.scoring(lambda: rdd.foreachPartition(score_units), staging.predictions)
-        return totals.value if totals is not None else None
+        return totals.collect() if totals is not None else None
 
 
 @dataclass

@@ -37,6 +37,7 @@ class Staging:
 
     predictions: Location
     quarantine: Location
+    counts: Location  # the tasks' counts under Spark Connect (``spark.task_counts``)
 
 
 class Engine(Protocol):

@@ -26,7 +26,7 @@ from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.base import InputData, Staging
 from batch_serving.spark.reader import read_partition
-from batch_serving.spark.task_counts import task_accumulator
+from batch_serving.spark.task_counts import TaskTotals, task_totals
 from batch_serving.storage import Location, location
 from batch_serving.storage.files import checked_data_files, count_rows, is_local
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
@@ -84,15 +84,17 @@ class DataFrameEngine:
             selected = keep_last_rows(selected, plan.entity_columns)
         # a transformation may count a task twice: exact counts (gates) are Spark's job here
         spec = observe.retry_tolerant() if observe is not None else None
-        totals = task_accumulator(spark, spec) if spec is not None else None
+        totals = task_totals(spark, spec, staging.counts) if spec is not None else None
         scored = score_frame(selected, plan, handles, spec, totals)
         ok = F.col(ERROR_CLASS).isNull()
         _write(scored.filter(ok).select(*plan.output_schema.names), staging.predictions)
-        counts = totals.value if totals is not None else None  # before any second pass
+        counts = totals.collect() if totals is not None else None
         if count_rows(staging.predictions) < data.rows - duplicates:
-            # Rare path: some rows could not be scored. Score again to collect them rather
-            # than caching every run's output for a quarantine that is almost always empty.
-            bad = scored.filter(~ok).select(*plan.quarantine_schema.names).coalesce(1)
+            # Rare path: some rows could not be scored. Score again (counting nothing: the
+            # counts are in) to collect them rather than caching every run's output for a
+            # quarantine that is almost always empty.
+            bad = score_frame(selected, plan, handles).filter(~ok)
+            bad = bad.select(*plan.quarantine_schema.names).coalesce(1)
             _write(bad, staging.quarantine)
         return counts
 
@@ -102,11 +104,11 @@ def score_frame(
     plan: ScoringPlan,
     handles: list[ModelHandle],
     observe: TaskSpec | None = None,
-    totals: Any = None,
+    totals: TaskTotals | None = None,
 ) -> DataFrame:
     """One row per input row in ``plan.tagged_schema``: predictions, and quarantined rows with
-    ``error_class`` set. With ``observe``, each task adds its counts to ``totals`` (an
-    accumulator, see ``spark.task_counts``)."""
+    ``error_class`` set. With ``observe``, each task adds its counts to ``totals`` (see
+    ``spark.task_counts``)."""
     schema = plan.tagged_schema
 
     def score_batches(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
