@@ -4,6 +4,7 @@
     make bench SCALE=20M     # same, 20M rows (slower; checks that memory stays flat)
     make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi|drift)
     make bench SCALE=200k ONLY=whole   # the demo job as a process (bench/whole_part.py)
+    make bench SCALE=2M ONLY=connect   # the demo job as a Connect client (bench/connect_part.py)
 
 Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
@@ -74,7 +75,7 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
-OPT_IN = ("onnx", "whole")  # onnx: arrow_direct with the ONNX export vs with sklearn
+OPT_IN = ("onnx", "whole", "connect")  # onnx: arrow_direct with the ONNX export vs sklearn
 # whole: the demo job as a process vs a plain script, and a backfill (bench/whole_part.py)
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 GATE_ROUNDS = 7  # ~1 s runs: more rounds than the other parts for a stable A/B median
@@ -372,7 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         "LogReg); gates: GX gates' share of a 200k-row job; s3: arrow_direct on an S3 server "
         "vs local disk; onnx: the ONNX export of each model vs the model itself, same engine; "
         "whole: the demo job as a whole process vs a plain script, and a 10-date backfill vs "
-        "10 runs. Default: all but s3, onnx and whole",
+        "10 runs; connect: the demo job as a Spark Connect client vs classic. Default: all "
+        "but s3, onnx, whole and connect",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -384,6 +386,13 @@ def main(argv: list[str] | None = None) -> int:
         RESULTS.mkdir(exist_ok=True)
         whole_md, whole = run_whole(args.scale, rows, max(reps, 3), DATA)
         _write_report("whole", args.scale, whole_md, whole)
+        return 0
+    if parts == ["connect"]:  # a Connect server and client processes: nothing here either
+        from connect_part import run_connect
+
+        RESULTS.mkdir(exist_ok=True)
+        connect_md, connect = run_connect(args.scale, rows, max(reps, 3), DATA)
+        _write_report("connect", args.scale, connect_md, connect)
         return 0
 
     table_root = DATA / "warehouse" / args.scale

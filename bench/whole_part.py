@@ -94,10 +94,12 @@ def run_process(command: list[str], log: Path) -> Measured:
 
 
 def _reap_all() -> None:
-    """Wait for every descendant re-parented to this process (the JVM after its Python)."""
+    """Wait for every descendant re-parented to this process (the JVM after its Python): the
+    ones in this process group, so a service started in its own session (a Connect server)
+    is not waited for."""
     while True:
         try:
-            os.waitpid(-1, 0)
+            os.waitpid(0, 0)
         except ChildProcessError:
             return
 
