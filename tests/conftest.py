@@ -261,6 +261,17 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def s3() -> Iterator[Any]:
+    """One moto S3 server (the real S3 HTTP protocol, loopback, its own process group) for the
+    session; tests keep apart by using a fresh bucket each."""
+    from live import S3Server
+
+    server = S3Server()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Apache Kafka broker (KRaft, one node, its own process group) for the session;
     skipped only if it truly cannot be started (no jars: `make jars`)."""

@@ -92,7 +92,7 @@ class OutputConfig(Frozen):
     """Output root: predictions go to `<root>/predictions/<model>/ds=YYYY-MM-DD/`."""
     format: Literal["parquet", "delta"] = "parquet"
     """`parquet`: Hive-style Parquet partitions; `delta`: a Delta Lake table per model, a run's
-    date replaced in one transaction (time travel with `VERSION AS OF`; local roots only)."""
+    date replaced in one transaction (time travel with `VERSION AS OF`; local roots and `s3://`)."""
     score_column: str = "score"
     """Column name of a binary classifier's score."""
     staging_max_age_hours: float = Field(default=24.0, gt=0)

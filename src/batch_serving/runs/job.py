@@ -37,7 +37,7 @@ from batch_serving.runs.steps import (
     start_duplicate_scan,
     validate_input,
 )
-from batch_serving.spark.connectors import require_scheme
+from batch_serving.spark.connectors import require_scheme, use_storage
 from batch_serving.spark.engines import Engine, choose_engine, engine_named
 from batch_serving.spark.metastore import wake_metastore
 from batch_serving.tables.commit import Committed, discard
@@ -111,6 +111,7 @@ def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = Fal
     date's lease is held from before recovery until the post-commit steps end."""
     run = prepared.run
     cfg, run_date = run.cfg, run.run_date
+    use_storage(spark, cfg.storage)  # a session this job did not build reaches its buckets too
     if cfg.catalog.enabled:  # the Hive client starts beside the scoring, not after it
         _wake_metastore(spark, run)
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,9 +15,11 @@ from batch_serving.config import (
     CatalogConfig,
     JobConfig,
     SparkConfig,
+    StorageConfig,
     prepare_process_env,
     running_under_spark_submit,
 )
+from batch_serving.spark.connectors import s3a_conf, use_storage
 
 # Driver logging: Spark's warnings and errors, without the Hive/metastore WARN lines of every
 # healthy run (see the file). Applies where the driver JVM starts here, i.e. not under
@@ -28,9 +31,14 @@ JAVA_OPTIONS = "spark.driver.extraJavaOptions"
 # loggers (their own stderr handler, JSON lines); a job's errors are reported once, as one line.
 QUERY_CONTEXT_LOGGERS = ("SQLQueryContextLogger", "DataFrameQueryContextLogger")
 
-# Spark's connector jars (Kafka source, Delta) that ``make jars`` copies into the checkout.
+# Spark's connector jars (Kafka source, Delta; hadoop-aws + the AWS SDK for s3a://) that
+# ``make jars`` copies into the checkout.
 CONNECTOR_JARS = Path(__file__).resolve().parents[3] / "jars" / "lib"
+S3A_JARS = CONNECTOR_JARS.parent / "s3a" / "lib"
 SPARK_JARS = "spark.jars"
+DRIVER_CLASSPATH = "spark.driver.extraClassPath"
+# Settings that add up across layers (see merge_conf), with their separators.
+ADDITIVE = {JAVA_OPTIONS: " ", SPARK_JARS: ",", DRIVER_CLASSPATH: os.pathsep}
 
 # Defaults that suit batch scoring; the job config (and spark-submit --conf) can override them.
 DEFAULT_CONF: dict[str, str] = {
@@ -75,6 +83,22 @@ def connector_jars(conf: Mapping[str, str], lib: Path = CONNECTOR_JARS) -> dict[
     return {SPARK_JARS: ",".join(jars), **delta_conf(jars)} if jars else {}
 
 
+def s3a_jars(conf: Mapping[str, str], master: str, lib: Path = S3A_JARS) -> dict[str, str]:
+    """hadoop-aws and its AWS SDK bundle (``jars/s3a/lib``), so the dataframe engine opens
+    ``s3a://``. A local master's executors run in the driver's JVM, so the driver's classpath
+    serves them: as ``spark.jars`` each session would copy the 690 MB SDK bundle into its temp
+    directory (measured). Other masters get them as ``spark.jars``. Nothing when the job sets
+    ``spark.jars`` itself (it wins) or there is no such directory (give ``--packages``)."""
+    if SPARK_JARS in conf or not lib.is_dir():
+        return {}
+    jars = sorted(str(jar) for jar in lib.glob("*.jar"))
+    if not jars:
+        return {}
+    if master.startswith("local"):
+        return {DRIVER_CLASSPATH: os.pathsep.join(jars)}
+    return {SPARK_JARS: ",".join(jars)}
+
+
 def delta_conf(jars: list[str]) -> dict[str, str]:
     """Delta Lake's SQL extension and catalog when delta-spark is among the jars, so
     ``USING DELTA`` tables and ``VERSION AS OF`` work (``output.format: delta``); the job's own
@@ -89,14 +113,15 @@ def delta_conf(jars: list[str]) -> dict[str, str]:
 
 
 def merge_conf(*layers: Mapping[str, str]) -> dict[str, str]:
-    """Later layers win, except the driver's Java options, which add up: our log4j2 file, the
-    Derby home and the job's own options all reach the JVM (for a repeated ``-D`` the JVM
-    keeps the last, so the job's own setting still wins)."""
+    """Later layers win, except the driver's Java options, jars and classpath, which add up:
+    our log4j2 file, the Derby home and the job's own options all reach the JVM (for a
+    repeated ``-D`` the JVM keeps the last, so the job's own setting still wins), and the
+    connector jars of ``jars/lib`` and ``jars/s3a/lib`` both reach the session."""
     merged: dict[str, str] = {}
     for layer in layers:
         for key, value in layer.items():
-            if key == JAVA_OPTIONS and merged.get(key):
-                value = f"{merged[key]} {value}"
+            if key in ADDITIVE and merged.get(key):
+                value = f"{merged[key]}{ADDITIVE[key]}{value}"
             merged[key] = value
     return merged
 
@@ -137,7 +162,8 @@ def build_session(
         return spark
     prepare_process_env(worker_python=sys.executable)
     builder = builder.master(cfg.master)
-    for key, value in merge_conf(DEFAULT_CONF, connector_jars(cfg.conf), hive, cfg.conf).items():
+    jars = (connector_jars(cfg.conf), s3a_jars(cfg.conf, cfg.master))
+    for key, value in merge_conf(DEFAULT_CONF, *jars, hive, cfg.conf).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
@@ -156,29 +182,38 @@ def connect_session(cfg: SparkConfig, app_name: str) -> SparkSession:
 
 
 def server_conf(
-    cfg: SparkConfig, catalog: CatalogConfig | None = None, metastore_dir: Path | None = None
+    cfg: SparkConfig,
+    catalog: CatalogConfig | None = None,
+    metastore_dir: Path | None = None,
+    storage: StorageConfig | None = None,
 ) -> dict[str, str]:
     """What a classic session of ``cfg`` would get (defaults, connector jars, the metastore,
-    the job's conf), for a Spark Connect server that jobs with ``spark.remote`` use."""
+    the job's conf), for a Spark Connect server that jobs with ``spark.remote`` use; with
+    ``storage``, its S3A settings too (a Connect client cannot set Hadoop settings)."""
     hive: dict[str, str] = {}
     if catalog is not None and catalog.enabled:
         assert metastore_dir is not None
         metastore_dir.mkdir(parents=True, exist_ok=True)
         hive = {**catalog_conf(catalog, metastore_dir), "spark.sql.catalogImplementation": "hive"}
-    return merge_conf(DEFAULT_CONF, connector_jars(cfg.conf), hive, cfg.conf)
+    s3a = s3a_conf(storage) if storage is not None else {}
+    jars = s3a_jars(cfg.conf, cfg.master)
+    return merge_conf(DEFAULT_CONF, connector_jars(cfg.conf), jars, s3a, hive, cfg.conf)
 
 
 def job_session(cfg: JobConfig, role: str = "", with_catalog: bool = True) -> SparkSession:
     """The session of a job's command (``score``, ``backfill``, ``sql``, ``stream``, the demo):
     its ``spark:`` config, app name ``batch-serving[-role]-<job>``, its SQL catalog unless
-    ``with_catalog`` is off (streaming registers no tables), and errors reported once: our
-    exceptions say what failed, so PySpark's own log record of each error (a JVM stack trace)
-    is switched off."""
+    ``with_catalog`` is off (streaming registers no tables), the job's ``storage.s3`` as S3A
+    settings (``s3a_conf``), and errors reported once: our exceptions say what failed, so
+    PySpark's own log record of each error (a JVM stack trace) is switched off."""
     _quiet_query_context_loggers()
     name = "-".join(part for part in ("batch-serving", role, cfg.job) if part)
     if not with_catalog:
-        return build_session(cfg.spark, name)
-    return build_session(cfg.spark, name, catalog=cfg.catalog, metastore_dir=cfg.metastore_dir)
+        spark = build_session(cfg.spark, name)
+    else:
+        spark = build_session(cfg.spark, name, catalog=cfg.catalog, metastore_dir=cfg.metastore_dir)
+    use_storage(spark, cfg.storage)  # s3a:// reaches the bucket pyarrow reaches
+    return spark
 
 
 def quiet_logs(spark: SparkSession) -> None:

@@ -47,6 +47,7 @@ class Location:
     scheme: str
     kind: Kind
     authority: str = ""  # hdfs: the namenode (S3/GCS/Azure paths start with the bucket)
+    storage: StorageConfig | None = None  # what opened ``fs``: other clients (delta-rs) reuse it
 
     # --- identity -------------------------------------------------------------------------
     def __eq__(self, other: object) -> bool:
@@ -140,7 +141,7 @@ class Location:
 
     def with_path(self, path: str) -> Location:
         """The same filesystem, another path (in its own form, as listings return it)."""
-        return Location(self.fs, path, self.scheme, self.kind, self.authority)
+        return Location(self.fs, path, self.scheme, self.kind, self.authority, self.storage)
 
     def _info(self) -> pafs.FileInfo:
         return self.fs.get_file_info(self.path)
@@ -281,7 +282,7 @@ def location(uri: str, storage: StorageConfig | None = None) -> Location:
         return _local(str(Path(uri.removeprefix("file://"))))
     canonical = OBJECT_SCHEMES.get(scheme)
     if canonical is not None:
-        return Location(_object_fs(canonical, cfg), rest.rstrip("/"), canonical, "object")
+        return Location(_object_fs(canonical, cfg), rest.rstrip("/"), canonical, "object", "", cfg)
     if scheme == "hdfs":
         host, _, path = rest.partition("/")
         return Location(_hdfs(host), "/" + path.rstrip("/"), "hdfs", "hdfs", host)

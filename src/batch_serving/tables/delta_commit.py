@@ -15,6 +15,11 @@ sees the previous version or the new one, never a mix, whenever the writer dies.
 are untouched; the date's lease still serialises its writers, and a conflict Delta reports
 anyway is a ``StorageError`` naming the table.
 
+On S3 the table lives on the bucket and the log is still the commit: delta-rs writes each
+log entry with a conditional PUT (``If-None-Match``), so of two writers of one version exactly
+one wins and the other retries on the newer version (``_with_retries``). The store must support
+conditional writes (AWS S3, MinIO, R2, moto do); the pointer protocol is not used for Delta.
+
 The files a version removed stay (time travel reads them) until ``VACUUM``; a run that never
 committed is removed by ``discard``. The run directory the current version names holds
 exactly that version's files of the date, so readers that take the committed directory
@@ -34,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from batch_serving.config.sections import StorageConfig
 from batch_serving.errors import StorageError
 from batch_serving.storage import Location
 from batch_serving.storage.files import data_files, read_footer
@@ -129,7 +135,6 @@ def commit_files(
     table: Location, run_date: dt.date, staged: Location, files: list[Location], run_id: str
 ) -> tuple[int, int]:
     """One Delta transaction: the date's files become ``files``; returns (version, rows)."""
-    from deltalake import DeltaTable
     from deltalake.exceptions import DeltaError
     from deltalake.transaction import CommitProperties, create_table_with_add_actions
 
@@ -147,6 +152,7 @@ def commit_files(
                     actions,
                     mode="append",
                     partition_by=[PARTITION],
+                    storage_options=storage_options(table),
                     commit_properties=props,
                 )
                 return
@@ -154,7 +160,7 @@ def commit_files(
                 if not _is_delta(table):
                     raise
                 # a run of another date created the table first: replace our date in it
-        DeltaTable(uri).create_write_transaction(
+        open_table(table).create_write_transaction(
             actions,
             mode="overwrite",
             schema=schema,
@@ -165,7 +171,7 @@ def commit_files(
 
     try:
         _with_retries(transact)
-        version = _version_of(uri, run_id, day)
+        version = _version_of(table, run_id, day)
     except Exception as exc:  # delta-rs CommitFailedError, DeltaError, OSError alike
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
@@ -214,11 +220,10 @@ def committed_version(table: Location, run_date: dt.date) -> int | None:
 
     if not _is_delta(table):
         return None
-    uri = _uri(table)
     run_ids = _current_runs(table).get(run_date.isoformat(), set())
     if not run_ids:
         return None
-    return _version_of(uri, next(iter(run_ids)), run_date.isoformat())
+    return _version_of(table, next(iter(run_ids)), run_date.isoformat())
 
 
 def _add_actions(
@@ -226,7 +231,7 @@ def _add_actions(
 ) -> tuple[list[Any], Any, int]:
     """Add actions for the run's files (paths relative to the table, row counts from the
     footers) and the table schema: the files' columns plus the ``ds`` date."""
-    from deltalake import DeltaTable, Schema
+    from deltalake import Schema
     from deltalake.transaction import AddAction
 
     actions, rows, schema = [], 0, None
@@ -248,7 +253,7 @@ def _add_actions(
             )
         )
     if schema is None:  # no rows this run: the date's files go, the table's schema stays
-        return actions, DeltaTable(_uri(table)).schema(), rows
+        return actions, open_table(table).schema(), rows
     wanted = schema.append(pa.field(PARTITION, pa.date32()))
     return actions, Schema.from_arrow(_merged(table, wanted)), rows
 
@@ -257,11 +262,11 @@ def _merged(table: Location, wanted: pa.Schema) -> pa.Schema:
     """The table's columns, then the run's new ones: a run with fewer columns (another model
     version) must not hide other dates' columns. A column whose Delta type changed is refused
     by name (old dates' files could no longer be read as the table says)."""
-    from deltalake import DeltaTable, Schema
+    from deltalake import Schema
 
     if not _is_delta(table):
         return wanted
-    existing = DeltaTable(_uri(table)).schema()
+    existing = open_table(table).schema()
     types = {field.name: str(field.type) for field in existing.fields}
     merged = pa.schema(existing.to_arrow())
     for field, typed in zip(wanted, Schema.from_arrow(wanted).fields, strict=True):
@@ -277,12 +282,9 @@ def _merged(table: Location, wanted: pa.Schema) -> pa.Schema:
 
 def _current_runs(table: Location) -> dict[str, set[str]]:
     """date -> the run directories the table's current version reads for it."""
-    from deltalake import DeltaTable
-
     if not _is_delta(table):
         return {}
-    uri = _uri(table)
-    adds = pa.table(DeltaTable(uri).get_add_actions(flatten=True)).to_pydict()
+    adds = pa.table(open_table(table).get_add_actions(flatten=True)).to_pydict()
     found: dict[str, set[str]] = {}
     for path, day in zip(adds["path"], adds[f"partition.{PARTITION}"], strict=True):
         found.setdefault(str(day), set()).add(_run_of(path))
@@ -291,25 +293,20 @@ def _current_runs(table: Location) -> dict[str, set[str]]:
 
 def _ever_committed(table: Location, day: str) -> set[str]:
     """Runs any version of the table committed for ``day`` (from the commits' metadata)."""
-    from deltalake import DeltaTable
-
     if not _is_delta(table):
         return set()
-    uri = _uri(table)
     return {
         str(entry[RUN_ID_KEY])
-        for entry in DeltaTable(uri).history()
+        for entry in open_table(table).history()
         if entry.get(DATE_KEY) == day and RUN_ID_KEY in entry
     } | _current_runs(table).get(day, set())
 
 
-def _version_of(uri: str, run_id: str, day: str) -> int:
-    from deltalake import DeltaTable
-
-    for entry in DeltaTable(uri).history():  # newest first
+def _version_of(table: Location, run_id: str, day: str) -> int:
+    for entry in open_table(table).history():  # newest first
         if entry.get(RUN_ID_KEY) == run_id and entry.get(DATE_KEY) == day:
             return int(entry["version"])
-    raise StorageError(f"Delta table {uri} has no commit of run {run_id} for {PARTITION}={day}")
+    raise StorageError(f"Delta table {table} has no commit of run {run_id} for {PARTITION}={day}")
 
 
 def _run_of(path: str) -> str:
@@ -318,15 +315,51 @@ def _run_of(path: str) -> str:
     return parts[parts.index(RUNS_DIR) + 1] if RUNS_DIR in parts else ""
 
 
+def open_table(table: Location, version: int | None = None) -> Any:
+    """delta-rs' ``DeltaTable`` of ``table`` (at ``version``; None: the newest), on local disk
+    or on S3 with the job's endpoint and credentials."""
+    from deltalake import DeltaTable
+
+    return DeltaTable(_uri(table), version=version, storage_options=storage_options(table))
+
+
+def storage_options(table: Location) -> dict[str, str] | None:
+    """delta-rs' options for ``table``'s store, from the ``storage:`` config that opened it
+    (the same endpoint, region and keys pyarrow uses); None locally. Keys left out (no
+    endpoint, no keys) fall back to the AWS defaults and credential chain, as pyarrow's do.
+    ``aws_conditional_put: etag`` makes each log entry a put-if-absent: no lock table needed."""
+    if table.is_local:
+        return None
+    s3 = (table.storage or StorageConfig()).s3
+    options = {"AWS_REGION": s3.region, "aws_conditional_put": "etag"}
+    if s3.endpoint_override:
+        options["AWS_ENDPOINT_URL"] = f"{s3.scheme}://{s3.endpoint_override}"
+        options["AWS_ALLOW_HTTP"] = str(s3.scheme == "http").lower()
+    if s3.access_key:
+        options["AWS_ACCESS_KEY_ID"] = s3.access_key
+    if s3.secret_key:
+        options["AWS_SECRET_ACCESS_KEY"] = s3.secret_key.get_secret_value()
+    return options
+
+
 def _uri(table: Location) -> str:
+    """The table's URI for delta-rs: a local path, or ``s3://bucket/key``. Other remote
+    schemes are refused by name (delta-rs could open them, but they are not tested here)."""
     local = table.as_local()
-    if local is None:
-        raise StorageError(f"Delta tables are supported on local paths only, not {table}")
-    return str(local)
+    if local is not None:
+        return str(local)
+    if table.scheme != "s3":
+        raise StorageError(
+            f"Delta tables are supported on local paths and s3:// only, not {table} "
+            "(use output.format: parquet there)"
+        )
+    return table.uri
 
 
 def _is_delta(table: Location) -> bool:
     """A Delta table with at least one commit (a log directory alone is not one)."""
     from deltalake import DeltaTable
 
-    return (table / DELTA_LOG).is_dir() and bool(DeltaTable.is_deltatable(_uri(table)))
+    return (table / DELTA_LOG).is_dir() and bool(
+        DeltaTable.is_deltatable(_uri(table), storage_options=storage_options(table))
+    )

@@ -143,12 +143,12 @@ def table_layout(
     a local root, else on the local lease directory (``storage.lease_dir``).
 
     ``output_format`` is ``output.format`` (writers pass it); None (readers that have no job
-    config) means: a Delta table if the (local) table already is one, else Parquet."""
+    config) means: a Delta table if the table already is one (a ``_delta_log``), else Parquet."""
     cfg = storage or StorageConfig()
     root = location(output_root, cfg)
     leases = root.as_local() or lease_root(output_root, cfg)
     if output_format == "delta" or (
-        output_format is None and root.is_local and (root / table / model / DELTA_LOG).is_dir()
+        output_format is None and (root / table / model / DELTA_LOG).is_dir()
     ):
         return TableLayout(root, table, model, DeltaCommit(), leases, cfg.grace_period_s)
     return TableLayout(root, table, model, commit_protocol(root, cfg), leases, cfg.grace_period_s)

@@ -13,7 +13,6 @@ import json
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,15 +151,6 @@ def test_date_must_be_rendered(tmp_path: Path) -> None:
     """A template that was not rendered (or a glob) is refused, not looked up as a path."""
     with pytest.raises(ValueError):
         partition_ready(job_config(str(tmp_path)), "{{ ds }}")
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[Any]:
-    from live import S3Server
-
-    server = S3Server()
-    yield server
-    server.stop()
 
 
 def test_s3_partition_waits_for_its_marker_on_the_object_store(s3: Any) -> None:

@@ -3,15 +3,15 @@
 Input and output on ``s3://``: the arrow_direct engine reads and writes through pyarrow's S3
 client on the executors, and commits with the pointer protocol (``tables.object_commit``).
 A fault injected at each step of that protocol must leave the previous run readable and whole.
-Spark's own s3a connector is not installable here: the dataframe engine must refuse S3 with
-exit 7 before scoring, naming the scheme.
+Without Spark's s3a connector the dataframe engine must refuse S3 with exit 7 before scoring,
+naming the jar (both engines on S3, in both formats: ``test_s3_engines.py``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +40,6 @@ from batch_serving.tables import object_commit
 from batch_serving.tables.layout import predictions_layout
 
 cloudpickle.register_pickle_by_value(builders)
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Server]:
-    server = S3Server()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -237,10 +230,18 @@ def test_fault_at_each_protocol_step_keeps_previous_run(
 
 
 def test_dataframe_engine_refuses_s3_without_the_connector(spark, s3_job, tmp_path) -> None:
+    """The session has hadoop-aws (``make jars``); its FileSystem class made unloadable for
+    this test stands for a session without the jar."""
     cfg = s3_job(engine="dataframe")
     write_input(cfg, customers(20), tmp_path)
-    with pytest.raises(StorageError, match=r"Spark cannot open s3a://.*hadoop-aws") as err:
-        run_score(spark, cfg, RUN_DATE)
+    hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+    impl = hadoop.get("fs.s3a.impl")
+    hadoop.set("fs.s3a.impl", "org.example.NoSuchS3AFileSystem")
+    try:
+        with pytest.raises(StorageError, match=r"cannot open s3a://.*hadoop-aws.*jars/s3a") as err:
+            run_score(spark, cfg, RUN_DATE)
+    finally:
+        hadoop.set("fs.s3a.impl", impl) if impl else hadoop.unset("fs.s3a.impl")
     assert err.value.exit_code == 7
     layout = predictions_layout(cfg.output.root, cfg.model.name, cfg.storage)
     assert layout.current_run_id(RUN_DATE) is None

@@ -31,8 +31,9 @@ OTHER = dt.date(2026, 11, 21)
 
 def stage(directory: Location, ids: list[int], run_id: str) -> Location:
     directory.mkdir()
+    part = directory / "part-0.parquet"  # on any filesystem (the S3 tests stage with it too)
     pq.write_table(
-        pa.table({"id": ids, "score": [i / 10 for i in ids]}), directory / "part-0.parquet"
+        pa.table({"id": ids, "score": [i / 10 for i in ids]}), part.path, filesystem=part.fs
     )
     write_manifest(directory, manifest(run_id, len(ids)))
     return directory
@@ -43,7 +44,7 @@ def delta(tmp_path: Path) -> TableLayout:
 
 
 def rows_at(layout: TableLayout, version: int | None = None) -> list[tuple[int, str]]:
-    table = DeltaTable(str(layout.table_dir), version=version).to_pyarrow_table()
+    table = delta_commit.open_table(layout.table_dir, version).to_pyarrow_table()
     return sorted(zip(table["id"].to_pylist(), map(str, table["ds"].to_pylist()), strict=True))
 
 
@@ -116,17 +117,48 @@ def test_a_commit_delta_refuses_is_a_storage_error_naming_the_table_and_changes_
     assert rows_at(layout) == [(1, str(DAY))]
 
 
-def test_remote_roots_are_refused_by_name() -> None:
-    remote = location("s3://bucket/out/predictions/m", StorageConfig())
-    with pytest.raises(StorageError, match="local paths only, not s3://bucket/out"):
-        delta_commit._uri(remote)
+def test_s3_tables_get_the_jobs_endpoint_and_keys_and_other_stores_are_refused_by_name() -> None:
+    storage = StorageConfig.model_validate(
+        {
+            "s3": {
+                "endpoint_override": "127.0.0.1:9",
+                "scheme": "http",
+                "region": "eu-west-1",
+                "access_key": "ak",
+                "secret_key": "sk",
+            }
+        }
+    )
+    table = location("s3a://bucket/out/predictions/m", storage)
+    assert delta_commit._uri(table) == "s3://bucket/out/predictions/m"
+    assert delta_commit.storage_options(table) == {
+        "AWS_REGION": "eu-west-1",
+        "aws_conditional_put": "etag",  # each log entry a put-if-absent: no lock table
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        "AWS_ALLOW_HTTP": "true",
+        "AWS_ACCESS_KEY_ID": "ak",
+        "AWS_SECRET_ACCESS_KEY": "sk",
+    }
+    aws = location("s3://bucket/t", StorageConfig())  # AWS itself: its credential chain
+    assert delta_commit.storage_options(aws) == {
+        "AWS_REGION": "us-east-1",
+        "aws_conditional_put": "etag",
+    }
+    assert delta_commit.storage_options(location("/tmp/t")) is None
+    with pytest.raises(StorageError, match="local paths and s3:// only, not gs://bucket/out"):
+        delta_commit._uri(location("gs://bucket/out/predictions/m", StorageConfig()))
 
 
 def test_runs_of_different_dates_commit_at_once_without_a_conflict(tmp_path: Path) -> None:
     """Each date's lease is its own, so runs of other dates commit concurrently (a backfill);
     delta-rs reports those as conflicts, which the commit redoes on the newer version."""
-    layout = delta(tmp_path)
-    days = [DAY - dt.timedelta(days=i) for i in range(4)]
+    commit_concurrently(delta(tmp_path), dates=4, attempts=3)
+
+
+def commit_concurrently(layout: TableLayout, dates: int, attempts: int) -> None:
+    """``attempts`` rounds of one thread per date committing at once: every commit is a
+    version of its own (none lost) and each date holds its last round's rows."""
+    days = [DAY - dt.timedelta(days=i) for i in range(dates)]
     errors: list[BaseException] = []
 
     def run(day: dt.date, attempt: int) -> None:
@@ -141,16 +173,17 @@ def test_runs_of_different_dates_commit_at_once_without_a_conflict(tmp_path: Pat
         except BaseException as exc:
             errors.append(exc)
 
-    for attempt in range(3):
+    for attempt in range(attempts):
         threads = [threading.Thread(target=run, args=(day, attempt)) for day in days]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
     assert errors == []
-    assert DeltaTable(str(layout.table_dir)).version() == 11  # 12 commits, none lost
-    assert [layout.current_run_id(day) for day in days] == [f"r{d.day}-2" for d in days]
-    assert rows_at(layout) == sorted((i, str(d)) for d in days for i in (d.day, 2))
+    last = attempts - 1
+    assert delta_commit.open_table(layout.table_dir).version() == dates * attempts - 1
+    assert [layout.current_run_id(day) for day in days] == [f"r{d.day}-{last}" for d in days]
+    assert rows_at(layout) == sorted((i, str(d)) for d in days for i in (d.day, last))
 
 
 def stage_table(directory: Location, table: pa.Table, run_id: str) -> Location:
