@@ -108,10 +108,12 @@ def checked_location(table: TableDescription, cfg: InputConfig) -> str:
     if table.kind == "VIEW":
         raise ConfigError(f"input.table {table.name} is a view: the job reads a table's files")
     if not table.parquet:
-        raise ConfigError(
-            f"input.table {table.name} is not a Parquet table (provider "
-            f"{table.provider or 'unknown'}, serde {table.serde or 'unknown'})"
+        kind = (
+            f"a Hive table with serde {table.serde or 'unknown'}"
+            if table.provider == "hive"
+            else f"provider {table.provider or 'unknown'}"
         )
+        raise ConfigError(f"input.table {table.name} is not a Parquet table ({kind})")
     if cfg.partition_column not in table.partition_columns:
         raise ConfigError(
             f"input.table {table.name} is not partitioned by {cfg.partition_column} "
