@@ -286,7 +286,7 @@ def export_onnx_command(args: argparse.Namespace) -> int:
     if args.run_date and cfg is None:
         raise ConfigError("--run-date needs --config (the job's input table)")
     partition = (
-        Path(partition_path(cfg.input, parse_run_date(args.run_date)))
+        Path(partition_path(_files_of_input(cfg).input, parse_run_date(args.run_date)))
         if args.run_date and cfg is not None
         else Path(args.input)
     )
