@@ -11,7 +11,7 @@ The tasks call the jobs environment's executables (``.venv/bin/spark-submit``,
 
 ``score_<job>``, on ``schedule.cron`` (UTC; a run's ``{{ ds }}`` is the day it is scheduled)::
 
-    wait_for_input  until <input.path>/<partition>={{ ds }}/<schedule.input_marker> exists
+    wait_for_input  until <the date's input directory>/<schedule.input_marker> exists
                     (``_SUCCESS`` by default; local or object store), poking in reschedule
                     mode: no worker slot between pokes
     validate_input  batch-serving check-input: registry/alias, columns, row count (no Spark)

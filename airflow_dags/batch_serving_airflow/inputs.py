@@ -17,17 +17,29 @@ import logging
 from batch_serving.config import JobConfig
 from batch_serving.errors import StorageError
 from batch_serving.storage.location import AnyPath, resolve
+from batch_serving.tables.inputs import partition_path, spelt_partition_path
 
 log = logging.getLogger("batch_serving.airflow")
 
 
 def partition_uri(cfg: JobConfig, ds: str) -> str:
-    """``<input.path>/<partition_column>=<ds>``, as the job reads it (URI or local path)."""
-    return f"{cfg.input.path.rstrip('/')}/{cfg.input.partition_column}={ds}"
+    """The date's partition directory, as the job reads it (``tables.inputs.partition_path``:
+    its date format and partition filter); ``ds`` a rendered date, or a template for docs."""
+    try:
+        return partition_path(cfg.input, dt.date.fromisoformat(ds))
+    except ValueError:  # "{{ ds }}" in a task's doc: the directory's pattern
+        if cfg.input.partition_format == "yyyy-MM-dd":
+            return spelt_partition_path(cfg.input, ds)
+        return spelt_partition_path(cfg.input, f"<{ds} as {cfg.input.partition_format}>")
 
 
 def awaited(cfg: JobConfig, ds: str) -> str:
-    """What the sensor waits for, for logs and docs: the marker, or the partition's Parquet."""
+    """What the sensor waits for, for logs and docs: the marker, or the partition's Parquet.
+    An ``input.table`` has no files to look at before the metastore resolves it (a Spark
+    session, which Airflow's environment has none of): its partition is checked by the
+    ``validate_input`` task (``check-input``) instead."""
+    if cfg.input.table is not None:
+        return f"input.table {cfg.input.table} (checked by check-input, not by the sensor)"
     marker = cfg.schedule.input_marker
     return f"{partition_uri(cfg, ds)}/{marker or '*.parquet'}"
 
@@ -39,6 +51,9 @@ def partition_ready(cfg: JobConfig, ds: str) -> bool:
     pokes again and fails at its timeout, naming what it waited for.
     """
     dt.date.fromisoformat(ds)  # a rendered date, never a template or a glob
+    if cfg.input.table is not None:
+        log.info("%s", awaited(cfg, ds))
+        return True
     try:
         partition = resolve(partition_uri(cfg, ds), cfg.storage)
         marker = cfg.schedule.input_marker

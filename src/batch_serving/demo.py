@@ -103,7 +103,7 @@ def publish_and_query(cfg: JobConfig, run_date: dt.date, result: RunResult) -> D
 
 
 def ensure_warehouse(cfg: JobConfig, dates: list[dt.date], rows: int) -> None:
-    root = Path(cfg.input.path)
+    root = Path(cfg.input.root)  # the demo's job file names a path
     missing = [d for d in dates if not (root / f"{cfg.input.partition_column}={d}").is_dir()]
     if missing:
         log.info("writing %d sample partitions of %d rows to %s", len(missing), rows, root)

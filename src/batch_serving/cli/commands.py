@@ -15,6 +15,7 @@ from batch_serving.errors import BatchServingError
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from batch_serving.config import JobConfig
     from batch_serving.runs.context import StepTimer
     from batch_serving.tables.manifest import AfterCommit
 
@@ -72,11 +73,26 @@ def check_command(args: argparse.Namespace) -> int:
     prepare_process_env(worker_python=None)
     cfg = load_config(args.config, env=args.env)
     if args.command == "check-input":
-        check: InputCheck | OutputCheck = check_input(cfg, run_date)
+        check: InputCheck | OutputCheck = check_input(_files_of_input(cfg), run_date)
     else:
         check = check_output(cfg, run_date, wait=args.wait)
     emit(args.json, check.to_dict(), check.lines())
     return 0
+
+
+def _files_of_input(cfg: JobConfig) -> JobConfig:
+    """``cfg`` whose ``input.table`` is resolved to its files, through a Spark session of its
+    own (the metastore is Spark's); a ``path`` input needs no JVM."""
+    if cfg.input.table is None:
+        return cfg
+    from batch_serving.spark.input_table import resolve_input
+    from batch_serving.spark.session import job_session
+
+    spark = job_session(cfg, "check")
+    try:
+        return resolve_input(spark, cfg)
+    finally:
+        spark.stop()
 
 
 def recover_command(args: argparse.Namespace) -> int:
@@ -270,7 +286,7 @@ def export_onnx_command(args: argparse.Namespace) -> int:
     if args.run_date and cfg is None:
         raise ConfigError("--run-date needs --config (the job's input table)")
     partition = (
-        Path(partition_path(cfg.input, parse_run_date(args.run_date)))
+        Path(partition_path(_files_of_input(cfg).input, parse_run_date(args.run_date)))
         if args.run_date and cfg is not None
         else Path(args.input)
     )

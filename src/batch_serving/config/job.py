@@ -183,6 +183,18 @@ class JobConfig(Frozen):
         return bool(self.members or self.ensemble or self.cascade or self.rules)
 
     @model_validator(mode="after")
+    def _table_needs_metastore(self) -> JobConfig:
+        """``input.table`` is looked up in the metastore of the ``catalog:`` section, which a
+        session has only with the catalog on (else Spark's in-memory catalog knows no table)."""
+        if self.input.table is not None and not self.catalog.enabled:
+            raise PydanticCustomError(
+                "table_needs_catalog",
+                f"input.table {self.input.table} is looked up in the Hive metastore: set "
+                "catalog.enabled (and catalog.metastore_uri for a shared metastore)",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _writes_outside_input(self) -> JobConfig:
         """The job writes predictions/, quarantine/, _metastore/ and snapshots; inside the
         input table (or around it) a Hive-style read of that table would return them as rows.
@@ -193,7 +205,8 @@ class JobConfig(Frozen):
             "catalog.metastore_dir": self.catalog.metastore_dir,
         }
         for key, location in written.items():
-            relation = None if location is None else overlap(location, self.input.path)
+            path = self.input.path  # a table's location is known once resolved (not here)
+            relation = None if location is None or path is None else overlap(location, path)
             if relation is not None:
                 raise PydanticCustomError(
                     "overlapping_locations",

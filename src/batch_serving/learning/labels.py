@@ -22,6 +22,7 @@ from batch_serving.config import JobConfig
 from batch_serving.errors import InputNotFoundError, MissingColumnsError
 from batch_serving.learning.settings import LabelsConfig
 from batch_serving.storage.files import data_files, read_tables
+from batch_serving.tables.inputs import partition_path
 from batch_serving.tables.layout import PARTITION_COLUMN
 
 PREDICTION_TIME = "prediction_time"
@@ -145,10 +146,9 @@ def _predictions(job: JobConfig, start: dt.date, end: dt.date) -> pd.DataFrame:
 
 def _inputs(job: JobConfig, days: list[dt.date], columns: list[str] | None) -> pd.DataFrame:
     """The input rows of ``days`` (``columns``; None: all), each with its day as ``ds``."""
-    root = Path(job.input.path)
     frames = []
     for day in days:
-        partition = root / f"{job.input.partition_column}={pd.Timestamp(day).date().isoformat()}"
+        partition = Path(partition_path(job.input, pd.Timestamp(day).date()))
         if partition.is_dir():
             frame = read_tables(data_files(partition), columns).to_pandas()
             frames.append(frame.assign(**{PARTITION_COLUMN: day}))

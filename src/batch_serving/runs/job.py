@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -39,6 +39,7 @@ from batch_serving.runs.steps import (
 )
 from batch_serving.spark.connectors import require_scheme, use_storage
 from batch_serving.spark.engines import Engine, choose_engine, engine_named
+from batch_serving.spark.input_table import resolve_input
 from batch_serving.spark.metastore import wake_metastore
 from batch_serving.tables.commit import Committed, discard
 from batch_serving.tables.lease import Lease
@@ -109,11 +110,12 @@ def run_score(
 def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = False) -> RunResult:
     """The Spark part of a run ``prepare_run`` started. One writer per (table, date): the
     date's lease is held from before recovery until the post-commit steps end."""
+    if prepared.run.cfg.catalog.enabled:  # the Hive client starts beside the scoring
+        _wake_metastore(spark, prepared.run)
+    prepared = _input_resolved(spark, prepared)
     run = prepared.run
     cfg, run_date = run.cfg, run.run_date
     use_storage(spark, cfg.storage)  # a session this job did not build reaches its buckets too
-    if cfg.catalog.enabled:  # the Hive client starts beside the scoring, not after it
-        _wake_metastore(spark, run)
     with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
@@ -122,6 +124,18 @@ def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = Fal
         report = _start_report(run) if cfg.monitoring.enabled else None
         after = after_commit(spark, run, manifest, committed, report)
     return RunResult(manifest, committed, after, report.result() if report else None)
+
+
+def _input_resolved(spark: SparkSession, prepared: PreparedRun) -> PreparedRun:
+    """The run with its ``input.table`` resolved to the table's files (``spark.input_table``);
+    a ``path`` input is returned as it is. Timed as ``resolve_input``."""
+    run = prepared.run
+    if run.cfg.input.table is None:
+        return prepared
+    with run.timer.step("resolve_input"):
+        cfg = resolve_input(spark, run.cfg)
+    log.info("input.table %s: files under %s", cfg.input.table, cfg.input.root)
+    return replace(prepared, run=replace(run, cfg=cfg))
 
 
 def _wake_metastore(spark: SparkSession, run: RunContext) -> None:

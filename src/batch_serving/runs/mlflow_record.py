@@ -173,8 +173,11 @@ def _set_failed(client: MlflowClient, run_id: str) -> None:
 
 
 def _dataset_name(cfg: JobConfig) -> str:
-    """The input table's name: the last part of ``input.path``."""
-    return cfg.input.path.rstrip("/").rsplit("/", 1)[-1] or cfg.input.path
+    """The input table's name: ``input.table``, or the last part of ``input.path``."""
+    if cfg.input.table is not None:
+        return cfg.input.table
+    path = cfg.input.root
+    return path.rstrip("/").rsplit("/", 1)[-1] or path
 
 
 def _artifact_location(cfg: JobConfig) -> str | None:

@@ -143,7 +143,8 @@ def check_rules(
 
 
 def _footers(cfg: JobConfig, run_date: dt.date) -> ParquetInput | None:
-    """The input partition's footers, or None if it is absent or unreadable from here."""
+    """The input partition's footers, or None if it is absent or unreadable from here (an
+    ``input.table`` before its run resolves it is a ConfigError here: the run checks later)."""
     try:
         if not partition_exists(cfg.input, run_date, cfg.storage):
             return None

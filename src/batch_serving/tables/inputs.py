@@ -1,4 +1,10 @@
-"""The input table's date partitions (Hive-style ``<col>=<date>`` directories)."""
+"""The input table's date partitions: THE place that spells a date's directory.
+
+Hive-style ``<col>=<value>`` directories, nested in the table's partition order: the date
+(``input.partition_format``, e.g. ``dt=20261122``) and the ``input.partition_filter`` columns
+fixed, columns below the last fixed one read whole. Every reader (both engines, check-input,
+the feature snapshot, the Airflow sensor) asks here, so they all read the same files.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +15,21 @@ from batch_serving.errors import InputNotFoundError
 from batch_serving.storage import Location, location
 
 
+def date_value(cfg: InputConfig, run_date: dt.date) -> str:
+    """The date as the directory spells it (``20261122`` for ``yyyyMMdd``)."""
+    return run_date.strftime(cfg.date_strftime)
+
+
 def partition_path(cfg: InputConfig, run_date: dt.date) -> str:
-    return f"{cfg.path.rstrip('/')}/{cfg.partition_column}={run_date.isoformat()}"
+    """``<root>/<col>=<value>/...`` down to the last fixed partition column."""
+    return spelt_partition_path(cfg, date_value(cfg, run_date))
+
+
+def spelt_partition_path(cfg: InputConfig, spelt_date: str) -> str:
+    """``partition_path`` with the date already spelt (or a placeholder, for docs)."""
+    values = {cfg.partition_column: spelt_date, **cfg.partition_filter}
+    parts = [f"{column}={values[column]}" for column in cfg.nesting[: len(values)]]
+    return "/".join([cfg.root.rstrip("/"), *parts])
 
 
 def partition_location(
@@ -21,13 +40,23 @@ def partition_location(
 
 
 def available_dates(cfg: InputConfig, storage: StorageConfig | None = None) -> list[str]:
-    """Dates present under the table root (for error messages)."""
-    root = location(cfg.path, storage)
+    """Dates present beside the run's (same filter values above the date), as ISO dates, for
+    error messages; directory names that do not parse with the format are left out."""
+    above = cfg.nesting[: cfg.nesting.index(cfg.partition_column)]
+    parent = "/".join([cfg.root.rstrip("/"), *(f"{c}={cfg.partition_filter[c]}" for c in above)])
+    root = location(parent, storage)
     if not root.is_dir():
         return []
     prefix = f"{cfg.partition_column}="
-    names: list[str] = [p.name for p in root.iterdir()]
-    return sorted(n[len(prefix) :] for n in names if n.startswith(prefix))
+    dates = []
+    for name in (p.name for p in root.iterdir()):
+        if name.startswith(prefix):
+            try:
+                day = dt.datetime.strptime(name[len(prefix) :], cfg.date_strftime).date()
+            except ValueError:
+                continue
+            dates.append(day.isoformat())
+    return sorted(dates)
 
 
 def missing_partition(
@@ -35,9 +64,10 @@ def missing_partition(
 ) -> InputNotFoundError:
     dates = available_dates(cfg, storage)
     shown = dates[-5:] if dates else "none"
+    table = f" of table {cfg.table}" if cfg.table is not None else ""
     return InputNotFoundError(
-        f"input partition {partition_path(cfg, run_date)} for {run_date} does not exist; "
-        f"latest dates present: {shown}"
+        f"input partition {partition_path(cfg, run_date)}{table} for {run_date} does not "
+        f"exist; latest dates present: {shown}"
     )
 
 

@@ -30,7 +30,7 @@ def choose_engine(cfg: JobConfig) -> str:
     if cfg.validation.duplicate_ids == "keep_last":
         return "dataframe"  # needs a window over the whole partition
     # object stores too: pyarrow's own clients need no Hadoop connector jars
-    path = cfg.input.path
+    path = cfg.input.root  # a table input is resolved to its location by then
     return "arrow_direct" if is_local(path) or pyarrow_can_read(path) else "dataframe"
 
 
