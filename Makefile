@@ -72,6 +72,11 @@ install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) system-deps ## .venv (jobs stac
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
 
+EVENTS ?= 3000
+.PHONY: demo-stream
+demo-stream: $(STAMP) $(JARS_STAMP) ## the demo model scoring Kafka events live: local broker, stream, EVENTS=3000 produced, summary; all stopped at the end
+	$(PY) -m batch_serving.demo_stream --events $(EVENTS)
+
 test: install lint typecheck package docs ## lint, typecheck, docs, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
 	$(PY) -m pytest -q --durations=15 -m "not connect"
 	$(PY) -m pytest -q -m connect  # Spark Connect clients: a process without a classic session
@@ -123,8 +128,8 @@ bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live f
 	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k)
 
 .PHONY: bench-stream
-bench-stream: $(STAMP) ## streaming benchmark: end-to-end latency at a sustained rate (RATE=2000 SECONDS=30), then a rate ramp
-	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30)
+bench-stream: $(STAMP) $(JARS_STAMP) ## streaming benchmark: files (latency at RATE=2000 for SECONDS=30, a rate ramp), then Kafka -> Kafka at RATE and 5xRATE (ONLY=files|kafka)
+	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30) $(if $(ONLY),--only $(ONLY))
 
 .PHONY: bench-learning
 bench-learning: $(STAMP) ## online learning: learner throughput (labelled events/s, one core) and the challenger shadow's cost in a nightly run

@@ -1,7 +1,13 @@
 """Streaming benchmark: end-to-end latency of ``batch-serving stream`` under a sustained load.
 
-    make bench-stream                      # 2k events/s for 30 s, then a rate ramp
-    make bench-stream RATE=2000 SECONDS=30 # the sustained part's rate and duration
+    make bench-stream                      # files: 2k events/s for 30 s, a ramp; then Kafka
+    make bench-stream RATE=2000 SECONDS=30 # the sustained windows' rate and duration
+    make bench-stream ONLY=kafka           # one part: files or kafka
+
+Part ``kafka`` (``stream_kafka.py``): Kafka -> Kafka, events produced at RATE and 5 x RATE
+events/s for SECONDS each on a broker started for the run; its docstring says what is timed.
+
+Part ``files``:
 
 A writer thread lands one Parquet file every 100 ms (rate/10 churn-like events each, written
 to a dot-name and renamed, the landing-zone pattern) while the stream (same process, its own
@@ -40,10 +46,6 @@ from batch_serving.stream.runner import run_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".bench_data" / "stream"
-DDL = (
-    "customer_id BIGINT, tenure_months BIGINT, monthly_charges DOUBLE, total_charges DOUBLE, "
-    "support_calls BIGINT, usage_gb DOUBLE, contract STRING, payment_method STRING"
-)
 TICK_S = 0.1
 
 
@@ -99,7 +101,7 @@ def job(tracking_uri: str, model: str) -> JobConfig:
             },
             "stream": {
                 "path": str(DATA / "landing"),
-                "columns": DDL,
+                "columns": sample_data.EVENT_DDL,
                 "trigger_seconds": 0,
                 "max_files_per_trigger": 1000,
             },
@@ -229,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30, help="measured window, seconds")
     parser.add_argument("--ramp", default="4000,8000,16000", help="rates to try afterwards")
     parser.add_argument("--ramp-seconds", type=float, default=15)
+    parser.add_argument("--only", choices=["files", "kafka"], help="one part only")
+    parser.add_argument("--kafka-rates", help="Kafka part's rates (default: RATE,5xRATE)")
+    parser.add_argument("--kafka-trigger", type=float, default=0, help="trigger_seconds")
     args = parser.parse_args(argv)
     import logging
 
@@ -240,6 +245,19 @@ def main(argv: list[str] | None = None) -> int:
     (DATA / "landing").mkdir(parents=True)
     tracking_uri = f"sqlite:///{DATA / 'mlflow.db'}"
     cfg = job(tracking_uri, register_model(tracking_uri))
+    if args.only in (None, "files"):
+        files_bench(cfg, args)
+    if args.only in (None, "kafka"):
+        from stream_kafka import kafka_bench, table
+
+        rates = [int(r) for r in (args.kafka_rates or f"{args.rate},{5 * args.rate}").split(",")]
+        result = kafka_bench(cfg, DATA / "kafka", rates, args.seconds, args.kafka_trigger)
+        print("\n" + "\n".join(table(result)), flush=True)
+    return 0
+
+
+def files_bench(cfg: JobConfig, args: argparse.Namespace) -> None:
+    """The landing-directory part: sustained window, async requests, rate ramp."""
     layout = StreamLayout.for_job(cfg)
     spark = build_session(cfg.spark, "stream-bench")
     spark.sparkContext.setLogLevel("ERROR")
@@ -282,7 +300,6 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         runner.join(120)
         spark.stop()
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from batch_serving import sample_data
 from batch_serving.config import CatalogConfig, JobConfig, SparkConfig
 
 REPO = Path(__file__).resolve().parents[1]
-# tests/ holds the shared helpers (builders, live, kafka_broker, ...); unit/<package>/ and
+# tests/ holds the shared helpers (builders, live, ...); unit/<package>/ and
 # integration/<package>/ mirror src/batch_serving. A few integration modules reuse another's
 # setup (e.g. test_bad_input.Setup), so every test directory is importable by module name.
 sys.path.insert(0, str(REPO / "tests"))
@@ -275,7 +275,7 @@ def s3() -> Iterator[Any]:
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Apache Kafka broker (KRaft, one node, its own process group) for the session;
     skipped only if it truly cannot be started (no jars: `make jars`)."""
-    from kafka_broker import BrokerUnavailable, KafkaBroker
+    from batch_serving.kafka_broker import BrokerUnavailable, KafkaBroker
 
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     try:

@@ -18,6 +18,11 @@ NUMERIC = ("tenure_months", "monthly_charges", "total_charges", "support_calls",
 CATEGORICAL = ("contract", "payment_method")
 FEATURES = NUMERIC + CATEGORICAL
 ENTITY = "customer_id"
+# the events of ``customer_features`` (without the label) as a stream's `columns` (Spark DDL)
+EVENT_DDL = (
+    "customer_id BIGINT, tenure_months BIGINT, monthly_charges DOUBLE, total_charges DOUBLE, "
+    "support_calls BIGINT, usage_gb DOUBLE, contract STRING, payment_method STRING"
+)
 CONTRACTS = ("month-to-month", "one-year", "two-year")
 PAYMENTS = ("card", "bank-transfer", "e-check", "mailed-check")
 

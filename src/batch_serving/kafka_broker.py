@@ -1,8 +1,10 @@
 """A real Apache Kafka broker (KRaft mode, one node) on loopback, as its own process group.
 
-The broker's classpath is ``jars/broker/lib`` (``make jars`` copies it from Maven Central); it
-never shares Spark's classpath. Tests get one broker per session (``kafka_broker`` fixture in
-``conftest.py``); the stream benchmark and ``make demo-stream`` start the same class.
+For development only: the tests (one broker per session, the ``kafka_broker`` fixture), the
+stream benchmark and ``make demo-stream`` start this class; a deployment has its own brokers.
+The broker's classpath is ``jars/broker/lib`` of the project checkout (``make jars`` copies it
+from Maven Central); it never shares Spark's classpath. Outside the import layers, like
+``demo.py``: nothing in the package imports it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-BROKER_LIB = REPO / "jars" / "broker" / "lib"
+# the checkout's jars/broker/lib (src/batch_serving/ -> the repository root)
+BROKER_LIB = Path(__file__).resolve().parents[2] / "jars" / "broker" / "lib"
 
 SERVER_PROPERTIES = """\
 process.roles=broker,controller
@@ -91,13 +93,15 @@ class KafkaBroker:
         return self
 
     def _wait_ready(self, timeout_s: float) -> None:
+        """Until the port takes connections, then until the broker answers a metadata request
+        (no client is pointed at a closed port: librdkafka would log each refusal)."""
         from confluent_kafka.admin import AdminClient
 
         deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self._running() and not self._listening():
+            time.sleep(0.2)
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                break
+        while time.monotonic() < deadline and self._running():
             try:
                 admin.list_topics(timeout=2)
                 return
@@ -106,6 +110,16 @@ class KafkaBroker:
         tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
         self.stop()
         raise BrokerUnavailable(f"Kafka broker on {self.bootstrap} did not start:\n{tail}")
+
+    def _running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def _listening(self) -> bool:
+        import socket
+
+        with socket.socket() as sock:
+            sock.settimeout(1)
+            return sock.connect_ex(("127.0.0.1", self.port)) == 0
 
     def create_topic(self, name: str, partitions: int = 2) -> str:
         from confluent_kafka.admin import AdminClient, NewTopic
