@@ -111,13 +111,18 @@ def _value_counts(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> dict[str, int
 @dataclass(frozen=True)
 class Cascade:
     """The checked stages in order; small, frozen and picklable (it travels in the plan).
-    ``check_sample``: the share of earlier stages' answers the last stage scores too."""
+    ``check_sample``: the share of earlier stages' answers the last stage scores too, picked
+    by a hash of the ``check_by`` columns (the job's entity ids: not a stream's passthrough
+    columns, which the stream's plan adds to its ids)."""
 
     stages: tuple[Stage, ...]
     check_sample: float = 0.0
+    check_by: tuple[str, ...] = ()
     conditions: tuple[RuleSet | None, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.check_sample and not self.check_by:
+            raise ValueError("a cascade check sample needs the entity columns to pick rows by")
         # each condition as a two-rule RuleSet: "answer" when it holds, else "open"; the rules
         # evaluator (null and NaN compare False, so a missing score stays open)
         conditions = tuple(
@@ -168,7 +173,7 @@ def from_config(cfg: JobConfig) -> Cascade | None:
         ensemble=cfg.ensemble is not None,
         score_column=cfg.output.score_column,
     )
-    return Cascade(stages, config.check_sample)
+    return Cascade(stages, config.check_sample, tuple(cfg.entity_columns))
 
 
 def check_cascade_plan(plan: ScoringPlan, cascade: Cascade) -> None:
@@ -239,11 +244,9 @@ def score_stages(
     outputs: dict[str, list[pa.Array]],
     rejected: RejectedRows,
     inputs: Inputs,
-    entity_columns: Sequence[str] = (),
 ) -> Cascaded:
     """Score the stages in order, each on the rows still open; ``members``: key -> (member,
-    loaded model); ``alive``/``view``/``outputs``: the batch after the other members;
-    ``entity_columns`` pick the check sample (``cascade.check_sample``)."""
+    loaded model); ``alive``/``view``/``outputs``: the batch after the other members."""
     answered_by = np.full(view.num_rows, -1, dtype=np.int64)
     counts = []
     for index, stage in enumerate(cascade.stages):
@@ -270,7 +273,7 @@ def score_stages(
         outputs[member.key] = [_scatter(a, rows, view.num_rows) for a in iso.outputs]
         counts.append(StageRows(member.key, len(taken), int(decided.sum()), len(iso.bad_rows)))
     served = _served(cascade, outputs, answered_by)
-    checked = _check(cascade, members, view, outputs, answered_by, entity_columns, inputs)
+    checked = _check(cascade, members, view, outputs, answered_by, inputs)
     if checked is not None:
         per_stage = np.bincount(answered_by[checked.rows], minlength=len(counts))
         counts = [replace(c, checked=int(n)) for c, n in zip(counts, per_stage, strict=True)]
@@ -283,7 +286,6 @@ def _check(
     view: pa.RecordBatch,
     outputs: dict[str, list[pa.Array]],
     answered_by: np.ndarray,
-    entity_columns: Sequence[str],
     inputs: Inputs,
 ) -> Checked | None:
     """The last stage scores the sampled rows an earlier stage answered, like a shadow: a
@@ -292,10 +294,8 @@ def _check(
     early = np.flatnonzero(answered_by < last)
     if not cascade.check_sample or not len(early):
         return None
-    if not entity_columns:
-        raise ValueError("a cascade check sample needs the entity columns to pick rows by")
     taken = pa.array(early, pa.int64())
-    ids = [view.column(name).take(taken) for name in entity_columns]
+    ids = [view.column(name).take(taken) for name in cascade.check_by]
     rows = early[in_check_sample(ids, cascade.check_sample)]
     if not len(rows):
         return None
@@ -315,7 +315,9 @@ def in_check_sample(ids: Sequence[pa.Array | pa.ChunkedArray], fraction: float) 
         return np.zeros(size, dtype=bool)
     import pandas as pd  # only a run with a check sample pays for the import
 
-    frame = pd.DataFrame({str(i): a.to_pandas() for i, a in enumerate(ids)})
+    # integers as int64: an id read as int32 in one place and int64 in another hashes alike
+    wide = [pc.cast(a, pa.int64()) if pa.types.is_integer(a.type) else a for a in ids]
+    frame = pd.DataFrame({str(i): a.to_pandas() for i, a in enumerate(wide)})
     hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
     return np.asarray((hashed >> np.uint64(11)) * 2.0**-53 < fraction, dtype=bool)
 

@@ -166,9 +166,7 @@ def score_members(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatc
         def inputs(m: Member, v: pa.RecordBatch, o: dict[str, list[pa.Array]]) -> pa.RecordBatch:
             return _inputs(plan, m, v, o)
 
-        done = score_stages(
-            plan.cascade, pairs, alive, view, outputs, rejected, inputs, plan.entity_columns
-        )
+        done = score_stages(plan.cascade, pairs, alive, view, outputs, rejected, inputs)
         alive, outputs, cascaded, counts = done.alive, done.outputs, done.served, done.rows
         checked = done.checked
     served, namespace = _served(plan, outputs, cascaded=cascaded)

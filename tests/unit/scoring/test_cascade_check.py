@@ -38,7 +38,7 @@ SMALL_W, BIG_W = ((-0.08, 0.6), 0.5), ((-0.05, 0.9), -0.2)
 
 def chain(sample: float) -> Cascade:
     base = cascade(("champion", SURE), ("big", None), big="member")
-    return Cascade(base.stages, sample)
+    return Cascade(base.stages, sample, ("customer_id",) if sample else ())
 
 
 def scored(sample: float, batch: pa.RecordBatch, rules: Any = None) -> tuple[Any, Logistic]:
@@ -97,6 +97,11 @@ def test_the_sample_is_deterministic_by_entity_id() -> None:
 
     assert checked_ids(first.predictions) == set().union(
         *(checked_ids(p.predictions) for p in parts)
+    )
+    ids = np.arange(-500, 500)
+    assert (
+        in_check_sample([pa.array(ids, pa.int32())], 0.3).tolist()
+        == in_check_sample([pa.array(ids, pa.int64())], 0.3).tolist()
     )
     assert in_check_sample([pa.array(["a", "b"])], 0.0).tolist() == [False, False]
     assert in_check_sample([pa.array(["a", "b"])], 1.0).tolist() == [True, True]
