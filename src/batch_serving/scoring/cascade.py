@@ -158,6 +158,33 @@ class Cascade:
         decided = condition.evaluate(names, num_rows=size)
         return np.asarray(decided.to_numpy(zero_copy_only=False) == _ANSWER, dtype=bool)
 
+    def answers_numbers(self, index: int, values: np.ndarray) -> np.ndarray:
+        """``answers`` for a stage whose condition reads its one float output (every ref is
+        that output), in numpy: the same semantics (a NaN compares False, ``!=`` too), a
+        few microseconds for one row where Arrow compute costs ~100 (the embedded cascade)."""
+        stage = self.stages[index]
+        values = np.asarray(values, dtype=np.float64)
+        if stage.last:
+            return np.ones(len(values), dtype=bool)
+        known = ~np.isnan(values)
+        decided = np.zeros(len(values), dtype=bool)
+        for term in stage.any_of:
+            hit = known.copy()
+            for c in term:
+                hit &= _NUMPY_OPS[c.op](values, c.value)
+            decided |= hit
+        return decided
+
+
+_NUMPY_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    ">=": np.greater_equal,
+    ">": np.greater,
+    "<=": np.less_equal,
+    "<": np.less,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
 
 def from_config(cfg: JobConfig) -> Cascade | None:
     """The job's ``cascade:`` as a ``Cascade`` (None without one)."""

@@ -191,3 +191,27 @@ def test_check_sample_reaches_the_plan(tmp_path) -> None:
     assert cascade is not None and cascade.check_sample == 0.05
     default = from_config(load_config(job_file(tmp_path, 0)))
     assert default is not None and default.check_sample == 0.0
+
+
+@pytest.mark.parametrize(
+    "condition",
+    [
+        SURE,
+        "score > 0.9",
+        "champion.score != 0.5",
+        "score == 0.25 or (score >= 0.4 and score < 0.6)",
+    ],
+)
+def test_the_numpy_condition_equals_the_rules_evaluator(condition: str) -> None:
+    """The embedded cascade's numpy path decides the rows the Arrow rules evaluator does,
+    NaN included (a NaN compares False, != too)."""
+    two = cascade(("champion", condition), ("big", None), big="member")
+    values = np.random.default_rng(8).uniform(0, 1, 2000)
+    values[::7] = np.nan
+    values[::11] = 0.5
+    values[::13] = 0.25
+    arrow = two.answers(0, {"score": pa.array(values, pa.float64())})
+    assert arrow.any() and not arrow.all()
+    np.testing.assert_array_equal(two.answers_numbers(0, values), arrow)
+    np.testing.assert_array_equal(two.answers_numbers(0, values[:1]), arrow[:1])  # one row
+    assert two.answers_numbers(1, values).all()
