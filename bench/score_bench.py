@@ -5,6 +5,7 @@
     make bench SCALE=200k ONLY=multi   # a smoke run of one part (ONLY=single|multi|drift)
     make bench SCALE=200k ONLY=whole   # the demo job as a process (bench/whole_part.py)
     make bench SCALE=2M ONLY=connect   # the demo job as a Connect client (bench/connect_part.py)
+    make bench SCALE=200k ONLY=cascade # LogReg -> HGB cascade vs HGB alone (cascade_part.py)
 
 Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
@@ -75,7 +76,8 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
-OPT_IN = ("onnx", "whole", "connect")  # onnx: arrow_direct with the ONNX export vs sklearn
+OPT_IN = ("onnx", "whole", "connect", "cascade")  # onnx: arrow_direct with the ONNX export
+# cascade: LogReg then HGB for the open rows vs HGB alone; embedded decided-row latency
 # whole: the demo job as a process vs a plain script, and a backfill (bench/whole_part.py)
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
 GATE_ROUNDS = 7  # ~1 s runs: more rounds than the other parts for a stable A/B median
@@ -373,8 +375,9 @@ def main(argv: list[str] | None = None) -> int:
         "LogReg); gates: GX gates' share of a 200k-row job; s3: arrow_direct on an S3 server "
         "vs local disk; onnx: the ONNX export of each model vs the model itself, same engine; "
         "whole: the demo job as a whole process vs a plain script, and a 10-date backfill vs "
-        "10 runs; connect: the demo job as a Spark Connect client vs classic. Default: all "
-        "but s3, onnx, whole and connect",
+        "10 runs; connect: the demo job as a Spark Connect client vs classic; cascade: LogReg "
+        "then HGB for the ~20%% open rows vs HGB alone, and the embedded cascade's single-row "
+        "latency. Default: all but s3, onnx, whole, connect and cascade",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -403,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if {"single", "drift", "gates", "s3", "onnx"} & set(parts):
+    if {"single", "drift", "gates", "s3", "onnx", "cascade"} & set(parts):
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -426,6 +429,14 @@ def main(argv: list[str] | None = None) -> int:
         _write_report(
             "onnx", args.scale, render_onnx(onnx_results, args.scale, rows, reps), onnx_results
         )
+    if "cascade" in parts:
+        from cascade_part import measure_cascade, render_cascade
+
+        cascade = measure_cascade(
+            bench, rows, reps, _job_dict, load_registered, FEATURES, WARMUP_DATE
+        )
+        cascade_md = render_cascade(cascade, args.scale, rows, reps)
+        _write_report("cascade", args.scale, cascade_md, cascade)
     if "multi" in parts:
         multi_reps = reps if args.scale == "20M" else max(reps, MULTI_ROUNDS)
         multi = measure_multi(bench, rows, multi_reps)

@@ -255,7 +255,7 @@ class EmbeddedCascade:
                 break
             scores = stage.model.predict([records[i] for i in open_rows])
             name = _output_name(stage.model, f"stages[{index}]")
-            decided = self._cascade.answers(index, {name: pa.array(scores, pa.float64())})
+            decided = self._cascade.answers_numbers(index, scores)
             for i, score in zip(open_rows[decided], scores[decided], strict=True):
                 answers[i] = Answer(float(score), stage.name, {name: float(score)})
             open_rows = open_rows[~decided]

@@ -21,6 +21,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from pydantic import Field
+
 from batch_serving.config.rules import OUTPUT_KINDS, Comparison, Terms, _kind_of, _literal, _Parser
 from batch_serving.config.sections import Frozen
 from batch_serving.errors import ConfigError
@@ -44,6 +46,10 @@ class CascadeConfig(Frozen):
 
     stages: tuple[StageConfig, ...]
     """At least 2 stages; a member appears in at most one."""
+    check_sample: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Share (0 to 1) of the rows an earlier stage answered that the last stage scores too,
+    so the run can report how often the answer would have differed (0: no check). Picked by
+    a hash of the entity ids, so reruns check the same rows; never changes what is served."""
 
 
 @dataclass(frozen=True)

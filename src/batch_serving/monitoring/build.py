@@ -37,7 +37,12 @@ from batch_serving.scoring.comparison import NONE
 from batch_serving.storage import local_only
 from batch_serving.storage.files import data_files
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
-from batch_serving.tables.manifest import RunManifest, read_after_commit, read_manifest
+from batch_serving.tables.manifest import (
+    CascadeStageSection,
+    RunManifest,
+    read_after_commit,
+    read_manifest,
+)
 
 INDEX_NAME = "index.html"
 # replaced and uncommitted runs the index lists per model (newest); `batch-serving runs` lists
@@ -100,6 +105,7 @@ def gather(
     report.gates = _gates(cfg, manifest, run_dir)
     report.top_errors = _top_errors(quarantine_layout(cfg.output.root, cfg.model.name), manifest)
     report.comparisons = [_comparison(k, v) for k, v in manifest.comparison.items()]
+    report.cascade = [_stage(s) for s in manifest.scoring.cascade]
     report.durations = _durations(durations or manifest.durations_s)
     return report
 
@@ -238,6 +244,29 @@ def _comparison(shadow: str, values: Mapping[str, Any]) -> dict[str, Any]:
         "matrix": [
             {"action": c, "counts": [row.get(s, 0) for s in columns]} for c, row in flips.items()
         ],
+    }
+
+
+def _stage(stage: CascadeStageSection) -> dict[str, Any]:
+    """One cascade stage's row of the report, numbers formatted (``-``: not checked)."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    return {
+        "member": stage.member,
+        "answer_if": stage.answer_if or "(the rest)",
+        "seen": stage.seen,
+        "share_seen": pct(stage.share_seen),
+        "answered": stage.answered,
+        "share_answered": pct(stage.share_answered),
+        "quarantined": stage.quarantined,
+        "share_quarantined": pct(stage.share_quarantined),
+        "checked": stage.checked or "-",
+        "mean_abs_diff": "-" if stage.mean_abs_diff is None else f"{stage.mean_abs_diff:.4f}",
+        "flips": "-" if stage.flips is None else stage.flips,
+        "flip_share": pct(stage.flip_share),
+        "decision": stage.decision or "",
     }
 
 

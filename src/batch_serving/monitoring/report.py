@@ -55,6 +55,7 @@ class RunReport:
     gates: list[dict[str, Any]] = field(default_factory=list)
     top_errors: list[dict[str, Any]] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    cascade: list[dict[str, Any]] = field(default_factory=list)
     durations: list[dict[str, Any]] = field(default_factory=list)
 
 

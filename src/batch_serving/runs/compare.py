@@ -1,10 +1,19 @@
-"""Champion vs each shadow, from the staged predictions (a few columns, no input re-read)."""
+"""Champion vs each shadow, and a cascade's stages, from the staged predictions (a few
+columns, no input re-read)."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from batch_serving.config.cascade import ANSWERED_BY
+from batch_serving.scoring.cascade_check import (
+    StageEvidence,
+    check_columns,
+    check_partials,
+    merge_partials,
+    stage_evidence,
+)
 from batch_serving.scoring.comparison import (
     ComparisonPartial,
     ComparisonSummary,
@@ -12,8 +21,8 @@ from batch_serving.scoring.comparison import (
     summarize,
 )
 from batch_serving.scoring.members import label_field, score_field
-from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
-from batch_serving.storage import AnyPath
+from batch_serving.scoring.plan import ACTION, ERROR_MEMBER, Member, ScoringPlan
+from batch_serving.storage import AnyPath, as_location
 from batch_serving.storage.files import data_files, read_table
 
 
@@ -39,6 +48,29 @@ def compare_shadows(plan: ScoringPlan, staged: AnyPath) -> dict[str, ComparisonS
             seen = partials.get(shadow.key)
             partials[shadow.key] = part if seen is None else seen.merge(part)
     return {key: summarize(part) for key, part in partials.items()}
+
+
+def cascade_stages(
+    plan: ScoringPlan, predictions: AnyPath, quarantine: AnyPath
+) -> list[StageEvidence]:
+    """Per stage: rows seen, answered, quarantined (and their shares) and, with a check
+    sample, its agreement with the last stage; [] without a cascade. Reads ``answered_by``
+    (and, with a check sample, the served and checked columns) file by file, and the
+    quarantine's ``error_member``."""
+    if plan.cascade is None:
+        return []
+    columns = check_columns(plan)
+    answered, partials = [], []
+    for f in data_files(predictions):
+        table = read_table(f, columns=columns)
+        answered.append(table.column(ANSWERED_BY))
+        partials.append(check_partials(plan, table))
+    where = as_location(quarantine)
+    errors = [
+        read_table(f, columns=[ERROR_MEMBER]).column(ERROR_MEMBER)
+        for f in (data_files(where) if where.is_dir() else [])
+    ]
+    return stage_evidence(plan, answered, errors, merge_partials(partials))
 
 
 def _field(table: pa.Table, member: Member, name: str) -> pa.Array:

@@ -24,7 +24,7 @@ from batch_serving.models.registry import ModelRef
 from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.checks import RunChecks
-from batch_serving.runs.compare import compare_shadows
+from batch_serving.runs.compare import cascade_stages, compare_shadows
 from batch_serving.runs.context import RunContext, StepTimer, in_background
 from batch_serving.runs.models import fetch_models, prepare_models, resolve_members
 from batch_serving.runs.preflight import check_rules
@@ -202,13 +202,23 @@ def _score_and_commit(
         with step("reconcile"):
             counts = reconcile(run, valid.rows(data))
             comparison = compare_shadows(valid.plan, staging.predictions)
+            stages = cascade_stages(valid.plan, staging.predictions, staging.quarantine)
             checks.finish_drift()
         checks.before_commit()
         enforce_bad_rows(run, counts)
         with step("commit"):
             plan, gates = valid.plan, checks.gates
             manifest = build_manifest(
-                run, plan, models, engine.name, counts, gates, spark.version, comparison, data.files
+                run,
+                plan,
+                models,
+                engine.name,
+                counts,
+                gates,
+                spark.version,
+                comparison,
+                data.files,
+                cascade=stages,
             )
             manifest = checks.record(manifest)
             committed = commit_run(run, manifest, gates, lease)

@@ -70,9 +70,34 @@ def run_metrics(manifest: RunManifest, stats: dict[str, float]) -> dict[str, flo
             for key, value in (("success", gate.success), ("checked", gate.checked))
         },
         **drift_metrics(manifest),
+        **cascade_metrics(manifest),
         **stats,
     }
     return metrics
+
+
+CASCADE_METRICS = (
+    "seen",
+    "answered",
+    "quarantined",
+    "share_seen",
+    "share_answered",
+    "share_quarantined",
+    "checked",
+    "mean_abs_diff",
+    "flips",
+    "flip_share",
+)
+
+
+def cascade_metrics(manifest: RunManifest) -> dict[str, float]:
+    """``cascade_<stage>_<seen|answered|...|flip_share>`` per cascade stage; None left out."""
+    return {
+        f"cascade_{stage.member}_{key}": float(value)
+        for stage in manifest.scoring.cascade
+        for key in CASCADE_METRICS
+        if (value := getattr(stage, key)) is not None
+    }
 
 
 def drift_metrics(manifest: RunManifest) -> dict[str, float]:

@@ -11,11 +11,13 @@ from batch_serving.quality.gates import GateRunner
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import PreparedModels
 from batch_serving.runs.steps import Counts
+from batch_serving.scoring.cascade_check import StageEvidence
 from batch_serving.scoring.comparison import ComparisonSummary
 from batch_serving.scoring.plan import Member, ScoringPlan
 from batch_serving.spark.delivery import DeliveryPlan
 from batch_serving.storage import AnyPath, resolve
 from batch_serving.tables.manifest import (
+    CascadeStageSection,
     GateSummary,
     InputFile,
     InputSection,
@@ -38,8 +40,10 @@ def build_manifest(
     spark_version: str,
     comparison: dict[str, ComparisonSummary],
     input_files: Sequence[AnyPath] = (),
+    cascade: Sequence[StageEvidence] = (),
 ) -> RunManifest:
-    """``input_files``: the data files the engine read (none when Spark listed them itself)."""
+    """``input_files``: the data files the engine read (none when Spark listed them itself);
+    ``cascade``: each cascade stage's rows and check (``runs.compare.cascade_stages``)."""
     cfg, served = run.cfg, plan.served
     ref, delivery = served.ref, models.deliveries[0]
     return RunManifest(
@@ -51,7 +55,7 @@ def build_manifest(
         model=ModelSection(
             **_pinned(ref), artifact_uri=ref.artifact_uri, registry_uri=ref.registry_uri
         ),
-        scoring=_scoring(plan, delivery, engine),
+        scoring=_scoring(plan, delivery, engine, cascade),
         input=InputSection(
             path=run.where, rows=counts.input_rows, files=_stamped(run, input_files)
         ),
@@ -90,8 +94,11 @@ def _stamped(run: RunContext, files: Sequence[AnyPath]) -> list[InputFile] | Non
     return [InputFile.of(partition, f) for f in files]
 
 
-def _scoring(plan: ScoringPlan, delivery: DeliveryPlan, engine: str) -> ScoringSection:
-    """How the served model scored: its kind and features, the output, the delivery."""
+def _scoring(
+    plan: ScoringPlan, delivery: DeliveryPlan, engine: str, cascade: Sequence[StageEvidence]
+) -> ScoringSection:
+    """How the served model scored: its kind and features, the output, the delivery, and a
+    cascade's rows per stage."""
     spec = plan.served.spec
     return ScoringSection(
         engine=engine,
@@ -105,6 +112,7 @@ def _scoring(plan: ScoringPlan, delivery: DeliveryPlan, engine: str) -> ScoringS
         artifact_mb=round(delivery.artifact_mb, 3),
         model_loads=delivery.handle.loads.value,
         python_workers=len(delivery.handle.workers.value),
+        cascade=[CascadeStageSection.model_validate(stage.to_dict()) for stage in cascade],
     )
 
 

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 from batch_serving.scoring.comparison import ComparisonSummary
-from batch_serving.tables.manifest import AfterCommit, RunManifest
+from batch_serving.tables.manifest import AfterCommit, CascadeStageSection, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
     return [
         *_header(manifest, after),
         *_members(manifest),
+        *cascade_lines(manifest),
         *_drift(manifest),
         *_hygiene(manifest),
         *_after(after),
@@ -29,6 +30,35 @@ def _drift(manifest: RunManifest) -> list[str]:
     gate = drift.get("gate", {})
     outcome = "pass" if gate.get("success", True) else "; ".join(gate.get("blocking", []))
     return [f"  drift     : PSI {top} (largest first); publish gate: {outcome}"]
+
+
+def cascade_lines(manifest: RunManifest) -> list[str]:
+    """Per cascade stage: the rows it saw, answered and quarantined (shares of the rows
+    entering the cascade) and, with a check sample, its agreement with the last stage."""
+    stages = manifest.scoring.cascade
+    if not stages:
+        return []
+    last = stages[-1].member
+    width = max(len(s.member) for s in stages)
+    lines = [f"  cascade   : {stages[0].seen} rows entered"]
+    for s in stages:
+        condition = f" if {s.answer_if}" if s.answer_if else " (the rest)"
+        lines.append(
+            f"    {s.member:<{width}}  saw {s.seen} ({s.share_seen:.1%}), answered "
+            f"{s.answered} ({s.share_answered:.1%}){condition}, quarantined {s.quarantined} "
+            f"({s.share_quarantined:.1%})"
+        )
+        if s.checked:
+            lines.append(f"    {'':<{width}}  {_check_line(s, last)}")
+    return lines
+
+
+def _check_line(stage: CascadeStageSection, last: str) -> str:
+    diff = "n/a" if stage.mean_abs_diff is None else f"{stage.mean_abs_diff:.4f}"
+    line = f"check vs {last} on {stage.checked} of its answers: mean |score diff| {diff}"
+    if stage.flips is None or stage.flip_share is None:
+        return f"{line}, no {stage.decision or 'decision'} to compare"
+    return f"{line}, {stage.decision} flips {stage.flips} ({stage.flip_share:.1%})"
 
 
 def _hygiene(manifest: RunManifest) -> list[str]:

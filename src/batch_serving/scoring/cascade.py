@@ -14,7 +14,7 @@ engines, the stream and in-process callers share it through ``score_batch``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -37,12 +37,14 @@ _ANSWER, _OPEN = "answer", "open"
 
 @dataclass(frozen=True)
 class StageRows:
-    """Rows one stage received, answered and quarantined (in one batch, or summed)."""
+    """Rows one stage received, answered and quarantined (in one batch, or summed), and how
+    many of its answers the last stage also scored for the check (``cascade.check_sample``)."""
 
     member: str
     seen: int = 0
     answered: int = 0
     quarantined: int = 0
+    checked: int = 0
 
     def __add__(self, other: StageRows) -> StageRows:
         if other.member != self.member:
@@ -52,6 +54,7 @@ class StageRows:
             self.seen + other.seen,
             self.answered + other.answered,
             self.quarantined + other.quarantined,
+            self.checked + other.checked,
         )
 
 
@@ -59,19 +62,23 @@ def counted_stages(
     cascade: Cascade,
     answered_by: Iterable[pa.Array | pa.ChunkedArray],
     error_member: Iterable[pa.Array | pa.ChunkedArray] = (),
+    checked: Mapping[str, int] | None = None,
 ) -> tuple[StageRows, ...]:
     """A run's rows per stage from its output alone: the ``answered_by`` column of the
     predictions and the ``error_member`` column of the quarantine (file by file, so a run
     reads two small columns, never the input again). A stage saw every row that no earlier
     stage answered or quarantined: its own answers and quarantines and those of later stages.
-    The evidence for choosing the band: how many rows reach the expensive stage."""
+    The evidence for choosing the band: how many rows reach the expensive stage. ``checked``:
+    answering stage -> its answers the last stage also scored (``cascade_check``)."""
     answered = _value_counts(answered_by)
     quarantined = _value_counts(error_member)
+    checks = checked or {}
     rows: list[StageRows] = []
     reaching = 0
     for key in reversed(cascade.members):
         reaching += answered.get(key, 0) + quarantined.get(key, 0)
-        rows.append(StageRows(key, reaching, answered.get(key, 0), quarantined.get(key, 0)))
+        counts = (answered.get(key, 0), quarantined.get(key, 0), checks.get(key, 0))
+        rows.append(StageRows(key, reaching, *counts))
     return tuple(reversed(rows))
 
 
@@ -103,12 +110,19 @@ def _value_counts(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> dict[str, int
 
 @dataclass(frozen=True)
 class Cascade:
-    """The checked stages in order; small, frozen and picklable (it travels in the plan)."""
+    """The checked stages in order; small, frozen and picklable (it travels in the plan).
+    ``check_sample``: the share of earlier stages' answers the last stage scores too, picked
+    by a hash of the ``check_by`` columns (the job's entity ids: not a stream's passthrough
+    columns, which the stream's plan adds to its ids)."""
 
     stages: tuple[Stage, ...]
+    check_sample: float = 0.0
+    check_by: tuple[str, ...] = ()
     conditions: tuple[RuleSet | None, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.check_sample and not self.check_by:
+            raise ValueError("a cascade check sample needs the entity columns to pick rows by")
         # each condition as a two-rule RuleSet: "answer" when it holds, else "open"; the rules
         # evaluator (null and NaN compare False, so a missing score stays open)
         conditions = tuple(
@@ -144,6 +158,33 @@ class Cascade:
         decided = condition.evaluate(names, num_rows=size)
         return np.asarray(decided.to_numpy(zero_copy_only=False) == _ANSWER, dtype=bool)
 
+    def answers_numbers(self, index: int, values: np.ndarray) -> np.ndarray:
+        """``answers`` for a stage whose condition reads its one float output (every ref is
+        that output), in numpy: the same semantics (a NaN compares False, ``!=`` too), a
+        few microseconds for one row where Arrow compute costs ~100 (the embedded cascade)."""
+        stage = self.stages[index]
+        values = np.asarray(values, dtype=np.float64)
+        if stage.last:
+            return np.ones(len(values), dtype=bool)
+        known = ~np.isnan(values)
+        decided = np.zeros(len(values), dtype=bool)
+        for term in stage.any_of:
+            hit = known.copy()
+            for c in term:
+                hit &= _NUMPY_OPS[c.op](values, c.value)
+            decided |= hit
+        return decided
+
+
+_NUMPY_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
+    ">=": np.greater_equal,
+    ">": np.greater,
+    "<=": np.less_equal,
+    "<": np.less,
+    "==": np.equal,
+    "!=": np.not_equal,
+}
+
 
 def from_config(cfg: JobConfig) -> Cascade | None:
     """The job's ``cascade:`` as a ``Cascade`` (None without one)."""
@@ -159,7 +200,7 @@ def from_config(cfg: JobConfig) -> Cascade | None:
         ensemble=cfg.ensemble is not None,
         score_column=cfg.output.score_column,
     )
-    return Cascade(stages)
+    return Cascade(stages, config.check_sample, tuple(cfg.entity_columns))
 
 
 def check_cascade_plan(plan: ScoringPlan, cascade: Cascade) -> None:
@@ -199,16 +240,27 @@ class RejectedRows(Protocol):
 Inputs = Callable[["Member", pa.RecordBatch, dict[str, list[pa.Array]]], pa.RecordBatch]
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The last stage's outputs on the sampled rows earlier stages answered (positions in
+    the batch after the stages): written into its struct once everything served is final."""
+
+    rows: np.ndarray
+    outputs: list[pa.Array]
+
+
 @dataclass
 class Cascaded:
     """The batch after the stages: rows still alive, the members' outputs on them, the
-    served columns (answering stage's outputs, then ``answered_by``) and each stage's rows."""
+    served columns (answering stage's outputs, then ``answered_by``), each stage's rows and
+    the check (None without ``check_sample`` or sampled rows)."""
 
     alive: np.ndarray
     view: pa.RecordBatch
     outputs: dict[str, list[pa.Array]]
     served: list[pa.Array]
     rows: tuple[StageRows, ...]
+    checked: Checked | None = None
 
 
 def score_stages(
@@ -248,7 +300,68 @@ def score_stages(
         outputs[member.key] = [_scatter(a, rows, view.num_rows) for a in iso.outputs]
         counts.append(StageRows(member.key, len(taken), int(decided.sum()), len(iso.bad_rows)))
     served = _served(cascade, outputs, answered_by)
-    return Cascaded(alive, view, outputs, served, tuple(counts))
+    checked = _check(cascade, members, view, outputs, answered_by, inputs)
+    if checked is not None:
+        per_stage = np.bincount(answered_by[checked.rows], minlength=len(counts))
+        counts = [replace(c, checked=int(n)) for c, n in zip(counts, per_stage, strict=True)]
+    return Cascaded(alive, view, outputs, served, tuple(counts), checked)
+
+
+def _check(
+    cascade: Cascade,
+    members: Mapping[str, tuple[Member, Any]],
+    view: pa.RecordBatch,
+    outputs: dict[str, list[pa.Array]],
+    answered_by: np.ndarray,
+    inputs: Inputs,
+) -> Checked | None:
+    """The last stage scores the sampled rows an earlier stage answered, like a shadow: a
+    row it cannot score is left out of the check, never quarantined."""
+    last = len(cascade.stages) - 1
+    early = np.flatnonzero(answered_by < last)
+    if not cascade.check_sample or not len(early):
+        return None
+    taken = pa.array(early, pa.int64())
+    ids = [view.column(name).take(taken) for name in cascade.check_by]
+    rows = early[in_check_sample(ids, cascade.check_sample)]
+    if not len(rows):
+        return None
+    member, model = members[cascade.stages[last].member]
+    features = inputs(member, view, outputs).take(pa.array(rows, pa.int64()))
+    iso = score_isolating(member.spec, model, features)
+    return Checked(rows[iso.good_rows], iso.outputs)
+
+
+def in_check_sample(ids: Sequence[pa.Array | pa.ChunkedArray], fraction: float) -> np.ndarray:
+    """Which rows (by their entity ids) fall in a ``fraction`` sample: a 64-bit hash of the
+    ids (pandas' ``hash_pandas_object``: SipHash with a fixed key, the same in every process
+    and run) below ``fraction`` of its range. Deterministic by row, so reruns and the other
+    engine check the same rows."""
+    size = len(ids[0]) if ids else 0
+    if fraction <= 0 or not size:
+        return np.zeros(size, dtype=bool)
+    import pandas as pd  # only a run with a check sample pays for the import
+
+    # integers as int64: an id read as int32 in one place and int64 in another hashes alike
+    wide = [pc.cast(a, pa.int64()) if pa.types.is_integer(a.type) else a for a in ids]
+    frame = pd.DataFrame({str(i): a.to_pandas() for i, a in enumerate(wide)})
+    hashed = pd.util.hash_pandas_object(frame, index=False).to_numpy(np.uint64)
+    return np.asarray((hashed >> np.uint64(11)) * 2.0**-53 < fraction, dtype=bool)
+
+
+def with_checked(arrays: Sequence[pa.Array], checked: Checked) -> list[pa.Array]:
+    """The last stage's output arrays with the check's outputs at the checked rows (null
+    there before: the stage did not answer them)."""
+    if not len(checked.rows):
+        return list(arrays)
+    size = len(arrays[0])
+    index = np.arange(size, dtype=np.int64)
+    index[checked.rows] = size + np.arange(len(checked.rows))
+    taken = pa.array(index, pa.int64())
+    return [
+        pa.concat_arrays([a, b.cast(a.type)]).take(taken)
+        for a, b in zip(arrays, checked.outputs, strict=False)
+    ] + list(arrays[len(checked.outputs) :])
 
 
 def _scatter(array: pa.Array, rows: np.ndarray, size: int) -> pa.Array:

@@ -18,7 +18,13 @@ import pyarrow as pa
 
 from batch_serving.errors import ConfigError
 from batch_serving.models.adapters.base import PREDICTED_LABEL, PREDICTION
-from batch_serving.scoring.cascade import StageRows, check_cascade_plan, score_stages
+from batch_serving.scoring.cascade import (
+    Checked,
+    StageRows,
+    check_cascade_plan,
+    score_stages,
+    with_checked,
+)
 from batch_serving.scoring.casts import CAST_ERROR_COLUMN
 from batch_serving.scoring.isolation import CAST_ERROR_CLASS, Isolated, score_isolating
 from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
@@ -153,6 +159,7 @@ def score_members(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatc
         outputs[member.key] = iso.outputs
     counts: tuple[StageRows, ...] = ()
     cascaded: list[pa.Array] | None = None
+    checked: Checked | None = None
     if plan.cascade is not None:
         pairs = {m.key: (m, model) for m, model in zip(plan.members, models, strict=True)}
 
@@ -161,8 +168,14 @@ def score_members(plan: ScoringPlan, models: Sequence[Any], batch: pa.RecordBatc
 
         done = score_stages(plan.cascade, pairs, alive, view, outputs, rejected, inputs)
         alive, outputs, cascaded, counts = done.alive, done.outputs, done.served, done.rows
+        checked = done.checked
     served, namespace = _served(plan, outputs, cascaded=cascaded)
     structs = [_struct_outputs(plan, m, outputs, namespace) for m in plan.members]
+    if checked is not None and plan.cascade is not None:
+        # the check lands in the last stage's struct only after every served column, rule
+        # and shadow action is final: the sample never changes what is served
+        last = [m.key for m in plan.members].index(plan.cascade.members[-1])
+        structs[last] = with_checked(structs[last], checked)
     return MembersScored(alive, served, structs, rejected, counts)
 
 
