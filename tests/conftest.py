@@ -22,6 +22,8 @@ from pyspark.sql import SparkSession
 
 from batch_serving import sample_data
 from batch_serving.config import CatalogConfig, JobConfig, SparkConfig
+from batch_serving.spark.connect import ConnectServer, is_connect
+from batch_serving.spark.session import build_session, server_conf
 
 REPO = Path(__file__).resolve().parents[1]
 # tests/ holds the shared helpers (builders, live, ...); unit/<package>/ and
@@ -274,13 +276,33 @@ def s3() -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Apache Kafka broker (KRaft, one node, its own process group) for the session;
-    skipped only if it truly cannot be started (no jars: `make jars`)."""
+    a broker that cannot start fails the tests that need it (no jars: run `make jars`)."""
     from batch_serving.kafka_broker import BrokerUnavailable, KafkaBroker
 
     broker = KafkaBroker(tmp_path_factory.mktemp("kafka"))
     try:
         broker.start()
     except BrokerUnavailable as exc:
-        pytest.skip(f"Kafka broker unavailable: {exc}")
+        pytest.fail(f"Kafka broker unavailable: {exc}")
     yield broker
     broker.stop()
+
+
+# Spark Connect (tests marked `connect`, run in a process of their own): ONE local server per
+# test session, stopped with its process group; `remote` is the client session.
+@pytest.fixture(scope="session")
+def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("connect") / "server.log"
+    server = ConnectServer(conf=server_conf(SparkConfig(conf=TEST_SPARK_CONF)), log=log)
+    server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def remote(connect_url: str) -> SparkSession:
+    session = build_session(SparkConfig(remote=connect_url, conf=TEST_SPARK_CONF), "tests")
+    assert is_connect(session)
+    return session

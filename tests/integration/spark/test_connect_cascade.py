@@ -10,7 +10,7 @@ import cloudpickle
 import numpy as np
 import pytest
 from conftest import RUN_DATE, customers, labelled
-from test_connect_job import connect_config, connect_url, read, remote  # noqa: F401 (fixtures)
+from test_connect_job import connect_config, read
 
 from batch_serving.runs.job import run_score
 
@@ -21,8 +21,8 @@ RULES = [{"when": "score >= 0.5", "action": "call"}, {"otherwise": "wait"}]
 
 
 def test_cascade_counts_and_check_under_connect(
-    remote,  # noqa: F811
-    connect_url,  # noqa: F811
+    remote,
+    connect_url,
     register,
     warehouse,
     job_config,

@@ -7,7 +7,6 @@ every score must equal the model called in-process, as in test_job.py / test_mul
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,36 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import RUN_DATE, TEST_SPARK_CONF, customers, labelled
-from pyspark.sql import SparkSession
 from test_drift_run import same_counts
 
 from batch_serving.cli import main
-from batch_serving.config import SparkConfig
 from batch_serving.monitoring.profile import PROFILE_NAME, Profile, read_profile
 from batch_serving.runs.job import run_score
-from batch_serving.spark.connect import ConnectServer, is_connect
-from batch_serving.spark.session import build_session, server_conf
 
 cloudpickle.register_pickle_by_value(builders)
 pytestmark = pytest.mark.connect  # a process of its own (see conftest.CONNECT_APART)
-
-
-@pytest.fixture(scope="session")
-def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("connect") / "server.log"
-    server = ConnectServer(conf=server_conf(SparkConfig(conf=TEST_SPARK_CONF)), log=log)
-    server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="session")
-def remote(connect_url: str) -> SparkSession:
-    session = build_session(SparkConfig(remote=connect_url, conf=TEST_SPARK_CONF), "tests")
-    assert is_connect(session)
-    return session
 
 
 def connect_config(job_config: Any, name: str, url: str, **overrides: Any) -> Any:
