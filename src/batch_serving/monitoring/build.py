@@ -33,12 +33,12 @@ from batch_serving.monitoring.profile import (
 from batch_serving.monitoring.reference import model_profile
 from batch_serving.monitoring.report import RunReport, render_index, render_run
 from batch_serving.quality.data_docs import docs_name, write_data_docs
+from batch_serving.scoring.cascade_check import StageEvidence
 from batch_serving.scoring.comparison import NONE
 from batch_serving.storage import local_only
 from batch_serving.storage.files import data_files
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
 from batch_serving.tables.manifest import (
-    CascadeStageSection,
     RunManifest,
     read_after_commit,
     read_manifest,
@@ -247,7 +247,7 @@ def _comparison(shadow: str, values: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stage(stage: CascadeStageSection) -> dict[str, Any]:
+def _stage(stage: StageEvidence) -> dict[str, Any]:
     """One cascade stage's row of the report, numbers formatted (``-``: not checked)."""
 
     def pct(v: float | None) -> str:

@@ -17,7 +17,6 @@ from batch_serving.scoring.plan import Member, ScoringPlan
 from batch_serving.spark.delivery import DeliveryPlan
 from batch_serving.storage import AnyPath, resolve
 from batch_serving.tables.manifest import (
-    CascadeStageSection,
     GateSummary,
     InputFile,
     InputSection,
@@ -112,7 +111,7 @@ def _scoring(
         artifact_mb=round(delivery.artifact_mb, 3),
         model_loads=delivery.handle.loads.value,
         python_workers=len(delivery.handle.workers.value),
-        cascade=[CascadeStageSection.model_validate(stage.to_dict()) for stage in cascade],
+        cascade=list(cascade),
     )
 
 

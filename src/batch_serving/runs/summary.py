@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from batch_serving.scoring.cascade_check import StageEvidence
 from batch_serving.scoring.comparison import ComparisonSummary
-from batch_serving.tables.manifest import AfterCommit, CascadeStageSection, RunManifest
+from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 
 def summary_lines(manifest: RunManifest, after: AfterCommit | None = None) -> list[str]:
@@ -53,7 +54,7 @@ def cascade_lines(manifest: RunManifest) -> list[str]:
     return lines
 
 
-def _check_line(stage: CascadeStageSection, last: str) -> str:
+def _check_line(stage: StageEvidence, last: str) -> str:
     diff = "n/a" if stage.mean_abs_diff is None else f"{stage.mean_abs_diff:.4f}"
     line = f"check vs {last} on {stage.checked} of its answers: mean |score diff| {diff}"
     if stage.flips is None or stage.flip_share is None:

@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from batch_serving.errors import StorageError
+from batch_serving.scoring.cascade_check import StageEvidence
 from batch_serving.storage import AnyPath, Location, as_location
 
 MANIFEST_NAME = "_manifest.json"
@@ -35,26 +36,6 @@ class ModelSection(_Record):
     registry_uri: str
 
 
-class CascadeStageSection(_Record):
-    """One cascade stage of a run: rows it saw, answered and quarantined, as counts and as
-    shares of the rows entering the cascade; with ``cascade.check_sample``, how its answers
-    compare with the last stage's on the checked rows (None: not checked)."""
-
-    member: str
-    answer_if: str | None = None
-    seen: int
-    answered: int
-    quarantined: int
-    share_seen: float
-    share_answered: float
-    share_quarantined: float
-    checked: int = 0
-    mean_abs_diff: float | None = None
-    flips: int | None = None
-    flip_share: float | None = None
-    decision: str | None = None  # what a flip compares: "action", "label" or None
-
-
 class ScoringSection(_Record):
     engine: str
     kind: str
@@ -67,7 +48,7 @@ class ScoringSection(_Record):
     artifact_mb: float
     model_loads: int
     python_workers: int
-    cascade: list[CascadeStageSection] = []  # one per stage, in order (cascade jobs)
+    cascade: list[StageEvidence] = []  # one per stage, in order (cascade jobs)
 
 
 class MemberSection(_Record):
