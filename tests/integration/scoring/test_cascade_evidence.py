@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 from conftest import RUN_DATE, customers
 from mlflow import MlflowClient
-from test_cascade_job import CountingScore, logistic, read
+from test_cascade_job import CountingScore, counting_stages, logistic, read
 
 from batch_serving.cli.output import score_record
 from batch_serving.runs.job import run_score
@@ -30,12 +30,7 @@ SURE = "prediction <= 0.3 or prediction >= 0.7"
 def test_stage_counts_and_check_agreement_in_every_record(
     spark, tmp_path, warehouse, job_config, register, tracking_uri, engine: str
 ) -> None:
-    calls = {name: tmp_path / f"calls_{name}" for name in ("small", "big")}
-    for directory in calls.values():
-        directory.mkdir()
-    sample = customers(50)[["tenure_months", "support_calls"]]
-    small_name, _ = register(CountingScore(str(calls["small"]), 0.3), sample, pyfunc=True)
-    big_name, _ = register(CountingScore(str(calls["big"]), 0.1), sample, pyfunc=True)
+    calls, small_name, big_name = counting_stages(tmp_path, register)
     rows = customers(500)
     warehouse(rows)
     cfg = job_config(

@@ -54,6 +54,18 @@ def logistic(frame: pd.DataFrame, scale: float) -> np.ndarray:
     return np.asarray(1 / (1 + np.exp(-raw.to_numpy(np.float64) / 10)))
 
 
+def counting_stages(tmp_path: Path, register: Any) -> tuple[dict[str, Path], str, str]:
+    """A small and a big model, registered; each records under ``calls[name]`` the rows it
+    received (so a test can count what every stage scored)."""
+    calls = {name: tmp_path / f"calls_{name}" for name in ("small", "big")}
+    for directory in calls.values():
+        directory.mkdir()
+    sample = customers(50)[["tenure_months", "support_calls"]]
+    small_name, _ = register(CountingScore(str(calls["small"]), 0.3), sample, pyfunc=True)
+    big_name, _ = register(CountingScore(str(calls["big"]), 0.1), sample, pyfunc=True)
+    return calls, small_name, big_name
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_cascade_equals_the_pandas_evaluation_of_its_stages(
     spark, warehouse, job_config, register, engine: str
@@ -98,12 +110,7 @@ def test_cascade_equals_the_pandas_evaluation_of_its_stages(
 def test_the_second_stage_receives_only_the_open_rows(
     spark, tmp_path, warehouse, job_config, register
 ) -> None:
-    calls = {name: tmp_path / f"calls_{name}" for name in ("small", "big")}
-    for directory in calls.values():
-        directory.mkdir()
-    sample = customers(50)[["tenure_months", "support_calls"]]
-    small_name, _ = register(CountingScore(str(calls["small"]), 0.3), sample, pyfunc=True)
-    big_name, _ = register(CountingScore(str(calls["big"]), 0.1), sample, pyfunc=True)
+    calls, small_name, big_name = counting_stages(tmp_path, register)
     rows = customers(500)
     warehouse(rows)
     cfg = job_config(
