@@ -114,7 +114,10 @@ def test_protocol_is_chosen_once_from_the_output_root(tmp_path: Path) -> None:
     s3 = location("s3://bucket/out", StorageConfig())
     assert isinstance(commit_protocol(s3, StorageConfig()), PointerCommit)
     assert isinstance(commit_protocol(s3, StorageConfig(commit="swap")), RenameSwap)
-    remote = predictions_layout("s3://bucket/out", "m", StorageConfig(lease_dir=str(tmp_path)))
+    # the format is given: with None the layout would look for a _delta_log in the bucket
+    remote = predictions_layout(
+        "s3://bucket/out", "m", StorageConfig(lease_dir=str(tmp_path)), "parquet"
+    )
     assert isinstance(remote.protocol, PointerCommit)
     assert remote.lease_file(DAY).is_relative_to(tmp_path)
 
