@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import gc
 import itertools
 import sys
 from collections.abc import Callable, Iterator
@@ -298,7 +299,18 @@ def connect_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield server.url
     finally:
+        close_connect_clients()
         server.stop()
+
+
+def close_connect_clients() -> None:
+    """Closes every Connect client of this process before its server goes: an open client
+    cleans up on the server at exit and, with the server gone, retries for many minutes."""
+    from pyspark.sql.connect.client.core import SparkConnectClient
+
+    for client in [o for o in gc.get_objects() if isinstance(o, SparkConnectClient)]:
+        if not client.is_closed:
+            client.close()
 
 
 @pytest.fixture(scope="session")
