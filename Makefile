@@ -119,7 +119,7 @@ report-png: $(STAMP) ## README screenshot of the latest demo run's report (after
 	$(PY) docs/screenshot.py --config conf/jobs/churn.yaml --out docs/img/report.png
 
 .PHONY: bench
-bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off, GX gates' share (SCALE=200k|2M|20M, ONLY=single|multi|drift|gates|whole|s3|onnx|cascade; whole, s3, onnx and cascade only when asked)
+bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow spark_udf, 4 models in one pass, drift on vs off, GX gates' share (SCALE=200k|2M|20M, ONLY=single|multi|drift|gates|whole|s3|onnx|cascade|connect|delta; whole, s3, onnx, cascade, connect and delta only when asked)
 	$(PY) bench/score_bench.py --scale $(SCALE) $(if $(ONLY),--only $(ONLY))
 
 ENTITIES ?= 10M

@@ -6,6 +6,7 @@
     make bench SCALE=200k ONLY=whole   # the demo job as a process (bench/whole_part.py)
     make bench SCALE=2M ONLY=connect   # the demo job as a Connect client (bench/connect_part.py)
     make bench SCALE=200k ONLY=cascade # LogReg -> HGB cascade vs HGB alone (cascade_part.py)
+    make bench SCALE=2M ONLY=delta     # Delta vs Parquet output, the Delta commit's share
 
 Part "single": for HistGradientBoosting and LogisticRegression (both fit on numpy) it times:
   A             one Python process: pyarrow read -> predict_proba -> pyarrow write, file by file
@@ -76,7 +77,7 @@ RUN_DATE = dt.date(2026, 1, 1)
 WARMUP_DATE = dt.date(2025, 12, 31)
 SCALES = {"200k": 200_000, "2M": 2_000_000, "20M": 20_000_000}  # 200k: a smoke run
 PARTS = ("single", "multi", "drift", "gates", "s3")  # "s3" only runs when asked for (--only s3)
-OPT_IN = ("onnx", "whole", "connect", "cascade")  # onnx: arrow_direct with the ONNX export
+OPT_IN = ("onnx", "whole", "connect", "cascade", "delta")  # onnx: arrow_direct with the ONNX export
 # cascade: LogReg then HGB for the open rows vs HGB alone; embedded decided-row latency
 # whole: the demo job as a process vs a plain script, and a backfill (bench/whole_part.py)
 GATE_ROWS = 200_000  # the gates part always measures a 200k-row partition (issue #13 target)
@@ -377,7 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         "whole: the demo job as a whole process vs a plain script, and a 10-date backfill vs "
         "10 runs; connect: the demo job as a Spark Connect client vs classic; cascade: LogReg "
         "then HGB for the ~20%% open rows vs HGB alone, and the embedded cascade's single-row "
-        "latency. Default: all but s3, onnx, whole, connect and cascade",
+        "latency; delta: Delta vs Parquet output, both engines, and the Delta commit's share. "
+        "Default: all but s3, onnx, whole, connect, cascade and delta",
     )
     args = parser.parse_args(argv)
     rows = SCALES[args.scale]
@@ -406,7 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.mkdir(parents=True, exist_ok=True)
     tracking_uri = f"sqlite:///{registry / 'mlflow.db'}"
     bench_experiment(tracking_uri, registry / "artifacts")
-    if {"single", "drift", "gates", "s3", "onnx", "cascade"} & set(parts):
+    if {"single", "drift", "gates", "s3", "onnx", "cascade", "delta"} & set(parts):
         register_models(tracking_uri)
     if "multi" in parts:
         register_members(tracking_uri)
@@ -437,6 +439,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         cascade_md = render_cascade(cascade, args.scale, rows, reps)
         _write_report("cascade", args.scale, cascade_md, cascade)
+    if "delta" in parts:
+        from delta_part import measure_delta, render_delta
+
+        delta = measure_delta(bench, rows, reps, _job_dict, WARMUP_DATE)
+        _write_report("delta", args.scale, render_delta(delta, args.scale, rows, reps), delta)
     if "multi" in parts:
         multi_reps = reps if args.scale == "20M" else max(reps, MULTI_ROUNDS)
         multi = measure_multi(bench, rows, multi_reps)
