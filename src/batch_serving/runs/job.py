@@ -24,16 +24,15 @@ from batch_serving.models.registry import ModelRef
 from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.checks import RunChecks
-from batch_serving.runs.compare import cascade_stages, compare_shadows
 from batch_serving.runs.context import RunContext, StepTimer, in_background
 from batch_serving.runs.models import fetch_models, prepare_models, resolve_members
+from batch_serving.runs.outcome import staged_outcome
 from batch_serving.runs.preflight import check_rules
 from batch_serving.runs.records import build_manifest
 from batch_serving.runs.recovery import recover_date, remove_dead_staging
 from batch_serving.runs.steps import (
     commit_run,
     enforce_bad_rows,
-    reconcile,
     start_duplicate_scan,
     validate_input,
 )
@@ -200,28 +199,16 @@ def _score_and_commit(
             )
         checks.after_scoring(counted)
         with step("reconcile"):
-            counts = reconcile(run, valid.rows(data))
-            comparison = compare_shadows(valid.plan, staging.predictions)
-            stages = cascade_stages(valid.plan, staging.predictions, staging.quarantine)
+            outcome = staged_outcome(run, valid.plan, valid.rows(data), data.files)
             checks.finish_drift()
         checks.before_commit()
-        enforce_bad_rows(run, counts)
+        enforce_bad_rows(run, outcome.counts)
         with step("commit"):
-            plan, gates = valid.plan, checks.gates
             manifest = build_manifest(
-                run,
-                plan,
-                models,
-                engine.name,
-                counts,
-                gates,
-                spark.version,
-                comparison,
-                data.files,
-                cascade=stages,
+                run, valid.plan, models, engine.name, outcome, checks.gates, spark.version
             )
             manifest = checks.record(manifest)
-            committed = commit_run(run, manifest, gates, lease)
+            committed = commit_run(run, manifest, checks.gates, lease)
     return manifest, committed
 
 

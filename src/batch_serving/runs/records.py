@@ -10,9 +10,8 @@ from batch_serving.models.registry import ModelRef
 from batch_serving.quality.gates import GateRunner
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.models import PreparedModels
-from batch_serving.runs.steps import Counts
+from batch_serving.runs.outcome import StagedOutcome
 from batch_serving.scoring.cascade_check import StageEvidence
-from batch_serving.scoring.comparison import ComparisonSummary
 from batch_serving.scoring.plan import Member, ScoringPlan
 from batch_serving.spark.delivery import DeliveryPlan
 from batch_serving.storage import AnyPath, resolve
@@ -34,16 +33,13 @@ def build_manifest(
     plan: ScoringPlan,
     models: PreparedModels,
     engine: str,
-    counts: Counts,
+    outcome: StagedOutcome,
     gates: GateRunner,
     spark_version: str,
-    comparison: dict[str, ComparisonSummary],
-    input_files: Sequence[AnyPath] = (),
-    cascade: Sequence[StageEvidence] = (),
 ) -> RunManifest:
-    """``input_files``: the data files the engine read (none when Spark listed them itself);
-    ``cascade``: each cascade stage's rows and check (``runs.compare.cascade_stages``)."""
-    cfg, served = run.cfg, plan.served
+    """``outcome``: the counts, shadow comparisons, cascade stages and input files taken
+    before the commit (``runs.outcome``)."""
+    cfg, served, counts = run.cfg, plan.served, outcome.counts
     ref, delivery = served.ref, models.deliveries[0]
     return RunManifest(
         job=cfg.job,
@@ -54,9 +50,9 @@ def build_manifest(
         model=ModelSection(
             **_pinned(ref), artifact_uri=ref.artifact_uri, registry_uri=ref.registry_uri
         ),
-        scoring=_scoring(plan, delivery, engine, cascade),
+        scoring=_scoring(plan, delivery, engine, outcome.cascade),
         input=InputSection(
-            path=run.where, rows=counts.input_rows, files=_stamped(run, input_files)
+            path=run.where, rows=counts.input_rows, files=_stamped(run, outcome.input_files)
         ),
         staging_removed=list(run.staging_removed),
         quarantine=QuarantineSection(
@@ -80,7 +76,7 @@ def build_manifest(
         else [],
         ensemble=plan.ensemble.describe() if plan.ensemble is not None else None,
         rules=plan.rules.describe() if plan.rules is not None else [],
-        comparison={key: summary.to_dict() for key, summary in comparison.items()},
+        comparison={key: summary.to_dict() for key, summary in outcome.comparison.items()},
     )
 
 
