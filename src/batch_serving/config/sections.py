@@ -381,7 +381,8 @@ class StorageConfig(Frozen):
     """Seconds a replaced run's directory stays readable (object stores) before it is deleted."""
     lease_dir: str | None = None
     """Local (or shared POSIX) directory of the date leases when `output.root` is remote;
-    `null`: the system temp directory (one driver host)."""
+    `null`: lease objects on the bucket itself (`s3://`, conditional writes: drivers on any
+    host are kept apart), or the system temp directory for `gs://`/`abfs://` (one driver host)."""
 
 
 class DriftGatesConfig(Frozen):

@@ -41,7 +41,7 @@ from batch_serving.spark.engines import Engine, choose_engine, engine_named
 from batch_serving.spark.input_table import resolve_input
 from batch_serving.spark.metastore import wake_metastore
 from batch_serving.tables.commit import Committed, discard
-from batch_serving.tables.lease import Lease
+from batch_serving.tables.lease import WriteLease
 from batch_serving.tables.manifest import AfterCommit, RunManifest
 
 log = logging.getLogger(__name__)
@@ -115,7 +115,7 @@ def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = Fal
     run = prepared.run
     cfg, run_date = run.cfg, run.run_date
     use_storage(spark, cfg.storage)  # a session this job did not build reaches its buckets too
-    with Lease(run.predictions.lease_file(run_date), run.run_id, wait=wait) as lease:
+    with run.predictions.lease(run_date, run.run_id, wait=wait) as lease:
         recover_date(cfg, run_date)
         run.staging_removed.extend(remove_dead_staging(cfg, run.run_id))
         manifest, committed = _score_and_commit(spark, prepared, lease)
@@ -173,7 +173,7 @@ def _report(cfg: JobConfig, run_date: dt.date) -> Path | None:
 
 
 def _score_and_commit(
-    spark: SparkSession, prepared: PreparedRun, lease: Lease
+    spark: SparkSession, prepared: PreparedRun, lease: WriteLease
 ) -> tuple[RunManifest, Committed]:
     """read -> load -> validate -> score -> reconcile -> commit; checks wrap the scoring."""
     run, step = prepared.run, prepared.run.timer.step

@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from batch_serving.config import JobConfig
 from batch_serving.tables.commit import recover
 from batch_serving.tables.layout import TableLayout, predictions_layout, quarantine_layout
-from batch_serving.tables.lease import Lease
 from batch_serving.tables.staging import clean_staging
 
 log = logging.getLogger(__name__)
@@ -39,16 +38,16 @@ def remove_dead_staging(cfg: JobConfig, keep_run: str) -> list[str]:
     """Staging of this model's runs that are no longer alive (killed mid-write), removed; the
     staging of a concurrent live run (another date, its own lease) is kept. One line each."""
     tables = layouts(cfg)
-    lease_dir = tables[0].lease_file(dt.date.min).parent  # a run's lease: its predictions date
+    holders = tables[0].lease_holders  # a run's lease: its predictions date
     max_age_s = cfg.output.staging_max_age_hours * 3600
-    return [v.describe() for v in clean_staging(tables, lease_dir, max_age_s, keep_run)]
+    return [v.describe() for v in clean_staging(tables, holders, max_age_s, keep_run)]
 
 
 @contextmanager
 def holding_date(cfg: JobConfig, run_date: dt.date, purpose: str, wait: bool) -> Iterator[None]:
     """The date's lease for a step that is not a score run (publish, check-output, recover)."""
     holder = f"{purpose}-{uuid.uuid4().hex[:8]}"
-    with Lease(layouts(cfg)[0].lease_file(run_date), holder, wait=wait):
+    with layouts(cfg)[0].lease(run_date, holder, wait=wait):
         yield
 
 

@@ -23,7 +23,7 @@ from batch_serving.spark.engines import Engine, InputData
 from batch_serving.storage.files import count_rows, data_files
 from batch_serving.tables.commit import Committed, commit
 from batch_serving.tables.layout import TableLayout
-from batch_serving.tables.lease import Lease, read_holder
+from batch_serving.tables.lease import WriteLease
 from batch_serving.tables.manifest import RunManifest, read_manifest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -151,15 +151,15 @@ def enforce_bad_rows(run: RunContext, counts: Counts) -> None:
 
 
 def commit_run(
-    run: RunContext, manifest: RunManifest, gates: GateRunner, lease: Lease
+    run: RunContext, manifest: RunManifest, gates: GateRunner, lease: WriteLease
 ) -> Committed:
     """Write the manifest (once, inside the staged partition), then swap both tables in,
     provided this run still holds the date's lease (a run stalled past the stale timeout
     may have been taken over)."""
     if not lease.still_held():
-        holder = read_holder(lease.path)
+        holder = lease.holder()
         raise LeaseHeldError(
-            f"run {run.run_id} lost the lease {lease.path} before its commit (now held by "
+            f"run {run.run_id} lost the lease {lease.where} before its commit (now held by "
             f"{holder.describe() if holder else 'nobody'}); nothing committed"
         )
     staging = run.staging

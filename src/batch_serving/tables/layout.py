@@ -19,21 +19,24 @@ instead a pointer object plus immutable run directories, and staging is the run 
     predictions/<model>/ds=YYYY-MM-DD/_COMMITTED.json                   (pointer, written last)
     predictions/<model>/ds=YYYY-MM-DD/_runs/<run_id>/part-*.parquet + _manifest.json
 
-and the leases live on a local (or shared POSIX) directory (``storage.lease_dir``).
+The leases (``tables.lease``) are files under a local root; under a remote one they are
+objects on the bucket kept apart by conditional writes (``tables.object_lease``; S3), or files
+on ``storage.lease_dir`` when it is set (and for stores without conditional writes here).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from batch_serving.config.sections import StorageConfig
 from batch_serving.storage import Location, as_location, lease_root, location
+from batch_serving.storage.conditional import conditional_objects, object_key
 from batch_serving.tables.commit import RenameSwap
 from batch_serving.tables.delta_commit import DELTA_LOG, DeltaCommit
-from batch_serving.tables.lease import lease_path
+from batch_serving.tables.lease import FileLeases, LeaseHolder, LeaseStore, WriteLease
 from batch_serving.tables.object_commit import PointerCommit
+from batch_serving.tables.object_lease import ObjectLeases
 from batch_serving.tables.protocol import CommitProtocol
 
 PARTITION_COLUMN = "ds"
@@ -50,7 +53,7 @@ class TableLayout:
     table: str
     model: str
     protocol: CommitProtocol = field(default_factory=RenameSwap)
-    leases: Path | None = None  # where the leases live; None: under a local root
+    leases: LeaseStore | None = None  # where the leases live; None: files under a local root
     grace_period_s: float = 3600.0  # how long a replaced run directory stays readable
 
     def __post_init__(self) -> None:
@@ -90,10 +93,20 @@ class TableLayout:
         """Per-run records (validation results, report), kept whether the run committed or not."""
         return self.root / "_runs" / self.table / self.model / run_id
 
-    def lease_file(self, run_date: dt.date) -> Path:
-        """Who is writing this date right now (see ``tables.lease``)."""
-        root = self.leases if self.leases is not None else self.root.local_path("the leases")
-        return lease_path(root, self.table, self.model, self.partition_name(run_date))
+    def lease(self, run_date: dt.date, run_id: str, *, wait: bool = False) -> WriteLease:
+        """The date's lease for ``run_id``: one writer per date (see ``tables.lease``)."""
+        partition = self.partition_name(run_date)
+        return self.lease_store.lease(self.table, self.model, partition, run_id, wait=wait)
+
+    def lease_holders(self) -> list[LeaseHolder]:
+        """Who holds a lease of this table and model now (one per date being written)."""
+        return self.lease_store.holders(self.table, self.model)
+
+    @property
+    def lease_store(self) -> LeaseStore:
+        if self.leases is not None:
+            return self.leases
+        return FileLeases(self.root.local_path("the leases"))
 
     def committed_dates(self) -> list[str]:
         prefix = f"{PARTITION_COLUMN}="
@@ -139,14 +152,14 @@ def table_layout(
     storage: StorageConfig | None = None,
     output_format: str | None = None,
 ) -> TableLayout:
-    """The layout of ``output_root`` with its commit protocol, chosen here once; leases under
-    a local root, else on the local lease directory (``storage.lease_dir``).
+    """The layout of ``output_root`` with its commit protocol and its lease store, both
+    chosen here once (``lease_store``).
 
     ``output_format`` is ``output.format`` (writers pass it); None (readers that have no job
     config) means: a Delta table if the table already is one (a ``_delta_log``), else Parquet."""
     cfg = storage or StorageConfig()
     root = location(output_root, cfg)
-    leases = root.as_local() or lease_root(output_root, cfg)
+    leases = lease_store(root, output_root, cfg)
     if output_format == "delta" or (
         output_format is None and (root / table / model / DELTA_LOG).is_dir()
     ):
@@ -161,3 +174,16 @@ def commit_protocol(root: Location, storage: StorageConfig | None = None) -> Com
     if mode == "pointer" or (mode == "auto" and not root.renames_directories):
         return PointerCommit()
     return RenameSwap()
+
+
+def lease_store(root: Location, output_root: str, storage: StorageConfig) -> LeaseStore:
+    """Files under a local root; under a remote one, files on ``storage.lease_dir`` when it
+    is set, else objects on the bucket where it answers conditional writes (S3), else files
+    in the system temp directory (one driver host)."""
+    local = root.as_local()
+    if local is not None:
+        return FileLeases(local)
+    objects = None if storage.lease_dir else conditional_objects(root)
+    if objects is not None:
+        return ObjectLeases(objects, object_key(root))
+    return FileLeases(lease_root(output_root, storage))

@@ -1,8 +1,13 @@
-"""One writer per (table, model, partition): a lease file in the output root (issue #17.1).
+"""One writer per (table, model, partition): a lease in the output root (issue #17.1).
 
 Two runs of the same partition that commit together would rewrite each other's manifest, so a
 run takes ``<output_root>/_leases/<table>/<model>/<partition>.json`` before writing and keeps it
-fresh with a heartbeat. The file is created whole or not at all (written to a temporary name,
+fresh with a heartbeat. ``WriteLease`` is that protocol (take, wait, beat, release,
+``still_held``); where the record is kept is a ``LeaseStore``, chosen once with the layout:
+``FileLeases`` (this module: files on a local or shared POSIX directory) or
+``tables.object_lease.ObjectLeases`` (objects on the bucket, conditional writes).
+
+The file lease: the file is created whole or not at all (written to a temporary name,
 then ``os.link``-ed, which fails if the lease exists), so readers never see half a lease.
 
 A lease is stale when its holder's pid is gone on this host, or its heartbeat is older than
@@ -33,9 +38,11 @@ import socket
 import threading
 import time
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Protocol, Self
 
 from batch_serving.errors import ConfigError, LeaseHeldError, StorageError
 
@@ -104,12 +111,15 @@ def stale_reason(holder: LeaseHolder, stale_after_s: float) -> str | None:
     return None
 
 
-class Lease:
-    """Context manager holding the lease at ``path`` for ``run_id`` while the block runs."""
+class WriteLease(ABC):
+    """Context manager holding one (table, model, partition) lease for ``run_id`` while the
+    block runs: take it (waiting if asked), keep it fresh from a heartbeat thread, release it.
+    What the lease is stored as (a file, an object) is the subclass's: ``FileLease``,
+    ``tables.object_lease.ObjectLease``; stores hand them out (``LeaseStore``)."""
 
     def __init__(
         self,
-        path: Path,
+        where: str,
         run_id: str,
         *,
         wait: bool = False,
@@ -123,29 +133,27 @@ class Lease:
                 f"lease heartbeat_s={heartbeat_s} must be > 0 and below stale_after_s="
                 f"{stale_after_s}, or a live holder would look stale"
             )
-        self.path, self.run_id, self.wait = Path(path), run_id, wait
-        self._guard_path = self.path.with_name(f".{self.path.name}.guard")
+        self.where, self.run_id, self.wait = where, run_id, wait
         self.wait_timeout_s, self.stale_after_s = wait_timeout_s, stale_after_s
         self.heartbeat_s, self.poll_s = heartbeat_s, poll_s
-        self._holder: LeaseHolder | None = None
         self._stop = threading.Event()
         self._beat: threading.Thread | None = None
 
-    def __enter__(self) -> Lease:
+    def __enter__(self) -> Self:
         start, announced = time.monotonic(), False
         while (blocker := self._try_acquire()) is not None:
             waited = time.monotonic() - start
             if not self.wait:
                 raise LeaseHeldError(
-                    f"lease {self.path} is held by {blocker}: another run is writing this "
+                    f"lease {self.where} is held by {blocker}: another run is writing this "
                     "partition; run again with --wait to wait for it"
                 )
             if waited >= self.wait_timeout_s:
                 raise LeaseHeldError(
-                    f"waited {waited:.1f} s for lease {self.path}; still held by {blocker}"
+                    f"waited {waited:.1f} s for lease {self.where}; still held by {blocker}"
                 )
             if not announced:
-                log.info("waiting for lease %s held by %s", self.path, blocker)
+                log.info("waiting for lease %s held by %s", self.where, blocker)
                 announced = True
             time.sleep(max(0.0, min(self.poll_s, self.wait_timeout_s - waited)))
         self._stop.clear()
@@ -163,14 +171,119 @@ class Lease:
         try:
             self._release()
         except OSError as error:  # never mask the block's own exception; the lease goes stale
-            log.warning("could not release lease %s: %s", self.path, error)
+            log.warning("could not release lease %s: %s", self.where, error)
 
     def still_held(self) -> bool:
-        holder = _current(self.path)[1]
+        """Does the lease still name this run? Check it right before committing."""
+        holder = self.holder()
         return holder is not None and holder.run_id == self.run_id
 
+    @abstractmethod
+    def holder(self) -> LeaseHolder | None:
+        """Who holds the lease now (None: nobody, or a record that is not a lease)."""
+
+    @abstractmethod
     def _try_acquire(self) -> str | None:
         """None once we hold the lease, else who holds it (as said in errors and logs)."""
+
+    @abstractmethod
+    def _beat_once(self) -> bool:
+        """Refresh heartbeat_at if the lease is still ours; False once it is not."""
+
+    @abstractmethod
+    def _release(self) -> None:
+        """Remove the lease if it is still ours; leave anyone else's as it is."""
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                if not self._beat_once():
+                    return
+            except OSError as error:  # keep beating: the next one may succeed
+                log.warning("lease %s: heartbeat failed: %s", self.where, error)
+
+    def _stale_reason(self, holder: LeaseHolder | None, record_age_s: float) -> str | None:
+        if holder is None:
+            return "unreadable" if record_age_s > self.stale_after_s else None
+        return stale_reason(holder, self.stale_after_s)
+
+
+class LeaseStore(Protocol):
+    """Where the leases of one output root live; chosen once with the layout
+    (``tables.layout.table_layout``)."""
+
+    def lease(
+        self, table: str, model: str, partition: str, run_id: str, *, wait: bool = False
+    ) -> WriteLease:
+        """The lease of one partition, for ``run_id`` (taken when its block is entered)."""
+        ...
+
+    def holders(self, table: str, model: str) -> list[LeaseHolder]:
+        """Holders of every lease of one model (one per partition being written); corrupt
+        records are skipped (they name no live run)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FileLeases:
+    """Lease files under ``root`` (a local or shared POSIX directory)."""
+
+    root: Path
+
+    def path(self, table: str, model: str, partition: str) -> Path:
+        return lease_path(self.root, table, model, partition)
+
+    def lease(
+        self, table: str, model: str, partition: str, run_id: str, *, wait: bool = False
+    ) -> FileLease:
+        return FileLease(self.path(table, model, partition), run_id, wait=wait)
+
+    def holders(self, table: str, model: str) -> list[LeaseHolder]:
+        folder = self.root / LEASES_DIR / table / model
+        if not folder.is_dir():
+            return []
+        holders = []
+        for path in sorted(folder.glob("*.json")):
+            try:
+                holder = read_holder(path)
+            except StorageError:
+                continue
+            if holder is not None:
+                holders.append(holder)
+        return holders
+
+
+class FileLease(WriteLease):
+    """The lease as a file at ``path`` (exclusive create, a ``flock`` guard for every change)."""
+
+    def __init__(
+        self,
+        path: Path,
+        run_id: str,
+        *,
+        wait: bool = False,
+        wait_timeout_s: float = 3600,
+        stale_after_s: float = 120,
+        heartbeat_s: float = 10,
+        poll_s: float = 1.0,
+    ) -> None:
+        super().__init__(
+            str(path),
+            run_id,
+            wait=wait,
+            wait_timeout_s=wait_timeout_s,
+            stale_after_s=stale_after_s,
+            heartbeat_s=heartbeat_s,
+            poll_s=poll_s,
+        )
+        self.path = Path(path)
+        self._guard_path = self.path.with_name(f".{self.path.name}.guard")
+        self._holder: LeaseHolder | None = None
+
+    def holder(self) -> LeaseHolder | None:
+        return _current(self.path)[1]
+
+    def _try_acquire(self) -> str | None:
         blocker = "runs that keep replacing it"
         try:
             for _ in range(_ATTEMPTS):
@@ -192,15 +305,9 @@ class Lease:
             raise StorageError(f"cannot take lease {self.path}: {error}") from None
         return blocker
 
-    def _stale_reason(self, holder: LeaseHolder | None, file_age_s: float) -> str | None:
-        if holder is None:
-            return "unreadable" if file_age_s > self.stale_after_s else None
-        return stale_reason(holder, self.stale_after_s)
-
     def _create(self) -> bool:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        now = _stamp()
-        holder = LeaseHolder(self.run_id, socket.gethostname(), os.getpid(), now, now)
+        holder = new_holder(self.run_id)
         tmp = self._write_temp(holder)
         try:
             os.link(tmp, self.path)
@@ -243,16 +350,7 @@ class Lease:
             elif self._set_aside(seen):
                 log.info("run %s released lease %s", self.run_id, self.path)
 
-    def _heartbeat(self) -> None:
-        while not self._stop.wait(self.heartbeat_s):
-            try:
-                if not self._beat_once():
-                    return
-            except OSError as error:  # keep beating: the next one may succeed
-                log.warning("lease %s: heartbeat failed: %s", self.path, error)
-
     def _beat_once(self) -> bool:
-        """Rewrite heartbeat_at if the lease is still ours; False once it is not."""
         with self._guarded() as locked:
             if not locked or self._holder is None:
                 return True  # try again at the next beat
@@ -261,7 +359,7 @@ class Lease:
                 now = holder.describe() if holder else "no readable lease"
                 log.warning("lease %s was taken over (%s); heartbeat stops", self.path, now)
                 return False
-            self._holder = replace(self._holder, heartbeat_at=_stamp())
+            self._holder = replace(self._holder, heartbeat_at=stamp())
             tmp = self._write_temp(self._holder)
             try:
                 os.replace(tmp, self.path)
@@ -291,7 +389,7 @@ class Lease:
     def _write_temp(self, holder: LeaseHolder) -> Path:
         tmp = self.path.with_name(f".{self.path.name}.{uuid.uuid4().hex}.tmp")
         try:
-            tmp.write_text(json.dumps(asdict(holder), sort_keys=True) + "\n")
+            tmp.write_bytes(encode_holder(holder))
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
@@ -302,7 +400,8 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def _stamp() -> str:
+def stamp() -> str:
+    """Now, as a lease records it (ISO-8601 UTC, milliseconds)."""
     return _now().isoformat(timespec="milliseconds")
 
 
@@ -318,10 +417,13 @@ def _see(path: Path) -> _Seen | None:
 def _current(path: Path) -> tuple[_Seen | None, LeaseHolder | None]:
     """The file as read now, and its holder if it parses as a lease."""
     seen = _see(path)
-    if seen is None:
-        return None, None
+    return (None, None) if seen is None else (seen, parse_holder(seen.data))
+
+
+def parse_holder(data: bytes) -> LeaseHolder | None:
+    """The holder a lease record names, None if it is not a lease."""
     try:
-        raw = json.loads(seen.data)
+        raw = json.loads(data)
         holder = LeaseHolder(
             str(raw["run_id"]),
             str(raw["host"]),
@@ -330,9 +432,19 @@ def _current(path: Path) -> tuple[_Seen | None, LeaseHolder | None]:
             str(raw["heartbeat_at"]),
         )
     except (ValueError, KeyError, TypeError):
-        return seen, None
+        return None
     valid = holder.pid > 0 and holder.heartbeat_age_s() is not None
-    return seen, holder if valid else None
+    return holder if valid else None
+
+
+def encode_holder(holder: LeaseHolder) -> bytes:
+    return (json.dumps(asdict(holder), sort_keys=True) + "\n").encode()
+
+
+def new_holder(run_id: str) -> LeaseHolder:
+    """This process's record as a fresh holder of a lease for ``run_id``."""
+    now = stamp()
+    return LeaseHolder(run_id, socket.gethostname(), os.getpid(), now, now)
 
 
 def _flock(fd: int, timeout_s: float) -> bool:

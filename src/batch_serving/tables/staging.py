@@ -11,8 +11,8 @@ at every staging directory of the model and removes those whose run is no longer
   older than ``output.staging_max_age_hours``.
 
 A staging directory whose run holds a live lease is never touched, whatever its age. Storage
-access goes through four small functions (``list_dirs``, ``newest_mtime``, ``remove_tree``,
-``lease_holders``) so another storage backend can route them.
+access goes through three small functions (``list_dirs``, ``newest_mtime``, ``remove_tree``)
+and the layout's lease store (``TableLayout.lease_holders``).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch_serving.errors import StorageError
 from batch_serving.tables.layout import TableLayout
-from batch_serving.tables.lease import LeaseHolder, read_holder, stale_reason
+from batch_serving.tables.lease import LeaseHolder, stale_reason
 
 log = logging.getLogger(__name__)
 
-STALE_AFTER_S = 120.0  # as Lease's default: a holder silent for this long is dead
+STALE_AFTER_S = 120.0  # as WriteLease's default: a holder silent for this long is dead
 
 
 @dataclass(frozen=True)
@@ -70,22 +70,6 @@ def remove_tree(tree: Path) -> None:
         raise StorageError(f"cannot remove stale staging directory {tree}")
 
 
-def lease_holders(lease_dir: Path) -> list[LeaseHolder]:
-    """Holders of every lease file of one model (one per date being written); unreadable or
-    corrupt files are skipped (a corrupt lease names no live run)."""
-    if not lease_dir.is_dir():
-        return []
-    holders = []
-    for path in sorted(lease_dir.glob("*.json")):
-        try:
-            holder = read_holder(path)
-        except StorageError:
-            continue
-        if holder is not None:
-            holders.append(holder)
-    return holders
-
-
 def judge(
     path: Path,
     holders: Iterable[LeaseHolder] | None,
@@ -111,7 +95,7 @@ def judge(
 
 def clean_staging(
     layouts: Iterable[TableLayout],
-    lease_dir: Path | None,
+    lease_holders: Callable[[], list[LeaseHolder]] | None,
     max_age_s: float,
     keep_run: str,
     stale_after_s: float = STALE_AFTER_S,
@@ -128,7 +112,7 @@ def clean_staging(
     found = [p for p in found if p.name != keep_run]
     if not found:
         return []
-    holders = lease_holders(lease_dir) if lease_dir is not None else None
+    holders = lease_holders() if lease_holders is not None else None
     now, removed = time.time(), []
     for path in found:
         try:

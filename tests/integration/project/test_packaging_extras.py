@@ -37,6 +37,7 @@ OPTIONAL = {
     "lightgbm": "flavors",
     "xgboost": "flavors",
     "deltalake": "delta",
+    "boto3": "s3",
 }
 # what a client library or a Spark platform imports first: none of OPTIONAL may load
 CORE_ENTRY_POINTS = (

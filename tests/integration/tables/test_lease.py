@@ -25,7 +25,7 @@ import pytest
 
 from batch_serving.errors import ConfigError, LeaseHeldError, StorageError
 from batch_serving.tables import lease as lease_module
-from batch_serving.tables.lease import Lease, LeaseHolder, lease_path, read_holder
+from batch_serving.tables.lease import FileLease, LeaseHolder, lease_path, read_holder
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 LOGGER = "batch_serving.tables.lease"
@@ -33,9 +33,9 @@ LOGGER = "batch_serving.tables.lease"
 HOLDER = textwrap.dedent(
     """
     import pathlib, sys, time
-    from batch_serving.tables.lease import Lease
+    from batch_serving.tables.lease import FileLease
     path, run_id, ready, hold_s = sys.argv[1:5]
-    with Lease(pathlib.Path(path), run_id, heartbeat_s=0.2, stale_after_s=30):
+    with FileLease(pathlib.Path(path), run_id, heartbeat_s=0.2, stale_after_s=30):
         pathlib.Path(ready).write_text("held")
         time.sleep(float(hold_s))
     """
@@ -45,7 +45,7 @@ RACER = textwrap.dedent(
     """
     import pathlib, sys, time
     from batch_serving.errors import LeaseHeldError
-    from batch_serving.tables.lease import Lease
+    from batch_serving.tables.lease import FileLease
     path, base = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])
     run_id, rounds = sys.argv[2], int(sys.argv[4])
     (base / f"{run_id}.ready").write_text("ready")
@@ -53,7 +53,7 @@ RACER = textwrap.dedent(
         while not (base / f"go.{turn}").exists():
             time.sleep(0.0005)
         try:
-            with Lease(path, run_id, stale_after_s=60):
+            with FileLease(path, run_id, stale_after_s=60):
                 print("won", flush=True)
                 deadline = time.monotonic() + 10
                 while not (base / f"done.{turn}").exists() and time.monotonic() < deadline:
@@ -67,10 +67,10 @@ WAITER = textwrap.dedent(
     """
     import pathlib, sys
     from batch_serving.errors import LeaseHeldError
-    from batch_serving.tables.lease import Lease
+    from batch_serving.tables.lease import FileLease
     path, run_id, timeout_s = sys.argv[1:4]
     try:
-        with Lease(pathlib.Path(path), run_id, wait=True, wait_timeout_s=float(timeout_s),
+        with FileLease(pathlib.Path(path), run_id, wait=True, wait_timeout_s=float(timeout_s),
                    poll_s=0.05):
             print("acquired")
     except LeaseHeldError as error:
@@ -148,11 +148,11 @@ def test_lease_path_is_one_file_under_the_underscore_leases_dir(tmp_path: Path) 
     with pytest.raises(ConfigError, match=r"'\.\./x'"):
         lease_path(tmp_path, "predictions", "../x", "ds=2026-11-22")
     with pytest.raises(ConfigError, match="heartbeat_s"):
-        Lease(tmp_path / "l.json", "run-a", heartbeat_s=120, stale_after_s=120)
+        FileLease(tmp_path / "l.json", "run-a", heartbeat_s=120, stale_after_s=120)
 
 
 def test_acquire_writes_the_holder_and_release_removes_it(path: Path) -> None:
-    lease = Lease(path, "run-a")
+    lease = FileLease(path, "run-a")
     with lease:
         record = json.loads(path.read_text())
         assert set(record) == {"run_id", "host", "pid", "acquired_at", "heartbeat_at"}
@@ -170,15 +170,15 @@ def test_acquire_writes_the_holder_and_release_removes_it(path: Path) -> None:
     assert leftovers(path) == []  # no temp file or tombstone left behind
     with lease:  # the same run can take it again, and so can another
         assert read_holder(path).run_id == "run-a"  # type: ignore[union-attr]
-    with Lease(path, "run-b"):
+    with FileLease(path, "run-b"):
         assert read_holder(path).run_id == "run-b"  # type: ignore[union-attr]
 
 
 def test_second_run_fails_fast_naming_the_holder(path: Path) -> None:
-    with Lease(path, "run-a"):
+    with FileLease(path, "run-a"):
         before = path.read_bytes()
         started = time.monotonic()
-        with pytest.raises(LeaseHeldError) as raised, Lease(path, "run-b"):
+        with pytest.raises(LeaseHeldError) as raised, FileLease(path, "run-b"):
             pass
         assert time.monotonic() - started < 1
         assert path.read_bytes() == before
@@ -193,11 +193,11 @@ def test_holder_killed_with_sigkill_is_taken_over_at_once(
 ) -> None:
     holder = hold_elsewhere(spawn, path, "run-killed", hold_s=60)
     with pytest.raises(LeaseHeldError, match=f"run run-killed \\(pid {holder.pid} "):
-        Lease(path, "run-b", stale_after_s=60).__enter__()
+        FileLease(path, "run-b", stale_after_s=60).__enter__()
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=10)  # reaped: a zombie would still answer kill(pid, 0)
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    with Lease(path, "run-b", stale_after_s=60) as lease:  # wait=False: no heartbeat timeout
+    with FileLease(path, "run-b", stale_after_s=60) as lease:  # wait=False: no heartbeat timeout
         assert lease.still_held()
     assert "run-killed" in caplog.text and f"pid {holder.pid} is not running" in caplog.text
     assert [name for name in leftovers(path) if ".stale." in name] == []
@@ -208,12 +208,15 @@ def test_stale_heartbeat_from_another_host_is_taken_over_and_fresh_one_is_not(
 ) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
     write_lease(path, "run-fresh", "other-host.invalid", dead_pid, heartbeat_age_s=5)
-    with pytest.raises(LeaseHeldError, match="run-fresh"), Lease(path, "run-b", stale_after_s=60):
+    with (
+        pytest.raises(LeaseHeldError, match="run-fresh"),
+        FileLease(path, "run-b", stale_after_s=60),
+    ):
         pass  # its pid means nothing on this host, and its heartbeat is recent
     assert read_holder(path).run_id == "run-fresh"  # type: ignore[union-attr]
 
     write_lease(path, "run-old", "other-host.invalid", dead_pid, heartbeat_age_s=300)
-    with Lease(path, "run-b", stale_after_s=60):
+    with FileLease(path, "run-b", stale_after_s=60):
         assert read_holder(path).run_id == "run-b"  # type: ignore[union-attr]
     assert "run-old" in caplog.text and "no heartbeat for 300 s" in caplog.text
     assert "run-fresh" not in caplog.text
@@ -224,16 +227,16 @@ def test_corrupt_lease_is_stale_only_once_old(path: Path) -> None:
     path.write_text('{"run_id": "half')
     with pytest.raises(StorageError, match="not a lease"):
         read_holder(path)
-    with pytest.raises(LeaseHeldError, match="corrupt"), Lease(path, "run-b", stale_after_s=60):
+    with pytest.raises(LeaseHeldError, match="corrupt"), FileLease(path, "run-b", stale_after_s=60):
         pass
     old = time.time() - 120
     os.utime(path, (old, old))
-    with Lease(path, "run-b", stale_after_s=60):
+    with FileLease(path, "run-b", stale_after_s=60):
         assert read_holder(path).run_id == "run-b"  # type: ignore[union-attr]
 
 
 def test_heartbeat_advances_while_held_and_stops_on_exit(path: Path) -> None:
-    with Lease(path, "run-a", heartbeat_s=0.2, stale_after_s=5):
+    with FileLease(path, "run-a", heartbeat_s=0.2, stale_after_s=5):
         first = read_holder(path)
         assert first is not None
         wait_for(lambda: read_holder(path).heartbeat_at != first.heartbeat_at, timeout_s=3)  # type: ignore[union-attr]
@@ -250,7 +253,7 @@ def test_wait_acquires_once_the_other_process_releases(
     caplog.set_level(logging.INFO, logger=LOGGER)
     holder = hold_elsewhere(spawn, path, "run-a", hold_s=0.5)
     started = time.monotonic()
-    with Lease(path, "run-b", wait=True, wait_timeout_s=10, poll_s=0.05):
+    with FileLease(path, "run-b", wait=True, wait_timeout_s=10, poll_s=0.05):
         waited = time.monotonic() - started
         assert read_holder(path).run_id == "run-b"  # type: ignore[union-attr]
     assert 0.1 < waited < 5
@@ -263,7 +266,7 @@ def test_wait_gives_up_after_the_timeout(
     path: Path, spawn: Callable[..., subprocess.Popen[str]]
 ) -> None:
     """The waiter is a child process, so a wait that never ends fails here instead of hanging."""
-    with Lease(path, "run-a"):
+    with FileLease(path, "run-a"):
         started = time.monotonic()
         waiter = spawn(WAITER, path, "run-b", 0.3)
         output = waiter.communicate(timeout=10)[0]
@@ -309,7 +312,7 @@ def test_takeover_does_not_break_a_lease_renewed_after_it_was_judged_stale(
         real_rename(src, dst)
 
     monkeypatch.setattr(lease_module.os, "rename", rename_after_takeover)
-    with pytest.raises(LeaseHeldError, match="run run-c"), Lease(path, "run-b"):
+    with pytest.raises(LeaseHeldError, match="run run-c"), FileLease(path, "run-b"):
         pass
     assert read_holder(path).run_id == "run-c"  # type: ignore[union-attr]
 
@@ -318,7 +321,7 @@ def test_release_leaves_a_lease_that_another_run_took_over(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger=LOGGER)
-    with Lease(path, "run-a", heartbeat_s=0.1, stale_after_s=5) as lease:
+    with FileLease(path, "run-a", heartbeat_s=0.1, stale_after_s=5) as lease:
         write_lease(path.with_name("new.json"), "run-c", "other-host.invalid", 1, 0)
         os.replace(path.with_name("new.json"), path)
         assert not lease.still_held()

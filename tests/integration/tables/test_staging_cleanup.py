@@ -26,7 +26,7 @@ from test_concurrency import INPUTS, start_score, write_config
 from batch_serving.runs.job import run_score
 from batch_serving.runs.summary import summary_lines
 from batch_serving.tables.layout import predictions_layout, quarantine_layout
-from batch_serving.tables.lease import Lease, read_holder
+from batch_serving.tables.lease import FileLease, lease_path, read_holder
 from batch_serving.tables.staging import clean_staging, judge
 
 OTHER_DATE = RUN_DATE - dt.timedelta(days=1)
@@ -119,8 +119,8 @@ def test_kill_9_mid_write_then_rerun_removes_dead_staging_keeps_live_run(
 def test_verdicts_live_lease_kept_dead_or_missing_lease_removed(tmp_path: Path) -> None:
     """Without Spark: real leases (one held by this live process, one left by a dead pid)."""
     pred, quar = predictions_layout(str(tmp_path), "m"), quarantine_layout(str(tmp_path), "m")
-    live_lease = pred.lease_file(RUN_DATE)
-    dead_lease = pred.lease_file(OTHER_DATE)
+    live_lease = lease_path(tmp_path, "predictions", "m", pred.partition_name(RUN_DATE))
+    dead_lease = lease_path(tmp_path, "predictions", "m", pred.partition_name(OTHER_DATE))
     for run in ("live-run", "dead-run", "no-lease-run", "me"):
         for layout in (pred, quar):
             (layout.staging_dir(run) / "sub").mkdir(parents=True)
@@ -138,8 +138,8 @@ def test_verdicts_live_lease_kept_dead_or_missing_lease_removed(tmp_path: Path) 
             }
         )
     )
-    with Lease(live_lease, "live-run"):
-        removed = clean_staging((pred, quar), live_lease.parent, 3600, keep_run="me")
+    with FileLease(live_lease, "live-run"):
+        removed = clean_staging((pred, quar), pred.lease_holders, 3600, keep_run="me")
         assert pred.staging_dir("live-run").is_dir() and quar.staging_dir("live-run").is_dir()
     reasons = {(v.path.parent.parent.name, v.run_id): v.reason for v in removed}
     assert set(reasons) == {
@@ -158,7 +158,7 @@ def test_age_decides_only_where_liveness_cannot_be_judged(tmp_path: Path) -> Non
     assert judge(staged, None, age_s=7200, max_age_s=3600).remove
     assert not judge(staged, None, age_s=60, max_age_s=3600).remove
     # a live lease keeps it whatever its age
-    with Lease(tmp_path / "lease.json", "run-1"):
+    with FileLease(tmp_path / "lease.json", "run-1"):
         holder = read_holder(tmp_path / "lease.json")
         assert holder is not None
         assert not judge(staged, [holder], age_s=10**7, max_age_s=3600).remove

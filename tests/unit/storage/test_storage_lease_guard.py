@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from batch_serving.tables.lease import Lease, lease_path
+from batch_serving.tables.lease import FileLease, lease_path
 
 
 def lease_at(tmp_path: Path) -> Path:
@@ -16,7 +16,7 @@ def lease_at(tmp_path: Path) -> Path:
 
 def test_released_lease_leaves_no_guard_file(tmp_path: Path) -> None:
     path = lease_at(tmp_path)
-    with Lease(path, "run-a", heartbeat_s=0.05, stale_after_s=30):
+    with FileLease(path, "run-a", heartbeat_s=0.05, stale_after_s=30):
         time.sleep(0.3)  # a few heartbeats, each taking the guard
         assert path.is_file()
     assert sorted(p.name for p in path.parent.iterdir()) == []
@@ -30,7 +30,7 @@ def test_a_guard_removed_while_a_contender_waits_for_it_is_not_held_twice(
     guard file instead, so a third contender C finds the guard busy while B holds it."""
     path = lease_at(tmp_path)
     path.parent.mkdir(parents=True)
-    a, b, c = (Lease(path, run) for run in ("run-a", "run-b", "run-c"))
+    a, b, c = (FileLease(path, run) for run in ("run-a", "run-b", "run-c"))
     b_in, b_done, b_held = threading.Event(), threading.Event(), []
 
     def contender_b() -> None:

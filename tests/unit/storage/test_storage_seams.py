@@ -17,8 +17,10 @@ from batch_serving.storage import Location, as_location, location
 from batch_serving.storage.files import count_rows, data_files
 from batch_serving.tables.commit import RenameSwap, commit, discard, recover
 from batch_serving.tables.layout import commit_protocol, predictions_layout
+from batch_serving.tables.lease import FileLeases
 from batch_serving.tables.manifest import RunManifest, write_manifest
 from batch_serving.tables.object_commit import PointerCommit
+from batch_serving.tables.object_lease import ObjectLeases
 
 DAY = dt.date(2026, 11, 22)
 
@@ -119,7 +121,15 @@ def test_protocol_is_chosen_once_from_the_output_root(tmp_path: Path) -> None:
         "s3://bucket/out", "m", StorageConfig(lease_dir=str(tmp_path)), "parquet"
     )
     assert isinstance(remote.protocol, PointerCommit)
-    assert remote.lease_file(DAY).is_relative_to(tmp_path)
+    assert isinstance(remote.leases, FileLeases) and remote.leases.root.is_relative_to(tmp_path)
+    # no lease_dir: the leases are objects on the bucket, beside the output
+    on_bucket = predictions_layout("s3://bucket/out", "m", StorageConfig(), "parquet")
+    assert isinstance(on_bucket.leases, ObjectLeases)
+    assert on_bucket.leases.objects.uri(on_bucket.leases.key("predictions", "m", "ds=1")) == (
+        "s3://bucket/out/_leases/predictions/m/ds=1.json"
+    )
+    local = predictions_layout(str(tmp_path / "out"), "m", StorageConfig(), "parquet")
+    assert local.lease_store == FileLeases(tmp_path / "out")
 
 
 @pytest.mark.parametrize("mode", ["swap", "pointer"])
