@@ -178,7 +178,7 @@ def build_score_dag(job: Job) -> DAG:
             application=str(settings.HOME / "jobs" / "score.py"),
             application_args=[*job.job_args, "--run-date", "{{ ds }}"],
             conn_id=sched.spark_conn_id,
-            submit=submit_arguments(cfg, QUIET_DRIVER, settings.CONNECTOR_JARS),
+            submit=submit_arguments(cfg, QUIET_DRIVER, settings.CONNECTOR_JARS, settings.S3A_JARS),
             env_vars=settings.run_env(),
             outlets=[predictions],
             announcer=lambda context: announce(
