@@ -70,4 +70,3 @@ def test_sensor_follows_a_filter_nested_above_the_date(tmp_path: Path) -> None:
     assert partition_ready(cfg, DS) is False
     (partition / "_SUCCESS").touch()
     assert partition_ready(cfg, DS) is True
-
