@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, Context, CronTriggerTimetable, Param
+from airflow.sdk import DAG, BaseOperator, Context, CronTriggerTimetable, Param
 
 import batch_serving
 from batch_serving.config import JobConfig, load_config
@@ -29,8 +29,8 @@ from .assets import (
 )
 from .inputs import awaited
 from .notify import failure_callback
-from .operators import BatchServingCommand, ScoreSubmitOperator
-from .sensors import InputPartitionSensor
+from .operators import BatchServingCommand, JsonRecordCommand, ScoreSubmitOperator
+from .sensors import InputPartitionSensor, TablePartitionSensor
 from .submit import submit_arguments
 
 log = logging.getLogger("batch_serving.airflow")
@@ -97,9 +97,14 @@ class Job:
         return ["batch-serving", f"model:{self.cfg.model.name}", *self.cfg.schedule.tags]
 
     def command(
-        self, task_id: str, arguments: list[str], doc: str, **kwargs: Any
+        self,
+        task_id: str,
+        arguments: list[str],
+        doc: str,
+        operator: type[BatchServingCommand] = BatchServingCommand,
+        **kwargs: Any,
     ) -> BatchServingCommand:
-        return BatchServingCommand(
+        return operator(
             task_id=task_id,
             executable=str(settings.VENV / "bin" / "batch-serving"),
             arguments=arguments,
@@ -116,8 +121,39 @@ def timetable(cron: str) -> CronTriggerTimetable:
     return CronTriggerTimetable(cron, timezone="UTC")
 
 
+def input_sensor(job: Job) -> BaseOperator:
+    """The task before ``validate_input``: the sensor of the date's partition; for an
+    ``input.table`` with ``resolve_input`` upstream of it (the table's directory comes from the
+    metastore, which only a Spark session reads: once, in the jobs environment), whose record
+    the sensor reads from XCom."""
+    cfg, sched = job.cfg, job.cfg.schedule
+    waiting: dict[str, Any] = {
+        "task_id": "wait_for_input",
+        "cfg": cfg,
+        "poke_interval": sched.sensor_poke_seconds,
+        "timeout": sched.sensor_timeout_hours * 3600,
+        "doc_md": f"Waits for `{awaited(cfg, '{{ ds }}')}` (schedule.input_marker), poking "
+        "every schedule.sensor_poke_seconds without holding a worker slot between pokes; "
+        "fails after schedule.sensor_timeout_hours.",
+    }
+    if cfg.input.table is None:
+        return InputPartitionSensor(**waiting)
+    resolve = job.command(
+        "resolve_input",
+        ["resolve-input", *job.job_args, "--run-date", "{{ ds }}", "--json"],
+        f"Resolves input.table {cfg.input.table} in the metastore (a Spark session, DESCRIBE "
+        "TABLE EXTENDED) to the directory of the date's partition; its JSON record (partition, "
+        "marker) is this task's XCom, which wait_for_input reads.",
+        operator=JsonRecordCommand,
+    )
+    wait = TablePartitionSensor(resolved_by=resolve.task_id, **waiting)
+    resolve >> wait
+    return wait
+
+
 def build_score_dag(job: Job) -> DAG:
-    """The nightly DAG: wait -> check input -> score -> check output -> publish."""
+    """The nightly DAG: (resolve a table input ->) wait -> check input -> score -> check
+    output -> publish."""
     cfg, sched = job.cfg, job.cfg.schedule
     predictions, serving = predictions_asset(cfg.model.name), serving_asset(cfg.model.name)
     with DAG(
@@ -131,15 +167,7 @@ def build_score_dag(job: Job) -> DAG:
         tags=[*job.tags, "scoring"],
         doc_md=PACKAGE_DOC,
     ) as dag:
-        wait = InputPartitionSensor(
-            task_id="wait_for_input",
-            cfg=cfg,
-            poke_interval=sched.sensor_poke_seconds,
-            timeout=sched.sensor_timeout_hours * 3600,
-            doc_md=f"Waits for `{awaited(cfg, '{{ ds }}')}` (schedule.input_marker), poking "
-            "every schedule.sensor_poke_seconds without holding a worker slot between pokes; "
-            "fails after schedule.sensor_timeout_hours.",
-        )
+        wait = input_sensor(job)
         validate_input = job.command(
             "validate_input",
             ["check-input", *job.job_args, "--run-date", "{{ ds }}"],
@@ -150,7 +178,7 @@ def build_score_dag(job: Job) -> DAG:
             application=str(settings.HOME / "jobs" / "score.py"),
             application_args=[*job.job_args, "--run-date", "{{ ds }}"],
             conn_id=sched.spark_conn_id,
-            submit=submit_arguments(cfg, QUIET_DRIVER, settings.CONNECTOR_JARS),
+            submit=submit_arguments(cfg, QUIET_DRIVER, settings.CONNECTOR_JARS, settings.S3A_JARS),
             env_vars=settings.run_env(),
             outlets=[predictions],
             announcer=lambda context: announce(

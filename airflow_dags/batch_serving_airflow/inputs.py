@@ -7,6 +7,11 @@ for inputs written in one atomic step). Local paths and object stores (``s3://``
 ``abfs://``, ``hdfs://``) go through ``batch_serving.storage`` with the job's own
 ``storage:`` settings, so an S3 URI is looked up on S3, never turned into a local path. Plain
 pyarrow, no Airflow: testable anywhere.
+
+An ``input.table`` has no directory before the metastore resolves it (a Spark session, which
+Airflow's environment has none of): the DAG's ``resolve_input`` task (``batch-serving
+resolve-input``) resolves it once, and its record's ``partition`` is handed in here as
+``partition``; the marker rule is the same.
 """
 
 from __future__ import annotations
@@ -33,35 +38,34 @@ def partition_uri(cfg: JobConfig, ds: str) -> str:
         return spelt_partition_path(cfg.input, f"<{ds} as {cfg.input.partition_format}>")
 
 
-def awaited(cfg: JobConfig, ds: str) -> str:
+def awaited(cfg: JobConfig, ds: str, partition: str | None = None) -> str:
     """What the sensor waits for, for logs and docs: the marker, or the partition's Parquet.
-    An ``input.table`` has no files to look at before the metastore resolves it (a Spark
-    session, which Airflow's environment has none of): its partition is checked by the
-    ``validate_input`` task (``check-input``) instead."""
-    if cfg.input.table is not None:
-        return f"input.table {cfg.input.table} (checked by check-input, not by the sensor)"
+    ``partition``: the resolved directory of an ``input.table`` (before it is known, the
+    table's name stands in for it)."""
+    if partition is None and cfg.input.table is not None:
+        partition = f"<partition {ds} of input.table {cfg.input.table}, from resolve-input>"
     marker = cfg.schedule.input_marker
-    return f"{partition_uri(cfg, ds)}/{marker or '*.parquet'}"
+    return f"{partition or partition_uri(cfg, ds)}/{marker or '*.parquet'}"
 
 
-def partition_ready(cfg: JobConfig, ds: str) -> bool:
+def partition_ready(cfg: JobConfig, ds: str, partition: str | None = None) -> bool:
     """True once the date's marker exists (or, without a marker, a Parquet file does).
 
-    A storage error (endpoint down, no permission) is logged and reads as "not yet": the sensor
-    pokes again and fails at its timeout, naming what it waited for.
+    ``partition``: the directory of an ``input.table``'s date as ``resolve-input`` printed it
+    (required for a table: without it ``partition_uri`` raises ConfigError, as the table is
+    not resolved). A storage error (endpoint down, no permission) is logged and reads as "not
+    yet": the sensor pokes again and fails at its timeout, naming what it waited for.
     """
     dt.date.fromisoformat(ds)  # a rendered date, never a template or a glob
-    if cfg.input.table is not None:
-        log.info("%s", awaited(cfg, ds))
-        return True
+    directory = partition or partition_uri(cfg, ds)
     try:
-        partition = resolve(partition_uri(cfg, ds), cfg.storage)
+        found = resolve(directory, cfg.storage)
         marker = cfg.schedule.input_marker
         if marker is not None:
-            return (partition / marker).is_file()
-        return partition.is_dir() and _has_parquet(partition)
+            return (found / marker).is_file()
+        return found.is_dir() and _has_parquet(found)
     except (OSError, StorageError) as error:
-        log.warning("cannot look at %s yet: %s", awaited(cfg, ds), error)
+        log.warning("cannot look at %s yet: %s", awaited(cfg, ds, partition), error)
         return False
 
 

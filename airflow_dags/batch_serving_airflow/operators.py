@@ -1,9 +1,13 @@
-"""The two kinds of work task: a ``batch-serving`` command and the spark-submit of the score
-job; both fail per ``exits.fail_on_exit_code`` and then announce their asset events."""
+"""The kinds of work task: a ``batch-serving`` command (one whose JSON record is the task's
+XCom, too) and the spark-submit of the score job; all fail per ``exits.fail_on_exit_code``,
+and the first and last then announce their asset events."""
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
 from collections.abc import Callable
 from typing import Any
 
@@ -51,6 +55,43 @@ class BatchServingCommand(BaseOperator):
     def on_kill(self) -> None:
         if self._hook is not None:
             self._hook.send_sigterm()
+
+
+class JsonRecordCommand(BatchServingCommand):
+    """Runs ``batch-serving <arguments>`` (which include ``--json``) and returns its record,
+    the one JSON object on its stdout, as the task's XCom value; its stderr (the logs) is
+    copied into the task log when it ends. Fails per ``fail_on_exit_code`` as the others do.
+    (SubprocessHook mixes stderr into stdout and keeps only the last line.)"""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._process: subprocess.Popen[str] | None = None
+
+    def execute(self, context: Context) -> Any:
+        command = [self.executable, *self.arguments]
+        self.log.info("Running command: %s", command)
+        self._process = subprocess.Popen(
+            command,
+            env={**os.environ, **self.env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own group: on_kill ends its JVM too
+        )
+        out, err = self._process.communicate()
+        for line in err.splitlines():
+            self.log.info("%s", line)
+        fail_on_exit_code(self._process.returncode, f"batch-serving {self.arguments[0]}")
+        try:
+            return json.loads(out)
+        except ValueError as error:
+            raise AirflowException(
+                f"batch-serving {self.arguments[0]} printed no JSON record: {out[-500:]!r}"
+            ) from error
+
+    def on_kill(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            os.killpg(self._process.pid, signal.SIGTERM)
 
 
 class ScoreSubmitOperator(SparkSubmitOperator):

@@ -1,11 +1,13 @@
-"""The input sensor: waits for the date's partition to be complete (``inputs.partition_ready``)."""
+"""The input sensors: wait for the date's partition to be complete (``inputs.partition_ready``),
+at the directory the job file names (``InputPartitionSensor``) or, for an ``input.table``, at
+the directory the ``resolve_input`` task found in the metastore (``TablePartitionSensor``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from airflow.sdk import BaseSensorOperator, Context
-from airflow.sdk.exceptions import AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout
 
 from batch_serving.config import JobConfig
 
@@ -23,10 +25,18 @@ class InputPartitionSensor(BaseSensorOperator):
     def __init__(self, *, cfg: JobConfig, ds: str = "{{ ds }}", **kwargs: Any) -> None:
         super().__init__(mode="reschedule", **kwargs)
         self.cfg, self.ds = cfg, ds
+        self._partition: str | None = None
+
+    def partition(self, context: Context) -> str | None:
+        """The directory to look at; None: the one the job file names (``input.path``)."""
+        return None
 
     def poke(self, context: Context) -> bool:
-        ready = partition_ready(self.cfg, self.ds)
-        self.log.info("%s: %s", awaited(self.cfg, self.ds), "found" if ready else "not yet")
+        self._partition = self.partition(context)
+        ready = partition_ready(self.cfg, self.ds, self._partition)
+        self.log.info(
+            "%s: %s", awaited(self.cfg, self.ds, self._partition), "found" if ready else "not yet"
+        )
         return ready
 
     def execute(self, context: Context) -> Any:
@@ -34,6 +44,29 @@ class InputPartitionSensor(BaseSensorOperator):
             return super().execute(context)
         except AirflowSensorTimeout as error:
             raise AirflowSensorTimeout(
-                f"{awaited(self.cfg, self.ds)} did not appear within "
+                f"{awaited(self.cfg, self.ds, self._partition)} did not appear within "
                 f"schedule.sensor_timeout_hours ({self.timeout / 3600:g} h): {error}"
             ) from error
+
+
+class TablePartitionSensor(InputPartitionSensor):
+    """The sensor of an ``input.table``: the table's date directory is the ``partition`` of
+    the record that task ``resolved_by`` (``batch-serving resolve-input --json``) returned,
+    read from XCom at every poke (a reschedule starts the sensor afresh)."""
+
+    def __init__(self, *, resolved_by: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.resolved_by = resolved_by
+
+    def partition(self, context: Context) -> str | None:
+        record = context["ti"].xcom_pull(task_ids=self.resolved_by)
+        if not isinstance(record, dict) or not record.get("partition"):
+            raise AirflowException(
+                f"task {self.resolved_by} returned no partition for input.table "
+                f"{self.cfg.input.table} (got {record!r})"
+            )
+        if record.get("run_date") != self.ds:
+            raise AirflowException(
+                f"task {self.resolved_by} resolved {record.get('run_date')}, not {self.ds}"
+            )
+        return str(record["partition"])

@@ -15,6 +15,7 @@ CONF_DIR = Path(os.environ.get("BATCH_SERVING_CONF_DIR", HOME / "conf" / "jobs")
 VENV = Path(os.environ.get("BATCH_SERVING_VENV", HOME / ".venv"))
 ENV_OVERLAY = os.environ.get("BATCH_SERVING_ENV", "")
 CONNECTOR_JARS = HOME / "jars" / "lib"
+S3A_JARS = HOME / "jars" / "s3a" / "lib"
 
 
 def run_env() -> dict[str, str]:

@@ -80,7 +80,19 @@ def check_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _files_of_input(cfg: JobConfig) -> JobConfig:
+def resolve_input_command(args: argparse.Namespace) -> int:
+    from batch_serving.config import load_config, parse_run_date, prepare_process_env
+    from batch_serving.tables.inputs import awaited_partition
+
+    run_date = parse_run_date(args.run_date)
+    prepare_process_env(worker_python=None)
+    cfg = load_config(args.config, env=args.env)
+    found = awaited_partition(_files_of_input(cfg, "resolve"), run_date)
+    emit(args.json, found.to_dict(), found.lines())
+    return 0
+
+
+def _files_of_input(cfg: JobConfig, role: str = "check") -> JobConfig:
     """``cfg`` whose ``input.table`` is resolved to its files, through a Spark session of its
     own (the metastore is Spark's); a ``path`` input needs no JVM."""
     if cfg.input.table is None:
@@ -88,7 +100,7 @@ def _files_of_input(cfg: JobConfig) -> JobConfig:
     from batch_serving.spark.input_table import resolve_input
     from batch_serving.spark.session import job_session
 
-    spark = job_session(cfg, "check")
+    spark = job_session(cfg, role)
     try:
         return resolve_input(spark, cfg)
     finally:

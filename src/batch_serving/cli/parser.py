@@ -49,6 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
         add_json_argument(check)
         check.set_defaults(func=commands.check_command)
 
+    resolve = add_command(
+        sub,
+        "resolve-input",
+        help="print the date's input partition directory and the marker that completes it",
+        description="Where the date's input partition is and which file marks it complete "
+        "(schedule.input_marker): what the Airflow input sensor waits for. An input.table is "
+        "resolved in the metastore (a Spark session, one DESCRIBE TABLE EXTENDED); a path "
+        "needs no Spark. The partition need not exist yet.",
+    )
+    add_job_arguments(resolve)
+    add_json_argument(resolve)
+    resolve.set_defaults(func=commands.resolve_input_command)
+
     recover = add_command(
         sub,
         "recover",

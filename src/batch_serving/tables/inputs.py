@@ -9,8 +9,10 @@ the feature snapshot, the Airflow sensor) asks here, so they all read the same f
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
-from batch_serving.config import InputConfig, StorageConfig
+from batch_serving.config import InputConfig, JobConfig, StorageConfig
 from batch_serving.errors import InputNotFoundError
 from batch_serving.storage import Location, location
 
@@ -75,3 +77,42 @@ def partition_exists(
     cfg: InputConfig, run_date: dt.date, storage: StorageConfig | None = None
 ) -> bool:
     return partition_location(cfg, run_date, storage).is_dir()
+
+
+@dataclass(frozen=True)
+class AwaitedPartition:
+    """Where a date's input partition is and which file marks it complete: what the Airflow
+    input sensor waits on (``batch-serving resolve-input``). For an ``input.table`` only a
+    Spark session knows the directory (the metastore is Spark's), so it is computed once,
+    where the jobs run, and the sensor is handed the result."""
+
+    source: str  # the table or path as the job file names it
+    run_date: dt.date
+    root: str  # the path, or the table's location in the metastore
+    partition: str
+    marker: str | None  # schedule.input_marker; None: any Parquet file marks it complete
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "input": self.source,
+            "run_date": self.run_date.isoformat(),
+            "root": self.root,
+            "partition": self.partition,
+            "marker": self.marker,
+        }
+
+    def lines(self) -> list[str]:
+        awaited = f"{self.partition}/{self.marker or '*.parquet'}"
+        return [f"input {self.source} for {self.run_date}: {awaited}"]
+
+
+def awaited_partition(cfg: JobConfig, run_date: dt.date) -> AwaitedPartition:
+    """The date's partition of ``cfg`` (whose ``input.table``, if any, is resolved) and its
+    completeness marker."""
+    return AwaitedPartition(
+        source=cfg.input.source,
+        run_date=run_date,
+        root=cfg.input.root,
+        partition=partition_path(cfg.input, run_date),
+        marker=cfg.schedule.input_marker,
+    )

@@ -1,8 +1,8 @@
 """The input sensor looks where the job reads: the date in its own format, under the filter.
 
 ``inputs.partition_ready`` (plain pyarrow, no Airflow) for ``dt=20261122/region=eu`` and
-``region=eu/ds=...`` layouts; a metastore table, which Airflow's environment cannot resolve,
-is left to the ``validate_input`` task (``check-input``), and the sensor says so.
+``region=eu/ds=...`` layouts (a metastore table's directory comes from ``resolve-input``:
+tests/unit/airflow/test_table_input_await.py).
 """
 
 from __future__ import annotations
@@ -70,10 +70,3 @@ def test_sensor_follows_a_filter_nested_above_the_date(tmp_path: Path) -> None:
     assert partition_ready(cfg, DS) is False
     (partition / "_SUCCESS").touch()
     assert partition_ready(cfg, DS) is True
-
-
-def test_a_table_input_is_left_to_check_input() -> None:
-    cfg = config({"table": "warehouse.features"}, catalog={"enabled": True})
-    assert "input.table warehouse.features" in awaited(cfg, DS)
-    assert "check-input" in awaited(cfg, DS)
-    assert partition_ready(cfg, DS) is True  # the validate_input task fails a missing date

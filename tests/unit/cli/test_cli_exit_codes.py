@@ -18,6 +18,7 @@ COMMANDS = [
     "score",
     "check-input",
     "check-output",
+    "resolve-input",
     "recover",
     "backfill",
     "sql",
