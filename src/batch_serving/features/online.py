@@ -24,7 +24,7 @@ import pandas as pd
 
 from batch_serving.config import JobConfig
 from batch_serving.errors import ServingStoreError
-from batch_serving.features.compute import column_values, window_features
+from batch_serving.features.compute import window_features
 from batch_serving.features.spec import WindowSpec
 
 TIME = "t"
@@ -130,10 +130,7 @@ class StoredHistory:
             )
         events = self.events
         times = np.asarray(events.get(TIME, []), dtype=np.int64)
-        values = {
-            c: column_values(pd.Series(events.get(c, []), dtype=_dtype(events.get(c, []))))
-            for c in spec.columns
-        }
+        values = {c: _column(events.get(c, [])) for c in spec.columns}
         computed = window_features(times, values, np.array([as_of_us]), spec.features)
         return {name: _python(array[0]) for name, array in computed.items()}
 
@@ -146,8 +143,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _dtype(values: list[Any]) -> str:
-    return "object" if any(isinstance(v, str) for v in values) else "float64"
+def _column(values: list[Any]) -> np.ndarray:
+    """A stored (JSON) column as ``window_features`` takes it, by ``compute.column_values``'s
+    rule (strings as objects with None for null, anything else float64 with NaN for null),
+    without a pandas Series: the lookup API does this once per live answer."""
+    if any(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _python(value: Any) -> float | int | None:
