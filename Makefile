@@ -124,8 +124,8 @@ bench: $(STAMP) ## scoring benchmark: in-process limit vs our engines vs mlflow 
 
 ENTITIES ?= 10M
 .PHONY: bench-live
-bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live fallback (misses, cache, snapshot hits) (LIVE_ENTITIES=50k|200k|1M)
-	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k)
+bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live fallback (misses, cache, snapshot hits) + live answers with fresh windowed features (LIVE_ENTITIES=50k|200k|1M, LIVE_ONLY=embedded|api|windowed)
+	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k) $(if $(LIVE_ONLY),--only $(LIVE_ONLY))
 
 .PHONY: bench-stream
 bench-stream: $(STAMP) $(JARS_STAMP) ## streaming benchmark: files (latency at RATE=2000 for SECONDS=30, a rate ramp), then Kafka -> Kafka at RATE and 5xRATE (ONLY=files|kafka)

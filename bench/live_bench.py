@@ -11,6 +11,12 @@
    * live misses: ids absent from the snapshot, paced at 200 req/s (one client, keep-alive),
      each id asked once: latency p50/p99, for the ONNX export and for the sklearn model;
    * cache hits: the same ids again at 200 req/s.
+3. Live answers with fresh windowed features (``BATCH_SERVING_LIVE_WINDOW_JOBS``): every
+   card's recent events in a redis-server (as the stream writes them), none of the cards in
+   the predictions snapshot; GETs paced at 200 req/s (never cached: each answer reads the
+   card's events and computes its windows as of the request): latency p50/p99.
+
+``--only embedded|api|windowed`` runs one part (``make bench-live LIVE_ONLY=windowed``).
 """
 
 from __future__ import annotations
@@ -163,7 +169,9 @@ def prepare(base: Path, entities: int) -> tuple[str, Path]:
     return tracking_uri, base / "serving"
 
 
-def paced(url: str, ids: list[int], rate: float) -> tuple[list[float], list[str]]:
+def paced(
+    url: str, ids: list[Any], rate: float, model: str = MODEL
+) -> tuple[list[float], list[str]]:
     """GET each id once at ``rate`` req/s (one keep-alive client); latencies and sources."""
     import httpx
 
@@ -177,7 +185,7 @@ def paced(url: str, ids: list[int], rate: float) -> tuple[list[float], list[str]
                 time.sleep(next_at - now)
             next_at += interval
             start = time.perf_counter()
-            r = client.get(f"{url}/v1/models/{MODEL}/predictions/{entity}")
+            r = client.get(f"{url}/v1/models/{model}/predictions/{entity}")
             samples.append(time.perf_counter() - start)
             sources.append(r.json().get("source", str(r.status_code)))
     return samples, sources
@@ -192,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="req/s for misses and cache")
     parser.add_argument("--seconds", type=int, default=8, help="wrk duration (snapshot hits)")
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--only", choices=["embedded", "api", "windowed"], default=None)
+    parser.add_argument("--cards", type=int, default=20_000, help="cards in the online store")
+    parser.add_argument("--window-requests", type=int, default=4000, help="windowed GETs")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     sys.path.insert(0, str(ROOT / "bench"))
-    from api_bench import wrk
-    from live import ApiProcess
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(
@@ -204,7 +213,26 @@ def main(argv: list[str] | None = None) -> int:
     )  # single-row calls: a thread pool only adds wake-ups (both runtimes)
     entities = SIZES[args.entities]
     results: dict[str, Any] = {"entities": entities, "rate": args.rate}
-    results["embedded"] = embedded_single_row(20_000)
+    if args.only in (None, "embedded"):
+        results["embedded"] = embedded_single_row(20_000)
+    if args.only in (None, "api"):
+        api_part(results, args, entities)
+    if args.only in (None, "windowed"):
+        results["windowed"] = windowed_part(args.cards, args.window_requests, args.rate)
+    report = render(results, args.connections, args.seconds)
+    print(report)
+    RESULTS.mkdir(exist_ok=True)
+    name = f"live-{args.entities}" + (f"-{args.only}" if args.only else "")
+    (RESULTS / f"{name}.md").write_text(report + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+def api_part(results: dict[str, Any], args: Any, entities: int) -> None:
+    """Part 2: snapshot hits with live fallback off/on, live misses and cache hits."""
+    from api_bench import wrk
+    from live import ApiProcess
+
     _, serving = prepare(DATA, entities)
     odd = [2 * i + 1 for i in np.random.default_rng(3).permutation(entities // 2).tolist()]
     plans = {
@@ -233,19 +261,103 @@ def main(argv: list[str] | None = None) -> int:
                 f"cache {results[f'cache_hit/{name}']}",
                 flush=True,
             )
-    report = render(results, args.connections, args.seconds)
-    print(report)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"live-{args.entities}.md").write_text(report + "\n")
-    (RESULTS / f"live-{args.entities}.json").write_text(json.dumps(results, indent=2) + "\n")
-    return 0
+
+
+WINDOW_MODEL = "fraud"
+
+
+def windowed_part(cards: int, requests: int, rate: float) -> dict[str, Any]:
+    """Part 3: a registry with the windowed model, a redis-server holding 8 events per card
+    over the last 20 minutes, a serving root whose feature snapshot holds every card and whose
+    predictions none, then ``requests`` GETs of distinct cards at ``rate`` req/s: with the
+    windows (each answer reads Redis), and, as the baseline on the same machine, without
+    (each card's first ask: scored from the feature snapshot alone, never a cache hit)."""
+    from live import ApiProcess, RedisServer
+    from windows_api import job_file, publish_features, recent_events, released
+    from windows_oracle import spec
+
+    from batch_serving.config import load_config
+    from batch_serving.features.online import OnlineFeatureWriter, connect, online_prefix
+
+    base = DATA / "windowed"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir(parents=True)
+    tracking_uri = f"sqlite:///{base / 'mlflow.db'}"
+    version = _register_windowed(tracking_uri)
+    ids = [f"card{i}" for i in range(cards)]
+    publish_features(base / "serving", WINDOW_MODEL, version, tracking_uri, ids)
+    (base / "redis").mkdir()
+    redis = RedisServer(base / "redis")
+    try:
+        job = job_file(base / "job", WINDOW_MODEL, tracking_uri, redis.url)
+        writer = OnlineFeatureWriter(connect(redis.url), online_prefix(load_config(job)), spec())
+        history = recent_events(ids, 8, time.time(), 1200)
+        for batch, start in enumerate(range(0, len(history), 40_000)):
+            writer.write(batch, released(history.iloc[start : start + 40_000]))
+        live = {"BATCH_SERVING_LIVE_MODELS": json.dumps({WINDOW_MODEL: "scored"})}
+        plans = {
+            "windowed": {**live, "BATCH_SERVING_LIVE_WINDOW_JOBS": json.dumps([str(job)])},
+            "snapshot_features": live,
+        }
+        asked = np.random.default_rng(5).permutation(ids)[: requests + 50].tolist()
+        out: dict[str, Any] = {"cards": cards}
+        for name, env in plans.items():
+            with ApiProcess(["--root", str(base / "serving")], env) as api:
+                paced(api.url, asked[:50], rate, WINDOW_MODEL)  # loads the model; warms up
+                lat, src = paced(api.url, asked[50:], rate, WINDOW_MODEL)
+            out[name] = {**percentiles(lat), "sources": sorted(set(src))}
+            print(f"[windowed] {name}: {out[name]}", flush=True)
+    finally:
+        redis.stop()
+    return out
+
+
+def _register_windowed(tracking_uri: str) -> int:
+    """The windowed model (``tests/windows_api.fit_model``) as ``fraud`` version 1."""
+    import mlflow
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+    from windows_api import FEATURES, fit_model, training_frame
+
+    from batch_serving.demo import artifact_location
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.create_experiment("bench", artifact_location(tracking_uri))
+    frame, _ = training_frame()
+    with mlflow.start_run(experiment_id=experiment):
+        info = mlflow.sklearn.log_model(
+            fit_model(),
+            name="model",
+            signature=infer_signature(frame[FEATURES].head(20)),
+            registered_model_name=WINDOW_MODEL,
+        )
+    return int(info.registered_model_version)
 
 
 def render(r: dict[str, Any], connections: int, seconds: int) -> str:
-    emb = r["embedded"]
+    """The report of the parts that ran, each with its targets."""
     lines = [
         f"# Embedded and live scoring ({r['entities']:,} entities with features, "
         f"{os.cpu_count()} cores shared by the load generator and the API)",
+    ]
+    targets: list[str] = []
+    if "embedded" in r:
+        lines += render_embedded(r, targets)
+    if "snapshot_hits/off" in r:
+        lines += render_api(r, connections, seconds, targets)
+    if "windowed" in r:
+        lines += render_windowed(r, targets)
+    return "\n".join([*lines, "", "targets:", *targets])
+
+
+def render_embedded(r: dict[str, Any], targets: list[str]) -> list[str]:
+    emb = r["embedded"]
+    onnx = emb["hgb/onnx"]["p99_ms"]
+    targets.append(
+        f"  {'PASS' if onnx <= 1.0 else 'MISS'} embedded ONNX single-row p99 {onnx:.3f} ms "
+        "(target <= 1 ms)"
+    )
+    return [
         "",
         "Embedded single-row predict (in-process, one dict per call):",
         "",
@@ -255,6 +367,11 @@ def render(r: dict[str, Any], connections: int, seconds: int) -> str:
             f"| {key.split('/')[0]} | {key.split('/')[1]} | {v['p50_ms']:.3f} | {v['p99_ms']:.3f} |"
             for key, v in emb.items()
         ),
+    ]
+
+
+def render_api(r: dict[str, Any], connections: int, seconds: int, targets: list[str]) -> list[str]:
+    lines = [
         "",
         f"Lookup API (one process): snapshot hits wrk -t1 -c{connections} -d{seconds}s; "
         f"live misses and cache hits paced at {r['rate']:.0f} req/s, one keep-alive client:",
@@ -271,15 +388,10 @@ def render(r: dict[str, Any], connections: int, seconds: int) -> str:
             + (f"{miss['p50_ms']:.2f} / {miss['p99_ms']:.2f} | " if miss else "- | ")
             + (f"{cache['p50_ms']:.2f} / {cache['p99_ms']:.2f} |" if cache else "- |")
         )
-    onnx = emb["hgb/onnx"]["p99_ms"]
     miss = r["live_miss/onnx"]["p99_ms"]
     cache = r["cache_hit/onnx"]["p99_ms"]
     base, on = r["snapshot_hits/off"], r["snapshot_hits/onnx"]
-    lines += [
-        "",
-        "targets:",
-        f"  {'PASS' if onnx <= 1.0 else 'MISS'} embedded ONNX single-row p99 {onnx:.3f} ms "
-        "(target <= 1 ms)",
+    targets += [
         f"  {'PASS' if miss <= 15 else 'MISS'} live miss (ONNX) p99 {miss:.2f} ms at "
         f"{r['rate']:.0f} req/s (target <= 15 ms)",
         f"  {'PASS' if cache <= 5 else 'MISS'} cache hit p99 {cache:.2f} ms (target <= 5 ms)",
@@ -287,7 +399,33 @@ def render(r: dict[str, Any], connections: int, seconds: int) -> str:
         f"live on: {on['rps']:.0f} req/s, p99 {on['p99_ms']:.2f} ms (off: {base['rps']:.0f} req/s, "
         f"p99 {base['p99_ms']:.2f} ms; target >= 3k req/s, p99 <= 5 ms)",
     ]
-    return "\n".join(lines)
+    return lines
+
+
+def render_windowed(r: dict[str, Any], targets: list[str]) -> list[str]:
+    part = r["windowed"]
+    w = part["windowed"]
+    targets.append(
+        f"  {'PASS' if w['p99_ms'] <= 10 else 'MISS'} live answer with fresh aggregates p99 "
+        f"{w['p99_ms']:.2f} ms at {r['rate']:.0f} req/s (target <= 10 ms)"
+    )
+    return [
+        "",
+        f"Live answers for cards the batch missed ({part['cards']:,} cards, 8 events each in "
+        f"Redis, sklearn LogisticRegression), {w['n']} distinct cards paced at "
+        f"{r['rate']:.0f} req/s, one keep-alive client:",
+        "",
+        "| features | p50 ms | p99 ms | sources |",
+        "|---|---:|---:|---|",
+        *(
+            f"| {label} | {part[key]['p50_ms']:.2f} | {part[key]['p99_ms']:.2f} | "
+            f"{', '.join(part[key]['sources'])} |"
+            for key, label in (
+                ("windowed", "fresh windows from Redis + feature snapshot"),
+                ("snapshot_features", "feature snapshot only (baseline)"),
+            )
+        ),
+    ]
 
 
 if __name__ == "__main__":

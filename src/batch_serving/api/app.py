@@ -43,7 +43,8 @@ def create_app(settings: ServeSettings, backend: Backend | None = None) -> FastA
         generate_unique_id_function=operation_id,
     )
     # what the GET route and batchGet consult on a snapshot miss, and POST :score scores with
-    state.fallback = LiveFallback(settings) if settings.live_models else None
+    live = settings.live_models or settings.live_window_jobs
+    state.fallback = LiveFallback(settings) if live else None
     app.state.serving = state
     install_handlers(app)
     app.add_middleware(FastPath, state=state)
@@ -78,3 +79,5 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await state.backend.close()
+        if state.fallback is not None:
+            await state.fallback.close()

@@ -24,7 +24,6 @@ a worker thread, never on the event loop.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import threading
@@ -34,11 +33,18 @@ from fastapi.responses import Response
 
 from batch_serving.api.backends import Handle
 from batch_serving.api.errors import ApiError
+from batch_serving.api.live_features import (
+    LiveFeatures,
+    LiveRow,
+    OnlineWindows,
+    SnapshotFeatures,
+    WindowedFeatures,
+)
 from batch_serving.api.routes import _provenance
 from batch_serving.api.ttl_cache import TtlCache
 from batch_serving.config import ServeSettings
 from batch_serving.config.cascade import ANSWERED_BY
-from batch_serving.errors import BatchServingError
+from batch_serving.errors import BatchServingError, ConfigError
 from batch_serving.serving.pointer import ServingLayout
 from batch_serving.serving.records import FeatureManifest
 
@@ -55,7 +61,9 @@ class LiveFallback:
         self.settings = settings
         self.layout = ServingLayout(settings.snapshot_root)
         self.cache = TtlCache(settings.live_cache_size, settings.live_cache_ttl_s)
-        self._features: dict[str, tuple[str, Any]] = {}
+        self._features: dict[str, tuple[str, LiveFeatures | None]] = {}
+        self._windows = _online_windows(settings)
+        self._window_clients: dict[str, Any] = {}
         self._scorers: dict[tuple[str, str], LiveScorer] = {}
         self._lock = threading.Lock()
         self._redis: Any = None
@@ -67,12 +75,12 @@ class LiveFallback:
         self, model: str, handle: Handle, key: int | str, entity_id: str, members: bool = False
     ) -> Response:
         """The live (or cached) answer for an id missing from ``handle``; 404 without features."""
+        features = await self._feature_snapshot(model, handle)
         cache_key = (model, handle.snapshot_id, key)
-        hit = self.cache.get(cache_key)
+        hit = self.cache.get(cache_key) if _cacheable(features) else None
         if hit is not None:
             return _json({**_asked(hit, members), "source": "cache"})
-        features = await self._feature_snapshot(model, handle)
-        row = await _lookup(features, key) if features is not None else None
+        row = (await features.rows([key]))[0] if features is not None else None
         if row is None:
             raise ApiError(
                 404,
@@ -81,7 +89,8 @@ class LiveFallback:
                 f"{model!r} nor in its feature snapshot",
             )
         body = await asyncio.to_thread(self._score_id, model, handle, features, row, entity_id)
-        self.cache.put(cache_key, body)
+        if _cacheable(features):
+            self.cache.put(cache_key, body)
         return _json({**_asked(body, members), "source": "live"})
 
     async def fill(
@@ -94,21 +103,22 @@ class LiveFallback:
         """batchGet's ids missing from ``handle``: answers from the cache, else scored live in
         one call; ids without features stay missing (their order is kept in both lists)."""
         features = await self._feature_snapshot(model, handle) if wanted else None
+        cacheable = _cacheable(features)
         answers: dict[str, dict[str, Any]] = {}
-        todo: list[tuple[int | str, str, dict[str, Any]]] = []
+        asked: list[tuple[int | str, str]] = []
         for key, entity_id in wanted:
-            hit = self.cache.get((model, handle.snapshot_id, key))
+            hit = self.cache.get((model, handle.snapshot_id, key)) if cacheable else None
             if hit is not None:
                 answers[entity_id] = {"entity_id": entity_id, **_asked(hit, members, True)}
                 answers[entity_id]["source"] = "cache"
-                continue
-            row = await _lookup(features, key) if features is not None else None
-            if row is not None:
-                todo.append((key, entity_id, row))
+            else:
+                asked.append((key, entity_id))
+        rows = await features.rows([k for k, _ in asked]) if features is not None and asked else []
+        todo = [(k, i, r) for (k, i), r in zip(asked, rows, strict=True) if r is not None]
         if todo:
             scorer = await asyncio.to_thread(self._scorer, model, handle, features)
-            scored = await asyncio.to_thread(scorer.score, [row for _, _, row in todo])
-            for (key, entity_id, _), result in zip(todo, scored, strict=True):
+            scored = await asyncio.to_thread(scorer.score, [r.features for _, _, r in todo])
+            for (key, entity_id, row), result in zip(todo, scored, strict=True):
                 if isinstance(result, str):
                     continue  # not scorable: reported as missing, like an id without features
                 body = {
@@ -118,9 +128,12 @@ class LiveFallback:
                     "model_version": scorer.version,
                     "live_model": scorer.uri,
                     **_split(result, scorer),
+                    **row.answer,
                 }
-                self.cache.put((model, handle.snapshot_id, key), body)
-                answers[entity_id] = {"entity_id": entity_id, **_asked(body, members, True)}
+                if cacheable:
+                    self.cache.put((model, handle.snapshot_id, key), body)
+                short = _asked(body, members, True)
+                answers[entity_id] = {"entity_id": entity_id, **short, **row.answer}
                 answers[entity_id]["source"] = "live"
         found = [answers[i] for _, i in wanted if i in answers]
         return found, [i for _, i in wanted if i not in answers]
@@ -155,18 +168,24 @@ class LiveFallback:
         }
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        for client in (self._redis, *self._window_clients.values()):
+            if client is not None:
+                await client.aclose()
 
     async def _scorer_for(self, model: str, handle: Handle) -> LiveScorer:
         features = await self._feature_snapshot(model, handle)
         return await asyncio.to_thread(self._scorer, model, handle, features)
 
     def _score_id(
-        self, model: str, handle: Handle, features: Any, row: dict[str, Any], entity_id: str
+        self,
+        model: str,
+        handle: Handle,
+        features: LiveFeatures | None,
+        row: LiveRow,
+        entity_id: str,
     ) -> dict[str, Any]:
         scorer = self._scorer(model, handle, features)
-        (result,) = scorer.score([row])
+        (result,) = scorer.score([row.features])
         if isinstance(result, str):
             raise ApiError(422, "not_scorable", f"entity {entity_id!r}: {result}")
         return {
@@ -176,11 +195,13 @@ class LiveFallback:
             "model_version": scorer.version,
             "live_model": scorer.uri,
             **_split(result, scorer),
+            **row.answer,
         }
 
-    async def _feature_snapshot(self, model: str, handle: Handle) -> Any:
-        """The feature snapshot published with ``handle``'s snapshot (None if there is none):
-        a file beside it, or its Redis keys with the Redis backend."""
+    async def _feature_snapshot(self, model: str, handle: Handle) -> LiveFeatures | None:
+        """The live features of ``handle``'s snapshot (None without a feature snapshot): the
+        feature snapshot published with it (a file beside it, or its Redis keys with the Redis
+        backend), with the online store's windowed features for a ``live_window_jobs`` model."""
         current = self._features.get(model)
         if current is not None and current[0] == handle.snapshot_id:
             return current[1]
@@ -188,8 +209,21 @@ class LiveFallback:
             snap = await self._redis_features(model, handle)
         else:
             snap = await asyncio.to_thread(self._file_features, model, handle)
-        self._features[model] = (handle.snapshot_id, snap)
-        return snap
+        found = None if snap is None else self._live_features(model, SnapshotFeatures(snap))
+        self._features[model] = (handle.snapshot_id, found)
+        return found
+
+    def _live_features(self, model: str, snapshot: SnapshotFeatures) -> LiveFeatures:
+        store = self._windows.get(model)
+        if store is None:
+            return snapshot
+        client = self._window_clients.get(store.url)
+        if client is None:
+            import redis.asyncio as aioredis
+
+            client = aioredis.Redis.from_url(store.url, socket_connect_timeout=5)
+            self._window_clients[store.url] = client
+        return WindowedFeatures(snapshot, store, client)
 
     def _file_features(self, model: str, handle: Handle) -> Any:
         from batch_serving.serving.features import FEATURES_DIR
@@ -215,7 +249,7 @@ class LiveFallback:
         meta = SnapshotManifest.from_json(raw, f"Redis feature meta of {model}")
         return RedisSnapshot(self._redis, features_name(model), meta)
 
-    def _scorer(self, model: str, handle: Handle, features: Any) -> LiveScorer:
+    def _scorer(self, model: str, handle: Handle, features: LiveFeatures | None) -> LiveScorer:
         info = FeatureManifest.of(features.manifest if features is not None else handle.manifest)
         if info.ensemble and not info.members:
             raise ApiError(
@@ -286,13 +320,29 @@ def _asked(body: dict[str, Any], members: bool, short: bool = False) -> dict[str
     return out
 
 
-async def _lookup(features: Any, key: int | str) -> dict[str, Any] | None:
-    """One row of a file (sync) or Redis (async) feature snapshot."""
-    found = features.lookup([key])
-    if inspect.isawaitable(found):
-        found = await found
-    row: dict[str, Any] | None = found[0]
-    return row
+def _cacheable(features: LiveFeatures | None) -> bool:
+    """Answers from a feature snapshot are cached; those with fresh windowed features never."""
+    return features is None or features.cacheable
+
+
+def _online_windows(settings: ServeSettings) -> dict[str, OnlineWindows]:
+    """model -> its online store of windowed features, from ``live_window_jobs`` (a job
+    file without ``windows.redis_url`` is a ConfigError naming the job)."""
+    from batch_serving.config import load_config
+
+    out = {}
+    for path in settings.live_window_jobs:
+        try:
+            store = OnlineWindows.of(load_config(path))
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        if store.model not in settings.live_models:
+            raise ConfigError(
+                f"{path}: live_window_jobs names model {store.model!r}, which live_models "
+                f"does not list ({sorted(settings.live_models)}): it would never be scored live"
+            )
+        out[store.model] = store
+    return out
 
 
 def _json(body: dict[str, Any]) -> Response:

@@ -43,6 +43,13 @@ class LookupQuery(BaseModel):
     )
 
 
+FEATURES_AS_OF_DOC = (
+    "live answers of a model with windowed features (`live_window_jobs`): the time of the "
+    "entity's newest event in the online store, the aggregates computed as of the request "
+    "over its stored events; null when it has none (empty windows). Absent otherwise"
+)
+
+
 class PredictionResponse(BaseModel):
     model: str = Field(examples=["churn"])
     entity_id: str = Field(examples=["42"])
@@ -69,6 +76,9 @@ class PredictionResponse(BaseModel):
     live_model: str | None = Field(
         default=None, description="the model version that scored a live or cached answer"
     )
+    features_as_of: dt.datetime | None = Field(
+        default=None, description=FEATURES_AS_OF_DOC, examples=["2026-12-07T14:03:21.250000+00:00"]
+    )
 
 
 class BatchGetRequest(BaseModel):
@@ -87,6 +97,7 @@ class Prediction(BaseModel):
         default="snapshot",
         description="`snapshot`: precomputed; `live`/`cache`: scored live (live fallback on)",
     )
+    features_as_of: dt.datetime | None = Field(default=None, description=FEATURES_AS_OF_DOC)
 
 
 class BatchGetResponse(BaseModel):

@@ -61,6 +61,11 @@ class ServeSettings(BaseSettings):
     """Live answers kept (per process), keyed by snapshot, model version and id."""
     live_cache_ttl_s: float = Field(default=300.0, gt=0)
     """Seconds a live answer is served from the cache."""
+    live_window_jobs: tuple[Path, ...] = ()
+    """Job files (JSON list) whose `windows:` section has a `redis_url`: a live answer for
+    their model (`model.name`, with `live_models`) uses the entity's windowed features from
+    that online store as of the request, over the feature snapshot's values; such answers
+    carry `features_as_of` and are never cached."""
     stream_jobs: tuple[Path, ...] = ()
     """Job files (JSON list) with a `stream:` section: their models take asynchronous
     scoring requests (`POST /v1/models/{model}/scoring-requests`), landed in the stream's

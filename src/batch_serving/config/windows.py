@@ -87,7 +87,8 @@ class WindowsConfig(Frozen):
     redis_url: str | None = None
     """Online store: every micro-batch writes each entity's recent events to this Redis (key
     `bs:<job>:win:<entity>`, expiring `ttl` after its last write), from which
-    `features.online.features_as_of` computes its features; `null`: no online store."""
+    `features.online.features_as_of` computes its features, and the lookup API's live answers
+    read them (`live_window_jobs`); `null`: no online store."""
 
     @model_validator(mode="after")
     def _names_and_ttl(self) -> WindowsConfig:

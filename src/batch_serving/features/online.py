@@ -7,7 +7,8 @@ the aggregated columns, the batch that last wrote it), pruned to the longest win
 its newest event and expiring ``windows.ttl`` after its last write. A replayed batch (after a
 restart) finds its batch id already written and changes nothing. The reader computes, for any
 time at or after the newest stored event, exactly what the stream and ``offline.training_set``
-compute for an event at that time.
+compute for an event at that time. The lookup API reads the same keys with its own (async)
+client and computes them with ``StoredHistory`` (``api/live_features.py``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,24 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from batch_serving.config import JobConfig
 from batch_serving.errors import ServingStoreError
-from batch_serving.features.compute import column_values, window_features
+from batch_serving.features.compute import window_features
 from batch_serving.features.spec import WindowSpec
 
 TIME = "t"
+
+
+def online_prefix(cfg: JobConfig) -> str:
+    """The key prefix of a job's online features: ``bs:<job>:win`` (the stream writes under
+    it, the lookup API reads)."""
+    return f"bs:{cfg.job}:win"
 
 
 def entity_key(prefix: str, entity: Any) -> str:
@@ -90,22 +99,40 @@ def features_as_of(
     each window); an entity without stored events has empty windows. Raises
     ServingStoreError for a time before the stored history's newest event (older windows
     may have been pruned)."""
-    raw = client.get(entity_key(prefix, entity))
-    history: Mapping[str, Any] = json.loads(raw) if raw else {"newest": None, "events": {}}
-    newest = history["newest"]
-    if newest is not None and as_of_us < newest:
-        raise ServingStoreError(
-            f"online features of {spec.entity}={entity}: as of {as_of_us} is before its newest "
-            f"stored event ({newest}); ask for a time at or after it"
-        )
-    events = history["events"]
-    times = np.asarray(events.get(TIME, []), dtype=np.int64)
-    values = {
-        c: column_values(pd.Series(events.get(c, []), dtype=_dtype(events.get(c, []))))
-        for c in spec.columns
-    }
-    computed = window_features(times, values, np.array([as_of_us]), spec.features)
-    return {name: _python(array[0]) for name, array in computed.items()}
+    stored = StoredHistory.parse(client.get(entity_key(prefix, entity)))
+    return stored.features(spec, entity, as_of_us)
+
+
+@dataclass(frozen=True)
+class StoredHistory:
+    """One entity's history as the online store holds it (``newest``: its newest event's time,
+    None without events); parsed apart from the read so an async client (the lookup API's)
+    computes exactly what ``features_as_of`` does."""
+
+    newest: int | None
+    events: Mapping[str, list[Any]]
+
+    @classmethod
+    def parse(cls, raw: str | bytes | None) -> StoredHistory:
+        if not raw:
+            return cls(None, {})
+        history = json.loads(raw)
+        return cls(history["newest"], history["events"])
+
+    def features(
+        self, spec: WindowSpec, entity: Any, as_of_us: int
+    ) -> dict[str, float | int | None]:
+        """``features_as_of`` over this history (same rule, same error)."""
+        if self.newest is not None and as_of_us < self.newest:
+            raise ServingStoreError(
+                f"online features of {spec.entity}={entity}: as of {as_of_us} is before its "
+                f"newest stored event ({self.newest}); ask for a time at or after it"
+            )
+        events = self.events
+        times = np.asarray(events.get(TIME, []), dtype=np.int64)
+        values = {c: _column(events.get(c, [])) for c in spec.columns}
+        computed = window_features(times, values, np.array([as_of_us]), spec.features)
+        return {name: _python(array[0]) for name, array in computed.items()}
 
 
 def _json_value(value: Any) -> Any:
@@ -116,8 +143,13 @@ def _json_value(value: Any) -> Any:
     return value
 
 
-def _dtype(values: list[Any]) -> str:
-    return "object" if any(isinstance(v, str) for v in values) else "float64"
+def _column(values: list[Any]) -> np.ndarray:
+    """A stored (JSON) column as ``window_features`` takes it, by ``compute.column_values``'s
+    rule (strings as objects with None for null, anything else float64 with NaN for null),
+    without a pandas Series: the lookup API does this once per live answer."""
+    if any(isinstance(v, str) for v in values):
+        return np.array(values, dtype=object)
+    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
 def _python(value: Any) -> float | int | None:

@@ -18,7 +18,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from batch_serving.config import JobConfig
-from batch_serving.features.online import TIME, OnlineFeatureWriter, connect
+from batch_serving.features.online import TIME, OnlineFeatureWriter, connect, online_prefix
 from batch_serving.features.spec import WindowSpec
 from batch_serving.features.stream import state_store_conf, windowed_frame
 from batch_serving.stream.source import BatchInput, BatchPart, ParquetFileSource, StreamSource
@@ -85,11 +85,6 @@ def carried(source: StreamSource, selected: Sequence[str]) -> list[str]:
     if isinstance(source, WindowedSource) and source.online is not None:
         extra = [source.spec.entity, source.spec.event_time, *source.spec.columns]
     return list(dict.fromkeys([*selected, *extra]))
-
-
-def online_prefix(cfg: JobConfig) -> str:
-    """The key prefix of a job's online features: ``bs:<job>:win``."""
-    return f"bs:{cfg.job}:win"
 
 
 def query_conf(spark: SparkSession, cfg: JobConfig) -> AbstractContextManager[None]:
