@@ -68,7 +68,8 @@ class JobConfig(Frozen):
     """How the model reaches the executors: broadcast, or downloaded by each worker."""
     engine: Engine = "auto"
     """Scoring engine: `arrow_direct` (pyarrow inside Spark tasks), `dataframe`
-    (`mapInArrow`) or `auto` (`arrow_direct` for Parquet on a filesystem path)."""
+    (`mapInArrow`), `spark_ml` (a Spark ML pipeline's own `transform`) or `auto`
+    (`spark_ml` for a Spark ML model, else `arrow_direct` for Parquet on a filesystem path)."""
     validation: ValidationConfig = ValidationConfig()
     """What bad input is tolerated, and the data-quality gates."""
     publish: PublishConfig = PublishConfig()

@@ -26,7 +26,7 @@ from batch_serving.config.frozen import Frozen as Frozen  # re-exported with the
 from batch_serving.config.input import InputConfig as InputConfig
 
 LoadingStrategy = Literal["auto", "broadcast", "per_partition"]
-Engine = Literal["auto", "dataframe", "arrow_direct"]
+Engine = Literal["auto", "dataframe", "arrow_direct", "spark_ml"]
 # Spark conf values are strings to Spark; YAML may write them as numbers or booleans.
 SparkConfValue = Annotated[str, WithJsonSchema({"type": ["string", "number", "boolean"]})]
 

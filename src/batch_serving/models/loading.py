@@ -36,7 +36,15 @@ def load_and_describe(
 def load_pinned(
     model: ModelConfig, request: OutputRequest, ref: ModelRef
 ) -> tuple[ModelSpec, LoadedModel, float]:
-    """The model's spec, the loaded model and its artifact size in MB, for scoring runs.
+    """The model's spec (described by its runtime adapter), the loaded model and its artifact
+    size in MB, for scoring through the core (see ``loaded_pinned``)."""
+    loaded, size_mb = loaded_pinned(model, ref)
+    return describe(loaded, request, ref.uri), loaded, size_mb
+
+
+def loaded_pinned(model: ModelConfig, ref: ModelRef) -> tuple[LoadedModel, float]:
+    """The loaded model and its artifact size in MB, not yet described (a Spark ML pipeline
+    is described by Spark: ``spark.engines.spark_ml``).
 
     A registered version never changes, so the driver downloads and loads it once per
     process (keyed by registry, version and artifact location) and later runs of the same
@@ -49,7 +57,4 @@ def load_pinned(
             loaded = load_model_dir(model_dir, ref.uri, model.skops_trusted_types)
             return loaded, directory_size_mb(model_dir)
 
-    (loaded, size_mb), _ = _LOADED.get_or_load(
-        f"{ref.cache_key}|{ref.artifact_uri}|{trusted}", load
-    )
-    return describe(loaded, request, ref.uri), loaded, size_mb
+    return _LOADED.get_or_load(f"{ref.cache_key}|{ref.artifact_uri}|{trusted}", load)[0]

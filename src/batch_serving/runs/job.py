@@ -25,7 +25,12 @@ from batch_serving.quality.gates import preload_gx_for
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.checks import RunChecks
 from batch_serving.runs.context import RunContext, StepTimer, in_background
-from batch_serving.runs.models import fetch_models, prepare_models, resolve_members
+from batch_serving.runs.models import (
+    fetch_models,
+    prepare_models,
+    resolve_members,
+    served_runtime,
+)
 from batch_serving.runs.outcome import staged_outcome
 from batch_serving.runs.preflight import check_rules
 from batch_serving.runs.records import build_manifest
@@ -38,6 +43,7 @@ from batch_serving.runs.steps import (
 )
 from batch_serving.spark.connectors import require_scheme, use_storage
 from batch_serving.spark.engines import Engine, choose_engine, engine_named
+from batch_serving.spark.engines.dataframe import DataFrameEngine
 from batch_serving.spark.input_table import resolve_input
 from batch_serving.spark.metastore import wake_metastore
 from batch_serving.tables.commit import Committed, discard
@@ -177,7 +183,7 @@ def _score_and_commit(
 ) -> tuple[RunManifest, Committed]:
     """read -> load -> validate -> score -> reconcile -> commit; checks wrap the scoring."""
     run, step = prepared.run, prepared.run.timer.step
-    cfg, staging, engine = run.cfg, run.staging, _engine(spark, run.cfg)
+    cfg, staging, engine = run.cfg, run.staging, _engine(spark, prepared)
     with ExitStack() as cleanup:  # the staged output is discarded however the run ends
         cleanup.callback(_discard_staging, run)
         with step("read"):  # footers (arrow_direct) or Spark's count: no rows yet
@@ -185,7 +191,7 @@ def _score_and_commit(
         log.info("input %s: %d rows (engine %s)", data.where, data.rows, engine.name)
         scan = start_duplicate_scan(engine, data, cfg)  # reads the ids while models load
         with step("load_model"):
-            models = prepare_models(spark, cfg, prepared.resolved)
+            models = prepare_models(spark, cfg, prepared.resolved, engine)
             cleanup.callback(models.release)
         with step("validate"):  # arrow_direct: the id scan goes on beside the scoring tasks
             valid = validate_input(
@@ -212,11 +218,13 @@ def _score_and_commit(
     return manifest, committed
 
 
-def _engine(spark: SparkSession, cfg: JobConfig) -> Engine:
-    """The job's engine; the dataframe engine has Spark itself write the staged output, so
-    Spark must be able to open the output root."""
-    engine = engine_named(choose_engine(cfg))
-    if engine.name == "dataframe":
+def _engine(spark: SparkSession, prepared: PreparedRun) -> Engine:
+    """The job's engine (a single Spark ML model is scored by Spark: ``spark_ml``); the
+    DataFrame engines have Spark itself write the staged output, so Spark must be able to
+    open the output root."""
+    cfg = prepared.run.cfg
+    engine = engine_named(choose_engine(cfg, served_runtime(cfg, prepared.resolved)))
+    if isinstance(engine, DataFrameEngine):
         require_scheme(spark, cfg.output.root, "output.root")
     return engine
 

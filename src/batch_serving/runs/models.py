@@ -9,10 +9,11 @@ from pyspark.sql import SparkSession
 
 from batch_serving.config import JobConfig
 from batch_serving.config.members import MemberModel
-from batch_serving.models.loading import load_pinned, output_request
+from batch_serving.models.loading import loaded_pinned, output_request
 from batch_serving.models.registry import ModelRef, resolve_model
 from batch_serving.scoring.plan import Member
-from batch_serving.spark.delivery import DeliveryPlan, ModelHandle, plan_delivery, release
+from batch_serving.spark.delivery import DeliveryPlan, ModelHandle, release
+from batch_serving.spark.engines import CoreModels, Models
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +50,39 @@ def resolve_members(cfg: JobConfig) -> list[tuple[MemberModel, ModelRef]]:
 
 
 def fetch_models(cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]) -> None:
-    """Download and load every pinned model into the process's cache (``load_pinned``)
+    """Download and load every pinned model into the process's cache (``loaded_pinned``)
     without Spark, so a caller can do it while the session starts; ``prepare_models`` then
-    finds them loaded and only ships them."""
+    finds them loaded, describes and ships them."""
     for config, ref in resolved:
-        request = output_request(cfg, config.model, champion=config.role == "champion")
-        load_pinned(config.model, request, ref)
+        loaded_pinned(config.model, ref)
+
+
+def served_runtime(cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]) -> str | None:
+    """The runtime of a single-model job's model (which picks its engine: a Spark ML pipeline
+    is scored by Spark); None for a multi-model job, which the core scores whatever its
+    members are (and which refuses a member it cannot score)."""
+    if cfg.multi_model or len(resolved) != 1:
+        return None
+    config, ref = resolved[0]
+    return loaded_pinned(config.model, ref)[0].runtime
 
 
 def prepare_models(
-    spark: SparkSession, cfg: JobConfig, resolved: list[tuple[MemberModel, ModelRef]]
+    spark: SparkSession,
+    cfg: JobConfig,
+    resolved: list[tuple[MemberModel, ModelRef]],
+    models: Models | None = None,
 ) -> PreparedModels:
+    """Describe and deliver each pinned model the way ``models`` (the run's engine) scores
+    them; the core's way by default (the stream's)."""
+    seam = models if models is not None else CoreModels()
     members, deliveries = [], []
     for config, ref in resolved:
         request = output_request(cfg, config.model, champion=config.role == "champion")
-        spec, loaded, size_mb = load_pinned(config.model, request, ref)
+        loaded, size_mb = loaded_pinned(config.model, ref)
+        spec = seam.describe(spark, loaded, request, ref.uri)
         trusted = config.model.skops_trusted_types
-        delivery = plan_delivery(spark, ref, loaded.obj, size_mb, cfg.loading, trusted)
+        delivery = seam.deliver(spark, ref, loaded, size_mb, cfg.loading, trusted)
         if config.inputs is not None and len(config.inputs) != len(spec.features):
             from batch_serving.errors import ConfigError
 

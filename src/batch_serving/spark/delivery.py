@@ -7,6 +7,9 @@ real loads and the distinct worker processes that asked, so a run can report bot
 Under Spark Connect there is no broadcast and no accumulator: the ``artifact`` strategy takes
 broadcast's place (the model directory, zipped, travels with ``spark.addArtifacts`` and each
 Python worker loads it once, keyed by the zip's digest), and the handle counts nothing.
+
+A model Spark itself scores on the driver's plan (a Spark ML pipeline, engine ``spark_ml``)
+travels nowhere: its ``driver`` handle holds the loaded value and is never shipped.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from batch_serving.models.cache import MAX_MODELS, LruCache
 from batch_serving.models.registry import ModelRef
 from batch_serving.spark.connect import is_connect
 
-Strategy = Literal["broadcast", "per_partition", "artifact"]
+Strategy = Literal["broadcast", "per_partition", "artifact", "driver"]
 T = TypeVar("T")
 
 
@@ -72,6 +75,7 @@ class ModelHandle:
     loads: Accumulator[int] | Uncounted[int]
     workers: Accumulator[frozenset[int]] | Uncounted[frozenset[int]]
     artifact: str | None = None  # ``artifact``: the zip's name among the session's files
+    local: Any = None  # ``driver``: the loaded value itself (such a handle is never shipped)
 
     @property
     def cache_key(self) -> str:
@@ -79,6 +83,8 @@ class ModelHandle:
         return self.artifact or self.ref.cache_key
 
     def get(self) -> Any:
+        if self.strategy == "driver":
+            return self.local
         model, loaded_now = model_cache.get_or_load(self.cache_key, self._load)
         if loaded_now:
             self.loads.add(1)
@@ -133,6 +139,21 @@ def plan_delivery(
         payload=payload,
         loads=sc.accumulator(0),
         workers=sc.accumulator(frozenset(), _UnionParam()),
+    )
+    return DeliveryPlan(handle=handle, artifact_mb=size_mb)
+
+
+def driver_delivery(ref: ModelRef, model_obj: Any, size_mb: float) -> DeliveryPlan:
+    """The ``driver`` plan: the model stays where it was loaded (no Python worker loads it, so
+    the manifest's ``model_loads`` and ``python_workers`` are 0)."""
+    handle = ModelHandle(
+        ref=ref,
+        strategy="driver",
+        extra_trusted_types=(),
+        payload=None,
+        loads=Uncounted(0),
+        workers=Uncounted(frozenset()),
+        local=model_obj,
     )
     return DeliveryPlan(handle=handle, artifact_mb=size_mb)
 

@@ -2,7 +2,7 @@
 a message naming the flavor (or class, objective) and what to do; nothing is written.
 
 Unit cases load a saved model directory with ``load_model_dir`` and describe it (no Spark);
-the Spark ML and pyfunc-labels cases run the ``score`` command end to end.
+the Spark ML (no prediction stage) and pyfunc-labels cases run the ``score`` command end to end.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def save_spark_ml(path: Path) -> None:
     meta.save(str(path / "MLmodel"))
 
 
-def test_spark_ml_model_exits_3_naming_the_flavor(
+def test_spark_ml_pipeline_without_a_prediction_stage_exits_3(
     spark, tmp_path, tracking_uri, warehouse, job_config, capsys
 ) -> None:
     import mlflow
@@ -193,8 +193,7 @@ def test_spark_ml_model_exits_3_naming_the_flavor(
     register(tracking_uri, "flavor_spark_ml", log)
     code, out = run_cli(tmp_path, job_config, warehouse, "flavor_spark_ml", capsys)
     assert code == 3
-    assert "flavor 'spark'" in out
-    assert "Spark ML models are scored with model.transform" in out
+    assert "flavor_spark_ml" in out and "['VectorAssembler'] has no prediction stage" in out
     assert not list((tmp_path / "out").rglob("*.parquet"))
 
 

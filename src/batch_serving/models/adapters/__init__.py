@@ -1,8 +1,9 @@
 """Model runtimes behind one interface; a new runtime (e.g. ONNX) is one new module here.
 
-Each MLflow flavor we score has its own adapter; a flavor we know cannot be scored right
-(Spark ML) is refused at load; any other flavor goes through the generic pyfunc runtime,
-which refuses a model whose signature says it returns class labels.
+Each MLflow flavor we score has its own adapter; a Spark ML pipeline (``spark_ml.py``) is only
+kept here and scored by Spark itself (the ``spark_ml`` engine), every core path refuses it; any
+other flavor goes through the generic pyfunc runtime, which refuses a model whose signature
+says it returns class labels.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from batch_serving.models.adapters.catboost import CatboostAdapter
 from batch_serving.models.adapters.lightgbm import LightgbmAdapter
 from batch_serving.models.adapters.onnx import OnnxAdapter
 from batch_serving.models.adapters.pyfunc import PyfuncAdapter
-from batch_serving.models.adapters.refused import SPARK_ML, RefusedAdapter
 from batch_serving.models.adapters.sklearn import SklearnAdapter
+from batch_serving.models.adapters.spark_ml import FLAVOR as SPARK_RUNTIME
+from batch_serving.models.adapters.spark_ml import SparkMLAdapter
 from batch_serving.models.adapters.xgboost import XgboostAdapter
 
 __all__ = [
+    "SPARK_RUNTIME",
     "Adapter",
     "LoadedModel",
     "ModelInputSpec",
@@ -45,13 +48,12 @@ _RUNTIMES: dict[str, Adapter] = {
     "lightgbm": LightgbmAdapter(),
     "xgboost": XgboostAdapter(),
     "catboost": CatboostAdapter(),
-    "spark": RefusedAdapter("spark", SPARK_ML),
+    SPARK_RUNTIME: SparkMLAdapter(),
 }
 
 
 def runtime_of(flavors: dict[str, Any]) -> str:
-    """The runtime for an MLmodel's flavors: a dedicated (or refusing) one if we have it,
-    else pyfunc."""
+    """The runtime for an MLmodel's flavors: a dedicated one if we have it, else pyfunc."""
     for runtime in _RUNTIMES:
         if runtime != "pyfunc" and runtime in flavors:
             return runtime

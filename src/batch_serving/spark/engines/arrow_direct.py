@@ -35,7 +35,7 @@ from batch_serving.scoring.storage import StoredPredictions
 from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
-from batch_serving.spark.engines.base import InputData, Staging
+from batch_serving.spark.engines.base import CoreModels, InputData, Staging
 from batch_serving.spark.task_counts import task_totals
 from batch_serving.storage import AnyPath, AtomicFile, Location, as_location, spark_uri
 from batch_serving.storage.files import ParquetInput, inspect_input
@@ -66,7 +66,7 @@ class WorkUnit:
         return sum(p.rows for p in self.pieces)
 
 
-class ArrowDirectEngine:
+class ArrowDirectEngine(CoreModels):
     name = "arrow_direct"
     exact_counts = True
 

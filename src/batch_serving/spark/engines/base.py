@@ -1,7 +1,9 @@
 """What every engine offers the run: read an input partition, then score and stage it.
 
 Engines only move rows and stage files; validation, gates, reconcile and commit belong to the
-run (``runs.job``), and scoring itself to the core (``scoring.batch``).
+run (``runs.job``), and scoring itself to the core (``scoring.batch``), or to Spark for a model
+Spark scores itself (``spark_ml``). How an engine sees its models (``Models``: describe one,
+deliver it to where it scores) is the core's (``CoreModels``) unless the engine says otherwise.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ from typing import Any, Protocol
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
-from batch_serving.config import InputConfig, StorageConfig
+from batch_serving.config import InputConfig, LoadingConfig, StorageConfig
+from batch_serving.models import adapters
+from batch_serving.models.adapters import LoadedModel, ModelSpec, OutputRequest
+from batch_serving.models.registry import ModelRef
 from batch_serving.scoring.observers import TaskCounts, TaskSpec
 from batch_serving.scoring.plan import ScoringPlan
-from batch_serving.spark.delivery import ModelHandle
+from batch_serving.spark.delivery import DeliveryPlan, ModelHandle, plan_delivery
 from batch_serving.storage import AnyPath, Location
 
 
@@ -40,7 +45,47 @@ class Staging:
     counts: Location  # the tasks' counts under Spark Connect (``spark.task_counts``)
 
 
-class Engine(Protocol):
+class Models(Protocol):
+    """How the models reach what scores them: described once on the driver, then delivered."""
+
+    def describe(
+        self, spark: SparkSession, loaded: LoadedModel, request: OutputRequest, label: str
+    ) -> ModelSpec: ...
+
+    def deliver(
+        self,
+        spark: SparkSession,
+        ref: ModelRef,
+        loaded: LoadedModel,
+        size_mb: float,
+        loading: LoadingConfig,
+        trusted: tuple[str, ...] = (),
+    ) -> DeliveryPlan: ...
+
+
+class CoreModels:
+    """Models the Arrow core scores in Python workers: described by their runtime adapter
+    (which refuses what the core cannot score, e.g. a Spark ML pipeline) and shipped to the
+    workers (``spark.delivery``: broadcast, per partition, or an artifact under Connect)."""
+
+    def describe(
+        self, spark: SparkSession, loaded: LoadedModel, request: OutputRequest, label: str
+    ) -> ModelSpec:
+        return adapters.describe(loaded, request, label)
+
+    def deliver(
+        self,
+        spark: SparkSession,
+        ref: ModelRef,
+        loaded: LoadedModel,
+        size_mb: float,
+        loading: LoadingConfig,
+        trusted: tuple[str, ...] = (),
+    ) -> DeliveryPlan:
+        return plan_delivery(spark, ref, loaded.obj, size_mb, loading, trusted)
+
+
+class Engine(Models, Protocol):
     name: str
     # tasks' counts are applied exactly once (an action's accumulator): the gates' metrics
     # can be counted while scoring; otherwise the gates query Spark

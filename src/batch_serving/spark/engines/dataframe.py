@@ -24,7 +24,7 @@ from batch_serving.scoring.plan import ERROR_CLASS, ScoringPlan
 from batch_serving.spark import errors
 from batch_serving.spark.connectors import require_scheme
 from batch_serving.spark.delivery import ModelHandle
-from batch_serving.spark.engines.base import InputData, Staging
+from batch_serving.spark.engines.base import CoreModels, InputData, Staging
 from batch_serving.spark.reader import read_partition
 from batch_serving.spark.task_counts import TaskTotals, task_totals
 from batch_serving.storage import Location, location
@@ -32,7 +32,7 @@ from batch_serving.storage.files import checked_data_files, count_rows, is_local
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 
 
-class DataFrameEngine:
+class DataFrameEngine(CoreModels):
     name = "dataframe"
     exact_counts = False  # mapInArrow is a transformation: see spark.task_counts
 
@@ -87,7 +87,7 @@ class DataFrameEngine:
         totals = task_totals(spark, spec, staging.counts) if spec is not None else None
         scored = score_frame(selected, plan, handles, spec, totals)
         ok = F.col(ERROR_CLASS).isNull()
-        _write(scored.filter(ok).select(*plan.output_schema.names), staging.predictions)
+        write_staged(scored.filter(ok).select(*plan.output_schema.names), staging.predictions)
         counts = totals.collect() if totals is not None else None
         if count_rows(staging.predictions) < data.rows - duplicates:
             # Rare path: some rows could not be scored. Score again (counting nothing: the
@@ -95,7 +95,7 @@ class DataFrameEngine:
             # quarantine that is almost always empty.
             bad = score_frame(selected, plan, handles).filter(~ok)
             bad = bad.select(*plan.quarantine_schema.names).coalesce(1)
-            _write(bad, staging.quarantine)
+            write_staged(bad, staging.quarantine)
         return counts
 
 
@@ -148,5 +148,6 @@ def keep_last_rows(df: DataFrame, entity_columns: list[str]) -> DataFrame:
     )
 
 
-def _write(df: DataFrame, staged: Location) -> None:
+def write_staged(df: DataFrame, staged: Location) -> None:
+    """Spark writes ``df`` as the staged Parquet files (a failure is a ScoringError)."""
     errors.scoring(lambda: df.write.mode("overwrite").parquet(staged.spark_uri), staged)
