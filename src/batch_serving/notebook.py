@@ -6,7 +6,8 @@ registry alias once (``models.registry``), loads and describes the model (``mode
 plans the casts and output columns (``scoring.plan``) and scores with the scoring core
 (``scoring.batch``), in process for an Arrow table or a pandas DataFrame, or inside Spark tasks
 with ``mapInArrow`` for a Spark DataFrame (``spark.engines.dataframe``, the model broadcast
-once by ``spark.delivery``). So its scores are the job's scores for the same model version.
+once by ``spark.delivery``; on a Spark Connect DataFrame the model directory is shipped once as
+a session artifact instead). So its scores are the job's scores for the same model version.
 
 ``read_predictions`` reads one committed partition of a job's predictions table as a pyarrow
 Table (``.to_pandas()`` for pandas).
@@ -83,11 +84,12 @@ def score_frame(
     """Score ``data`` with a registered model, exactly as a scoring job would; commit nothing.
 
     Args:
-        data: the rows to score: a pyarrow Table, a pandas DataFrame or a (classic) Spark
-            DataFrame. The result has the same kind: an Arrow table or a pandas DataFrame
-            (scored in this process, rows in input order, the pandas index kept), or a lazy
-            Spark DataFrame scored by ``mapInArrow`` when an action runs (the model is
-            broadcast once and loaded once per Python worker).
+        data: the rows to score: a pyarrow Table, a pandas DataFrame or a Spark DataFrame
+            (classic or Spark Connect). The result has the same kind: an Arrow table or a
+            pandas DataFrame (scored in this process, rows in input order, the pandas index
+            kept), or a lazy Spark DataFrame scored by ``mapInArrow`` when an action runs
+            (the model is broadcast once, or under Connect added once as a session artifact,
+            and loaded once per Python worker).
         model_uri: ``models:/<name>@<alias>`` or ``models:/<name>/<version>``. An alias is
             pinned to one version once, before any row is scored.
         tracking_uri: MLflow tracking URI of the registry; default: MLflow's current one
@@ -307,16 +309,10 @@ def _check_names(kept: list[str], outputs: list[pa.Field]) -> None:
 
 
 def _is_spark(data: object) -> bool:
+    """A classic or a Spark Connect DataFrame (``pyspark.sql.DataFrame`` is the base of both)."""
     from pyspark.sql import DataFrame
 
-    if not isinstance(data, DataFrame):
-        return False
-    if type(data).__module__.startswith("pyspark.sql.connect"):
-        raise ConfigError(
-            "score_frame needs a classic Spark session (it broadcasts the model); "
-            "this is a Spark Connect DataFrame"
-        )
-    return True
+    return isinstance(data, DataFrame)
 
 
 def _as_arrow(data: object) -> pa.Table:

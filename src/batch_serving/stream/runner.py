@@ -32,6 +32,7 @@ from batch_serving.errors import ConfigError, ScoringError, first_line
 from batch_serving.runs.context import new_run_id
 from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
+from batch_serving.spark.connect import is_connect, unsupported
 from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.metrics import ProgressListener, StreamMetrics
@@ -41,6 +42,16 @@ from batch_serving.stream.source import StreamSource, source_for
 from batch_serving.stream.windowed import carried, query_conf, windowed
 
 log = logging.getLogger(__name__)
+
+# Connect runs a foreachBatch function in a Python process of the server, on a copy of it:
+# the handler's state (batch metrics, the batch in flight for a graceful stop, the result's
+# counts) would never reach this process, and its tasks size batches by the SparkContext.
+CONNECT_REFUSAL = unsupported(
+    "`stream`",
+    "its micro-batch handler (foreachBatch) keeps the stream's metrics, counts and graceful "
+    "stop in the driver process, which under Connect is not where foreachBatch runs; run the "
+    "stream with a classic session (spark.master or spark-submit, no spark.remote)",
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,8 @@ def run_stream(
     """Run until stopped (``stop`` set, SIGTERM/SIGINT) or, with ``available_now``, until the
     files that had landed when it started are scored."""
     stream = stream_config(cfg)
+    if is_connect(spark):
+        raise ConfigError(f"job {cfg.job}: {CONNECT_REFUSAL}")
     parse_ddl(stream.columns)  # a bad schema is a config error before Spark starts
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     run_id = new_run_id(started)
@@ -136,8 +149,12 @@ def run_stream(
 
 
 def stream_config(cfg: JobConfig) -> StreamConfig:
+    """The job's ``stream:`` section; a job without one, or with ``spark.remote`` (see
+    ``CONNECT_REFUSAL``), is a ConfigError before any session starts."""
     if cfg.stream is None:
         raise ConfigError(f"job {cfg.job} has no `stream:` section; add one to stream it")
+    if cfg.spark.remote is not None:
+        raise ConfigError(f"job {cfg.job}: {CONNECT_REFUSAL}")
     return cfg.stream
 
 

@@ -28,7 +28,7 @@ CLASSIC_ONLY = {
     "spark/catalog.py": "metastore shortcut inside try, falls back to SQL",
     "spark/metastore.py": "Hive client wake-up; no JVM object under Connect: nothing to wake",
     "spark/engines/arrow_direct.py": "RDD tasks; Connect refuses the engine by name",
-    "stream/batches.py": "streaming (classic only, not run under Connect)",
+    "stream/batches.py": "streaming; Connect refused by name (stream.runner.CONNECT_REFUSAL)",
 }
 
 
