@@ -13,6 +13,7 @@ engines, the stream and in-process callers share it through ``score_batch``.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -175,6 +176,28 @@ class Cascade:
             decided |= hit
         return decided
 
+    def answers_number(self, index: int, value: float) -> bool:
+        """``answers_numbers`` for one value, in plain Python: the same semantics (a NaN
+        compares False, ``!=`` too; a literal compares as numpy compares it, as a float64)
+        in under a microsecond, where numpy's per-call overhead is ~15 (one embedded row)."""
+        stage = self.stages[index]
+        if stage.last:
+            return True
+        if value != value:  # NaN
+            return False
+        return any(
+            all(_PYTHON_OPS[c.op](value, float(c.value)) for c in term) for term in stage.any_of
+        )
+
+
+_PYTHON_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 _NUMPY_OPS: dict[str, Callable[[np.ndarray, Any], np.ndarray]] = {
     ">=": np.greater_equal,
