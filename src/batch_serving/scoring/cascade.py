@@ -71,8 +71,16 @@ def counted_stages(
     stage answered or quarantined: its own answers and quarantines and those of later stages.
     The evidence for choosing the band: how many rows reach the expensive stage. ``checked``:
     answering stage -> its answers the last stage also scored (``cascade_check``)."""
-    answered = _value_counts(answered_by)
-    quarantined = _value_counts(error_member)
+    return stage_rows(cascade, value_counts(answered_by), value_counts(error_member), checked)
+
+
+def stage_rows(
+    cascade: Cascade,
+    answered: Mapping[str, int],
+    quarantined: Mapping[str, int],
+    checked: Mapping[str, int] | None = None,
+) -> tuple[StageRows, ...]:
+    """``counted_stages`` from the counts by stage key (a stream sums them batch by batch)."""
     checks = checked or {}
     rows: list[StageRows] = []
     reaching = 0
@@ -100,7 +108,8 @@ def stage_shares(rows: Sequence[StageRows]) -> list[dict[str, Any]]:
     ]
 
 
-def _value_counts(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> dict[str, int]:
+def value_counts(arrays: Iterable[pa.Array | pa.ChunkedArray]) -> dict[str, int]:
+    """Non-null string values -> how often they occur, over all ``arrays``."""
     counts: dict[str, int] = {}
     for array in arrays:
         for item in pc.value_counts(array).to_pylist():
