@@ -71,12 +71,31 @@ class EmbeddedModel:
     def predict(self, rows: Any) -> np.ndarray:
         """Scores for ``rows`` (see the module docstring for the accepted shapes)."""
         if isinstance(self.model, OnnxModel):
-            return self._predict_onnx(_columns(rows, self.spec.features))
+            if isinstance(rows, Mapping):
+                return self._from_onnx(self._run_row(rows, None))
+            return self._from_onnx(self.model.run(_columns(rows, self.spec.features)))
         outputs = predict(self.spec, self.model, _batch(rows, self.spec.features))
         return _values(self.spec, outputs)
 
-    def _predict_onnx(self, columns: dict[str, Any]) -> np.ndarray:
-        out = self.model.run(columns)
+    def score_row(self, row: Mapping[str, Any]) -> float:
+        """One row's number (binary score or prediction; ``predict(row)[0]``): for an ONNX
+        model only the output that holds it is fetched, without building columns."""
+        if not isinstance(self.model, OnnxModel) or self.spec.kind == "multiclass":
+            return float(self.predict(row)[0])
+        names = self.model.output_names
+        if self.spec.kind == "regression":
+            return float(np.asarray(self._run_row(row, names[:1])[0]).reshape(-1)[0])
+        return float(self._run_row(row, names[-1:])[0][0, self.spec.positive_index])
+
+    def _run_row(self, row: Mapping[str, Any], outputs: list[str] | None) -> list[Any]:
+        """The ONNX session on one dict; a missing feature is named as for a list of rows."""
+        try:
+            return self.model.run_row(row, outputs)
+        except KeyError:
+            _columns(row, self.spec.features)  # raises InputValidationError naming it
+            raise
+
+    def _from_onnx(self, out: list[Any]) -> np.ndarray:
         if self.spec.kind == "regression":
             return np.asarray(out[0], dtype=np.float64).reshape(-1)
         proba = np.asarray(out[-1], dtype=np.float64)
@@ -229,6 +248,7 @@ class EmbeddedCascade:
         self.remote = remote
         self.remote_name = remote.name or remote.model
         self._cascade = Cascade(_local_stages(self.stages, self.remote_name))
+        self._names = [_output_name(s.model, f"stages[{i}]") for i, s in enumerate(self.stages)]
         self._client = ScoreClient(
             remote.url, remote.model, remote.batch_size, remote.timeout_s, client
         )
@@ -247,6 +267,8 @@ class EmbeddedCascade:
 
     def predict(self, rows: Any, *, partial: bool = False) -> list[Answer]:
         """One ``Answer`` per row, in order (rows: a dict, a list of dicts or a DataFrame)."""
+        if isinstance(rows, Mapping):
+            return [self._predict_row(rows, partial)]
         records = _records(rows)
         answers: list[Answer | None] = [None] * len(records)
         open_rows = np.arange(len(records))
@@ -254,7 +276,7 @@ class EmbeddedCascade:
             if not len(open_rows):
                 break
             scores = stage.model.predict([records[i] for i in open_rows])
-            name = _output_name(stage.model, f"stages[{index}]")
+            name = self._names[index]
             decided = self._cascade.answers_numbers(index, scores)
             for i, score in zip(open_rows[decided], scores[decided], strict=True):
                 answers[i] = Answer(float(score), stage.name, {name: float(score)})
@@ -262,6 +284,18 @@ class EmbeddedCascade:
         if len(open_rows):
             self._remote(records, open_rows, answers, partial)
         return [a if a is not None else Answer(None, None, {}) for a in answers]
+
+    def _predict_row(self, row: Mapping[str, Any], partial: bool) -> Answer:
+        """``predict`` of one dict, the latency-bound call: each local stage scores the row
+        (``score_row``: no columns, no Arrow) and decides in plain Python (``answers_number``);
+        the answers equal ``predict([row])``'s."""
+        for index, stage in enumerate(self.stages):
+            score = stage.model.score_row(row)
+            if self._cascade.answers_number(index, score):
+                return Answer(score, stage.name, {self._names[index]: score})
+        answers: list[Answer | None] = [None]
+        self._remote([row], np.zeros(1, dtype=np.int64), answers, partial)
+        return answers[0] or Answer(None, None, {})
 
     def close(self) -> None:
         self._client.close()

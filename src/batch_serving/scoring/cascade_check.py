@@ -12,8 +12,8 @@ multi-class model; none for a regression). Computed file by file into mergeable 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -21,11 +21,17 @@ import pyarrow.compute as pc
 
 from batch_serving.config.cascade import ANSWERED_BY
 from batch_serving.models.adapters.base import PREDICTED_LABEL
-from batch_serving.scoring.cascade import Cascade, StageRows, counted_stages
+from batch_serving.scoring.cascade import (
+    Cascade,
+    StageRows,
+    counted_stages,
+    stage_rows,
+    value_counts,
+)
 from batch_serving.scoring.comparison import labels_from_scores
 from batch_serving.scoring.ensemble import float_values
 from batch_serving.scoring.members import score_field
-from batch_serving.scoring.plan import ACTION, Member, ScoringPlan
+from batch_serving.scoring.plan import ACTION, ERROR_MEMBER, Member, ScoringPlan
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,16 @@ class StageEvidence:
     flips: int | None = None
     flip_share: float | None = None
     decision: str | None = None  # what a flip compares: "action", "label" or None
+
+    @property
+    def band(self) -> int:
+        """Rows this stage saw but left open (in its band): passed on to the next stage."""
+        return self.seen - self.answered - self.quarantined
+
+    @property
+    def agreement(self) -> float | None:
+        """The share of checked decisions the last stage would have made alike."""
+        return None if self.flip_share is None else 1.0 - self.flip_share
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -121,12 +137,60 @@ def stage_evidence(
     cascade = _cascade(plan)
     checked = {key: p.rows for key, p in partials.items()}
     rows = counted_stages(cascade, answered_by, error_member, checked)
+    return _stages_evidence(plan, rows, partials)
+
+
+@dataclass(frozen=True)
+class EvidenceCounts:
+    """A cascade's evidence before shares, mergeable: rows each stage answered and
+    quarantined, and each answering stage's check partial. A stream adds one per
+    micro-batch and reports each batch's evidence and the sum since it started."""
+
+    answered: Mapping[str, int] = field(default_factory=dict)
+    quarantined: Mapping[str, int] = field(default_factory=dict)
+    checks: Mapping[str, CheckPartial] = field(default_factory=dict)
+
+    def merge(self, other: EvidenceCounts) -> EvidenceCounts:
+        return EvidenceCounts(
+            _add(self.answered, other.answered),
+            _add(self.quarantined, other.quarantined),
+            merge_partials([self.checks, other.checks]),
+        )
+
+
+def batch_counts(plan: ScoringPlan, predictions: pa.Table, quarantine: pa.Table) -> EvidenceCounts:
+    """The evidence of one batch's scored rows (``check_columns`` at least) and quarantined
+    rows (``error_member``; a row quarantined before scoring names no stage, so it never
+    entered the cascade)."""
+    errors = [quarantine.column(ERROR_MEMBER)] if ERROR_MEMBER in quarantine.column_names else []
+    return EvidenceCounts(
+        value_counts([predictions.column(ANSWERED_BY)]),
+        value_counts(errors),
+        check_partials(plan, predictions),
+    )
+
+
+def evidence_of(plan: ScoringPlan, counts: EvidenceCounts) -> list[StageEvidence]:
+    """Each stage's counts, shares and check from ``counts`` (as ``stage_evidence``)."""
+    checked = {key: p.rows for key, p in counts.checks.items()}
+    rows = stage_rows(_cascade(plan), counts.answered, counts.quarantined, checked)
+    return _stages_evidence(plan, rows, counts.checks)
+
+
+def _stages_evidence(
+    plan: ScoringPlan, rows: Sequence[StageRows], partials: Mapping[str, CheckPartial]
+) -> list[StageEvidence]:
+    cascade = _cascade(plan)
     entering = rows[0].seen if rows else 0
     decision = _decision_kind(plan)
     return [
         _evidence(stage.text or None, r, entering, partials.get(r.member), decision)
         for stage, r in zip(cascade.stages, rows, strict=True)
     ]
+
+
+def _add(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    return {key: a.get(key, 0) + b.get(key, 0) for key in dict.fromkeys([*a, *b])}
 
 
 def _evidence(

@@ -3,7 +3,8 @@
 It reads like a batch run: the source's parts -> checked by the batch's rules (``validate``)
 -> scored by the core -> split into scored and quarantined rows -> written by the sink ->
 request results and poison reports -> the sink's commit (last) -> metrics. Every landed row
-ends up scored, quarantined (with the reason) or in a poison report (an unreadable file).
+ends up scored, quarantined (with the reason) or in a poison report (an unreadable file). A
+cascade's evidence is counted from the split rows (read only: the scores are not touched).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pyspark.sql import DataFrame
 
+from batch_serving.scoring.cascade_check import batch_counts, evidence_of
 from batch_serving.scoring.plan import ERROR_CLASS, ERROR_MESSAGE, ScoringPlan
 from batch_serving.spark import errors
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.dataframe import score_frame
 from batch_serving.stream.layout import StreamLayout, write_json_atomic
-from batch_serving.stream.metrics import BatchStats, StreamMetrics
+from batch_serving.stream.metrics import BatchStats, StreamMetrics, evidence_record
 from batch_serving.stream.requests import request_id_of
 from batch_serving.stream.sink import StreamSink
 from batch_serving.stream.source import (
@@ -84,6 +86,7 @@ class BatchHandler:
         requests = self._answer_requests(good, bad, batch_id)
         self._report_poison(batch_id, batch.poison)
         committed = dt.datetime.now(dt.UTC)
+        cascade = batch_counts(plan, good, bad) if plan.cascade is not None else None
         stats = BatchStats(
             batch_id,
             good.num_rows,
@@ -91,6 +94,7 @@ class BatchHandler:
             len(batch.poison),
             round(time.perf_counter() - start, 3),
             event_ages(good, bad, committed),
+            cascade=cascade,
         )
         record = {
             "batch_id": batch_id,
@@ -102,6 +106,8 @@ class BatchHandler:
             "requests": requests,
             "poison_files": batch.poison,
         }
+        if cascade is not None:
+            record["cascade"] = evidence_record(evidence_of(plan, cascade))
         self.sink.commit(batch_id, record | stats.latency_record())
         self.metrics.record_batch(stats)
 

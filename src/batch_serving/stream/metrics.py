@@ -10,6 +10,11 @@ sliding window: every event of the last ``LATENCY_WINDOW_BATCHES`` committed bat
 (``latency_window_events`` says how many events that is). One batch alone is no
 distribution: its events often share one landing time, so p50, p99 and max would be equal.
 The log line and the batch marker keep each batch's own quantiles.
+
+A cascade's evidence (``CascadeTally``): per stage, the rows it saw, answered, quarantined
+and left open (its band), and with ``cascade.check_sample`` each earlier stage's agreement with
+the last stage on the checked rows; one log line per batch and one since the stream started,
+the batch's in its marker, the totals in ``metrics.prom``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from typing import Any
 
 import numpy as np
 from pyspark.sql.streaming import StreamingQueryListener
+
+from batch_serving.scoring.cascade_check import EvidenceCounts, StageEvidence, evidence_of
+from batch_serving.scoring.plan import ScoringPlan
 
 log = logging.getLogger(__name__)
 PREFIX = "batch_serving_stream"
@@ -42,6 +50,7 @@ class BatchStats:
     write_seconds: float
     ages: np.ndarray = field(default_factory=lambda: np.empty(0))
     skipped: bool = False
+    cascade: EvidenceCounts | None = None  # a cascade's counts in this batch
 
     def latency_record(self) -> dict[str, float | None]:
         """This batch's own quantiles (the marker's and the log line's)."""
@@ -60,11 +69,51 @@ def quantiles(ages: np.ndarray) -> tuple[float | None, float | None, float | Non
 
 
 @dataclass
+class CascadeTally:
+    """A stream's cascade evidence: each batch's, and the sum since the process started."""
+
+    plan: ScoringPlan
+    total: EvidenceCounts = field(default_factory=EvidenceCounts)
+
+    def evidence(self, counts: EvidenceCounts) -> list[StageEvidence]:
+        return evidence_of(self.plan, counts)
+
+    def add(self, counts: EvidenceCounts) -> None:
+        self.total = self.total.merge(counts)
+
+
+def evidence_record(stages: list[StageEvidence]) -> list[dict[str, object]]:
+    """Per stage, for the batch marker: ``StageEvidence`` plus its band and agreement."""
+    return [s.to_dict() | {"band": s.band, "agreement": s.agreement} for s in stages]
+
+
+def evidence_line(stages: list[StageEvidence]) -> str:
+    """One line: per stage ``saw/answered/band/quarantined``, then each check."""
+    parts = [
+        f"{s.member} saw {s.seen}, answered {s.answered}"
+        + (f", band {s.band}" if s.answer_if else "")
+        + (f", quarantined {s.quarantined}" if s.quarantined else "")
+        for s in stages
+    ]
+    last = stages[-1].member if stages else ""
+    checks = [f"check {s.member} vs {last} on {_check_text(s)}" for s in stages if s.checked]
+    return "; ".join(parts + checks)
+
+
+def _check_text(s: StageEvidence) -> str:
+    diff = "" if s.mean_abs_diff is None else f", mean |score diff| {s.mean_abs_diff:.4f}"
+    if s.flips is None or s.agreement is None:
+        return f"{s.checked}: no {s.decision or 'decision'} to compare{diff}"
+    return f"{s.checked}: {s.decision} flips {s.flips} (agreement {s.agreement:.1%}){diff}"
+
+
+@dataclass
 class StreamMetrics:
     """Counters since this process started, and the last batch's gauges."""
 
     model: str
     path: Path
+    cascade: CascadeTally | None = None
     batches: int = 0
     skipped_batches: int = 0
     scored: int = 0
@@ -87,6 +136,8 @@ class StreamMetrics:
                 self.gauges["last_batch_id"] = stats.batch_id
                 self.gauges["write_seconds"] = stats.write_seconds
                 self._slide(stats.ages)
+                if self.cascade is not None and stats.cascade is not None:
+                    self.cascade.add(stats.cascade)
             self._write()
         if not stats.skipped:
             log.info(
@@ -99,6 +150,12 @@ class StreamMetrics:
                 stats.write_seconds,
                 *(_secs(v) for v in quantiles(stats.ages)),
             )
+        if not stats.skipped and self.cascade is not None and stats.cascade is not None:
+            tally = self.cascade
+            log.info(
+                "batch %d cascade: %s", stats.batch_id, evidence_line(tally.evidence(stats.cascade))
+            )
+            log.info("cascade since start: %s", evidence_line(tally.evidence(tally.total)))
 
     def _slide(self, ages: np.ndarray) -> None:
         """Add a batch's event latencies to the window; the gauges are its quantiles."""
@@ -152,6 +209,8 @@ class StreamMetrics:
         ]
         for key, value in sorted(self.gauges.items()):
             lines += [f"# TYPE {PREFIX}_{key} gauge", f"{PREFIX}_{key}{label} {value:.6g}"]
+        if self.cascade is not None:
+            lines += cascade_lines(self.model, self.cascade.evidence(self.cascade.total))
         return "\n".join(lines) + "\n"
 
     def _write(self) -> None:
@@ -159,6 +218,41 @@ class StreamMetrics:
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(self.render())
         os.replace(tmp, self.path)
+
+
+def cascade_lines(model: str, stages: list[StageEvidence]) -> list[str]:
+    """The cascade's totals since the stream started: rows per stage and outcome (``seen``,
+    ``answered``, ``band``: left open for the next stage, ``quarantined``), the check's rows
+    and flips per answering stage (counters), its agreement and mean |score diff| (gauges)."""
+    name = f"{PREFIX}_cascade"
+    lines = [f"# TYPE {name}_rows_total counter"]
+    for s in stages:
+        for outcome in ("seen", "answered", "band", "quarantined"):
+            labels = f'model="{model}",stage="{s.member}",outcome="{outcome}"'
+            lines.append(f"{name}_rows_total{{{labels}}} {getattr(s, outcome)}")
+    checked = [s for s in stages if s.checked]
+    for metric, kind, attribute in _CHECK_SERIES:
+        values = [(s.member, getattr(s, attribute)) for s in checked]
+        present = [(member, v) for member, v in values if v is not None]
+        if present:
+            lines.append(f"# TYPE {name}_{metric} {kind}")
+            lines += [
+                f'{name}_{metric}{{model="{model}",stage="{member}"}} {_number(v)}'
+                for member, v in present
+            ]
+    return lines
+
+
+_CHECK_SERIES = (
+    ("check_rows_total", "counter", "checked"),
+    ("check_flips_total", "counter", "flips"),
+    ("check_agreement", "gauge", "agreement"),
+    ("check_mean_abs_score_diff", "gauge", "mean_abs_diff"),
+)
+
+
+def _number(value: float) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.6g}"
 
 
 class ProgressListener(StreamingQueryListener):

@@ -35,7 +35,7 @@ from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, bui
 from batch_serving.spark.connect import is_connect, unsupported
 from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
-from batch_serving.stream.metrics import ProgressListener, StreamMetrics
+from batch_serving.stream.metrics import CascadeTally, ProgressListener, StreamMetrics
 from batch_serving.stream.schema import parse_ddl
 from batch_serving.stream.sink import sink_for
 from batch_serving.stream.source import StreamSource, source_for
@@ -94,7 +94,8 @@ def run_stream(
         return stream_plan(cfg, source, models.members, schema, where, run_id, started)
 
     plan = planner(declared, source.describe())
-    metrics = StreamMetrics(cfg.model.name, layout.metrics_file)
+    tally = CascadeTally(plan) if plan.cascade is not None else None
+    metrics = StreamMetrics(cfg.model.name, layout.metrics_file, tally)
     sink = sink_for(stream, layout, cfg.entity_columns)
     handler = BatchHandler(
         plan,

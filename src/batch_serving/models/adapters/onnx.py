@@ -17,8 +17,9 @@ order of the ONNX metadata (``batch_serving.matrix_features``).
 from __future__ import annotations
 
 import json
+import operator
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,8 @@ class OnnxModel:
         self._session: Any = None
         self._types: dict[str, Any] | None = None
         self._meta: dict[str, str] | None = None
+        self._outputs: list[str] | None = None
+        self._row_feed: Callable[[Mapping[str, Any]], dict[str, np.ndarray]] | None = None
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -103,6 +106,22 @@ class OnnxModel:
         parts = feed({f: dtype for f in self.features}, columns)
         return self.session.run(None, {name: np.hstack(list(parts.values()))})
 
+    def run_row(self, row: Mapping[str, Any], outputs: Sequence[str] | None = None) -> list[Any]:
+        """Run on one row (feature name -> value): the tensors ``run`` would build for it,
+        from a plan made once (input names, types, the matrix's column order), so a call is
+        the session's own ~10 microseconds plus one small array per input. ``outputs``: the
+        output names to fetch (None: all). A missing feature raises ``KeyError``."""
+        if self._row_feed is None:
+            self._row_feed = row_feed(self.input_types, self.metadata)
+        return self.session.run(outputs, self._row_feed(row))
+
+    @property
+    def output_names(self) -> list[str]:
+        """Output names in graph order (read once)."""
+        if self._outputs is None:
+            self._outputs = [o.name for o in self.session.get_outputs()]
+        return self._outputs
+
 
 def new_session(data: bytes) -> Any:
     """One single-threaded CPU session (see the module docstring)."""
@@ -113,6 +132,29 @@ def new_session(data: bytes) -> Any:
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def row_feed(
+    types: Mapping[str, Any], metadata: Mapping[str, str]
+) -> Callable[[Mapping[str, Any]], dict[str, np.ndarray]]:
+    """One row's inputs as ``feed`` makes them for a one-row column: the matrix model's
+    ``[1, k]`` tensor in its float type (an item getter in the metadata's column order, one
+    numpy conversion: a None becomes NaN, as ``astype`` makes it), else one ``[1, 1]`` tensor
+    per input."""
+    matrix = metadata.get(META_MATRIX)
+    if matrix:
+        ((name, dtype),) = types.items()
+        columns = json.loads(matrix)
+        get = operator.itemgetter(*columns)
+        if len(columns) == 1:
+            return lambda row: {name: np.array([[get(row)]], dtype)}
+        return lambda row: {name: np.array([get(row)], dtype)}
+    plan = list(types.items())
+
+    def per_input(row: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        return {n: np.asarray([row[n]]).astype(t).reshape(1, 1) for n, t in plan}
+
+    return per_input
 
 
 def feed(types: Mapping[str, Any], columns: Mapping[str, Any]) -> dict[str, np.ndarray]:
