@@ -6,6 +6,7 @@ labels are the classes ``positive_label`` names."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -83,7 +84,8 @@ def test_the_same_command_passes_a_good_partition(
     done = check_input_command(tmp_path, job_config(logistic))
 
     assert done.returncode == 0, done.stderr
-    assert '"kind": "binary"' in done.stdout and '"support_calls"' in done.stdout
+    (model,) = json.loads(done.stdout)["models"]
+    assert (model["kind"], model["features"]) == ("binary", NUMERIC)
 
 
 def test_the_label_a_string_indexer_indexed_at_fit_time_is_not_required(
@@ -110,3 +112,12 @@ def test_the_label_a_string_indexer_indexed_at_fit_time_is_not_required(
     with pytest.raises(InputValidationError, match="tenure_months") as err:
         check_input(cfg, RUN_DATE)
     assert err.value.exit_code == 4
+
+
+def test_an_engine_that_cannot_score_it_exits_2_as_the_run_does(
+    warehouse, job_config, logistic
+) -> None:
+    warehouse(customers(10))
+
+    with pytest.raises(ConfigError, match=r"engine: arrow_direct cannot score .*flavor 'spark'"):
+        check_input(job_config(logistic, engine="arrow_direct"), RUN_DATE)
