@@ -158,9 +158,16 @@ def stream_config(cfg: JobConfig) -> StreamConfig:
 
 def connect_refusal(cfg: JobConfig) -> str | None:
     """Why this stream cannot run under Spark Connect, or None: the driver follows the
-    batches through the table sink's markers (so ``stream.sink`` must include ``table``), and
-    windowed features (``windows:``, a stateful query and its online store) are classic only."""
+    batches through the table sink's markers (so ``stream.sink`` must include ``table``);
+    Kafka (source or sink) and windowed features (``windows:``, a stateful query and its
+    online store) run with a classic session only: neither is tested under Connect."""
     stream = cfg.stream
+    if stream is not None and (stream.source == "kafka" or "kafka" in stream.sink):
+        return unsupported(
+            "`stream` with Kafka (stream.source or stream.sink)",
+            "run a Kafka stream with a classic session (spark.master or spark-submit, "
+            "no spark.remote)",
+        )
     if stream is not None and CONNECT_SINK not in stream.sink:
         return unsupported(
             f"`stream` with stream.sink {stream.sink} (no `{CONNECT_SINK}`)",

@@ -52,13 +52,21 @@ def job(tmp_path: Path, stream: dict[str, Any] | None = None, **extra: Any) -> P
 
 def test_a_connect_stream_into_the_table_sink_passes_the_check(tmp_path: Path) -> None:
     assert stream_config(load_config(job(tmp_path))).sink == ["table"]
-    both = {"source": "kafka", "kafka": KAFKA, "sink": ["table", "kafka"]}
-    assert stream_config(load_config(job(tmp_path, both))).source == "kafka"
 
 
-def test_stream_command_refuses_a_connect_stream_without_the_table_sink(
-    tmp_path: Path, capsys: Any
-) -> None:
+@pytest.mark.parametrize(
+    "stream",
+    [
+        {"source": "kafka", "kafka": KAFKA},
+        {"sink": ["table", "kafka"], "kafka": KAFKA},
+    ],
+)
+def test_a_kafka_stream_is_refused_under_connect(tmp_path: Path, stream: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"`stream` with Kafka .* is not available under Spark"):
+        stream_config(load_config(job(tmp_path, stream)))
+
+
+def test_stream_command_refuses_a_connect_kafka_stream_by_name(tmp_path: Path, capsys: Any) -> None:
     path = job(tmp_path, {"sink": "kafka", "kafka": KAFKA})
 
     code = main(["stream", "--config", str(path), "--available-now"])
@@ -66,10 +74,10 @@ def test_stream_command_refuses_a_connect_stream_without_the_table_sink(
     err = capsys.readouterr().err
     assert code == 2
     assert (
-        "job events: `stream` with stream.sink ['kafka'] (no `table`) is not available under "
+        "job events: `stream` with Kafka (stream.source or stream.sink) is not available under "
         "Spark Connect (spark.remote)"
     ) in err
-    assert "add `table` to stream.sink" in err
+    assert "run a Kafka stream with a classic session" in err
     assert "Traceback" not in err and "grpc" not in err.lower()
     assert not (tmp_path / "out").exists()  # nothing started, nothing written
 
