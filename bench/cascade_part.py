@@ -62,6 +62,7 @@ def measure_cascade(
     cfgs = {"cascade": JobConfig.model_validate(cascade), "hgb": JobConfig.model_validate(alone)}
     for cfg in cfgs.values():  # warm-up: workers load each model once
         run_score(bench.spark, cfg, warm_date)
+    _read_through(bench.part)  # whoever runs first does not pay the input's cold read alone
     times: dict[str, list[float]] = {name: [] for name in cfgs}
     manifests: dict[str, Any] = {}
     for round_ in range(reps):
@@ -84,6 +85,14 @@ def measure_cascade(
         "runs": {k: [round(t, 3) for t in v] for k, v in times.items()},
         "embedded": embedded_decided(bench, sure, (low, high), features, warm_date),
     }
+
+
+def _read_through(partition: Path) -> None:
+    """Every byte of the timed partition read once, so it is in the page cache for all."""
+    for f in sorted(partition.rglob("*.parquet")):
+        with f.open("rb") as stream:
+            while stream.read(1 << 24):
+                pass
 
 
 def _big_rows_diff(manifests: dict[str, Any]) -> float:

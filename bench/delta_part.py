@@ -69,7 +69,7 @@ def measure_delta(
             "parquet_commit_s": round(statistics.median(commits[(engine, "parquet")]), 3),
             "delta_commit_share_median": round(statistics.median(share), 4),
             "delta_commit_share_max": round(max(share), 4),
-            "delta_version": last[(engine, "delta")].manifest.output.table_version,
+            "delta_version": last[(engine, "delta")].committed.version,
             "max_abs_diff": _diff(cfgs[(engine, "delta")], cfgs[(engine, "parquet")]),
             "rows": last[(engine, "delta")].manifest.output.rows,
             "runs": {fmt: [round(t, 3) for t in walls[(engine, fmt)]] for fmt in FORMATS},

@@ -14,7 +14,8 @@ The tasks call the jobs environment's executables (``.venv/bin/spark-submit``,
     wait_for_input  until <the date's input directory>/<schedule.input_marker> exists
                     (``_SUCCESS`` by default; local or object store), poking in reschedule
                     mode: no worker slot between pokes
-    validate_input  batch-serving check-input: registry/alias, columns, row count (no Spark)
+    validate_input  batch-serving check-input: registry/alias, columns, row count (a local
+                    Spark session only for a Spark ML model or an input.table)
     score           spark-submit jobs/score.py --run-date {{ ds }} with the job's whole
                     ``spark.conf`` (executors, archives, queue ...) and the connector jars,
                     on connection ``schedule.spark_conn_id``, in pool ``schedule.pool``, time

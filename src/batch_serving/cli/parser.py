@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.set_defaults(func=commands.score_command)
 
     for name, helptext in (
-        ("check-input", "pre-flight: partition, registry/alias, columns, rows (no Spark)"),
+        (
+            "check-input",
+            "pre-flight: partition, registry/alias, columns, rows "
+            "(a local Spark session only for a Spark ML model or an input.table)",
+        ),
         ("check-output", "post-flight: the date's predictions are committed and validated"),
     ):
         check = add_command(sub, name, help=helptext)

@@ -1,9 +1,11 @@
-"""Pre- and post-flight checks that orchestrators run as their own tasks (no Spark session).
+"""Pre- and post-flight checks that orchestrators run as their own tasks.
 
 ``check_input`` fails fast, before a Spark job is even submitted, on what would fail the run
 anyway: a missing or unreadable partition, an unreachable registry or unknown alias, columns
 the model needs that the input lacks or cannot convert, an empty partition. (Value-level
-gates, the Great Expectations suites, run inside the score job on the data it scores.)
+gates, the Great Expectations suites, run inside the score job on the data it scores.) It
+starts no Spark session, except to describe a Spark ML model (its stages are JVM objects:
+see ``_spark_described``) or to resolve an ``input.table`` (the CLI's ``check-input``).
 ``check_output`` repairs an interrupted commit of the date, then confirms that the date's
 predictions partition is committed, reconciled and passed its gates: what ``publish`` requires.
 """
@@ -12,13 +14,23 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from batch_serving.config import JobConfig
 from batch_serving.config.members import MemberModel
 from batch_serving.errors import BatchServingError
-from batch_serving.models.loading import load_and_describe, load_pinned, output_request
+from batch_serving.models.adapters import (
+    SPARK_RUNTIME,
+    LoadedModel,
+    ModelSpec,
+    OutputRequest,
+    describe,
+)
+from batch_serving.models.artifacts import download_model, load_model_dir
+from batch_serving.models.loading import load_pinned, output_request
 from batch_serving.models.registry import ModelRef, resolve_model
 from batch_serving.quality.checks import check_not_empty
 from batch_serving.runs.recovery import holding_date, recover_date
@@ -34,6 +46,9 @@ from batch_serving.tables.inputs import (
 )
 from batch_serving.tables.layout import predictions_layout
 from batch_serving.tables.verify import verify_committed
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,9 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
         for model in cfg.member_models():
             ref = resolve_model(model.model)
             request = output_request(cfg, model.model, champion=model.role == "champion")
-            spec, _, _ = load_and_describe(model.model, request, ref, tmp)
+            trusted = model.model.skops_trusted_types
+            loaded = load_model_dir(download_model(ref, tmp), ref.uri, trusted)
+            spec = _described(cfg, loaded, request, ref.uri)
             members.append(Member(model.key, ref, spec, model.role, model.inputs))
     found = inspect_input(partition_location(cfg.input, run_date, cfg.storage))
     plan_for_job(  # columns, types, member references and rule names, as the run will check them
@@ -119,6 +136,56 @@ def check_input(cfg: JobConfig, run_date: dt.date) -> InputCheck:
             CheckedModel(m.key, m.ref.uri, m.spec.kind, tuple(m.spec.features)) for m in members
         ),
     )
+
+
+def _described(
+    cfg: JobConfig, loaded: LoadedModel, request: OutputRequest, label: str
+) -> ModelSpec:
+    """The model's spec as the run describes it: by its runtime adapter (which refuses a Spark
+    ML member of a multi-model job, as the run does), or for a single-model job's Spark ML
+    pipeline by the run's engine (``choose_engine``: an engine that cannot score it is a
+    ConfigError here too), in a Spark session."""
+    if cfg.multi_model or loaded.runtime != SPARK_RUNTIME:
+        return describe(loaded, request, label)
+    return _spark_described(cfg, loaded, request, label)
+
+
+def _spark_described(
+    cfg: JobConfig, loaded: LoadedModel, request: OutputRequest, label: str
+) -> ModelSpec:
+    """A Spark ML pipeline described by the ``spark_ml`` engine itself (``engine.describe``:
+    kind and class labels from the loaded stages, features = the columns the scoring stages
+    read), so check-input and the run check the same columns. Its stages are JVM objects and
+    their class counts are only in each stage's own data files, so this needs a session: a
+    local one of check-input's own (``_session``), or the caller's."""
+    from batch_serving.spark.engines import choose_engine, engine_named
+
+    engine = engine_named(choose_engine(cfg, SPARK_RUNTIME))
+    with _session(cfg) as spark:
+        return engine.describe(spark, loaded, request, label)
+
+
+@contextmanager
+def _session(cfg: JobConfig) -> Iterator[SparkSession]:
+    """The caller's active Spark session (left running), else a local one of check-input's
+    own, started and stopped here: one core is enough to read a pipeline, and a cluster
+    master would start an application for it. The job's ``spark.conf`` applies (jars of
+    custom stages)."""
+    from pyspark.sql import SparkSession
+
+    from batch_serving.config import SparkConfig
+    from batch_serving.spark.session import build_session
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        yield active
+        return
+    local = SparkConfig(master="local[1]", conf=cfg.spark.conf)
+    spark = build_session(local, f"batch-serving-check-{cfg.job}")
+    try:
+        yield spark
+    finally:
+        spark.stop()
 
 
 def check_rules(

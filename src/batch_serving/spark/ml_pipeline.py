@@ -52,7 +52,7 @@ _PIPELINES: LruCache[tuple[str, str], Pipeline] = LruCache(MAX_MODELS)
 def pipeline_of(spark: SparkSession, files: SparkPipelineFiles, label: str) -> Pipeline:
     """The pipeline of ``files``, read once per Spark application (its JVM objects live
     there), so describing the model and scoring it use one load."""
-    key = (str(spark.sparkContext.applicationId), files.pipeline)
+    key = (str(spark.conf.get("spark.app.id", "")), files.pipeline)
     return _PIPELINES.get_or_load(key, lambda: read_pipeline(files, label))[0]
 
 

@@ -96,14 +96,15 @@ def test_batches_sum_to_the_batch_runs_evidence_in_prom_and_log(
     )
     assert not any('stage="big"' in key for key in prom if "_check_" in key)
 
-    cumulative = [r.message for r in caplog.records if r.message.startswith("cascade since")]
+    messages = [r.getMessage() for r in caplog.records]
+    cumulative = [m for m in messages if m.startswith("cascade since")]
     assert len(cumulative) == 2
     assert f"champion saw {champion.seen}, answered {champion.answered}" in cumulative[-1]
     assert re.search(
         rf"check champion vs big on {champion.checked}: action flips {champion.flips} ",
         cumulative[-1],
     )
-    per_batch = [r.message for r in caplog.records if re.match(r"batch \d cascade:", r.message)]
+    per_batch = [m for m in messages if re.match(r"batch \d cascade:", m)]
     assert len(per_batch) == 2
 
 
