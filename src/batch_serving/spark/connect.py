@@ -15,6 +15,7 @@ group, with the connector jars and the settings a classic session of ours would 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -39,6 +40,23 @@ def is_connect(spark: Any) -> bool:
 def unsupported(feature: str, instead: str) -> str:
     """The one wording of "Connect cannot do this": the feature and what to use instead."""
     return f"{feature} is not available under Spark Connect (spark.remote); {instead}"
+
+
+def default_parallelism(spark: Any) -> int:
+    """The session's default number of tasks: the SparkContext's under a classic session;
+    under Connect (no SparkContext) ``spark.default.parallelism``, else the cores of a
+    ``local[N]`` master, else ``spark.sql.shuffle.partitions``."""
+    if not is_connect(spark):
+        return int(spark.sparkContext.defaultParallelism)
+    configured = spark.conf.get("spark.default.parallelism", None)
+    if configured:
+        return max(int(configured), 1)
+    master = spark.conf.get("spark.master", None) or ""
+    local = re.fullmatch(r"local\[(\d+|\*)(?:,\d+)?\]", master)
+    if local is not None:
+        cores = (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
+        return max(cores, 1)
+    return max(int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200), 1)
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame
 from batch_serving.scoring.cascade_check import batch_counts, evidence_of
 from batch_serving.scoring.plan import ERROR_CLASS, ERROR_MESSAGE, ScoringPlan
 from batch_serving.spark import errors
+from batch_serving.spark.connect import default_parallelism
 from batch_serving.spark.delivery import ModelHandle
 from batch_serving.spark.engines.dataframe import score_frame
 from batch_serving.stream.layout import StreamLayout, write_json_atomic
@@ -121,7 +122,7 @@ class BatchHandler:
             return refused_rows(checked.frame, plan, checked.error, plan.scored_at)
         own = replace(checked.plan, scored_at=plan.scored_at, run_id=plan.run_id)
         # many small landed files would each be a task (and a Python worker round trip)
-        tasks = checked.frame.sparkSession.sparkContext.defaultParallelism
+        tasks = default_parallelism(checked.frame.sparkSession)
         selected = checked.frame.select(*own.input_columns).coalesce(tasks)
         scored = score_frame(selected, own, self.handles)
         return errors.scoring(scored.toArrow, self.layout.staging_dir)

@@ -124,6 +124,14 @@ class StreamMetrics:
     window: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW_BATCHES))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (Spark Connect runs the stream's handler on a copy): without the lock."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def record_batch(self, stats: BatchStats) -> None:
         with self._lock:
             if stats.skipped:

@@ -35,7 +35,8 @@ from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, bui
 from batch_serving.spark.connect import is_connect, unsupported
 from batch_serving.stream.batches import BatchHandler
 from batch_serving.stream.layout import StreamLayout
-from batch_serving.stream.metrics import CascadeTally, ProgressListener, StreamMetrics
+from batch_serving.stream.metrics import CascadeTally, StreamMetrics
+from batch_serving.stream.progress import StreamProgress, progress_for
 from batch_serving.stream.schema import parse_ddl
 from batch_serving.stream.sink import sink_for
 from batch_serving.stream.source import StreamSource, source_for
@@ -43,15 +44,9 @@ from batch_serving.stream.windowed import carried, query_conf, windowed
 
 log = logging.getLogger(__name__)
 
-# Connect runs a foreachBatch function in a Python process of the server, on a copy of it:
-# the handler's state (batch metrics, the batch in flight for a graceful stop, the result's
-# counts) would never reach this process, and its tasks size batches by the SparkContext.
-CONNECT_REFUSAL = unsupported(
-    "`stream`",
-    "its micro-batch handler (foreachBatch) keeps the stream's metrics, counts and graceful "
-    "stop in the driver process, which under Connect is not where foreachBatch runs; run the "
-    "stream with a classic session (spark.master or spark-submit, no spark.remote)",
-)
+# Under Connect the server runs foreachBatch on a copy of the handler; the result and the
+# graceful stop follow the table sink's batch markers (``progress.MarkerProgress``).
+CONNECT_SINK = "table"
 
 
 @dataclass(frozen=True)
@@ -78,7 +73,7 @@ def run_stream(
     files that had landed when it started are scored."""
     stream = stream_config(cfg)
     if is_connect(spark):
-        raise ConfigError(f"job {cfg.job}: {CONNECT_REFUSAL}")
+        _refuse_under_connect(cfg)
     parse_ddl(stream.columns)  # a bad schema is a config error before Spark starts
     started = dt.datetime.now(dt.UTC).replace(microsecond=0)
     run_id = new_run_id(started)
@@ -109,8 +104,8 @@ def run_stream(
         run_id,
     )
     name = f"batch-serving-{cfg.job}-{run_id}"
-    listener = ProgressListener(metrics, name)
-    spark.streams.addListener(listener)
+    progress = progress_for(spark, handler, metrics)
+    progress.attach(spark, name)
     writer = (
         frame.select(*carried(source, plan.input_columns))
         .writeStream.queryName(name)
@@ -133,30 +128,65 @@ def run_stream(
         with _stop_on_signals(stop):
             with query_conf(spark, cfg):
                 query = start_query(writer)
-            signalled = _wait(query, stop, handler)
+            signalled = _wait(query, stop, progress)
     finally:
-        spark.streams.removeListener(listener)
+        progress.detach(spark)
         sink.close()
         models.release()
+    counts = progress.counts()
     return StreamResult(
         run_id,
-        metrics.batches,
-        metrics.skipped_batches,
-        metrics.scored,
-        metrics.quarantined,
-        metrics.poison_files,
+        counts.batches,
+        counts.skipped_batches,
+        counts.scored_rows,
+        counts.quarantined_rows,
+        counts.poison_files,
         signalled,
     )
 
 
 def stream_config(cfg: JobConfig) -> StreamConfig:
-    """The job's ``stream:`` section; a job without one, or with ``spark.remote`` (see
-    ``CONNECT_REFUSAL``), is a ConfigError before any session starts."""
+    """The job's ``stream:`` section; a job without one, or with ``spark.remote`` and a part
+    the stream cannot run under Connect (``connect_refusal``), is a ConfigError before any
+    session starts."""
     if cfg.stream is None:
         raise ConfigError(f"job {cfg.job} has no `stream:` section; add one to stream it")
     if cfg.spark.remote is not None:
-        raise ConfigError(f"job {cfg.job}: {CONNECT_REFUSAL}")
+        _refuse_under_connect(cfg)
     return cfg.stream
+
+
+def connect_refusal(cfg: JobConfig) -> str | None:
+    """Why this stream cannot run under Spark Connect, or None: the driver follows the
+    batches through the table sink's markers (so ``stream.sink`` must include ``table``);
+    Kafka (source or sink) and windowed features (``windows:``, a stateful query and its
+    online store) run with a classic session only: neither is tested under Connect."""
+    stream = cfg.stream
+    if stream is not None and (stream.source == "kafka" or "kafka" in stream.sink):
+        return unsupported(
+            "`stream` with Kafka (stream.source or stream.sink)",
+            "run a Kafka stream with a classic session (spark.master or spark-submit, "
+            "no spark.remote)",
+        )
+    if stream is not None and CONNECT_SINK not in stream.sink:
+        return unsupported(
+            f"`stream` with stream.sink {stream.sink} (no `{CONNECT_SINK}`)",
+            "the driver follows the batches through the table sink's batch markers; add "
+            f"`{CONNECT_SINK}` to stream.sink or run with a classic session (no spark.remote)",
+        )
+    if cfg.windows is not None:
+        return unsupported(
+            "`stream` with `windows:` features",
+            "run a windowed stream with a classic session (spark.master or spark-submit, "
+            "no spark.remote)",
+        )
+    return None
+
+
+def _refuse_under_connect(cfg: JobConfig) -> None:
+    refusal = connect_refusal(cfg)
+    if refusal is not None:
+        raise ConfigError(f"job {cfg.job}: {refusal}")
 
 
 def stream_plan(
@@ -190,12 +220,12 @@ def start_query(writer: object) -> StreamingQuery:
     return query
 
 
-def _wait(query: StreamingQuery, stop: threading.Event, sink: BatchHandler) -> bool:
+def _wait(query: StreamingQuery, stop: threading.Event, progress: StreamProgress) -> bool:
     """Block until the query ends; True if it was stopped on request."""
     try:
         while query.isActive:
             if stop.is_set():
-                _finish_current_batch(query, sink)
+                _finish_current_batch(query, progress)
                 query.stop()
                 log.info("stream stopped on request")
                 return True
@@ -209,29 +239,18 @@ def _wait(query: StreamingQuery, stop: threading.Event, sink: BatchHandler) -> b
 
 
 def _finish_current_batch(
-    query: StreamingQuery, sink: BatchHandler, timeout_s: float = 600
+    query: StreamingQuery, progress: StreamProgress, timeout_s: float = 600
 ) -> None:
     """Let the micro-batch in flight when the stop came (its offsets logged by Spark, not yet
     committed by the sink) commit. A batch Spark starts after that is cut short by the stop
     and replayed on restart (the sink is idempotent)."""
-    in_flight = sink.active if sink.active is not None else _planned_batch(sink)
+    in_flight = progress.in_flight()
     if in_flight is None:
         return
     log.info("waiting for batch %d to commit before stopping", in_flight)
     deadline = time.monotonic() + timeout_s
-    while query.isActive and not sink.finished(in_flight) and time.monotonic() < deadline:
+    while query.isActive and not progress.finished(in_flight) and time.monotonic() < deadline:
         time.sleep(0.02)
-
-
-def _planned_batch(handler: BatchHandler) -> int | None:
-    """The newest batch Spark has planned (offsets logged) but not committed, if any."""
-    checkpoint = handler.layout.checkpoint
-    offsets = [int(p.name) for p in (checkpoint / "offsets").glob("[0-9]*")]
-    if not offsets:
-        return None
-    newest = max(offsets)
-    done = (checkpoint / "commits" / str(newest)).exists()
-    return None if done or handler.finished(newest) else newest
 
 
 @contextmanager

@@ -21,6 +21,7 @@ SRC = Path(__file__).resolve().parents[3] / "src" / "batch_serving"
 JVM_NAMES = {"sparkContext", "_jvm", "_jsc", "_jsparkSession", "broadcast"}
 # module -> why it may touch the JVM
 CLASSIC_ONLY = {
+    "spark/connect.py": "default_parallelism: the SparkContext's, read under classic only",
     "spark/session.py": "spark-submit conf lookup and log4j level, classic sessions only",
     "spark/delivery.py": "broadcast + accumulators; Connect takes the artifact path",
     "spark/task_counts.py": "accumulators; Connect refuses by name",
@@ -28,7 +29,6 @@ CLASSIC_ONLY = {
     "spark/catalog.py": "metastore shortcut inside try, falls back to SQL",
     "spark/metastore.py": "Hive client wake-up; no JVM object under Connect: nothing to wake",
     "spark/engines/arrow_direct.py": "RDD tasks; Connect refuses the engine by name",
-    "stream/batches.py": "streaming; Connect refused by name (stream.runner.CONNECT_REFUSAL)",
 }
 
 

@@ -1,5 +1,6 @@
 """The commands besides ``score`` as Spark Connect clients: ``check-input``, ``check-output``,
-``backfill``, ``sql`` and the notebook API's ``score_frame``; ``stream`` is refused by name.
+``backfill``, ``sql`` and the notebook API's ``score_frame``; a windowed ``stream`` is refused by
+name (the file stream: test_connect_stream.py).
 
 They reuse the one local Connect server of the test session (``conftest.connect_url``). Each
 outcome is the classic one: the same exit codes and messages (classic twins: test_cli.py,
@@ -209,11 +210,23 @@ def test_score_frame_of_a_connect_dataframe_equals_in_process_model(
     assert set(got["model_name"]) == {name}
 
 
-def test_run_stream_refuses_a_connect_session_by_name(remote, job_config, tmp_path) -> None:
-    """A library caller's Connect session (the job itself names no ``spark.remote``)."""
-    landing = {"path": str(tmp_path / "landing"), "columns": "customer_id BIGINT, x DOUBLE"}
-    cfg = job_config("events", stream=landing)
+def test_run_stream_refuses_a_windowed_stream_on_a_connect_session(
+    remote, job_config, tmp_path
+) -> None:
+    """A library caller's Connect session (the job itself names no ``spark.remote``): the
+    file stream runs (test_connect_stream.py); windowed features are refused by name."""
+    landing = {
+        "path": str(tmp_path / "landing"),
+        "columns": "customer_id BIGINT, x DOUBLE, ts TIMESTAMP",
+        "event_time_column": "ts",
+    }
+    windows = {
+        "entity": "customer_id",
+        "event_time": "ts",
+        "aggregates": [{"column": "x", "functions": ["sum"], "windows": ["10m"]}],
+    }
+    cfg = job_config("events", stream=landing, windows=windows)
 
-    with pytest.raises(ConfigError, match="`stream` is not available under Spark Connect"):
+    with pytest.raises(ConfigError, match="`stream` with `windows:` features is not available"):
         run_stream(remote, cfg, available_now=True)
     assert not (tmp_path / "out").exists()
