@@ -262,20 +262,11 @@ class FileLease(WriteLease):
         run_id: str,
         *,
         wait: bool = False,
-        wait_timeout_s: float = 3600,
-        stale_after_s: float = 120,
-        heartbeat_s: float = 10,
-        poll_s: float = 1.0,
+        **timing: float,
     ) -> None:
-        super().__init__(
-            str(path),
-            run_id,
-            wait=wait,
-            wait_timeout_s=wait_timeout_s,
-            stale_after_s=stale_after_s,
-            heartbeat_s=heartbeat_s,
-            poll_s=poll_s,
-        )
+        """``timing``: ``WriteLease``'s ``wait_timeout_s``, ``stale_after_s``, ``heartbeat_s``
+        and ``poll_s``."""
+        super().__init__(str(path), run_id, wait=wait, **timing)
         self.path = Path(path)
         self._guard_path = self.path.with_name(f".{self.path.name}.guard")
         self._holder: LeaseHolder | None = None
