@@ -34,7 +34,8 @@ from batch_serving.storage import Location, as_location, lease_root, location
 from batch_serving.storage.conditional import conditional_objects, object_key
 from batch_serving.tables.commit import RenameSwap
 from batch_serving.tables.delta_commit import DELTA_LOG, DeltaCommit
-from batch_serving.tables.lease import FileLeases, LeaseHolder, LeaseStore, WriteLease
+from batch_serving.tables.file_lease import FileLeases
+from batch_serving.tables.lease import LeaseHolder, LeaseStore, WriteLease
 from batch_serving.tables.object_commit import PointerCommit
 from batch_serving.tables.object_lease import ObjectLeases
 from batch_serving.tables.protocol import CommitProtocol

@@ -349,7 +349,7 @@ def utc_stamp() -> str:
 
 @dataclass(frozen=True)
 class HeldLease:
-    """The lease file of a live run in another process (tables/lease.py's format): ``beat()``
+    """The lease file of a live run in another process (tables/lease.py's record): ``beat()``
     keeps its heartbeat fresh, as the holder's heartbeat thread would."""
 
     path: Path

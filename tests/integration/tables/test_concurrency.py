@@ -24,7 +24,7 @@ from batch_serving.cli import main
 from batch_serving.runs.after_commit import after_commit
 from batch_serving.runs.context import RunContext
 from batch_serving.runs.job import run_score
-from batch_serving.tables.lease import read_holder
+from batch_serving.tables.file_lease import read_holder
 from batch_serving.tables.manifest import read_after_commit
 
 cloudpickle.register_pickle_by_value(builders)

@@ -25,15 +25,16 @@ import pytest
 
 from batch_serving.errors import ConfigError, LeaseHeldError, StorageError
 from batch_serving.tables import lease as lease_module
-from batch_serving.tables.lease import FileLease, LeaseHolder, lease_path, read_holder
+from batch_serving.tables.file_lease import FileLease, lease_path, read_holder
+from batch_serving.tables.lease import LeaseHolder
 
 SRC = Path(__file__).resolve().parents[3] / "src"
-LOGGER = "batch_serving.tables.lease"
+LOGGER = "batch_serving.tables"  # lease.py and file_lease.py log under it
 
 HOLDER = textwrap.dedent(
     """
     import pathlib, sys, time
-    from batch_serving.tables.lease import FileLease
+    from batch_serving.tables.file_lease import FileLease
     path, run_id, ready, hold_s = sys.argv[1:5]
     with FileLease(pathlib.Path(path), run_id, heartbeat_s=0.2, stale_after_s=30):
         pathlib.Path(ready).write_text("held")
@@ -45,7 +46,7 @@ RACER = textwrap.dedent(
     """
     import pathlib, sys, time
     from batch_serving.errors import LeaseHeldError
-    from batch_serving.tables.lease import FileLease
+    from batch_serving.tables.file_lease import FileLease
     path, base = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[3])
     run_id, rounds = sys.argv[2], int(sys.argv[4])
     (base / f"{run_id}.ready").write_text("ready")
@@ -67,7 +68,7 @@ WAITER = textwrap.dedent(
     """
     import pathlib, sys
     from batch_serving.errors import LeaseHeldError
-    from batch_serving.tables.lease import FileLease
+    from batch_serving.tables.file_lease import FileLease
     path, run_id, timeout_s = sys.argv[1:4]
     try:
         with FileLease(pathlib.Path(path), run_id, wait=True, wait_timeout_s=float(timeout_s),

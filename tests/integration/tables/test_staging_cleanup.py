@@ -25,8 +25,8 @@ from test_concurrency import INPUTS, start_score, write_config
 
 from batch_serving.runs.job import run_score
 from batch_serving.runs.summary import summary_lines
+from batch_serving.tables.file_lease import FileLease, lease_path, read_holder
 from batch_serving.tables.layout import predictions_layout, quarantine_layout
-from batch_serving.tables.lease import FileLease, lease_path, read_holder
 from batch_serving.tables.staging import clean_staging, judge
 
 OTHER_DATE = RUN_DATE - dt.timedelta(days=1)

@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from batch_serving.tables.lease import FileLease, lease_path
+from batch_serving.tables.file_lease import FileLease, lease_path
 
 
 def lease_at(tmp_path: Path) -> Path:

@@ -16,8 +16,8 @@ from batch_serving.errors import StorageError
 from batch_serving.storage import Location, as_location, location
 from batch_serving.storage.files import count_rows, data_files
 from batch_serving.tables.commit import RenameSwap, commit, discard, recover
+from batch_serving.tables.file_lease import FileLeases
 from batch_serving.tables.layout import commit_protocol, predictions_layout
-from batch_serving.tables.lease import FileLeases
 from batch_serving.tables.manifest import RunManifest, write_manifest
 from batch_serving.tables.object_commit import PointerCommit
 from batch_serving.tables.object_lease import ObjectLeases
