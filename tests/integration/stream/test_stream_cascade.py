@@ -18,10 +18,36 @@ import yaml
 from conftest import customers, labelled
 from test_stream import DDL, RULES, land, read_table
 
+from batch_serving.config import JobConfig
 from batch_serving.scoring.cascade import in_check_sample
 from batch_serving.stream.layout import StreamLayout
 
 SURE = "score <= 0.25 or score >= 0.75"
+
+
+def stream_three_files(
+    tmp_path: Path, cfg: JobConfig, rows: int
+) -> tuple[list[pd.DataFrame], subprocess.CompletedProcess[str]]:
+    """Lands three files of ``rows`` customers (distinct ids) and runs ``batch-serving
+    stream --available-now`` on them in its own process, one file per micro-batch: the
+    landed frames and the finished command."""
+    config = tmp_path / "stream.yaml"
+    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    frames = [
+        customers(rows, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 1000 * s)
+        for s in (1, 2, 3)
+    ]
+    for i, frame in enumerate(frames):
+        land(tmp_path / "landing", f"events-{i}.parquet", frame)
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "batch_serving.cli", "stream", "--config", str(config)]
+    done = subprocess.run(
+        [*command, "--available-now"], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"{3 * rows} rows scored, 0 quarantined" in done.stdout
+    return frames, done
 
 
 def test_stream_cascade_equals_the_pandas_evaluation_of_its_stages(
@@ -47,22 +73,7 @@ def test_stream_cascade_equals_the_pandas_evaluation_of_its_stages(
             "max_files_per_trigger": 1,
         },
     )
-    config = tmp_path / "stream.yaml"
-    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    frames = [
-        customers(150, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 1000 * s)
-        for s in (1, 2, 3)
-    ]
-    for i, frame in enumerate(frames):
-        land(tmp_path / "landing", f"events-{i}.parquet", frame)
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "batch_serving.cli", "stream", "--config", str(config)]
-    done = subprocess.run(
-        [*command, "--available-now"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "450 rows scored, 0 quarantined" in done.stdout
+    frames, _ = stream_three_files(tmp_path, cfg, 150)
 
     layout = StreamLayout.for_job(cfg)
     got = read_table(layout.predictions.table_dir).sort_values("customer_id")

@@ -8,9 +8,6 @@ the start; the served scores are those of the stages."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,14 +17,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-import yaml
 from conftest import customers, labelled
-from test_stream import DDL, RULES, land, read_table
+from test_stream import DDL, RULES, read_table
+from test_stream_cascade import SURE, stream_three_files
 
 from batch_serving.scoring.cascade import in_check_sample
 from batch_serving.stream.layout import StreamLayout
 
-SURE = "score <= 0.25 or score >= 0.75"
 SAMPLE = 0.3
 
 
@@ -79,22 +75,7 @@ def test_stream_reports_the_cascade_per_batch_and_since_start(
             "max_files_per_trigger": 1,
         },
     )
-    config = tmp_path / "stream.yaml"
-    config.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
-    frames = [
-        customers(200, seed=s).assign(customer_id=lambda f, s=s: f.customer_id + 1000 * s)
-        for s in (1, 2, 3)
-    ]
-    for i, frame in enumerate(frames):
-        land(tmp_path / "landing", f"events-{i}.parquet", frame)
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "batch_serving.cli", "stream", "--config", str(config)]
-    done = subprocess.run(
-        [*command, "--available-now"], env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "600 rows scored, 0 quarantined" in done.stdout
+    frames, done = stream_three_files(tmp_path, cfg, 200)
 
     layout = StreamLayout.for_job(cfg)
     got = read_table(layout.predictions.table_dir)
