@@ -19,6 +19,7 @@ from batch_serving.errors import StorageError
 from batch_serving.learning.learner import OnlineLearner
 
 Watermark = tuple[dt.datetime, str]  # (event time, entity id) of the last label learned
+LabelKey = tuple[int, str]  # (event time in ns since the epoch, entity id): one label
 _FORMAT = 1
 
 
@@ -34,6 +35,12 @@ class Checkpoint:
     parent_version: int | None = None  # the registry version the learner started from
     snapshot_learned: int = 0  # ``learned`` when the last snapshot was registered
     snapshot_version: int | None = None  # that snapshot's registry version
+    snapshot_at: dt.datetime | None = None  # wall clock (UTC) of that registration
+    # keys of the labels handled (learned or skipped) within the lateness horizon behind the
+    # watermark: a late label is learned once, a rerun finds its keys here
+    seen_keys: frozenset[LabelKey] = frozenset()
+    late_learned: int = 0  # labels learned behind the watermark (late arrivals)
+    keys_from: dt.datetime | None = None  # no keys kept for event times at or before this
     format: int = _FORMAT
 
     @property
@@ -75,6 +82,9 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
         raise StorageError(f"learner checkpoint {path} is unreadable: {exc}") from None
     if not isinstance(checkpoint, Checkpoint) or checkpoint.format != _FORMAT:
         raise StorageError(f"{path} is not a learner checkpoint of format {_FORMAT}")
+    if "seen_keys" not in vars(checkpoint):  # written before label keys were kept
+        checkpoint.seen_keys = frozenset()
+        checkpoint.keys_from = checkpoint.watermark[0] if checkpoint.watermark else None
     return checkpoint
 
 
