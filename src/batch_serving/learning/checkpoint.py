@@ -1,5 +1,6 @@
-"""The learner's checkpoint: model state AND the watermark of the last label it learned, in
-ONE file replaced atomically (write a temp file, fsync, rename), so the two never disagree.
+"""The learner's checkpoint: model state AND the watermark of the last label it learned (and
+the keys of the labels handled within the lateness horizon behind it), in ONE file replaced
+atomically (write a temp file, fsync, rename), so they never disagree.
 
 A crash before the rename leaves the previous checkpoint: the restart relearns from its
 watermark what the dead process had learned in memory only, so nothing is learned twice
