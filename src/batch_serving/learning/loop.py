@@ -20,7 +20,7 @@ import pandas as pd
 from batch_serving.errors import InputValidationError, MissingColumnsError
 from batch_serving.learning.checkpoint import (
     Checkpoint,
-    LabelKey,
+    LabelKeys,
     Watermark,
     load_checkpoint,
     save_checkpoint,
@@ -140,14 +140,15 @@ def _late(
     within = times >= pd.Timestamp(state.watermark[0]) - pd.Timedelta(days=late_days)
     if state.keys_from is not None:
         within &= times > pd.Timestamp(state.keys_from)
-    unseen = [key not in state.seen_keys for key in _keys(behind, columns)]
-    return behind[within & np.asarray(unseen, dtype=bool)], int((~within).sum())
+    seen = pd.DataFrame({"t": state.seen_keys.times, "e": state.seen_keys.entities, "seen": 1})
+    found = _keys(behind, columns).merge(seen, on=["t", "e"], how="left")["seen"].notna()
+    return behind[within & ~found.to_numpy()], int((~within).sum())
 
 
-def _keys(rows: pd.DataFrame, columns: Columns) -> list[LabelKey]:
-    """Each label's identity: (event time in ns, entity id as text)."""
-    ns = rows[columns.event_time].dt.as_unit("ns").astype("int64")
-    return list(zip(ns.tolist(), rows[_KEY].tolist(), strict=True))
+def _keys(rows: pd.DataFrame, columns: Columns) -> pd.DataFrame:
+    """Each label's identity: t (event time in ns), e (entity id as text)."""
+    ns = rows[columns.event_time].dt.as_unit("ns").astype("int64").to_numpy()
+    return pd.DataFrame({"t": ns, "e": rows[_KEY].to_numpy(dtype=object)})
 
 
 def _labels(values: pd.Series, column: str) -> np.ndarray:
@@ -171,6 +172,8 @@ def _advance(
     state.first_event = min(state.first_event or first, first)
     state.last_event = max(state.last_event or last[0], last[0])
     floor = pd.Timestamp(state.watermark[0]) - pd.Timedelta(days=late_days)
-    floor_ns = floor.as_unit("ns").value
-    kept = {k for k in state.seen_keys if k[0] >= floor_ns}
-    state.seen_keys = frozenset(kept.union(k for k in _keys(batch, columns) if k[0] >= floor_ns))
+    old = pd.DataFrame({"t": state.seen_keys.times, "e": state.seen_keys.entities})
+    # disjoint: a batch holds labels after the watermark, or late ones whose keys were not kept
+    keys = pd.concat([old, _keys(batch, columns)], ignore_index=True)
+    keys = keys[keys["t"] >= floor.as_unit("ns").value]
+    state.seen_keys = LabelKeys(keys["t"].to_numpy(np.int64), keys["e"].to_numpy(dtype=object))
