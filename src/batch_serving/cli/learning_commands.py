@@ -22,8 +22,10 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
         "latest prediction of its entity at or before its event time and to the feature row "
         "that prediction was made from, and learns the matched labels from the checkpoint of "
         "--learning (labels at or before its watermark are not learned again, so a rerun "
-        "learns nothing twice). Then, if anything was learned since the last snapshot, logs "
-        "and registers the learner and moves @challenger to it (not with --no-snapshot). "
+        "learns nothing twice; a late label within labels.late_days of it is learned once). "
+        "Then, if a snapshot is due (the `snapshot` cadence of --learning; default: anything "
+        "learned since the last), logs and registers the learner and moves @challenger to it "
+        "(not with --no-snapshot), saying why it did or did not. "
         "No labels partition or no predictions exits 4.",
     )
     _add_common(learn)
@@ -36,10 +38,12 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     snapshot = add_command(
         sub,
         "snapshot",
-        help="register the checkpoint's learner as @challenger if it learned since the last",
+        help="register the checkpoint's learner as @challenger if a snapshot is due",
         description="Logs the learner of the checkpoint of --learning with the sklearn flavor, "
         "registers it under the job's model name and moves @challenger to the new version, "
-        "only if labels were learned since the last snapshot (otherwise nothing happens).",
+        "only if a snapshot is due: labels were learned since the last snapshot and the "
+        "`snapshot` cadence of --learning (every_labels, every_minutes; either) is reached. "
+        "Says why it did or did not register.",
     )
     _add_common(snapshot)
     snapshot.set_defaults(func=snapshot_command)
@@ -82,14 +86,14 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 
 def learn_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.learning.run import learn_days, snapshot_when_due
+    from batch_serving.learning.run import learn_days, snapshot_if_due
     from batch_serving.learning.settings import load_learning_config
 
     job = load_config(args.config, env=args.env)
     learning = load_learning_config(args.learning)
     day = parse_run_date(args.run_date)
     learned = learn_days(job, learning, day, day)
-    snapshot = None if args.no_snapshot else snapshot_when_due(job, learning)
+    snapshot, due = (None, None) if args.no_snapshot else snapshot_if_due(job, learning)
     report = learned.report
     record = {
         "model": job.model.name,
@@ -100,18 +104,23 @@ def learn_command(args: argparse.Namespace) -> int:
         "learned": report.learned,
         "skipped": report.skipped,
         "already_learned": report.already_learned,
+        "late": report.late,
+        "dropped_late": report.dropped_late,
         "total_learned": report.total_learned,
         "days": list(report.days),
         "watermark": _watermark(report.watermark),
         "checkpoint": str(report.checkpoint),
         "snapshot": _snapshot_record(snapshot),
+        "snapshot_reason": None if due is None else due.reason,
     }
     lines = [
         f"batch-serving: learned {report.learned} labels of {day} for {job.model.name} "
         f"({learned.labels} read, {learned.unmatched} without a prediction, "
         f"{learned.without_features} without features, {report.already_learned} learned "
         f"before, {report.skipped} skipped); {report.total_learned} in {report.checkpoint}",
-        _snapshot_line(job.model.name, snapshot, args.no_snapshot),
+        f"batch-serving: {report.late} late labels learned, {report.dropped_late} older than the "
+        f"{learning.labels.late_days}-day lateness horizon dropped (not learned)",
+        _snapshot_line(job.model.name, snapshot, due),
     ]
     emit(args.json, record, lines)
     return 0
@@ -119,13 +128,17 @@ def learn_command(args: argparse.Namespace) -> int:
 
 def snapshot_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config
-    from batch_serving.learning.run import snapshot_when_due
+    from batch_serving.learning.run import snapshot_if_due
     from batch_serving.learning.settings import load_learning_config
 
     job = load_config(args.config, env=args.env)
-    snapshot = snapshot_when_due(job, load_learning_config(args.learning))
-    record = {"model": job.model.name, "snapshot": _snapshot_record(snapshot)}
-    emit(args.json, record, [_snapshot_line(job.model.name, snapshot, False)])
+    snapshot, due = snapshot_if_due(job, load_learning_config(args.learning))
+    record = {
+        "model": job.model.name,
+        "snapshot": _snapshot_record(snapshot),
+        "snapshot_reason": due.reason,
+    }
+    emit(args.json, record, [_snapshot_line(job.model.name, snapshot, due)])
     return 0
 
 
@@ -141,14 +154,15 @@ def _snapshot_record(snapshot: Any) -> dict[str, Any] | None:
     return {"version": snapshot.version, "alias": snapshot.alias, "run_id": snapshot.run_id}
 
 
-def _snapshot_line(model: str, snapshot: Any, skipped: bool) -> str:
-    if skipped:
+def _snapshot_line(model: str, snapshot: Any, due: Any) -> str:
+    """Whether a snapshot was registered, and why (the cadence's reason)."""
+    if due is None:
         return "batch-serving: no snapshot (--no-snapshot)"
     if snapshot is None:
-        return f"batch-serving: nothing learned since the last snapshot of {model}: none registered"
+        return f"batch-serving: no snapshot of {model} registered ({due.reason})"
     return (
         f"batch-serving: {model} version {snapshot.version} registered as @{snapshot.alias} "
-        f"(run {snapshot.run_id})"
+        f"({due.reason}; run {snapshot.run_id})"
     )
 
 

@@ -16,7 +16,8 @@ The loop, once a day (each arrow one function call)::
                                          rollback: @champion back to the replaced version
 
 Modules: ``settings`` (learning.yaml), ``labels`` (labels in, point in time), ``learner``
-(the online model), ``checkpoint`` (state + watermark, atomic), ``loop`` (learn by day),
-``snapshots`` (registry versions), ``metrics`` and ``gates`` (the judge), ``promote``
+(the online model), ``checkpoint`` (state + watermark + late-horizon keys, atomic), ``loop``
+(late labels, then by day), ``cadence`` (when a snapshot is due), ``snapshots`` (registry
+versions), ``metrics`` and ``gates`` (the judge), ``promote``
 (promote, rollback). Nothing here imports pyspark.
 """

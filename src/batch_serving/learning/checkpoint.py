@@ -1,5 +1,6 @@
-"""The learner's checkpoint: model state AND the watermark of the last label it learned, in
-ONE file replaced atomically (write a temp file, fsync, rename), so the two never disagree.
+"""The learner's checkpoint: model state AND the watermark of the last label it learned (and
+the keys of the labels handled within the lateness horizon behind it), in ONE file replaced
+atomically (write a temp file, fsync, rename), so they never disagree.
 
 A crash before the rename leaves the previous checkpoint: the restart relearns from its
 watermark what the dead process had learned in memory only, so nothing is learned twice
@@ -12,13 +13,30 @@ import datetime as dt
 import os
 import pickle
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 from batch_serving.errors import StorageError
 from batch_serving.learning.learner import OnlineLearner
 
 Watermark = tuple[dt.datetime, str]  # (event time, entity id) of the last label learned
+
+
+@dataclass(frozen=True)
+class LabelKeys:
+    """Identities of labels, (event time in ns since the epoch, entity id as text), as two
+    parallel columns: pickled fast and looked up in one vectorised join (a set of tuples
+    made the checkpoint write several times slower than the learning)."""
+
+    times: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    entities: np.ndarray = field(default_factory=lambda: np.empty(0, object))
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
 _FORMAT = 1
 
 
@@ -34,6 +52,12 @@ class Checkpoint:
     parent_version: int | None = None  # the registry version the learner started from
     snapshot_learned: int = 0  # ``learned`` when the last snapshot was registered
     snapshot_version: int | None = None  # that snapshot's registry version
+    snapshot_at: dt.datetime | None = None  # wall clock (UTC) of that registration
+    # keys of the labels handled (learned or skipped) within the lateness horizon behind the
+    # watermark: a late label is learned once, a rerun finds its keys here
+    seen_keys: LabelKeys = field(default_factory=LabelKeys)
+    late_learned: int = 0  # labels learned behind the watermark (late arrivals)
+    keys_from: dt.datetime | None = None  # no keys kept for event times at or before this
     format: int = _FORMAT
 
     @property
@@ -75,6 +99,9 @@ def load_checkpoint(path: Path) -> Checkpoint | None:
         raise StorageError(f"learner checkpoint {path} is unreadable: {exc}") from None
     if not isinstance(checkpoint, Checkpoint) or checkpoint.format != _FORMAT:
         raise StorageError(f"{path} is not a learner checkpoint of format {_FORMAT}")
+    if "seen_keys" not in vars(checkpoint):  # written before label keys were kept
+        checkpoint.seen_keys = LabelKeys()
+        checkpoint.keys_from = checkpoint.watermark[0] if checkpoint.watermark else None
     return checkpoint
 
 

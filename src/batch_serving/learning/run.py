@@ -1,14 +1,16 @@
 """The loop's steps as the command line runs them, from a job config and ``learning.yaml``:
-``learn_days`` (match, learn), ``snapshot_when_due`` (register @challenger),
+``learn_days`` (match, learn), ``snapshot_if_due`` (register @challenger on the cadence),
 ``promote_recent`` and ``rollback_champion``."""
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch_serving.config import JobConfig
+from batch_serving.learning.cadence import SnapshotDue, snapshot_due
 from batch_serving.learning.checkpoint import load_checkpoint, save_checkpoint
 from batch_serving.learning.labels import matched_labels
 from batch_serving.learning.loop import Columns, LearnReport, learn_labels
@@ -51,19 +53,36 @@ def learn_days(job: JobConfig, learning: LearningConfig, start: dt.date, end: dt
     columns = Columns(
         job.entity_columns[0], learning.labels.label_column, learning.labels.event_time_column
     )
-    report = learn_labels(matched.rows, Path(learning.checkpoint), learning.learner, columns)
+    report = learn_labels(
+        matched.rows,
+        Path(learning.checkpoint),
+        learning.learner,
+        columns,
+        late_days=learning.labels.late_days,
+    )
     return Learned(matched.labels, matched.unmatched, matched.without_features, report)
 
 
-def snapshot_when_due(job: JobConfig, learning: LearningConfig) -> Snapshot | None:
-    """Register the checkpoint's learner as ``@challenger`` if it learned labels since the last
-    snapshot (None otherwise), then record the snapshot in the checkpoint. A crash between the
-    two registers the same learner again on the next call: a duplicate version, never a lost
-    one."""
+def snapshot_when_due(
+    job: JobConfig, learning: LearningConfig, now: Callable[[], dt.datetime] | None = None
+) -> Snapshot | None:
+    """The snapshot registered by ``snapshot_if_due`` (None when not due)."""
+    return snapshot_if_due(job, learning, now)[0]
+
+
+def snapshot_if_due(
+    job: JobConfig, learning: LearningConfig, now: Callable[[], dt.datetime] | None = None
+) -> tuple[Snapshot | None, SnapshotDue]:
+    """Register the checkpoint's learner as ``@challenger`` if the cadence says it is due
+    (``now``: the wall clock, UTC), then record the snapshot (labels, version, time) in the
+    checkpoint. A crash between the two registers the same learner again on the next call:
+    a duplicate version, never a lost one."""
     path = Path(learning.checkpoint)
     checkpoint = load_checkpoint(path)
-    if checkpoint is None or not checkpoint.snapshot_due:
-        return None
+    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    due = snapshot_due(checkpoint, learning.snapshot, clock())
+    if checkpoint is None or not due.due:
+        return None, due
     snapshot = register_snapshot(
         checkpoint,
         job.model.name,
@@ -72,8 +91,9 @@ def snapshot_when_due(job: JobConfig, learning: LearningConfig) -> Snapshot | No
         registry_uri=job.model.registry_uri,
     )
     checkpoint.snapshot_learned, checkpoint.snapshot_version = checkpoint.learned, snapshot.version
+    checkpoint.snapshot_at = clock()
     save_checkpoint(checkpoint, path)
-    return snapshot
+    return snapshot, due
 
 
 def promote_recent(

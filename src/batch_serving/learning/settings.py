@@ -36,6 +36,10 @@ class LabelsConfig(Frozen):
     the partition column ``ds`` read as midnight UTC)."""
     lookback_days: int = Field(default=7, ge=0)
     """How many days of predictions before the first label day are searched for matches."""
+    late_days: int = Field(default=7, ge=0)
+    """Lateness horizon: a label that arrives behind labels already learned is still learned
+    (once) if its event time is at most this many days before the newest label learned;
+    older, it is counted as dropped. The checkpoint keeps the keys of this many days."""
 
 
 class LearnerConfig(Frozen):
@@ -71,6 +75,17 @@ class GatesConfig(Frozen):
     """Fewer labelled rows than this decide nothing: promotion is refused."""
 
 
+class SnapshotConfig(Frozen):
+    """When a learner snapshot is registered as ``@challenger``: when either limit is reached
+    since the last snapshot (and something was learned since). Neither set: whenever
+    anything was learned since the last snapshot."""
+
+    every_labels: int | None = Field(default=None, ge=1)
+    """At least this many labels learned since the last snapshot."""
+    every_minutes: float | None = Field(default=None, gt=0)
+    """At least this many minutes (wall clock) since the last snapshot was registered."""
+
+
 class LearningConfig(Frozen):
     """The whole ``learning.yaml``."""
 
@@ -82,6 +97,7 @@ class LearningConfig(Frozen):
     """The alias each learner snapshot is registered under."""
     checkpoint: str = "checkpoints/learner.pkl"
     """The learner's checkpoint file (model state + watermark, replaced atomically)."""
+    snapshot: SnapshotConfig = SnapshotConfig()
     gates: GatesConfig = GatesConfig()
     evaluation_days: int = Field(default=7, ge=1)
     """``promote`` compares the models on the labels of the last this-many days."""
