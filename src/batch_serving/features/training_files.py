@@ -149,14 +149,10 @@ def _first_mismatch(bad: pd.DataFrame, spec: WindowSpec, keys: Sequence[str], to
         return f"{where} is in the stream's output but not in the event history"
     if row["_merge"] == "right_only":
         return f"{where} is in the event history but not in the stream's output"
-    entity = row.get(f"{spec.entity}_served", row.get(spec.entity))
     for feature in spec.features:
         a, b = row[f"{feature.name}_served"], row[f"{feature.name}_offline"]
         if not _same(a, b, feature.integral):
-            return (
-                f"{where} ({spec.entity} {_plain(entity)}): {feature.name} is {_plain(a)} in the "
-                f"stream, {_plain(b)} offline"
-            )
+            return f"{where}: {feature.name} is {_plain(a)} in the stream, {_plain(b)} offline"
     return where  # pragma: no cover - feature_mismatches flagged the row for a feature
 
 
