@@ -161,6 +161,18 @@ class PromotionGateError(BatchServingError):
     report: object = None  # the GateReport, for the CLI to print
 
 
+class FeatureMismatchError(BatchServingError):
+    """``training-set --check``: a feature the stream scored an event with differs from the
+    offline recomputation of the same event; nothing written. The message names the first such
+    event by its key, the feature and both values."""
+
+    exit_code = 12
+    meaning = (
+        "`training-set --check`: the stream's features differ from the offline training set "
+        "(first event, feature and both values named); nothing written"
+    )
+
+
 SUCCESS = 0
 
 

@@ -6,6 +6,7 @@ import argparse
 
 from batch_serving.cli import commands
 from batch_serving.cli.exit_codes import HelpFormatter, exit_codes_epilog
+from batch_serving.cli.feature_commands import add_feature_commands
 from batch_serving.cli.learning_commands import add_learning_commands
 from batch_serving.cli.options import add_json_argument, add_version_argument
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema.set_defaults(func=commands.schema_command)
     add_monitoring_commands(sub)
     add_learning_commands(sub)  # promote, rollback (issue #25)
+    add_feature_commands(sub)  # training-set
     return parser
 
 

@@ -203,7 +203,7 @@ def stream_plan(
     as ids. Raises naming a missing or mistyped column."""
     return build_plan(
         members,
-        [*cfg.entity_columns, *source.passthrough_columns()],
+        list(dict.fromkeys([*cfg.entity_columns, *source.passthrough_columns()])),
         schema,
         run_id,
         started,

@@ -38,7 +38,9 @@ class WindowedSource:
         return f"{self.inner.describe()} (windowed features by {self.spec.entity})"
 
     def passthrough_columns(self) -> list[str]:
-        return self.inner.passthrough_columns()
+        """The inner source's, then the features: each scored (or quarantined) row keeps the
+        features it was scored with, which ``training-set --check`` compares offline."""
+        return [*self.inner.passthrough_columns(), *self.spec.names]
 
     def read(self, spark: SparkSession) -> DataFrame:
         return windowed_frame(self.inner.read(spark), self.spec)

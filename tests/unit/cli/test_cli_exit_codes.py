@@ -34,6 +34,7 @@ COMMANDS = [
     "snapshot",
     "promote",
     "rollback",
+    "training-set",
 ]
 
 
@@ -53,7 +54,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 def test_every_error_code_is_in_the_table_with_its_meaning() -> None:
     table = {row.code: row for row in exit_code_table()}
-    assert sorted(table) == list(range(12))  # 0 success ... 10 parity gate, 11 promotion gate
+    assert sorted(table) == list(range(13))  # 0 success ... 11 promotion gate, 12 features differ
     for cls in error_classes():
         assert cls.exit_code in table, cls
         parent = cls.__mro__[1]
