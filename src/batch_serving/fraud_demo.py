@@ -18,8 +18,8 @@
    store (``live_window_jobs``): the live answer of the burst card and of a normal card.
 
 Everything it started is stopped on success, failure, Ctrl-C or SIGTERM. Its files (job file,
-the produced transactions, logs, broker and Redis data, serving root) are in ``--workdir``,
-replaced on each run.
+the produced transactions, the decisions read back, logs, broker and Redis data, serving root)
+are in ``--workdir``, replaced on each run.
 """
 
 from __future__ import annotations
@@ -137,11 +137,12 @@ class FraudDemo:
             f"of event time): p50 {lat.p50_s:.2f} s, p99 {lat.p99_s:.2f} s",
             f"live API (requests between {self.asked[0]:.6f} and {self.asked[1]:.6f}):",
             *(
-                f"  GET /v1/models/{self.model}/predictions/{card} ({kind}): "
+                f"  GET /v1/models/{MODEL}/predictions/{card} ({kind}): "
                 f"{json.dumps(self.answers[card], sort_keys=True)}"
                 for card, kind in ((self.burst_card, "burst"), (self.normal_card, "normal"))
             ),
-            f"files: {self.workdir} (stream.yaml, transactions.csv, stream.log, broker/, redis/)",
+            f"files: {self.workdir} (stream.yaml, transactions.csv, decisions.csv, "
+            "stream.log, broker/, redis/)",
         ]
 
 
@@ -190,6 +191,7 @@ def run(config: Path, workdir: Path, rate: float, threshold: float) -> FraudDemo
             sent, received = produce_and_collect(broker.bootstrap, events, rate)
             record = stream.stop()
         decisions = read_committed(broker.bootstrap, output)
+        decisions.to_csv(workdir / "decisions.csv", index=False)
         decided = Decided(
             events,
             decisions,
@@ -313,7 +315,7 @@ def stream_job(
 
 def live_transactions(now: pd.Timestamp, seed: int = 7) -> tuple[pd.DataFrame, str, str]:
     """``LIVE_HOURS`` of transactions of ``LIVE_CARDS`` cards ending 90 s before ``now``
-    (naive UTC times), plus a burst of a clean card in the 6 minutes before ``now - 30 s``;
+    (naive UTC times), plus a burst of a clean card in the 3 minutes before ``now - 30 s``;
     (events, that burst card, a clean card with a recent purchase)."""
     now = now.tz_convert("UTC").tz_localize(None)
     frame = fraud_example.transactions(cards=LIVE_CARDS, days=LIVE_HOURS / 24, seed=seed)
@@ -322,7 +324,8 @@ def live_transactions(now: pd.Timestamp, seed: int = 7) -> tuple[pd.DataFrame, s
     clean = frame[~frame["card_id"].isin(fraud_cards)]
     by_recent = clean.groupby("card_id")["ts"].max().sort_values(ascending=False).index
     burst_card, normal_card = str(by_recent[1]), str(by_recent[0])
-    events = fraud_example.with_burst(frame, burst_card, now - pd.Timedelta(seconds=30))
+    end = now - pd.Timedelta(seconds=30)
+    events = fraud_example.with_burst(frame, burst_card, end, span_s=180)
     return events, burst_card, normal_card
 
 

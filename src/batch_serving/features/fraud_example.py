@@ -78,15 +78,20 @@ def transactions(cards: int = 200, days: float = 3.0, seed: int = 0) -> pd.DataF
 
 
 def with_burst(
-    frame: pd.DataFrame, card: str, end: pd.Timestamp, size: int = 8, seed: int = 0
+    frame: pd.DataFrame,
+    card: str,
+    end: pd.Timestamp,
+    size: int = 8,
+    span_s: float = 360,
+    seed: int = 0,
 ) -> pd.DataFrame:
-    """``frame`` plus a burst of ``card``: ``size`` purchases (``is_fraud`` 1) within the 6
-    minutes before ``end``, at merchants the card has not used in ``frame``; re-sorted by time
-    with fresh ``txn_id``s."""
+    """``frame`` plus a burst of ``card``: ``size`` purchases (``is_fraud`` 1) within the
+    ``span_s`` seconds before ``end``, at merchants the card has not used in ``frame``;
+    re-sorted by time with fresh ``txn_id``s."""
     rng = np.random.default_rng(seed)
     used = set(frame.loc[frame["card_id"] == card, "merchant"])
     others = [m for m in (f"m{i:03d}" for i in range(200)) if m not in used]
-    offsets = np.sort(rng.integers(0, 360_000, size))[::-1]  # ms before ``end``
+    offsets = np.sort(rng.integers(0, int(span_s * 1000), size))[::-1]  # ms before ``end``
     burst = pd.DataFrame(
         {
             "card_id": card,
