@@ -41,7 +41,7 @@ import yaml
 
 from batch_serving.config import JobConfig, load_config
 from batch_serving.config.windows import WindowsConfig
-from batch_serving.demo_stream import DEMO_CONFIG, _sigterm_as_interrupt
+from batch_serving.demo_stream import DEMO_CONFIG, sigterm_as_interrupt
 from batch_serving.features import fraud_example
 from batch_serving.features.spec import WindowSpec
 from batch_serving.kafka_roundtrip import (
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "mlflow", "alembic", "urllib3", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             done = run(args.config, args.workdir.resolve(), args.rate, args.threshold)
     except KeyboardInterrupt:
         print("demo-stream interrupted: stream, broker and Redis are stopped", file=sys.stderr)
