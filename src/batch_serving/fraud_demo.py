@@ -5,7 +5,8 @@
 1. Card transactions (``features.fraud_example``: a compromised card has a burst of purchases
    at merchants it never uses) -> the point-in-time training set -> held-out AUC with and
    without the windowed features -> the model trained on every row, registered as
-   ``fraud@champion`` in the demo's registry (the ``--config`` job file's ``tracking_uri``).
+   ``fraud@champion`` in the demo's registry (the ``--config`` job file's ``tracking_uri``),
+   while the broker starts.
 2. A local Kafka broker and a redis-server (loopback, each its own process group) ->
    ``batch-serving stream`` (``source: kafka``, the ``windows:`` of ``DEMO_WINDOWS`` with the
    online store in Redis, rules: ``block`` when ``score > threshold``, else ``allow``;
@@ -31,9 +32,10 @@ import shutil
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,9 @@ from batch_serving.kafka_roundtrip import (
     latency,
     read_committed,
 )
+
+if TYPE_CHECKING:
+    from batch_serving.kafka_broker import KafkaBroker
 
 log = logging.getLogger(__name__)
 MODEL = "fraud"
@@ -177,30 +182,45 @@ def run(config: Path, workdir: Path, rate: float, threshold: float) -> FraudDemo
     cfg = load_config(config)
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
-    trained = train_and_register(cfg)
-    with KafkaBroker(workdir / "broker") as broker, LocalRedis(workdir / "redis") as redis:
-        source, output = broker.create_topic(EVENTS_TOPIC), broker.create_topic(DECISIONS_TOPIC)
-        job = stream_job(cfg, workdir, broker.bootstrap, redis.url, source, output, threshold)
-        job_file = workdir / "stream.yaml"
-        job_file.write_text(yaml.safe_dump(job, sort_keys=False))
-        with StreamProcess(job_file, workdir) as stream:
-            log.info("waiting for the stream to start (JVM, model, Kafka source)")
-            stream.wait_started(workdir / "checkpoint")
-            events, burst_card, normal_card = live_transactions(pd.Timestamp.now("UTC"))
-            events.to_csv(workdir / "transactions.csv", index=False)
-            sent, received = produce_and_collect(broker.bootstrap, events, rate)
-            record = stream.stop()
-        decisions = read_committed(broker.bootstrap, output)
-        decisions.to_csv(workdir / "decisions.csv", index=False)
-        decided = Decided(
-            events,
-            decisions,
-            delivery(events["txn_id"], decisions, "txn_id"),
-            latency(events["txn_id"].to_numpy(), sent, received, "txn_id"),
-            record,
-        )
-        cards = [burst_card, normal_card]
-        asked, answers = ask_api(workdir, job_file, trained, events, cards, cfg, job["rules"])
+    with ThreadPoolExecutor(1) as pool:  # the model trains while the broker's JVM starts
+        training = pool.submit(train_and_register, cfg)
+        with KafkaBroker(workdir / "broker") as broker, LocalRedis(workdir / "redis") as redis:
+            trained = training.result()
+            return live(cfg, workdir, broker, redis.url, trained, rate, threshold)
+
+
+def live(
+    cfg: JobConfig,
+    workdir: Path,
+    broker: KafkaBroker,
+    redis_url: str,
+    trained: Trained,
+    rate: float,
+    threshold: float,
+) -> FraudDemo:
+    """Steps 2-4 with the broker and Redis running: stream, transactions, the API."""
+    source, output = broker.create_topic(EVENTS_TOPIC), broker.create_topic(DECISIONS_TOPIC)
+    job = stream_job(cfg, workdir, broker.bootstrap, redis_url, source, output, threshold)
+    job_file = workdir / "stream.yaml"
+    job_file.write_text(yaml.safe_dump(job, sort_keys=False))
+    with StreamProcess(job_file, workdir) as stream:
+        log.info("waiting for the stream to start (JVM, model, Kafka source)")
+        stream.wait_started(workdir / "checkpoint")
+        events, burst_card, normal_card = live_transactions(pd.Timestamp.now("UTC"))
+        events.to_csv(workdir / "transactions.csv", index=False)
+        sent, received = produce_and_collect(broker.bootstrap, events, rate)
+        record = stream.stop()
+    decisions = read_committed(broker.bootstrap, output)
+    decisions.to_csv(workdir / "decisions.csv", index=False)
+    decided = Decided(
+        events,
+        decisions,
+        delivery(events["txn_id"], decisions, "txn_id"),
+        latency(events["txn_id"].to_numpy(), sent, received, "txn_id"),
+        record,
+    )
+    cards = [burst_card, normal_card]
+    asked, answers = ask_api(workdir, job_file, trained, events, cards, cfg, job["rules"])
     return FraudDemo(
         f"{MODEL}@champion",
         threshold,
