@@ -74,8 +74,9 @@ demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score
 
 EVENTS ?= 3000
 .PHONY: demo-stream
-demo-stream: $(STAMP) $(JARS_STAMP) ## the demo model scoring Kafka events live: local broker, stream, EVENTS=3000 produced, summary; all stopped at the end
-	$(PY) -m batch_serving.demo_stream --events $(EVENTS)
+DEMO_STREAM ?= fraud
+demo-stream: $(STAMP) $(JARS_STAMP) system-deps ## the fraud example live: train, register, Kafka -> windowed stream (Redis) -> block/allow, the API's live answer; DEMO_STREAM=churn: the churn model on EVENTS=3000 plain events
+	$(if $(filter churn,$(DEMO_STREAM)),$(PY) -m batch_serving.demo_stream --events $(EVENTS),$(PY) -m batch_serving.fraud_demo)
 
 test: install lint typecheck package docs ## lint, typecheck, docs, then the whole suite (Spark, MLflow, Airflow, Redis, a standalone cluster)
 	$(PY) -m pytest -q --durations=15 -m "not connect"

@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             done = run(args.config, args.workdir.resolve(), args.events, args.rate, args.train_rows)
     except KeyboardInterrupt:
         print("demo-stream interrupted: the stream and the broker are stopped", file=sys.stderr)
@@ -210,7 +210,7 @@ def examples(scored: pd.DataFrame, count: int = 3) -> list[dict[str, Any]]:
 
 
 @contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so the broker and the stream are stopped either way."""
 
     def interrupt(signum: int, frame: FrameType | None) -> None:

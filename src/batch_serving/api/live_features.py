@@ -5,7 +5,8 @@ the stores. One class per source, each answering ``rows(keys)`` with a ``LiveRow
   file beside them, or its Redis keys); its answers are cached like any live answer.
 - ``WindowedFeatures``: that row with the entity's windowed features (the job's ``windows:``)
   recomputed from the online store as of the request, so a live answer scores the entity as
-  it is now; its answers say how fresh they are (``features_as_of``) and are never cached.
+  it is now; its answers carry those ``aggregates`` and say how fresh they are
+  (``features_as_of``); they are never cached.
 
 As of the request, not as of the newest stored event: a card whose burst ended two hours ago
 must not be scored as if it were still bursting; the window holds what an event arriving now
@@ -162,7 +163,8 @@ class WindowedFeatures:
         as_of = now_us if stored.newest is None else max(now_us, stored.newest + 1)
         windowed = stored.features(self.store.spec, entity, as_of)
         newest = None if stored.newest is None else iso(stored.newest)
-        return LiveRow({**row.features, **windowed}, {**row.answer, "features_as_of": newest})
+        answer = {**row.answer, "aggregates": windowed, "features_as_of": newest}
+        return LiveRow({**row.features, **windowed}, answer)
 
 
 def iso(micros: int) -> str:

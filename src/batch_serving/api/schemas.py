@@ -48,6 +48,10 @@ FEATURES_AS_OF_DOC = (
     "entity's newest event in the online store, the aggregates computed as of the request "
     "over its stored events; null when it has none (empty windows). Absent otherwise"
 )
+AGGREGATES_DOC = (
+    "live answers of a model with windowed features (`live_window_jobs`): each windowed "
+    "feature as scored, computed as of the request from the online store. Absent otherwise"
+)
 
 
 class PredictionResponse(BaseModel):
@@ -79,6 +83,9 @@ class PredictionResponse(BaseModel):
     features_as_of: dt.datetime | None = Field(
         default=None, description=FEATURES_AS_OF_DOC, examples=["2026-12-07T14:03:21.250000+00:00"]
     )
+    aggregates: dict[str, float | int | None] | None = Field(
+        default=None, description=AGGREGATES_DOC, examples=[{"amount_count_10m": 7}]
+    )
 
 
 class BatchGetRequest(BaseModel):
@@ -98,6 +105,9 @@ class Prediction(BaseModel):
         description="`snapshot`: precomputed; `live`/`cache`: scored live (live fallback on)",
     )
     features_as_of: dt.datetime | None = Field(default=None, description=FEATURES_AS_OF_DOC)
+    aggregates: dict[str, float | int | None] | None = Field(
+        default=None, description=AGGREGATES_DOC
+    )
 
 
 class BatchGetResponse(BaseModel):

@@ -77,6 +77,35 @@ def transactions(cards: int = 200, days: float = 3.0, seed: int = 0) -> pd.DataF
     return frame.reset_index(drop=True).assign(txn_id=lambda f: np.arange(len(f)))
 
 
+def with_burst(
+    frame: pd.DataFrame,
+    card: str,
+    end: pd.Timestamp,
+    size: int = 8,
+    span_s: float = 360,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """``frame`` plus a burst of ``card``: ``size`` purchases (``is_fraud`` 1) within the
+    ``span_s`` seconds before ``end``, at merchants the card has not used in ``frame``;
+    re-sorted by time with fresh ``txn_id``s."""
+    rng = np.random.default_rng(seed)
+    used = set(frame.loc[frame["card_id"] == card, "merchant"])
+    others = [m for m in (f"m{i:03d}" for i in range(200)) if m not in used]
+    offsets = np.sort(rng.integers(0, int(span_s * 1000), size))[::-1]  # ms before ``end``
+    burst = pd.DataFrame(
+        {
+            "card_id": card,
+            "ts": end - pd.to_timedelta(offsets, unit="ms"),
+            "amount": np.round(rng.lognormal(3.0, 1.0, size), 2),
+            "merchant": rng.choice(others, size),
+            "is_fraud": np.ones(size, dtype=int),
+        }
+    )
+    joined = pd.concat([frame.drop(columns="txn_id"), burst], ignore_index=True)
+    joined = joined.sort_values("ts", kind="stable").reset_index(drop=True)
+    return joined.assign(txn_id=np.arange(len(joined)))
+
+
 def evaluate(frame: pd.DataFrame, spec: WindowSpec | None = None, seed: int = 0) -> FraudReport:
     """Train on the first 70% of the time, report held-out AUCs with and without the
     windowed features (gradient-boosted trees both times)."""
