@@ -34,6 +34,7 @@ class Checkpoint:
     parent_version: int | None = None  # the registry version the learner started from
     snapshot_learned: int = 0  # ``learned`` when the last snapshot was registered
     snapshot_version: int | None = None  # that snapshot's registry version
+    stream_batch: tuple[str, int] | None = None  # (Spark query id, batch id) last learned
     format: int = _FORMAT
 
     @property
