@@ -200,8 +200,12 @@ def _wait(query: StreamingQuery, stop: threading.Event, handler: LabelBatchHandl
 
 
 def _finish_batch(handler: LabelBatchHandler, timeout_s: float = 600) -> None:
-    """Let the batch in flight finish learning before the query is stopped (a batch Spark
-    starts after this is cut short and replayed on restart)."""
+    """Let the batch in flight finish learning and Spark commit it before the query is
+    stopped (a batch Spark starts after this is cut short and replayed on restart)."""
     deadline = time.monotonic() + timeout_s
     while handler.busy.is_set() and time.monotonic() < deadline:
         time.sleep(0.02)
+    last = handler.result.last_batch
+    commit = handler.spark_checkpoint / "commits" / str(last)
+    while last is not None and not commit.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # and Spark commit it, so a restart does not replay it

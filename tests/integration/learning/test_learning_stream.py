@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,13 +138,13 @@ def assert_learned_once(checkpoint: Path, landed: Landed) -> None:
 
 
 def test_three_files_learned_once_and_a_replayed_batch_is_skipped(
-    spark: Any, scored: Scored, tracking_uri: str, tmp_path: Path
+    spark: Any, scored: Scored, tmp_path: Path
 ) -> None:
     _, learning_file = config_files(tmp_path, scored)
     landed = land_three(tmp_path / "landing")
     learning = load_learning_config(learning_file)
 
-    result = learn_stream(spark, scored.cfg, learning, available_now=True)
+    result = learn_stream(spark, scored.cfg, learning, available_now=True, snapshot=False)
 
     assert (result.batches, result.replayed_batches) == (3, 0)
     assert result.labels == sum(len(f) for f in landed.files)
@@ -151,12 +152,6 @@ def test_three_files_learned_once_and_a_replayed_batch_is_skipped(
     assert (result.learned, result.total_learned, result.already_learned) == (1000, 1000, 0)
     checkpoint = Path(learning.checkpoint)
     assert_learned_once(checkpoint, landed)
-    # a snapshot after each batch that learned: the challenger alias is on the last one
-    assert len(result.snapshots) == 3
-    client = MlflowClient(tracking_uri)
-    challenger = client.get_model_version_by_alias(scored.cfg.model.name, ALIAS)
-    assert int(challenger.version) == result.snapshots[-1]
-    assert challenger.tags["bs.labels_learned"] == "1000"
 
     # the learner recorded batch 2 but Spark lost its commit (a crash in between): Spark
     # replays batch 2 on restart, and the learner skips it
@@ -210,3 +205,46 @@ def test_kill9_mid_batch_then_restart_learns_every_label_once(
     assert record["batches"] + record["replayed_batches"] == 2
     assert record["total_learned"] == landed.matched
     assert_learned_once(tmp_path / "learner" / "learner.pkl", landed)
+
+
+def test_a_stop_finishes_the_batch_in_flight_and_a_restart_learns_the_rest(
+    spark: Any, scored: Scored, tracking_uri: str, tmp_path: Path
+) -> None:
+    """A stop request (what SIGTERM sets) while the query runs on its trigger: the batch being
+    learned finishes and is recorded; the next run learns the rest, each label once, and
+    registers a snapshot after each batch that learned."""
+    _, learning_file = config_files(tmp_path, scored)
+    landed = land_three(tmp_path / "landing")
+    learning = load_learning_config(learning_file)
+    checkpoint = Path(learning.checkpoint)
+    stop = threading.Event()
+
+    def stop_after_first_batch() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            state = load_checkpoint(checkpoint) if checkpoint.exists() else None
+            if state is not None and state.stream_batch is not None:
+                break
+            time.sleep(0.05)
+        stop.set()
+
+    watcher = threading.Thread(target=stop_after_first_batch)
+    watcher.start()
+    first = learn_stream(spark, scored.cfg, learning, snapshot=False, stop=stop)
+    watcher.join()
+
+    assert first.stopped_by_signal and 1 <= first.batches < 3
+    state = load_checkpoint(checkpoint)
+    assert state is not None and state.stream_batch is not None
+    assert state.stream_batch[1] == first.last_batch  # every batch it ran was recorded
+    assert state.learned == first.learned < landed.matched
+
+    rest = learn_stream(spark, scored.cfg, learning, available_now=True)
+    assert first.batches + rest.batches == 3  # a batch learned then replayed counts once
+    assert first.learned + rest.learned == landed.matched
+    assert_learned_once(checkpoint, landed)
+    assert len(rest.snapshots) == rest.batches  # each of its batches learned: one snapshot each
+    client = MlflowClient(tracking_uri)
+    challenger = client.get_model_version_by_alias(scored.cfg.model.name, ALIAS)
+    assert int(challenger.version) == rest.snapshots[-1]
+    assert challenger.tags["bs.labels_learned"] == str(landed.matched)
