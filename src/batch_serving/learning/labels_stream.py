@@ -35,6 +35,7 @@ from batch_serving.learning.learner import OnlineLearner
 from batch_serving.learning.loop import Columns, learn_labels
 from batch_serving.learning.run import snapshot_when_due
 from batch_serving.learning.settings import LabelsStreamConfig, LearningConfig
+from batch_serving.spark.connect import is_connect
 from batch_serving.stream.runner import _stop_on_signals as stop_on_signals
 from batch_serving.stream.runner import start_query
 from batch_serving.stream.schema import parse_ddl
@@ -150,6 +151,8 @@ def learn_stream(
     flight finishes first) or, with ``available_now``, until the files landed at start are
     learned."""
     stream = stream_settings(learning)
+    if is_connect(spark):  # the handler's result and stop follow this process's handler
+        raise ConfigError("learn-stream runs with a classic session only (no spark.remote)")
     handler = LabelBatchHandler(job, learning, Path(stream.checkpoint), snapshot)
     writer = _writer(spark, stream, handler, available_now)
     stop = stop or threading.Event()
