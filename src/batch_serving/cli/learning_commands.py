@@ -35,6 +35,27 @@ def add_learning_commands(sub: argparse._SubParsersAction) -> None:
     )
     learn.set_defaults(func=learn_command)
 
+    follow = add_command(
+        sub,
+        "learn-stream",
+        help="learn label files as they land (a Structured Streaming query), micro-batch by "
+        "micro-batch",
+        description="Reads the label files landing under labels_stream.path of --learning "
+        "with a checkpointed Spark file source; each micro-batch is matched point in time to "
+        "the job's predictions and features and learned from the checkpoint of --learning, "
+        "which records the last batch learned (a batch Spark replays after a crash is "
+        "skipped). After each batch, registers the learner as @challenger if it learned since "
+        "the last snapshot (not with --no-snapshot). Runs until SIGTERM/SIGINT (the batch in "
+        "flight finishes first) or, with --available-now, until the files landed at start "
+        "are learned.",
+    )
+    _add_common(follow)
+    follow.add_argument(
+        "--available-now", action="store_true", help="learn the landed files, then exit"
+    )
+    follow.add_argument("--no-snapshot", action="store_true", help="learn and checkpoint only")
+    follow.set_defaults(func=learn_stream_command)
+
     snapshot = add_command(
         sub,
         "snapshot",
@@ -121,6 +142,37 @@ def learn_command(args: argparse.Namespace) -> int:
         f"batch-serving: {report.late} late labels learned, {report.dropped_late} older than the "
         f"{learning.labels.late_days}-day lateness horizon dropped (not learned)",
         _snapshot_line(job.model.name, snapshot, due),
+    ]
+    emit(args.json, record, lines)
+    return 0
+
+
+def learn_stream_command(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from batch_serving.config import load_config
+    from batch_serving.learning.labels_stream import learn_stream, stream_settings
+    from batch_serving.learning.settings import load_learning_config
+    from batch_serving.spark.session import job_session
+
+    job = load_config(args.config, env=args.env)
+    learning = load_learning_config(args.learning)
+    stream_settings(learning)  # config errors before the JVM starts
+    spark = job_session(job, "learn-stream", with_catalog=False)
+    try:
+        result = learn_stream(
+            spark, job, learning, available_now=args.available_now, snapshot=not args.no_snapshot
+        )
+    finally:
+        spark.stop()
+    record = {"model": job.model.name, **dataclasses.asdict(result)}
+    lines = [
+        f"batch-serving: learned {result.learned} labels of {result.batches} micro-batches for "
+        f"{job.model.name} ({result.labels} read, {result.unmatched} without a prediction, "
+        f"{result.without_features} without features, {result.already_learned} learned "
+        f"before, {result.skipped} skipped, {result.replayed_batches} replayed batches "
+        f"already learned); {result.total_learned} in {learning.checkpoint}",
+        f"batch-serving: snapshots registered: {result.snapshots or 'none'}",
     ]
     emit(args.json, record, lines)
     return 0

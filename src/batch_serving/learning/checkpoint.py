@@ -58,6 +58,7 @@ class Checkpoint:
     seen_keys: LabelKeys = field(default_factory=LabelKeys)
     late_learned: int = 0  # labels learned behind the watermark (late arrivals)
     keys_from: dt.datetime | None = None  # no keys kept for event times at or before this
+    stream_batch: tuple[str, int] | None = None  # (Spark query id, batch id) last learned
     format: int = _FORMAT
 
     @property

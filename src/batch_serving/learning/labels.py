@@ -98,9 +98,37 @@ def matched_labels(
     ``features`` are the input columns attached to each label (the learner's); None attaches
     every input column but the entity, label and event time, which ``promote`` needs: the
     champion may read columns the learner does not."""
-    entity = job.entity_columns[0]
     labels = read_days(Path(cfg.path), cfg.partition_column, start, end, "labels")
     predictions = _predictions(job, start - dt.timedelta(days=cfg.lookback_days), end)
+    return _match(job, cfg, features, labels, predictions)
+
+
+def match_labels(
+    job: JobConfig, cfg: LabelsConfig, features: tuple[str, ...], labels: pd.DataFrame
+) -> Matched:
+    """Labels already read (a stream's micro-batch) matched like ``matched_labels``: against
+    the predictions of their event days and ``lookback_days`` before. No committed
+    prediction in that range leaves every label unmatched (counted, not an error: a stream
+    keeps running)."""
+    if len(labels) == 0:
+        return Matched(labels.iloc[0:0], 0, 0, 0, features)
+    times = _utc(labels[cfg.event_time_column])
+    start, end = times.min().date(), times.max().date()
+    try:
+        predictions = _predictions(job, start - dt.timedelta(days=cfg.lookback_days), end)
+    except InputNotFoundError:
+        return Matched(labels.iloc[0:0], len(labels), len(labels), 0, features)
+    return _match(job, cfg, features, labels, predictions)
+
+
+def _match(
+    job: JobConfig,
+    cfg: LabelsConfig,
+    features: tuple[str, ...] | None,
+    labels: pd.DataFrame,
+    predictions: pd.DataFrame,
+) -> Matched:
+    entity = job.entity_columns[0]
     matched, unmatched = point_in_time_join(
         labels, predictions, entity, cfg, job.output.score_column
     )

@@ -86,6 +86,26 @@ class SnapshotConfig(Frozen):
     """At least this many minutes (wall clock) since the last snapshot was registered."""
 
 
+class LabelsStreamConfig(Frozen):
+    """Labels as a stream: files landing in a directory, read by a Structured Streaming file
+    source (``learn-stream``). Column names are the ``labels:`` section's; the entity column is
+    the job's first entity column."""
+
+    path: str
+    """The directory the label files land in (one landed file is never changed afterwards)."""
+    columns: str
+    """The files' columns as Spark DDL, e.g. ``"customer_id BIGINT, label INT, event_time
+    TIMESTAMP"``: the entity's type must be the predictions' entity type."""
+    format: Literal["json", "parquet"] = "json"
+    """JSON lines or Parquet."""
+    checkpoint: str = "checkpoints/labels-stream"
+    """Spark's checkpoint of the query (which files each micro-batch read)."""
+    max_files_per_trigger: int = Field(default=1, ge=1)
+    """Files per micro-batch."""
+    trigger_seconds: int = Field(default=10, ge=1)
+    """How often the query looks for new files (not with ``--available-now``)."""
+
+
 class LearningConfig(Frozen):
     """The whole ``learning.yaml``."""
 
@@ -99,6 +119,8 @@ class LearningConfig(Frozen):
     """The learner's checkpoint file (model state + watermark, replaced atomically)."""
     snapshot: SnapshotConfig = SnapshotConfig()
     gates: GatesConfig = GatesConfig()
+    labels_stream: LabelsStreamConfig | None = None
+    """Labels from a stream of landed files (``learn-stream``); None: the table only."""
     evaluation_days: int = Field(default=7, ge=1)
     """``promote`` compares the models on the labels of the last this-many days."""
     cron: str = "0 6 * * *"
@@ -127,4 +149,9 @@ def _absolute(cfg: LearningConfig, base: Path) -> LearningConfig:
     """The labels root and checkpoint as absolute paths against ``base`` (URIs as given)."""
     labels = cfg.labels.model_copy(update={"path": absolutize_path(cfg.labels.path, base)})
     checkpoint = absolutize_path(cfg.checkpoint, base)
-    return cfg.model_copy(update={"labels": labels, "checkpoint": checkpoint})
+    stream = cfg.labels_stream
+    if stream is not None:
+        paths = {k: absolutize_path(getattr(stream, k), base) for k in ("path", "checkpoint")}
+        stream = stream.model_copy(update=paths)
+    update = {"labels": labels, "checkpoint": checkpoint, "labels_stream": stream}
+    return cfg.model_copy(update=update)

@@ -31,6 +31,7 @@ COMMANDS = [
     "runs",
     "report",
     "learn",
+    "learn-stream",
     "snapshot",
     "promote",
     "rollback",
