@@ -190,7 +190,8 @@ class StepClock:
         self.last = now
 
     def seconds(self) -> float:
-        return round(self.last - self.start, 3)
+        """From the start to the last lap."""
+        return self.last - self.start
 
 
 def split(table: pa.Table, plan: ScoringPlan) -> tuple[pa.Table, pa.Table]:
