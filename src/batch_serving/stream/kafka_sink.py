@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from batch_serving.config.stream import KafkaConfig
 from batch_serving.errors import ConfigError, StorageError
@@ -167,11 +168,9 @@ class KafkaSink:
     def _produce(self, topic: str, rows: pa.Table, batch_id: int) -> int:
         """Every row as a JSON value keyed by its entity id (``_corrupt_record`` only where
         set: the text of a malformed message)."""
-        for row in rows.to_pylist():
-            if row.get(CORRUPT) is None:
-                row.pop(CORRUPT, None)
-            row[BATCH_ID] = batch_id
-            self._produce_one(topic, _key(row, self.key_columns), _json(row))
+        keys = row_keys(rows, self.key_columns)
+        for key, value in zip(keys, json_values(rows, batch_id), strict=True):
+            self._produce_one(topic, key, value)
         return rows.num_rows
 
     def _produce_one(self, topic: str, key: str | None, value: str) -> None:
@@ -259,11 +258,49 @@ def _client_settings(kafka: KafkaConfig) -> dict[str, str | int | float | bool]:
     return {"bootstrap.servers": kafka.bootstrap_servers, **kafka.producer_options}
 
 
-def _key(row: dict[str, Any], columns: Sequence[str]) -> str | None:
-    values = [row.get(c) for c in columns]
+def json_values(rows: pa.Table, batch_id: int) -> list[str]:
+    """Each row as ``_json`` writes it (keys sorted, times in ISO format, ``batch_id`` added),
+    built column-wise: UTC times formatted by Arrow and the columns put in key order first,
+    so a row's dict needs no per-value encoder nor sorting (half the cost of a batch's
+    produce)."""
+    columns: dict[str, pa.ChunkedArray] = {}
+    for f in rows.schema:
+        column = rows.column(f.name)
+        if f.name == CORRUPT and column.null_count == len(column):
+            continue  # set only on malformed messages: absent elsewhere
+        columns[f.name] = _iso_utc(column) if _is_utc_micros(f.type) else column
+    columns[BATCH_ID] = pa.chunked_array([pa.array([batch_id] * rows.num_rows, pa.int64())])
+    ordered = pa.table({name: columns[name] for name in sorted(columns)})
+    values = []
+    for row in ordered.to_pylist():
+        if CORRUPT in row and row[CORRUPT] is None:
+            del row[CORRUPT]
+        values.append(_json(row))
+    return values
+
+
+def row_keys(rows: pa.Table, columns: Sequence[str]) -> list[str | None]:
+    """Each row's message key: its entity id (several: a JSON list), None when all null."""
+    names = rows.column_names
+    picked = [rows.column(c).to_pylist() if c in names else [None] * rows.num_rows for c in columns]
+    return [_key(list(values)) for values in zip(*picked, strict=True)]
+
+
+def _key(values: list[Any]) -> str | None:
     if all(v is None for v in values):
         return None
     return str(values[0]) if len(values) == 1 else _json(values)
+
+
+def _is_utc_micros(kind: pa.DataType) -> bool:
+    return pa.types.is_timestamp(kind) and kind.unit == "us" and kind.tz in ("UTC", "+00:00")
+
+
+def _iso_utc(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """``datetime.isoformat()`` of UTC times: microseconds only when not zero, ``+00:00``."""
+    text = pc.strftime(column, "%Y-%m-%dT%H:%M:%S")  # %S has the microseconds
+    text = pc.replace_substring_regex(text, r"\.000000$", "")
+    return pc.binary_join_element_wise(text, pa.scalar("+00:00"), "")
 
 
 def _json(value: Any) -> str:

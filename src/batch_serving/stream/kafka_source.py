@@ -21,14 +21,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pyspark.sql import Column, DataFrame, Row, SparkSession
+import pyarrow as pa
+import pyarrow.compute as pc
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from batch_serving.config import StreamConfig
 from batch_serving.config.stream import KafkaConfig
 from batch_serving.stream.schema import parse_ddl
-from batch_serving.stream.source import CORRUPT, EVENT_TIME, SOURCE_FILE, BatchInput, BatchPart
+from batch_serving.stream.source import (
+    CORRUPT,
+    EVENT_TIME,
+    SOURCE_FILE,
+    BatchInput,
+    BatchPart,
+    RowsPart,
+)
 
 KAFKA_TOPIC = "kafka_topic"
 KAFKA_PARTITION = "kafka_partition"
@@ -41,6 +50,7 @@ _KEYS, _TEXT, _MALFORMED, _FAILED, _MISSING = (
     "_kafka_failed",
     "_kafka_missing",
 )
+_KIND = (_MALFORMED, _FAILED, _MISSING)
 
 
 @dataclass(frozen=True)
@@ -97,16 +107,24 @@ class KafkaSource:
 
     def batch_input(self, frame: DataFrame, batch_id: int, needed: Sequence[str]) -> BatchInput:
         """One part per kind of message in the batch: clean ones, malformed ones, and one per
-        set of (mistyped, missing) columns; one small Spark job finds which kinds there are."""
+        set of (mistyped, missing) columns. One Spark job collects the batch with each
+        message's defects; the clean messages (almost always all of them) are scored on the
+        driver from those rows, each defective kind is a part of its own read again by Spark."""
         declared = parse_ddl(self.cfg.columns).names
         wanted = [c for c in needed if c in declared]
         event = self.cfg.event_time_column
         if event and event not in wanted:
             wanted.append(event)
         marked = _mark_defects(frame, wanted)
-        kinds = marked.select(_MALFORMED, _FAILED, _MISSING).distinct().collect()
+        rows = marked.select(*frame.columns, *_KIND).toArrow()
         where = f"{self.describe()} batch {batch_id}"
-        parts = [_part(marked, frame.columns, kind, where) for kind in kinds]
+        parts: list[BatchPart | RowsPart] = []
+        for kind in rows.select(list(_KIND)).group_by(list(_KIND)).aggregate([]).to_pylist():
+            malformed, failed, missing = bool(kind[_MALFORMED]), kind[_FAILED], kind[_MISSING]
+            if not (malformed or failed or missing):
+                parts.append(RowsPart(_clean_rows(rows, frame.columns), where))
+            else:
+                parts.append(_part(marked, frame.columns, malformed, failed, missing, where))
         return BatchInput(parts)
 
 
@@ -127,11 +145,23 @@ def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
     )
 
 
-def _part(marked: DataFrame, columns: list[str], kind: Row, where: str) -> BatchPart:
+def _clean_rows(rows: pa.Table, columns: list[str]) -> pa.Table:
+    """The batch's clean messages with the frame's columns (``_corrupt_record`` null)."""
+    clean = pc.and_(
+        pc.invert(rows.column(_MALFORMED)),
+        pc.and_(pc.equal(rows.column(_FAILED), ""), pc.equal(rows.column(_MISSING), "")),
+    )
+    picked = rows.filter(clean).select(columns)
+    at = picked.schema.get_field_index(CORRUPT)
+    return picked.set_column(at, CORRUPT, pa.nulls(picked.num_rows, pa.string()))
+
+
+def _part(
+    marked: DataFrame, columns: list[str], malformed: bool, failed: str, missing: str, where: str
+) -> BatchPart:
     """The messages of one kind with the frame's columns: a malformed message keeps its text
     in ``_corrupt_record`` (quarantined as ``malformed_record``); other messages drop it, and
     their mistyped columns come as text for the scoring casts to judge value by value."""
-    malformed, failed, missing = bool(kind[_MALFORMED]), kind[_FAILED], kind[_MISSING]
     rows = marked.filter(
         (F.col(_MALFORMED) == F.lit(malformed))
         & (F.col(_FAILED) == F.lit(failed))

@@ -51,6 +51,7 @@ class BatchStats:
     ages: np.ndarray = field(default_factory=lambda: np.empty(0))
     skipped: bool = False
     cascade: EvidenceCounts | None = None  # a cascade's counts in this batch
+    steps: dict[str, float] = field(default_factory=dict)  # milliseconds per step of the batch
 
     def latency_record(self) -> dict[str, float | None]:
         """This batch's own quantiles (the marker's and the log line's)."""
@@ -150,13 +151,14 @@ class StreamMetrics:
         if not stats.skipped:
             log.info(
                 "batch %d: %d scored, %d quarantined, %d poison files, written in %.2fs, "
-                "end-to-end latency p50 %s p99 %s max %s",
+                "end-to-end latency p50 %s p99 %s max %s; steps ms %s",
                 stats.batch_id,
                 stats.scored,
                 stats.quarantined,
                 stats.poison_files,
                 stats.write_seconds,
                 *(_secs(v) for v in quantiles(stats.ages)),
+                _steps_text(stats.steps),
             )
         if not stats.skipped and self.cascade is not None and stats.cascade is not None:
             tally = self.cascade
@@ -192,12 +194,13 @@ class StreamMetrics:
         if progress.numInputRows:
             log.info(
                 "progress batch %d: %d rows, input %.1f rows/s, processed %.1f rows/s, "
-                "batch duration %.2fs",
+                "batch duration %.2fs; Spark ms %s",
                 progress.batchId,
                 progress.numInputRows,
                 progress.inputRowsPerSecond or 0,
                 progress.processedRowsPerSecond or 0,
                 progress.batchDuration / 1000.0,
+                _steps_text(progress.durationMs or {}),
             )
 
     def render(self) -> str:
@@ -281,6 +284,11 @@ class ProgressListener(StreamingQueryListener):
 
     def onQueryTerminated(self, event: Any) -> None:
         pass
+
+
+def _steps_text(steps: dict[str, Any]) -> str:
+    """``name=ms`` pairs in the order given (Spark's ``durationMs`` or the batch's steps)."""
+    return " ".join(f"{k}={v:.0f}" for k, v in steps.items()) or "-"
 
 
 def _secs(value: float | None) -> str:

@@ -51,10 +51,20 @@ class BatchPart:
 
 
 @dataclass(frozen=True)
+class RowsPart:
+    """Rows of one micro-batch already collected to the driver, in the stream's declared
+    columns and types: scored there by the Arrow core with the stream's plan (no Spark job,
+    no Python worker round trip; what makes a small micro-batch fast)."""
+
+    rows: pa.Table
+    where: str
+
+
+@dataclass(frozen=True)
 class BatchInput:
     """One micro-batch as its source found it: parts to score, files it could not read."""
 
-    parts: list[BatchPart]
+    parts: Sequence[BatchPart | RowsPart]
     poison: dict[str, str] = field(default_factory=dict)  # file uri -> why it is unreadable
 
 
