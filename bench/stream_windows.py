@@ -478,8 +478,8 @@ def table(result: dict[str, Any], load: str) -> list[str]:
     lines += [
         f"checkpoint state dir at the end: {result['state_dir_bytes'] / 1e6:.1f} MB; "
         f"{result['scored_once']:,} of {result['produced']:,} produced events scored "
-        f"({result['scored_messages']:,} messages; the last {TAIL_S:.0f} s of events, "
-        "behind the watermark at the stop, wait for a next event)",
+        f"({result['scored_messages']:,} messages; the last events, within the watermark of "
+        "the newest, wait for a later one)",
         f"sample: {check['sampled']} events ({check['with_earlier_events']} with earlier events "
         f"on their card), {check['read_back']} read back: {check['feature_mismatches']} feature "
         f"mismatches against offline.training_set, {check['scores_equal']} scores equal to the "
