@@ -129,7 +129,7 @@ bench-live: $(STAMP) system-deps ## embedded ONNX single-row + lookup API live f
 	$(PY) bench/live_bench.py --entities $(or $(LIVE_ENTITIES),200k) $(if $(LIVE_ONLY),--only $(LIVE_ONLY))
 
 .PHONY: bench-stream
-bench-stream: $(STAMP) $(JARS_STAMP) ## streaming benchmark: files (latency at RATE=2000 for SECONDS=30, a rate ramp), then Kafka -> Kafka at RATE and 5xRATE (ONLY=files|kafka)
+bench-stream: $(STAMP) $(JARS_STAMP) ## streaming benchmark: files (latency at RATE=2000 for SECONDS=30, a rate ramp), then Kafka -> Kafka at RATE and 5xRATE, then windowed features Kafka -> Kafka with 100k cards (ONLY=files|kafka|windows)
 	$(PY) bench/stream_bench.py --rate $(or $(RATE),2000) --seconds $(or $(SECONDS),30) $(if $(ONLY),--only $(ONLY))
 
 .PHONY: bench-learning

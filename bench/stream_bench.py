@@ -2,10 +2,14 @@
 
     make bench-stream                      # files: 2k events/s for 30 s, a ramp; then Kafka
     make bench-stream RATE=2000 SECONDS=30 # the sustained windows' rate and duration
-    make bench-stream ONLY=kafka           # one part: files or kafka
+    make bench-stream ONLY=kafka           # one part: files, kafka or windows
 
 Part ``kafka`` (``stream_kafka.py``): Kafka -> Kafka, events produced at RATE and 5 x RATE
 events/s for SECONDS each on a broker started for the run; its docstring says what is timed.
+
+Part ``windows`` (``stream_windows.py``): windowed features (count/sum/mean over 10m/1h/24h and
+a distinct count per card, 100k cards) Kafka -> Kafka at RATE and 5 x RATE events/s: latency,
+the state's size and the checkpoint's cost per micro-batch; its docstring says what is timed.
 
 Part ``files``:
 
@@ -231,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=30, help="measured window, seconds")
     parser.add_argument("--ramp", default="4000,8000,16000", help="rates to try afterwards")
     parser.add_argument("--ramp-seconds", type=float, default=15)
-    parser.add_argument("--only", choices=["files", "kafka"], help="one part only")
+    parser.add_argument("--only", choices=["files", "kafka", "windows"], help="one part only")
     parser.add_argument("--kafka-rates", help="Kafka part's rates (default: RATE,5xRATE)")
     parser.add_argument("--kafka-trigger", type=float, default=0, help="trigger_seconds")
     args = parser.parse_args(argv)
@@ -241,6 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("py4j", "mlflow", "alembic", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    if args.only == "windows":
+        windows_part(args)
+        return 0
     shutil.rmtree(DATA, ignore_errors=True)
     (DATA / "landing").mkdir(parents=True)
     tracking_uri = f"sqlite:///{DATA / 'mlflow.db'}"
@@ -253,7 +260,22 @@ def main(argv: list[str] | None = None) -> int:
         rates = [int(r) for r in (args.kafka_rates or f"{args.rate},{5 * args.rate}").split(",")]
         result = kafka_bench(cfg, DATA / "kafka", rates, args.seconds, args.kafka_trigger)
         print("\n" + "\n".join(table(result)), flush=True)
+    if args.only is None:
+        windows_part(args)
     return 0
+
+
+def windows_part(args: argparse.Namespace) -> None:
+    """Windowed features in the stream at RATE and 5 x RATE (the load average is printed with
+    the table: the numbers move with it)."""
+    import os
+
+    from stream_windows import table, windows_bench
+
+    before = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    result = windows_bench(DATA / "windows", [args.rate, 5 * args.rate], args.seconds)
+    load = f"{before} before, " + ", ".join(f"{x:.2f}" for x in os.getloadavg()) + " after"
+    print("\n" + "\n".join(table(result, load)), flush=True)
 
 
 def files_bench(cfg: JobConfig, args: argparse.Namespace) -> None:

@@ -107,7 +107,7 @@ def run_stream(
     progress = progress_for(spark, handler, metrics)
     progress.attach(spark, name)
     writer = (
-        frame.select(*carried(source, plan.input_columns))
+        frame.select(*carried(source, plan.input_columns, stream.event_time_column))
         .writeStream.queryName(name)
         .foreachBatch(handler)
         .option("checkpointLocation", str(layout.checkpoint))

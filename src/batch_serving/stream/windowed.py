@@ -80,12 +80,15 @@ def windowed(source: StreamSource, cfg: JobConfig) -> StreamSource:
     return WindowedSource(source, spec, online)
 
 
-def carried(source: StreamSource, selected: Sequence[str]) -> list[str]:
-    """The columns the stream hands to each micro-batch: ``selected`` (what scoring reads)
-    and, for windowed features with an online store, the columns it keeps."""
-    extra: list[str] = []
+def carried(
+    source: StreamSource, selected: Sequence[str], event_time: str | None = None
+) -> list[str]:
+    """The columns the stream hands to each micro-batch: ``selected`` (what scoring reads),
+    the stream's ``event_time`` column (a Kafka batch checks each message's time in it) and,
+    for windowed features with an online store, the columns it keeps."""
+    extra: list[str] = [event_time] if event_time else []
     if isinstance(source, WindowedSource) and source.online is not None:
-        extra = [source.spec.entity, source.spec.event_time, *source.spec.columns]
+        extra += [source.spec.entity, source.spec.event_time, *source.spec.columns]
     return list(dict.fromkeys([*selected, *extra]))
 
 
