@@ -34,6 +34,7 @@ from batch_serving.runs.models import prepare_models, resolve_members
 from batch_serving.scoring.plan import Member, ScoringPlan, ScoringSettings, build_plan
 from batch_serving.spark.connect import is_connect, unsupported
 from batch_serving.stream.batches import BatchHandler
+from batch_serving.stream.checkpoint_files import checkpoint_files
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.metrics import CascadeTally, StreamMetrics
 from batch_serving.stream.progress import StreamProgress, progress_for
@@ -126,7 +127,7 @@ def run_stream(
     stop = stop or threading.Event()
     try:
         with _stop_on_signals(stop):
-            with query_conf(spark, cfg):
+            with query_conf(spark, cfg), checkpoint_files(spark, layout.checkpoint):
                 query = start_query(writer)
             signalled = _wait(query, stop, progress)
     finally:
