@@ -29,7 +29,6 @@ import argparse
 import json
 import logging
 import shutil
-import socket
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -57,6 +56,7 @@ from batch_serving.kafka_roundtrip import (
     latency,
     read_committed,
 )
+from batch_serving.ports import free_port
 
 if TYPE_CHECKING:
     from batch_serving.kafka_broker import KafkaBroker
@@ -424,7 +424,7 @@ def ask_api(
         snapshot_root=root, live_models={MODEL: "scored"}, live_window_jobs=(job_file,)
     )
     with (
-        running_server(create_app(settings), _free_port()) as url,
+        running_server(create_app(settings), free_port()) as url,
         httpx.Client(timeout=60) as http,
     ):
         start = time.time()
@@ -497,12 +497,6 @@ def publish_features(
         },
     )
     write_pointer(layout, MODEL, snapshot_id, [])
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import time
 import uuid
 from pathlib import Path
 
+from batch_serving.ports import free_port
+
 # the checkout's jars/broker/lib (src/batch_serving/ -> the repository root)
 BROKER_LIB = Path(__file__).resolve().parents[2] / "jars" / "broker" / "lib"
 
@@ -44,21 +46,13 @@ class BrokerUnavailable(RuntimeError):
     """The broker's jars are missing or it did not come up (its log's tail is in the message)."""
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class KafkaBroker:
     """``kafka.Kafka`` in KRaft mode on free loopback ports; ``bootstrap`` once started."""
 
     def __init__(self, workdir: Path, heap_mb: int = 512) -> None:
         self.workdir = workdir
         self.heap_mb = heap_mb
-        self.port = _free_port()
+        self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = workdir / "broker.log"
@@ -73,7 +67,7 @@ class KafkaBroker:
         props = self.workdir / "server.properties"
         props.write_text(
             SERVER_PROPERTIES.format(
-                port=self.port, controller=_free_port(), logs=self.workdir / "logs"
+                port=self.port, controller=free_port(), logs=self.workdir / "logs"
             )
         )
         cluster_id = uuid.uuid4().hex[:22]

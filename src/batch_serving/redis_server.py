@@ -11,10 +11,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from pathlib import Path
+
+from batch_serving.ports import free_port
 
 
 class RedisUnavailable(RuntimeError):
@@ -34,7 +35,7 @@ class LocalRedis:
         if binary is None:
             raise RedisUnavailable("redis-server is not on PATH (`make system-deps` installs it)")
         self.workdir.mkdir(parents=True, exist_ok=True)
-        port = _free_port()
+        port = free_port()
         self.url = f"redis://127.0.0.1:{port}/0"
         args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
         with (self.workdir / "redis.log").open("wb") as log:
@@ -86,9 +87,3 @@ class LocalRedis:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from batch_serving.config import prepare_process_env
+from batch_serving.ports import free_port
 
 SERVER_CLASS = "org.apache.spark.sql.connect.service.SparkConnectServer"
 
@@ -57,12 +58,6 @@ def default_parallelism(spark: Any) -> int:
         cores = (os.cpu_count() or 1) if local.group(1) == "*" else int(local.group(1))
         return max(cores, 1)
     return max(int(spark.conf.get("spark.sql.shuffle.partitions", "200") or 200), 1)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _connect_jar() -> Path:

@@ -18,7 +18,7 @@ import yaml
 from batch_serving.cli import main
 from batch_serving.config import load_config
 from batch_serving.errors import ConfigError
-from batch_serving.spark.connect import free_port
+from batch_serving.ports import free_port
 from batch_serving.stream.metrics import BatchStats, StreamMetrics
 from batch_serving.stream.runner import stream_config
 
