@@ -21,14 +21,14 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
-from pyspark.errors import StreamingQueryException
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
+from pyspark.sql.streaming import DataStreamWriter
 
 from batch_serving.config import JobConfig
-from batch_serving.errors import ConfigError, ScoringError, first_line
+from batch_serving.errors import ConfigError, ScoringError
 from batch_serving.learning.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from batch_serving.learning.labels import match_labels
 from batch_serving.learning.learner import OnlineLearner
@@ -36,8 +36,7 @@ from batch_serving.learning.loop import Columns, learn_labels
 from batch_serving.learning.run import snapshot_when_due
 from batch_serving.learning.settings import LabelsStreamConfig, LearningConfig
 from batch_serving.spark.connect import is_connect
-from batch_serving.stream.runner import _stop_on_signals as stop_on_signals
-from batch_serving.stream.runner import start_query
+from batch_serving.stream.runner import start_query, stop_on_signals, wait_until_stopped
 from batch_serving.stream.schema import parse_ddl
 
 log = logging.getLogger(__name__)
@@ -164,7 +163,8 @@ def learn_stream(
     stop = stop or threading.Event()
     with stop_on_signals(stop):
         query = start_query(writer)
-        handler.result.stopped_by_signal = _wait(query, stop, handler)
+        finish = partial(_finish_batch, handler)
+        handler.result.stopped_by_signal = wait_until_stopped(query, stop, finish, "labels stream")
     return handler.result
 
 
@@ -188,24 +188,6 @@ def _writer(
     if available_now:
         return writer.trigger(availableNow=True)
     return writer.trigger(processingTime=f"{stream.trigger_seconds} seconds")
-
-
-def _wait(query: StreamingQuery, stop: threading.Event, handler: LabelBatchHandler) -> bool:
-    """Block until the query ends; True if stopped on request (after the batch in flight)."""
-    try:
-        while query.isActive:
-            if stop.is_set():
-                _finish_batch(handler)
-                query.stop()
-                log.info("labels stream stopped on request")
-                return True
-            query.awaitTermination(0.2)  # type: ignore[arg-type]  # py4j takes seconds as float
-    except StreamingQueryException as exc:
-        raise ScoringError(f"labels stream failed: {first_line(str(exc))}") from None
-    error = query.exception()
-    if error is not None:
-        raise ScoringError(f"labels stream failed: {first_line(str(error))}")
-    return False
 
 
 def _finish_batch(handler: LabelBatchHandler, timeout_s: float = 600) -> None:

@@ -16,9 +16,10 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
 import pyarrow as pa
@@ -126,10 +127,11 @@ def run_stream(
     )
     stop = stop or threading.Event()
     try:
-        with _stop_on_signals(stop):
+        with stop_on_signals(stop):
             with query_conf(spark, cfg), checkpoint_files(spark, layout.checkpoint):
                 query = start_query(writer)
-            signalled = _wait(query, stop, progress)
+            finish = partial(_finish_current_batch, query, progress)
+            signalled = wait_until_stopped(query, stop, finish, "stream")
     finally:
         progress.detach(spark)
         sink.close()
@@ -221,21 +223,24 @@ def start_query(writer: object) -> StreamingQuery:
     return query
 
 
-def _wait(query: StreamingQuery, stop: threading.Event, progress: StreamProgress) -> bool:
-    """Block until the query ends; True if it was stopped on request."""
+def wait_until_stopped(
+    query: StreamingQuery, stop: threading.Event, finish: Callable[[], None], what: str
+) -> bool:
+    """Block until the query ends; True if it was stopped on request, after ``finish`` let
+    the batch in flight complete. A failed query is a ScoringError naming ``what``."""
     try:
         while query.isActive:
             if stop.is_set():
-                _finish_current_batch(query, progress)
+                finish()
                 query.stop()
-                log.info("stream stopped on request")
+                log.info("%s stopped on request", what)
                 return True
             query.awaitTermination(0.2)  # type: ignore[arg-type]  # py4j takes seconds as float
     except StreamingQueryException as exc:
-        raise ScoringError(f"stream failed: {_python_or_first_line(str(exc))}") from None
+        raise ScoringError(f"{what} failed: {_python_or_first_line(str(exc))}") from None
     error = query.exception()
     if error is not None:
-        raise ScoringError(f"stream failed: {_python_or_first_line(str(error))}")
+        raise ScoringError(f"{what} failed: {_python_or_first_line(str(error))}")
     return False
 
 
@@ -255,7 +260,7 @@ def _finish_current_batch(
 
 
 @contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
     """SIGTERM/SIGINT set ``stop`` (only the main thread may install handlers)."""
     if threading.current_thread() is not threading.main_thread():
         yield
