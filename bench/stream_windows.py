@@ -41,7 +41,13 @@ from batch_serving.config import JobConfig
 from batch_serving.features.offline import feature_mismatches, training_set
 from batch_serving.features.spec import WindowSpec
 from batch_serving.kafka_broker import KafkaBroker
-from batch_serving.kafka_roundtrip import Collector, RoundTripError, latency, read_committed
+from batch_serving.kafka_roundtrip import (
+    Collector,
+    PacedProducer,
+    RoundTripError,
+    latency,
+    read_committed,
+)
 
 CARDS = 100_000
 KEY = "event_id"
@@ -106,60 +112,28 @@ class Events:
         return frame
 
 
-class StampedProducer(threading.Thread):
+class StampedProducer(PacedProducer):
     """Produces ``events`` at ``rate`` per second (event ``i`` due ``i / rate`` s after the
     start); each event's ``ts`` is written into its JSON just before it is produced."""
 
     def __init__(self, bootstrap: str, topic: str, events: pd.DataFrame, rate: float) -> None:
-        super().__init__(daemon=True)
-        self.bootstrap, self.topic, self.rate = bootstrap, topic, rate
         records = events.to_json(orient="records", lines=True).splitlines()
-        self.heads = [r[:-1] + ',"ts":"' for r in records]  # the JSON without its closing brace
-        self.keys = events["card_id"].astype(str).tolist()
+        heads = [r[:-1] + ',"ts":"' for r in records]  # the JSON without its closing brace
+        keys = events["card_id"].astype(str).tolist()
+        super().__init__(bootstrap, topic, list(zip(keys, heads, strict=True)), rate)
         self.ids = events[KEY].to_numpy()
-        self.sent_at = np.full(len(records), np.nan)
         self.sent_ms = np.zeros(len(records), dtype=np.int64)
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._produce()
-        except BaseException as exc:  # reported by ``finish`` in the caller's thread
-            self.error = exc
-
-    def finish(self) -> None:
-        self.join()
-        if self.error is not None:
-            raise RoundTripError(f"producing to {self.topic} failed: {self.error}")
 
     def stamps_ms(self) -> dict[int, int]:
         sent = self.sent_ms > 0
         return dict(zip(self.ids[sent].tolist(), self.sent_ms[sent].tolist(), strict=True))
 
-    def _produce(self) -> None:
-        from confluent_kafka import Producer
-
-        producer = Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 2})
-        sent, total, start = 0, len(self.heads), time.monotonic()
-        while sent < total:
-            due = min(total, int((time.monotonic() - start) * self.rate) + 1)
-            for i in range(sent, due):
-                now = time.time()
-                ms = int(now * 1000)
-                self.sent_at[i], self.sent_ms[i] = ms / 1000, ms  # latency counts from it
-                stamp = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
-                value = f'{self.heads[i]}{stamp}.{ms % 1000:03d}Z"}}'
-                while True:
-                    try:
-                        producer.produce(self.topic, value, self.keys[i], timestamp=ms)
-                        break
-                    except BufferError:
-                        producer.poll(0.01)
-            sent = due
-            producer.poll(0)
-            time.sleep(0.002)
-        if producer.flush(60):
-            raise RoundTripError(f"events to {self.topic} not delivered within 60 s")
+    def _message(self, i: int, now: float) -> tuple[str, str, int]:
+        ms = int(now * 1000)
+        self.sent_at[i], self.sent_ms[i] = ms / 1000, ms  # latency counts from it
+        stamp = dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        key, head = self.messages[i]
+        return key, f'{head}{stamp}.{ms % 1000:03d}Z"}}', ms
 
 
 def progress_listener() -> Any:

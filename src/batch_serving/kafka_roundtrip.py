@@ -160,12 +160,10 @@ class PacedProducer(threading.Thread):
         while sent < total:
             due = min(total, int((time.monotonic() - start) * self.rate) + 1)
             for i in range(sent, due):
-                key, value = self.messages[i]
-                now = time.time()
-                self.sent_at[i] = now
+                key, value, ms = self._message(i, time.time())
                 while True:
                     try:
-                        producer.produce(self.topic, value, key, timestamp=int(now * 1000))
+                        producer.produce(self.topic, value, key, timestamp=ms)
                         break
                     except BufferError:
                         producer.poll(0.01)
@@ -174,6 +172,13 @@ class PacedProducer(threading.Thread):
             time.sleep(0.002)
         if producer.flush(60):
             raise RoundTripError(f"events to {self.topic} not delivered within 60 s")
+
+    def _message(self, i: int, now: float) -> tuple[str, str, int]:
+        """Message ``i`` sent at ``now`` (epoch s): (key, value, timestamp ms); records
+        ``sent_at[i]``. A subclass may write the send time into the value."""
+        key, value = self.messages[i]
+        self.sent_at[i] = now
+        return key, value, int(now * 1000)
 
     @property
     def rows_per_s(self) -> float:
