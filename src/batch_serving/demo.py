@@ -166,13 +166,7 @@ def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: st
     y = frame["churned"]
     model = pipeline(estimator)
     model.fit(x, y)
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(tracking_uri))
-    )
+    experiment_id = demo_experiment(tracking_uri)
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"demo-{estimator}"):
         mlflow.log_params({"estimator": estimator, "train_rows": len(frame)})
         info = mlflow.sklearn.log_model(
@@ -184,6 +178,20 @@ def register_pipeline(tracking_uri: str, name: str, frame: object, estimator: st
         )
         log_reference(x, model.predict_proba(x)[:, 1])
     return int(info.registered_model_version)
+
+
+def demo_experiment(tracking_uri: str) -> str:
+    """The demo models' experiment in ``tracking_uri`` (created on first use, its artifacts
+    beside the registry), which becomes mlflow's tracking URI."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(
+        mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(tracking_uri))
+    )
 
 
 def log_reference(features: object, scores: object) -> None:

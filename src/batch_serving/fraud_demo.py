@@ -269,17 +269,10 @@ def register(tracking_uri: str, model: Any, x: pd.DataFrame) -> int:
     import mlflow.sklearn
     from mlflow.models import infer_signature
 
-    from batch_serving.demo import EXPERIMENT, HGB_TRUSTED, artifact_location
+    from batch_serving.demo import HGB_TRUSTED, demo_experiment
 
     Path(tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(tracking_uri)
-    experiment = mlflow.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment
-        else mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location(tracking_uri))
-    )
-    with mlflow.start_run(experiment_id=experiment_id, run_name="demo-fraud"):
+    with mlflow.start_run(experiment_id=demo_experiment(tracking_uri), run_name="demo-fraud"):
         info = mlflow.sklearn.log_model(
             model,
             name="model",
