@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +23,7 @@ from windows_oracle import START, WINDOWS, brute_force, history, spec
 from batch_serving.config import JobConfig
 from batch_serving.features.offline import feature_mismatches, training_set
 from batch_serving.kafka_broker import KafkaBroker
+from batch_serving.kafka_roundtrip import read_committed
 from batch_serving.stream.layout import StreamLayout
 from batch_serving.stream.runner import run_stream
 
@@ -48,38 +48,6 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[str, str]]) -> None
     for key, value in messages:
         producer.produce(topic, key=key, value=value)
     assert producer.flush(30) == 0
-
-
-def consume_committed(bootstrap: str, topic: str) -> pd.DataFrame:
-    """Every value of ``topic`` a read_committed consumer sees, from the beginning."""
-    from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"test-{uuid.uuid4().hex}",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "enable.auto.commit": False,
-        }
-    )
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    got: list[dict[str, Any]] = []
-    ended: set[int] = set()
-    try:
-        while len(ended) < len(partitions):
-            message = consumer.poll(30)
-            assert message is not None, f"reading {topic} timed out"
-            error = message.error()
-            if error is not None and error.code() == KafkaError._PARTITION_EOF:
-                ended.add(message.partition())
-                continue
-            assert error is None, error
-            got.append(json.loads(message.value()))
-    finally:
-        consumer.close()
-    return pd.DataFrame(got)
 
 
 def arrival_order(events: pd.DataFrame, seed: int) -> pd.DataFrame:
@@ -164,7 +132,7 @@ def test_kafka_windowed_stream_scores_each_event_once_with_its_features(
 
     files = layout.committed_files(layout.predictions)
     table = pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
-    topic = consume_committed(kafka_broker.bootstrap, output)
+    topic = read_committed(kafka_broker.bootstrap, output, timeout_s=30)
     expected = brute_force(events, events, s)
     scores = model.predict_proba(offline[FEATURES])[:, 1]
     want = dict(zip(offline["event_id"], scores, strict=True))
