@@ -213,3 +213,17 @@ class S3Server:
 
     def stop(self) -> None:
         stop_group(self.proc, timeout_s=10)
+
+
+def running_under(path: Path) -> list[str]:
+    """Command lines of live processes naming ``path`` (a broker's properties, a stream's job
+    file, redis-server's --dir): what a test asserts is gone after a run stopped."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if str(path) in cmdline and proc.name != str(os.getpid()):
+            found.append(cmdline)
+    return found

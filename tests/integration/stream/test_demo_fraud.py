@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from live import running_under
 from windows_oracle import brute_force
 
 from batch_serving.fraud_demo import FLUSH_CARD, demo_spec
@@ -35,20 +36,6 @@ def _services() -> None:
         pytest.skip(f"no Kafka broker jars in {BROKER_LIB}: run `make jars`")
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server not on PATH: run `make system-deps`")
-
-
-def running_under(path: Path) -> list[str]:
-    """Command lines of live processes naming ``path`` (the broker's properties, the stream's
-    job file and redis-server's --dir are there)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline and proc.name != str(os.getpid()):
-            found.append(cmdline)
-    return found
 
 
 def run_demo(tmp_path: Path) -> subprocess.CompletedProcess[str]:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from live import running_under
 
 from batch_serving.kafka_broker import BROKER_LIB
 
@@ -40,20 +41,6 @@ def demo_command(tmp_path: Path, *extra: str) -> list[str]:
         "1000",
         *extra,
     ]
-
-
-def running_under(path: Path) -> list[str]:
-    """Command lines of live processes naming ``path`` (the broker's properties file and the
-    stream's job file are there)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(path) in cmdline and proc.name != str(os.getpid()):
-            found.append(cmdline)
-    return found
 
 
 @pytest.fixture(autouse=True)
