@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bench_registry import register_champion
 
 from batch_serving import sample_data
 from batch_serving.config import JobConfig
@@ -54,10 +55,6 @@ TICK_S = 0.1
 
 
 def register_model(tracking_uri: str) -> str:
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import Pipeline
@@ -73,19 +70,7 @@ def register_model(tracking_uri: str) -> str:
     )
     model = Pipeline([("pre", pre), ("clf", LogisticRegression(max_iter=300))])
     model.fit(train[features], train["churned"])
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("stream-bench")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(train[features].head(50)),
-            registered_model_name="stream_bench",
-        )
-    MlflowClient(tracking_uri).set_registered_model_alias(
-        "stream_bench", "champion", str(info.registered_model_version)
-    )
-    return "stream_bench"
+    return register_champion(tracking_uri, "stream-bench", "stream_bench", model, train[features])
 
 
 def job(tracking_uri: str, model: str) -> JobConfig:

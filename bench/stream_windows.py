@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from bench_registry import register_champion
 from stream_windows_metrics import CheckpointTimes, StateSize, data_batches, late_rows
 
 from batch_serving.config import JobConfig
@@ -162,10 +163,6 @@ def progress_listener() -> Any:
 def register_model(tracking_uri: str) -> str:
     """A logistic regression on point-in-time features of a synthetic history (a card's burst
     within 10 minutes is the fraud signal)."""
-    import mlflow
-    import mlflow.sklearn
-    from mlflow import MlflowClient
-    from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
 
     rng = np.random.default_rng(3)
@@ -176,19 +173,9 @@ def register_model(tracking_uri: str) -> str:
     rows = training_set(history, WindowSpec.from_config(job_windows()))
     label = ((rows["amount_count_10m"] >= 1) & (rows["amount"] > 60)).astype(int)
     model = LogisticRegression(max_iter=1000).fit(rows[FEATURES], label)
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_experiment("stream-windows-bench")
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(
-            model,
-            name="model",
-            signature=infer_signature(rows[FEATURES].head(50)),
-            registered_model_name="stream_windows_bench",
-        )
-    MlflowClient(tracking_uri).set_registered_model_alias(
-        "stream_windows_bench", "champion", str(info.registered_model_version)
+    return register_champion(
+        tracking_uri, "stream-windows-bench", "stream_windows_bench", model, rows[FEATURES]
     )
-    return "stream_windows_bench"
 
 
 def job_windows() -> Any:
