@@ -22,7 +22,13 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StructField, StructType, TimestampType
 
 from batch_serving.errors import MissingColumnsError
-from batch_serving.features.processor import TIME_US, WindowProcessor, output_schema
+from batch_serving.features.processor import (
+    BUCKET,
+    BUCKETS,
+    TIME_US,
+    WindowProcessor,
+    output_schema,
+)
 from batch_serving.features.spec import WindowSpec
 
 log = logging.getLogger(__name__)
@@ -49,9 +55,10 @@ def windowed_frame(frame: DataFrame, spec: WindowSpec) -> DataFrame:
         spec.event_time,  # as it is: the watermark (and Spark's late-event filter) is on it
         *(encode(f) for f in frame.schema.fields if f.name != spec.event_time),
         F.unix_micros(F.col(spec.event_time)).alias(TIME_US),
+        F.pmod(F.xxhash64(F.col(spec.entity)), F.lit(BUCKETS)).alias(BUCKET),
     )
-    pending = StructType([_encoded_field(f) for f in encoded.schema.fields[1:]])
-    processed = encoded.groupBy(spec.entity).transformWithStateInPandas(
+    pending = StructType([_encoded_field(f) for f in encoded.schema.fields[1:-1]])
+    processed = encoded.groupBy(BUCKET).transformWithStateInPandas(
         statefulProcessor=WindowProcessor(spec, pending, encoded.columns),
         outputStructType=output_schema(pending, spec),
         outputMode="Append",

@@ -1,0 +1,142 @@
+"""Many map-state reads or writes in one exchange with the JVM's state server.
+
+pyspark's ``MapState`` sends one request and waits for its answer, so a release of a thousand
+entities is two thousand round trips, each a pair of context switches (most of the stream's
+time on a busy two-core machine). The state server answers a connection's requests one by one
+in the order it reads them; so the requests of a whole release are written at once and the
+answers read back in that order. A thread writes while the caller reads, so neither side's
+socket buffer can fill up and stall the other, whatever the values' sizes.
+
+This speaks the protocol of pyspark's own client (``StateMessage`` protobufs, the client's
+serializer), pinned with pyspark; if the client's internals are not there, the plain one-by-one
+calls are used.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pyspark.serializers import write_int
+from pyspark.sql.streaming.stateful_processor import MapState
+
+Key = tuple[Any, ...]
+
+
+class StatePipelineError(RuntimeError):
+    """The state server refused a pipelined request (the message is the server's)."""
+
+
+def get_values(state: MapState, keys: Sequence[Key]) -> list[tuple[Any, ...] | None]:
+    """``state.getValue(k)`` for each key, in one exchange."""
+    parts = _parts(state)
+    if parts is None:
+        return [state.getValue(k) for k in keys]
+    client, api, name = parts
+    from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
+
+    def request(key: Key) -> bytes:
+        get = msg.GetValue(userKey=_pickled(api, client.user_key_schema, key))
+        call = msg.StateVariableRequest(mapStateCall=msg.MapStateCall(stateName=name, getValue=get))
+        return bytes(msg.StateRequest(stateVariableRequest=call).SerializeToString())
+
+    answers = _exchange(api, [request(k) for k in keys], f"get from map state {name}")
+    return [api._deserialize_from_bytes(value) if value else None for value in answers]
+
+
+def update_values(state: MapState, items: Sequence[tuple[Key, tuple[Any, ...]]]) -> None:
+    """``state.updateValue(k, v)`` for each pair, in one exchange."""
+    parts = _parts(state)
+    if parts is None:
+        for key, value in items:
+            state.updateValue(key, value)
+        return
+    client, api, name = parts
+    from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
+
+    def request(key: Key, value: tuple[Any, ...]) -> bytes:
+        update = msg.UpdateValue(
+            userKey=_pickled(api, client.user_key_schema, key),
+            value=_pickled(api, client.value_schema, value),
+        )
+        call = msg.MapStateCall(stateName=name, updateValue=update)
+        request = msg.StateRequest(stateVariableRequest=msg.StateVariableRequest(mapStateCall=call))
+        return bytes(request.SerializeToString())
+
+    _exchange(api, [request(k, v) for k, v in items], f"update of map state {name}")
+
+
+def remove_keys(state: MapState, keys: Sequence[Key]) -> None:
+    """``state.removeKey(k)`` for each key, in one exchange."""
+    parts = _parts(state)
+    if parts is None:
+        for key in keys:
+            state.removeKey(key)
+        return
+    client, api, name = parts
+    from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
+
+    def request(key: Key) -> bytes:
+        remove = msg.RemoveKey(userKey=_pickled(api, client.user_key_schema, key))
+        call = msg.MapStateCall(stateName=name, removeKey=remove)
+        request = msg.StateRequest(stateVariableRequest=msg.StateVariableRequest(mapStateCall=call))
+        return bytes(request.SerializeToString())
+
+    _exchange(api, [request(k) for k in keys], f"removal from map state {name}")
+
+
+def _parts(state: MapState) -> tuple[Any, Any, str] | None:
+    client = getattr(state, "_mapStateClient", None)
+    api = getattr(client, "_stateful_processor_api_client", None)
+    name = getattr(state, "_stateName", None)
+    needed = ["sockfile", "pickleSer", "_deserialize_from_bytes"]
+    needed.append("_receive_proto_message")
+    if api is None or name is None or not all(hasattr(api, a) for a in needed):
+        return None
+    return client, api, name
+
+
+def _pickled(api: Any, schema: Any, value: tuple[Any, ...]) -> bytes:
+    """What the client's ``_serialize_to_bytes`` sends, without its walk converting NumPy
+    and pandas scalars element by element: these values are plain Python already."""
+    return bytes(api.pickleSer.dumps(schema.toInternal(value)))
+
+
+def _exchange(api: Any, requests: list[bytes], what: str) -> list[bytes]:
+    """Write every request (on a thread), read every answer; the answers' values in order."""
+    if not requests:
+        return []
+    failed: list[BaseException] = []
+    writer = threading.Thread(target=_guarded(_write_all, failed), args=(api.sockfile, requests))
+    writer.start()
+    answers = []
+    try:
+        for _ in requests:
+            status, error, value = api._receive_proto_message()
+            if status != 0:
+                raise StatePipelineError(f"the state server refused a {what}: {error}")
+            answers.append(value)
+    finally:
+        writer.join()
+    if failed:
+        raise StatePipelineError(f"writing a {what} failed: {failed[0]}") from failed[0]
+    return answers
+
+
+def _write_all(sockfile: Any, requests: list[bytes]) -> None:
+    for request in requests:
+        write_int(0, sockfile)  # the protocol's message version
+        write_int(len(request), sockfile)
+        sockfile.write(request)
+    sockfile.flush()
+
+
+def _guarded(work: Callable[..., None], failed: list[BaseException]) -> Callable[..., None]:
+    def run(*args: Any) -> None:
+        try:
+            work(*args)
+        except BaseException as error:
+            failed.append(error)
+
+    return run
