@@ -51,6 +51,8 @@ _KEYS, _TEXT, _MALFORMED, _FAILED, _MISSING = (
     "_kafka_missing",
 )
 _KIND = (_MALFORMED, _FAILED, _MISSING)
+# a longer message is parsed three times (far below Jackson's 20 M characters per string)
+_ONE_PARSE_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,11 @@ def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
     Only a message with a null in a wanted column is parsed again (as text, and for its keys):
     a message whose wanted columns all parsed is a JSON object that has each of them, of its
     declared type, so it is clean without the two extra parses (almost every message)."""
-    suspect = F.lit(not wanted)
+    raw = F.col(CORRUPT)
+    suspect = F.lit(not wanted) | _parsers_may_differ(raw)
     for name in wanted:
         suspect = suspect | F.col(name).isNull()
     text_schema = StructType([StructField(c, StringType()) for c in wanted])
-    raw = F.col(CORRUPT)
     keys = frame.withColumns(
         {
             _KEYS: F.when(suspect, F.json_object_keys(raw)),
@@ -160,6 +162,14 @@ def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
             _MISSING: F.when(suspect, _listed(missing)).otherwise(""),
         }
     )
+
+
+def _parsers_may_differ(raw: Column) -> Column:
+    """Whether the keys' parser (``json_object_keys``: Jackson's defaults) might refuse a
+    message the typed parse reads: ``NaN``/``Infinity`` tokens (``from_json`` allows them) or
+    a text long enough to meet Jackson's string length limit. Such messages take both parses."""
+    tokens = [raw.contains(t) for t in ("NaN", "Inf", "INF")]
+    return tokens[0] | tokens[1] | tokens[2] | (F.octet_length(raw) > _ONE_PARSE_MAX_BYTES)
 
 
 def _listed(names: list[Column]) -> Column:

@@ -51,6 +51,16 @@ TRICKY: list[str | None] = [
     '{"id": true, "amount": false, "name": "a", "flag": 1, "ts": "2024-01-01T00:00:00Z"}',
     '{"id": 1, "amount": NaN, "name": "a", "flag": "true", "ts": "2024-01-01T00:00:00Z"}',
     '{"id": 1, "amount": "Infinity", "name": 12, "flag": true, "ts": "2024-01-01T00:00:00Z"}',
+    '{"id": 1, "amount": NaN, "name": "a", "flag": true, "ts": "2024-01-01T00:00:00Z"}',
+    '{"id": 1, "amount": -Infinity, "name": "a", "flag": true, "ts": "2024-01-01T00:00:00Z"}',
+    '{"id": 1, ' + ALL + ', "extra": +INF}',
+    '{"id": 1, ' + ALL + ', "extra": Infinity}',
+    '{"id": 1, ' + ALL + ', "extra": "NaN and Infinity as text"}',
+    '{"id": 1, ' + ALL + ', "extra": ' + "1" * 1001 + "}",
+    '{"id": 1, ' + ALL + ', "extra": ' + "[" * 1001 + "]" * 1001 + "}",
+    '{"id": 1, ' + ALL + ', "extra": "control \x01 char"}',
+    '{"id": 1, "amount": 2, "name": "tab\there", "flag": true, "ts": "2024-01-01T00:00:00Z"}',
+    '{"id": 1, ' + ALL + ', "extra": "' + "x" * 1_000_001 + '"}',
     '{"id": 1, "amount": 2, "name": {"x": 1}, "flag": true, "ts": "2024-01-01T00:00:00Z"}',
     '{"id": 1, "amount": 2, "name": [1, 2], "flag": true, "ts": "2024-01-01T00:00:00Z"}',
     '{"id": {"id": 1}, ' + ALL + "}",
@@ -160,7 +170,7 @@ def test_typed_parse_verdicts_equal_the_three_parse_verdicts(
 
     assert len(got) == len(TRICKY)
     for value, want, have in zip(TRICKY, expected, got, strict=True):
-        assert have == want, value
+        assert have == want, None if value is None else value[:200]
     kinds = {(v[_MALFORMED], v[_FAILED] != "''", v[_MISSING] != "''") for v in expected}
     if wanted:  # the table reaches every kind of verdict: clean, malformed, mistyped, missing
         assert {("False", False, False), ("True", False, False)} <= kinds
