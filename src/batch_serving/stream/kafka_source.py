@@ -51,6 +51,8 @@ _KEYS, _TEXT, _MALFORMED, _FAILED, _MISSING = (
     "_kafka_missing",
 )
 _KIND = (_MALFORMED, _FAILED, _MISSING)
+# a longer message is parsed three times (far below Jackson's 20 M characters per string)
+_ONE_PARSE_MAX_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,7 @@ class KafkaSource:
 
     def read(self, spark: SparkSession) -> DataFrame:
         """The declared columns parsed from each value; ``_corrupt_record`` holds the value's
-        text (every message: ``batch_input`` re-reads it to find each message's defects)."""
+        text (``batch_input`` parses it again for a message with a null in a needed column)."""
         kafka = self.kafka
         reader = (
             spark.readStream.format("kafka")
@@ -84,8 +86,13 @@ class KafkaSource:
             reader = reader.option("maxOffsetsPerTrigger", kafka.max_offsets_per_trigger)
         for key, value in kafka.source_options.items():
             reader = reader.option(key, value)
+        return self.parse(reader.load())
+
+    def parse(self, records: DataFrame) -> DataFrame:
+        """Kafka records (``value``, ``topic``, ``partition``, ``offset``, ``timestamp``) as the
+        stream's frame: ``read`` over the topics, tests over records they build."""
         text = F.col("value").cast("string")
-        messages = reader.load().select(
+        messages = records.select(
             F.from_json(text, self.cfg.columns).alias("_value"),
             text.alias(CORRUPT),
             F.col("topic").alias(KAFKA_TOPIC),
@@ -130,19 +137,44 @@ class KafkaSource:
 
 def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
     """Each message's defects: not a JSON object; columns whose value did not parse as the
-    declared type (null typed, not null as text); wanted columns absent from the object."""
-    text_schema = StructType([StructField(c, StringType()) for c in wanted])
+    declared type (null typed, not null as text); wanted columns absent from the object.
+
+    Only a message with a null in a wanted column is parsed again (as text, and for its keys):
+    a message whose wanted columns all parsed is a JSON object that has each of them, of its
+    declared type, so it is clean without the two extra parses (almost every message)."""
     raw = F.col(CORRUPT)
-    keys = frame.withColumns({_KEYS: F.json_object_keys(raw), _TEXT: F.from_json(raw, text_schema)})
+    suspect = F.lit(not wanted) | _parsers_may_differ(raw)
+    for name in wanted:
+        suspect = suspect | F.col(name).isNull()
+    text_schema = StructType([StructField(c, StringType()) for c in wanted])
+    keys = frame.withColumns(
+        {
+            _KEYS: F.when(suspect, F.json_object_keys(raw)),
+            _TEXT: F.when(suspect, F.from_json(raw, text_schema)),
+        }
+    )
     failed = [F.when(F.col(c).isNull() & F.col(_TEXT)[c].isNotNull(), F.lit(c)) for c in wanted]
     missing = [F.when(~F.array_contains(F.col(_KEYS), c), F.lit(c)) for c in wanted]
     return keys.withColumns(
         {
-            _MALFORMED: F.col(_KEYS).isNull(),
-            _FAILED: F.array_join(F.array_compact(F.array(*failed)), ","),
-            _MISSING: F.array_join(F.array_compact(F.array(*missing)), ","),
+            _MALFORMED: suspect & F.col(_KEYS).isNull(),
+            _FAILED: F.when(suspect, _listed(failed)).otherwise(""),
+            _MISSING: F.when(suspect, _listed(missing)).otherwise(""),
         }
     )
+
+
+def _parsers_may_differ(raw: Column) -> Column:
+    """Whether the keys' parser (``json_object_keys``: Jackson's defaults) might refuse a
+    message the typed parse reads: ``NaN``/``Infinity`` tokens (``from_json`` allows them) or
+    a text long enough to meet Jackson's string length limit. Such messages take both parses."""
+    tokens = [raw.contains(t) for t in ("NaN", "Inf", "INF")]
+    return tokens[0] | tokens[1] | tokens[2] | (F.octet_length(raw) > _ONE_PARSE_MAX_BYTES)
+
+
+def _listed(names: list[Column]) -> Column:
+    """The non-null ``names`` joined by commas (``""`` for none): one part per distinct list."""
+    return F.array_join(F.array_compact(F.array(*names)), ",")
 
 
 def _clean_rows(rows: pa.Table, columns: list[str]) -> pa.Table:
