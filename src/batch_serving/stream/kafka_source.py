@@ -19,7 +19,7 @@ by the same rules as a landed file (``ParquetFileSource``):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -60,6 +60,9 @@ class KafkaSource:
     """Spark's Kafka source over ``stream.kafka.topics``; values parsed as JSON objects."""
 
     cfg: StreamConfig
+    # the defect marks' expressions per set of wanted columns, built once per run: building
+    # them is a driver round trip per function call, tens of ms per micro-batch
+    _marks: dict[tuple[str, ...], Marks] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def kafka(self) -> KafkaConfig:
@@ -122,7 +125,10 @@ class KafkaSource:
         event = self.cfg.event_time_column
         if event and event not in wanted:
             wanted.append(event)
-        marked = _mark_defects(frame, wanted)
+        marks = self._marks.get(tuple(wanted))
+        if marks is None:
+            marks = self._marks.setdefault(tuple(wanted), _defect_marks(wanted))
+        marked = frame.withColumns(marks[0]).withColumns(marks[1])
         rows = marked.select(*frame.columns, *_KIND).toArrow()
         where = f"{self.describe()} batch {batch_id}"
         parts: list[BatchPart | RowsPart] = []
@@ -135,9 +141,13 @@ class KafkaSource:
         return BatchInput(parts)
 
 
-def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
-    """Each message's defects: not a JSON object; columns whose value did not parse as the
-    declared type (null typed, not null as text); wanted columns absent from the object.
+Marks = tuple[dict[str, Column], dict[str, Column]]
+
+
+def _defect_marks(wanted: list[str]) -> Marks:
+    """Each message's defects, as two steps of columns to add to the batch: not a JSON
+    object; columns whose value did not parse as the declared type (null typed, not null as
+    text); wanted columns absent from the object.
 
     Only a message with a null in a wanted column is parsed again (as text, and for its keys):
     a message whose wanted columns all parsed is a JSON object that has each of them, of its
@@ -147,21 +157,24 @@ def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
     for name in wanted:
         suspect = suspect | F.col(name).isNull()
     text_schema = StructType([StructField(c, StringType()) for c in wanted])
-    keys = frame.withColumns(
-        {
-            _KEYS: F.when(suspect, F.json_object_keys(raw)),
-            _TEXT: F.when(suspect, F.from_json(raw, text_schema)),
-        }
-    )
+    parsed = {
+        _KEYS: F.when(suspect, F.json_object_keys(raw)),
+        _TEXT: F.when(suspect, F.from_json(raw, text_schema)),
+    }
     failed = [F.when(F.col(c).isNull() & F.col(_TEXT)[c].isNotNull(), F.lit(c)) for c in wanted]
     missing = [F.when(~F.array_contains(F.col(_KEYS), c), F.lit(c)) for c in wanted]
-    return keys.withColumns(
-        {
-            _MALFORMED: suspect & F.col(_KEYS).isNull(),
-            _FAILED: F.when(suspect, _listed(failed)).otherwise(""),
-            _MISSING: F.when(suspect, _listed(missing)).otherwise(""),
-        }
-    )
+    kinds = {
+        _MALFORMED: suspect & F.col(_KEYS).isNull(),
+        _FAILED: F.when(suspect, _listed(failed)).otherwise(""),
+        _MISSING: F.when(suspect, _listed(missing)).otherwise(""),
+    }
+    return parsed, kinds
+
+
+def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
+    """``frame`` with each message's defect marks (``_defect_marks``)."""
+    parsed, kinds = _defect_marks(wanted)
+    return frame.withColumns(parsed).withColumns(kinds)
 
 
 def _parsers_may_differ(raw: Column) -> Column:
