@@ -77,7 +77,7 @@ $(CLASS_ARCHIVE): $(STAMP) $(JARS_STAMP)
 .PHONY: class-archive
 class-archive: $(CLASS_ARCHIVE) ## the driver JVM's class-data sharing archive (a faster JVM start), into jars/cds
 
-install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, connector jars, redis-server, wrk
+install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) system-deps ## .venv (jobs stack, editable), .venv-airflow, connector jars, the driver's class archive, redis-server, wrk
 
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)
