@@ -67,7 +67,17 @@ $(JARS_STAMP): jars/pom.xml jars/s3a/pom.xml jars/broker/pom.xml jars/keep-new.s
 .PHONY: jars
 jars: $(JARS_STAMP) ## Spark connector jars (Kafka, Delta, s3a) and the Kafka broker from Maven Central, into jars/*/lib
 
-install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) system-deps ## .venv (jobs stack, editable), .venv-airflow, connector jars, redis-server, wrk
+# The driver JVM's class-data sharing archive (src/batch_serving/spark/class_archive.py): a small
+# local job's classes, dumped at its JVM's exit; made again when the venv or the jars change
+# (a stale archive is refused by the JVM, which then starts as without one).
+CLASS_ARCHIVE := jars/cds/driver.jsa
+$(CLASS_ARCHIVE): $(STAMP) $(JARS_STAMP)
+	$(PY) -m batch_serving.spark.class_archive --out $(CLASS_ARCHIVE)
+
+.PHONY: class-archive
+class-archive: $(CLASS_ARCHIVE) ## the driver JVM's class-data sharing archive (a faster JVM start), into jars/cds
+
+install: $(STAMP) $(AIRFLOW_STAMP) $(JARS_STAMP) $(CLASS_ARCHIVE) system-deps ## .venv (jobs stack, editable), .venv-airflow, connector jars, the driver's class archive, redis-server, wrk
 
 demo: $(STAMP) ## sample warehouse + demo models in a local registry, then score one date end to end
 	$(VENV)/bin/batch-serving demo --rows $(ROWS) --run-date $(DATE)

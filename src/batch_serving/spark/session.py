@@ -19,6 +19,7 @@ from batch_serving.config import (
     prepare_process_env,
     running_under_spark_submit,
 )
+from batch_serving.spark.class_archive import archive_options
 from batch_serving.spark.connectors import s3a_conf, use_storage
 
 # Driver logging: Spark's warnings and errors, without the Hive/metastore WARN lines of every
@@ -112,6 +113,14 @@ def delta_conf(jars: list[str]) -> dict[str, str]:
     }
 
 
+def class_archive_conf(options: str | None = None) -> dict[str, str]:
+    """The driver's class-data sharing archive (``make class-archive``), when there is one:
+    it cuts the JVM start's class loading; a stale one is refused by the JVM, which then starts
+    as without it (see ``class_archive``)."""
+    options = archive_options() if options is None else options
+    return {JAVA_OPTIONS: options} if options else {}
+
+
 def merge_conf(*layers: Mapping[str, str]) -> dict[str, str]:
     """Later layers win, except the driver's Java options, jars and classpath, which add up:
     our log4j2 file, the Derby home and the job's own options all reach the JVM (for a
@@ -163,7 +172,8 @@ def build_session(
     prepare_process_env(worker_python=sys.executable)
     builder = builder.master(cfg.master)
     jars = (connector_jars(cfg.conf), s3a_jars(cfg.conf, cfg.master))
-    for key, value in merge_conf(DEFAULT_CONF, *jars, hive, cfg.conf).items():
+    layers = (DEFAULT_CONF, class_archive_conf(), *jars, hive, cfg.conf)
+    for key, value in merge_conf(*layers).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
 
