@@ -8,8 +8,8 @@ answers read back in that order. A thread writes while the caller reads, so neit
 socket buffer can fill up and stall the other, whatever the values' sizes.
 
 This speaks the protocol of pyspark's own client (``StateMessage`` protobufs, the client's
-serializer), pinned with pyspark; if the client's internals are not there, the plain one-by-one
-calls are used.
+serializer) as pyspark 4.2 has it; under another pyspark, or if the client's internals are not
+there, the plain one-by-one calls are used.
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import pyspark
 from pyspark.serializers import write_int
 from pyspark.sql.streaming.stateful_processor import MapState
 
 Key = tuple[Any, ...]
+TESTED_PYSPARK = "4.2."  # the state server's protocol as tested (tests/unit/features)
 
 
 class StatePipelineError(RuntimeError):
@@ -87,6 +89,10 @@ def remove_keys(state: MapState, keys: Sequence[Key]) -> None:
 
 
 def _parts(state: MapState) -> tuple[Any, Any, str] | None:
+    """The client's pieces the exchange speaks through, or None (the plain calls) under a
+    pyspark whose protocol was not tested here or whose client lacks them."""
+    if not pyspark.__version__.startswith(TESTED_PYSPARK):
+        return None
     client = getattr(state, "_mapStateClient", None)
     api = getattr(client, "_stateful_processor_api_client", None)
     name = getattr(state, "_stateName", None)

@@ -19,6 +19,7 @@ from pyspark.sql.streaming.stateful_processor import MapState
 from pyspark.sql.streaming.stateful_processor_api_client import StatefulProcessorApiClient
 from pyspark.sql.types import ArrayType, LongType, StringType, StructField, StructType
 
+from batch_serving.features import state_pipeline
 from batch_serving.features.state_pipeline import (
     StatePipelineError,
     get_values,
@@ -100,3 +101,24 @@ def test_a_refused_request_names_the_state_and_the_server_message(tmp_path: Path
     state = MapState(MapStateClient(api, KEY, VALUE), "history")
     with pytest.raises(StatePipelineError, match="update of map state history: no"):
         update_values(state, [((f"c{i}",), ([i],)) for i in range(5)])
+
+
+def test_under_an_untested_pyspark_the_plain_calls_give_the_same_answers(
+    served: tuple[StateServer, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, state = served
+    monkeypatch.setattr(state_pipeline, "TESTED_PYSPARK", "9.9.")
+    update_values(state, [(("a",), ([1, 2],)), (("b",), ([3],))])
+    got = get_values(state, [("a",), ("b",), ("c",)])
+    assert [v[0] if v else None for v in got] == [[1, 2], [3], None]
+    remove_keys(state, [("a",)])
+    assert get_values(state, [("a",)]) == [None]
+    assert server.log == [
+        "updateValue a",
+        "updateValue b",
+        "getValue a",
+        "getValue b",
+        "getValue c",
+        "removeKey a",
+        "getValue a",
+    ]
