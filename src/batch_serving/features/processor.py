@@ -42,7 +42,7 @@ from pyspark.sql.types import (
     StructType,
 )
 
-from batch_serving.features.release import release
+from batch_serving.features.release import Releaser
 from batch_serving.features.spec import WindowSpec
 from batch_serving.features.state_pipeline import get_values, remove_keys, update_values
 
@@ -63,6 +63,8 @@ class WindowProcessor(StatefulProcessor):
         chunked = [StructField(f.name, ArrayType(f.dataType)) for f in pending]
         self.chunk_schema = StructType(chunked)
         self.key_schema = StructType([StructField(spec.entity, pending[spec.entity].dataType)])
+        self.kinds = {c: pending[c].dataType for c in spec.columns}
+        self.releaser = Releaser(spec, {c: isinstance(k, _NUMERIC) for c, k in self.kinds.items()})
         self.history_schema = StructType(
             [
                 StructField(TIME_US, ArrayType(LongType())),
@@ -129,14 +131,10 @@ class WindowProcessor(StatefulProcessor):
         entities = _python(released[spec.entity].tolist(), self.key_schema[0].dataType)
         starts = [0, *(i for i in range(1, len(entities)) if entities[i] != entities[i - 1])]
         keys = [(entities[a],) for a in starts]
-        kinds = {c: self.pending_schema[c].dataType for c in spec.columns}
-        done = release(
-            spec.features,
-            spec.columns,
-            {c: isinstance(k, _NUMERIC) for c, k in kinds.items()},
+        done = self.releaser.release(
             np.array([*starts, len(entities)]),
             released[TIME_US].to_numpy(dtype=np.int64),
-            {c: _python(released[c].tolist(), kinds[c]) for c in spec.columns},
+            {c: _python(released[c].tolist(), self.kinds[c]) for c in spec.columns},
             stored := get_values(self.history, keys),
             watermark_us - spec.longest_us,
         )

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from batch_serving.features.compute import window_features
-from batch_serving.features.release import History, release
-from batch_serving.features.spec import Feature
+from batch_serving.features.release import History, Releaser
+from batch_serving.features.spec import Feature, WindowSpec
 
 MIN = 60_000_000
 FEATURES = (
@@ -18,8 +18,7 @@ FEATURES = (
     Feature("hi_1h", "amount", "max", 60 * MIN),
     Feature("d_10m", "shop", "distinct_count", 10 * MIN),
 )
-COLUMNS = ("amount", "shop")
-NUMERIC = {"amount": True, "shop": False}
+RELEASER = Releaser(WindowSpec("card", "ts", FEATURES), {"amount": True, "shop": False})
 
 
 def _case(seed: int, entities: int, age_us: int) -> tuple[np.ndarray, np.ndarray, dict, list]:
@@ -76,7 +75,7 @@ def _expected(bounds, times, values, stored, horizon):
 def test_release_equals_entity_by_entity(seed: int, spread_us: int) -> None:
     bounds, times, values, stored = _case(seed, 300, spread_us)
     horizon = int(times.min()) - 20 * MIN
-    done = release(FEATURES, COLUMNS, NUMERIC, bounds, times, values, stored, horizon)
+    done = RELEASER.release(bounds, times, values, stored, horizon)
     features, histories = _expected(bounds, times, values, stored, horizon)
     for f in FEATURES:
         np.testing.assert_array_equal(done.features[f.name], features[f.name], err_msg=f.name)
@@ -89,8 +88,8 @@ def test_release_drops_histories_behind_the_horizon() -> None:
     times = np.array([100 * MIN, 100 * MIN], dtype=np.int64)
     stored: list[History | None] = [([10 * MIN], [5.0], ["a"]), None]
     values = {"amount": [1.0, 2.0], "shop": ["a", "b"]}
-    done = release(FEATURES, COLUMNS, NUMERIC, bounds, times, values, stored, 50 * MIN)
+    done = RELEASER.release(bounds, times, values, stored, 50 * MIN)
     assert done.histories == [([100 * MIN], [1.0], ["a"]), ([100 * MIN], [2.0], ["b"])]
     assert done.features["n_10m"].tolist() == [0, 0]
-    done = release(FEATURES, COLUMNS, NUMERIC, bounds, times, values, stored, 100 * MIN)
+    done = RELEASER.release(bounds, times, values, stored, 100 * MIN)
     assert done.histories == [None, None]
