@@ -15,7 +15,7 @@ there, the plain one-by-one calls are used.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyspark
@@ -38,12 +38,11 @@ def get_values(state: MapState, keys: Sequence[Key]) -> list[tuple[Any, ...] | N
     client, api, name = parts
     from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
 
-    def request(key: Key) -> bytes:
-        get = msg.GetValue(userKey=_pickled(api, client.user_key_schema, key))
-        call = msg.StateVariableRequest(mapStateCall=msg.MapStateCall(stateName=name, getValue=get))
-        return bytes(msg.StateRequest(stateVariableRequest=call).SerializeToString())
-
-    answers = _exchange(api, [request(k) for k in keys], f"get from map state {name}")
+    requests = [
+        _map_call(name, getValue=msg.GetValue(userKey=_pickled(api, client.user_key_schema, k)))
+        for k in keys
+    ]
+    answers = _exchange(api, requests, f"get from map state {name}")
     return [api._deserialize_from_bytes(value) if value else None for value in answers]
 
 
@@ -57,16 +56,17 @@ def update_values(state: MapState, items: Sequence[tuple[Key, tuple[Any, ...]]])
     client, api, name = parts
     from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
 
-    def request(key: Key, value: tuple[Any, ...]) -> bytes:
-        update = msg.UpdateValue(
-            userKey=_pickled(api, client.user_key_schema, key),
-            value=_pickled(api, client.value_schema, value),
+    requests = [
+        _map_call(
+            name,
+            updateValue=msg.UpdateValue(
+                userKey=_pickled(api, client.user_key_schema, k),
+                value=_pickled(api, client.value_schema, v),
+            ),
         )
-        call = msg.MapStateCall(stateName=name, updateValue=update)
-        request = msg.StateRequest(stateVariableRequest=msg.StateVariableRequest(mapStateCall=call))
-        return bytes(request.SerializeToString())
-
-    _exchange(api, [request(k, v) for k, v in items], f"update of map state {name}")
+        for k, v in items
+    ]
+    _exchange(api, requests, f"update of map state {name}")
 
 
 def remove_keys(state: MapState, keys: Sequence[Key]) -> None:
@@ -79,13 +79,19 @@ def remove_keys(state: MapState, keys: Sequence[Key]) -> None:
     client, api, name = parts
     from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
 
-    def request(key: Key) -> bytes:
-        remove = msg.RemoveKey(userKey=_pickled(api, client.user_key_schema, key))
-        call = msg.MapStateCall(stateName=name, removeKey=remove)
-        request = msg.StateRequest(stateVariableRequest=msg.StateVariableRequest(mapStateCall=call))
-        return bytes(request.SerializeToString())
+    requests = [
+        _map_call(name, removeKey=msg.RemoveKey(userKey=_pickled(api, client.user_key_schema, k)))
+        for k in keys
+    ]
+    _exchange(api, requests, f"removal from map state {name}")
 
-    _exchange(api, [request(k) for k in keys], f"removal from map state {name}")
+
+def _map_call(name: str, **call: Any) -> bytes:
+    """One map-state request as the client sends it: ``call`` is its one method."""
+    from pyspark.sql.streaming.proto import StateMessage_pb2 as msg
+
+    variable = msg.StateVariableRequest(mapStateCall=msg.MapStateCall(stateName=name, **call))
+    return bytes(msg.StateRequest(stateVariableRequest=variable).SerializeToString())
 
 
 def _parts(state: MapState) -> tuple[Any, Any, str] | None:
@@ -96,8 +102,7 @@ def _parts(state: MapState) -> tuple[Any, Any, str] | None:
     client = getattr(state, "_mapStateClient", None)
     api = getattr(client, "_stateful_processor_api_client", None)
     name = getattr(state, "_stateName", None)
-    needed = ["sockfile", "pickleSer", "_deserialize_from_bytes"]
-    needed.append("_receive_proto_message")
+    needed = ("sockfile", "pickleSer", "_deserialize_from_bytes", "_receive_proto_message")
     if api is None or name is None or not all(hasattr(api, a) for a in needed):
         return None
     return client, api, name
@@ -114,7 +119,18 @@ def _exchange(api: Any, requests: list[bytes], what: str) -> list[bytes]:
     if not requests:
         return []
     failed: list[BaseException] = []
-    writer = threading.Thread(target=_guarded(_write_all, failed), args=(api.sockfile, requests))
+
+    def write_all() -> None:
+        try:
+            for request in requests:
+                write_int(0, api.sockfile)  # the protocol's message version
+                write_int(len(request), api.sockfile)
+                api.sockfile.write(request)
+            api.sockfile.flush()
+        except BaseException as error:  # re-raised below, by the reader's thread
+            failed.append(error)
+
+    writer = threading.Thread(target=write_all)
     writer.start()
     answers = []
     try:
@@ -128,21 +144,3 @@ def _exchange(api: Any, requests: list[bytes], what: str) -> list[bytes]:
     if failed:
         raise StatePipelineError(f"writing a {what} failed: {failed[0]}") from failed[0]
     return answers
-
-
-def _write_all(sockfile: Any, requests: list[bytes]) -> None:
-    for request in requests:
-        write_int(0, sockfile)  # the protocol's message version
-        write_int(len(request), sockfile)
-        sockfile.write(request)
-    sockfile.flush()
-
-
-def _guarded(work: Callable[..., None], failed: list[BaseException]) -> Callable[..., None]:
-    def run(*args: Any) -> None:
-        try:
-            work(*args)
-        except BaseException as error:
-            failed.append(error)
-
-    return run
