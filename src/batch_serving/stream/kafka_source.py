@@ -125,10 +125,9 @@ class KafkaSource:
         event = self.cfg.event_time_column
         if event and event not in wanted:
             wanted.append(event)
-        marks = self._marks.get(tuple(wanted))
-        if marks is None:
-            marks = self._marks.setdefault(tuple(wanted), _defect_marks(wanted))
-        marked = frame.withColumns(marks[0]).withColumns(marks[1])
+        if tuple(wanted) not in self._marks:
+            self._marks[tuple(wanted)] = _defect_marks(wanted)
+        marked = _mark_defects(frame, self._marks[tuple(wanted)])
         rows = marked.select(*frame.columns, *_KIND).toArrow()
         where = f"{self.describe()} batch {batch_id}"
         parts: list[BatchPart | RowsPart] = []
@@ -171,9 +170,9 @@ def _defect_marks(wanted: list[str]) -> Marks:
     return parsed, kinds
 
 
-def _mark_defects(frame: DataFrame, wanted: list[str]) -> DataFrame:
+def _mark_defects(frame: DataFrame, marks: Marks) -> DataFrame:
     """``frame`` with each message's defect marks (``_defect_marks``)."""
-    parsed, kinds = _defect_marks(wanted)
+    parsed, kinds = marks
     return frame.withColumns(parsed).withColumns(kinds)
 
 

@@ -29,6 +29,7 @@ from batch_serving.stream.kafka_source import (
     _MISSING,
     _TEXT,
     KafkaSource,
+    _defect_marks,
     _mark_defects,
 )
 from batch_serving.stream.source import CORRUPT
@@ -166,7 +167,7 @@ def test_typed_parse_verdicts_equal_the_three_parse_verdicts(
     frame = KafkaSource(cfg).parse(records(spark, TRICKY))
 
     expected = verdicts(oracle_marks(frame, wanted), frame)
-    got = verdicts(_mark_defects(frame, wanted), frame)
+    got = verdicts(_mark_defects(frame, _defect_marks(wanted)), frame)
 
     assert len(got) == len(TRICKY)
     for value, want, have in zip(TRICKY, expected, got, strict=True):
