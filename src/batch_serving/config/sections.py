@@ -415,6 +415,10 @@ class MonitoringConfig(Frozen):
     """Categories counted per categorical feature; the rest count as `<other>`."""
     sample_rows: int = Field(default=20_000, ge=100)
     """Rows read on the driver to place the first bins when there is no reference at all."""
+    bin_sample: float = Field(default=0.125, gt=0, le=1)
+    """Share of each scored batch's values counted into numeric bins: a seeded uniform random
+    draw of at least 8,192 values (a smaller batch counts all); `1` counts every value. Rows,
+    nulls, NaN, min, max, sum and categorical bins are always exact."""
     history: int = Field(default=14, ge=1)
     """Runs shown in the report's sparklines."""
     gates: DriftGatesConfig = DriftGatesConfig()

@@ -93,6 +93,7 @@ def build_spec(
     sample: Callable[[list[str]], pa.Table],
     bins: int,
     top_k: int,
+    bin_sample: float = 1.0,
 ) -> ProfileSpec:
     """Bins for every column: from the first reference that has it, else placed from a sample
     (read only if some column needs it)."""
@@ -116,7 +117,7 @@ def build_spec(
         for column in missing:
             values = table.column(column.name) if column.name in table.schema.names else None
             specs[column.name] = bins_from_sample(column, values, bins, top_k)
-    return ProfileSpec(tuple(specs[c.name] for c in columns if c.name in specs))
+    return ProfileSpec(tuple(specs[c.name] for c in columns if c.name in specs), bin_sample)
 
 
 def _from_references(

@@ -56,11 +56,13 @@ def after_commit(
         if skipped is None and cfg.catalog.enabled
         else None
     )
+    mlflow_run_id = (
+        _record(run, manifest, committed, report)
+        if skipped is None and cfg.tracking.log_runs
+        else None
+    )
     if report is not None:
         report.result()  # never raises: a report that cannot be built is a warning
-    mlflow_run_id = (
-        _record(run, manifest, committed) if skipped is None and cfg.tracking.log_runs else None
-    )
     tables = catalog.result() if catalog is not None else []
     record = AfterCommit(
         run_id=run.run_id,
@@ -95,22 +97,28 @@ def _register(spark: SparkSession, run: RunContext) -> list[str]:
     return tables
 
 
-def _record(run: RunContext, manifest: RunManifest, committed: Committed) -> str | None:
+def _record(
+    run: RunContext, manifest: RunManifest, committed: Committed, report: Future[Path | None] | None
+) -> str | None:
     """The MLflow run record, with monitoring's files and GX's Data Docs pages (local roots
-    only); None when the tracking server could not be reached (a warning, see the log)."""
+    only); None when the tracking server could not be reached (a warning, see the log). The
+    record is created while ``report`` is still being built; only its files wait for it."""
     from batch_serving.runs.mlflow_record import log_run
 
     records = run.predictions.run_dir(run.run_id).as_local()
-    extra = (
-        []
-        if records is None
-        else [
+
+    def files() -> list[Path]:
+        if records is None:
+            return []
+        if report is not None:
+            report.result()  # never raises: a report that cannot be built is a warning
+        extra = [
             *(records / n for n in (RUN_PROFILE, REPORT_NAME)),
             *sorted(records.glob("_datadocs_*.html")),
         ]
-    )
+        return [p for p in extra if p.is_file()]
+
     with run.timer.step(RECORD_STEP):
-        files = [p for p in extra if p.is_file()]
         return log_run(run.cfg, manifest, committed.path, files)
 
 

@@ -9,7 +9,7 @@ in the manifest instead of failing a good nightly run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -111,14 +111,19 @@ def drift_metrics(manifest: RunManifest) -> dict[str, float]:
 
 
 def log_run(
-    cfg: JobConfig, manifest: RunManifest, partition: AnyPath, artifacts: Sequence[Path] = ()
+    cfg: JobConfig,
+    manifest: RunManifest,
+    partition: AnyPath,
+    artifacts: Sequence[Path] | Callable[[], Sequence[Path]] = (),
 ) -> str | None:
     """Log one finished run; returns the MLflow run id, or None if tracking failed.
 
     Besides params and metrics: the input partition as a dataset input and the model versions
     as model inputs (``lineage``), and as artifacts under ``batch_serving/`` the manifest, the
     gate reports and any extra ``artifacts`` (files) handed in, e.g. a drift profile (the
-    partition's own files only from a local partition)."""
+    partition's own files only from a local partition). ``artifacts`` may be a call that
+    returns them: it is made only when they are logged, after the run and its lineage are
+    created, so files still being written (the run report) cost no wait before that."""
     from mlflow import MlflowClient
     from mlflow.entities import Metric, Param, RunTag
 
@@ -145,7 +150,8 @@ def log_run(
             params = _params(cfg, manifest)
             log_lineage(client, run.info.run_id, manifest, _dataset_name(cfg), cfg.job)
             local = as_location(partition).as_local()
-            own = run_artifacts(local, artifacts) if local is not None else artifacts
+            extra = artifacts() if callable(artifacts) else artifacts
+            own = run_artifacts(local, extra) if local is not None else extra
             for path in own:
                 client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
             metrics = run_metrics(manifest, stats.result() if stats is not None else {})

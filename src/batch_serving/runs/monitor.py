@@ -133,7 +133,7 @@ def plan_monitoring(
 
     references = reference_profiles(cfg.reference, from_model, from_previous)
     columns = monitored_columns(plan, data.schema)
-    spec = build_spec(columns, references, sample, cfg.bins, cfg.top_k)
+    spec = build_spec(columns, references, sample, cfg.bins, cfg.top_k, cfg.bin_sample)
     log.info(
         "drift: %d columns profiled; reference %s",
         len(spec.columns),
