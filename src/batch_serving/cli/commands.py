@@ -24,7 +24,12 @@ log = logging.getLogger("batch_serving")
 
 def score_command(args: argparse.Namespace) -> int:
     from batch_serving.config import load_config, parse_run_date
-    from batch_serving.runs.job import prepare_run, run_prepared, start_session
+    from batch_serving.runs.job import (
+        open_session_early,
+        prepare_run,
+        run_prepared,
+        start_session,
+    )
     from batch_serving.runs.summary import summary_lines
     from batch_serving.spark.session import job_session
 
@@ -35,8 +40,10 @@ def score_command(args: argparse.Namespace) -> int:
             model_version=args.model_version,
             tracking_uri=args.tracking_uri,
         )
-        prepared = prepare_run(cfg, run_date, _startup_timed())  # aliases pinned: no JVM yet
-        spark = start_session(prepared, lambda: job_session(cfg))  # JVM beside the download
+        timer = _startup_timed()
+        session = open_session_early(cfg, timer, lambda: job_session(cfg))  # JVM beside it all
+        prepared = prepare_run(cfg, run_date, timer)  # aliases pinned, rules checked
+        spark = start_session(prepared, session)  # the models downloaded meanwhile
         result = run_prepared(spark, prepared, wait=args.wait)
     emit(args.json, score_record(result), summary_lines(result.manifest, result.after))
     _log_timeline(result.after)
@@ -127,7 +134,12 @@ def backfill_command(args: argparse.Namespace) -> int:
 
     from batch_serving.config import load_config, parse_run_date
     from batch_serving.errors import ConfigError
-    from batch_serving.runs.job import prepare_run, run_prepared, start_session
+    from batch_serving.runs.job import (
+        open_session_early,
+        prepare_run,
+        run_prepared,
+        start_session,
+    )
     from batch_serving.serving.publish import Published, publish
     from batch_serving.spark.session import job_session
 
@@ -140,8 +152,10 @@ def backfill_command(args: argparse.Namespace) -> int:
         model_version=args.model_version,
         tracking_uri=args.tracking_uri,
     )
-    prepared = prepare_run(cfg, first, _startup_timed())  # a bad alias: no JVM started
-    spark = start_session(prepared, lambda: job_session(cfg, "backfill"))
+    timer = _startup_timed()
+    session = open_session_early(cfg, timer, lambda: job_session(cfg, "backfill"))
+    prepared = prepare_run(cfg, first, timer)  # a bad alias fails here, before any read
+    spark = start_session(prepared, session)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
     scored = []
     with Progress("backfill", "date", total=len(days)) as bar:

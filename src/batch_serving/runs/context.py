@@ -32,11 +32,22 @@ class StepTimer:
 
     durations: dict[str, float] = field(default_factory=dict)
     spans: list[Span] = field(default_factory=list)
+    begun: set[str] = field(default_factory=set)  # steps entered, finished or not
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def claim(self, name: str) -> bool:
+        """True once per name: for work that two places may start and only one should
+        (the metastore's wake-up, begun by the session's thread or by the run)."""
+        with self._lock:
+            fresh = name not in self.begun
+            self.begun.add(name)
+        return fresh
 
     @contextmanager
     def step(self, name: str) -> Iterator[None]:
         log.info("step %s ...", name)
+        with self._lock:
+            self.begun.add(name)
         start = time.perf_counter()
         try:
             yield

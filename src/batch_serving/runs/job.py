@@ -68,16 +68,16 @@ class RunResult:
 
 @dataclass(frozen=True)
 class PreparedRun:
-    """What a run settles before Spark starts: its identity and every model pinned to a
-    version (a bad alias or an unreachable registry fails here, without a JVM)."""
+    """What a run settles without Spark: its identity and every model pinned to a version (a
+    bad alias or an unreachable registry fails here, before anything is read)."""
 
     run: RunContext
     resolved: list[tuple[MemberModel, ModelRef]]
 
 
 def prepare_run(cfg: JobConfig, run_date: dt.date, timer: StepTimer | None = None) -> PreparedRun:
-    """The Spark-free start of a run: call it before building the session (``run_prepared``
-    then does the rest). Starts GX's import, which then overlaps the JVM's start. ``timer``:
+    """The Spark-free start of a run (``run_prepared`` then does the rest); the session may be
+    starting meanwhile (``open_session_early``). Starts GX's import on a thread. ``timer``:
     one that timed the process's startup already (the CLI's), so the run's timeline has it."""
     run = RunContext.start(cfg, run_date, timer)
     log.info("run %s: job %s, date %s, model %s", run.run_id, cfg.job, run_date, cfg.model.selector)
@@ -88,18 +88,42 @@ def prepare_run(cfg: JobConfig, run_date: dt.date, timer: StepTimer | None = Non
     return PreparedRun(run, resolved)
 
 
-def start_session(prepared: PreparedRun, open_session: Callable[[], SparkSession]) -> SparkSession:
-    """``open_session()`` on a thread while this one downloads and loads the pinned models:
-    a JVM's start is another process's work and a model's download and load is Python's, so
-    the run waits for the longer of the two, not their sum. Call it after ``prepare_run`` (a
-    bad alias still fails without a JVM). Timed as ``spark_session`` and ``fetch_models``."""
-    timer = prepared.run.timer
+def open_session_early(
+    cfg: JobConfig, timer: StepTimer, open_session: Callable[[], SparkSession]
+) -> Future[SparkSession]:
+    """``open_session()`` on a thread from a command's first step, before ``prepare_run``:
+    the JVM's start is another process's work and resolving the aliases, checking the rules
+    and loading the models is Python's, so the run waits for the longer of the two, not their
+    sum. Once the session is up, its metastore client wakes on a thread of its own while
+    Python still works (``metastore``). A bad alias or rule still fails with its own message
+    and exit code, before anything is read; the JVM started beside it ends with the process.
+    Hand the future to ``start_session``. Timed as ``spark_session``."""
 
     def build() -> SparkSession:
         with timer.step(SESSION_STEP):
-            return open_session()
+            spark = open_session()
+        if cfg.catalog.enabled:
+            _wake_metastore(spark, cfg, timer)
+        return spark
 
-    session = in_background("spark-session", build)
+    return in_background("spark-session", build)
+
+
+def start_session(
+    prepared: PreparedRun, session: Future[SparkSession] | Callable[[], SparkSession]
+) -> SparkSession:
+    """The run's session, while this thread downloads and loads the pinned models: ``session``
+    is one ``open_session_early`` is building, or a call that builds one (then started on a
+    thread now, after ``prepare_run``). Timed as ``fetch_models`` (and ``spark_session``)."""
+    timer = prepared.run.timer
+    if not isinstance(session, Future):
+        opener = session
+
+        def build() -> SparkSession:
+            with timer.step(SESSION_STEP):
+                return opener()
+
+        session = in_background("spark-session", build)
     with timer.step(FETCH_STEP):
         fetch_models(prepared.run.cfg, prepared.resolved)
     return session.result()
@@ -115,8 +139,9 @@ def run_score(
 def run_prepared(spark: SparkSession, prepared: PreparedRun, *, wait: bool = False) -> RunResult:
     """The Spark part of a run ``prepare_run`` started. One writer per (table, date): the
     date's lease is held from before recovery until the post-commit steps end."""
-    if prepared.run.cfg.catalog.enabled:  # the Hive client starts beside the scoring
-        _wake_metastore(spark, prepared.run)
+    run = prepared.run
+    if run.cfg.catalog.enabled:  # the Hive client starts beside the scoring, if not yet
+        _wake_metastore(spark, run.cfg, run.timer)
     prepared = _input_resolved(spark, prepared)
     run = prepared.run
     cfg, run_date = run.cfg, run.run_date
@@ -143,13 +168,16 @@ def _input_resolved(spark: SparkSession, prepared: PreparedRun) -> PreparedRun:
     return replace(prepared, run=replace(run, cfg=cfg))
 
 
-def _wake_metastore(spark: SparkSession, run: RunContext) -> None:
+def _wake_metastore(spark: SparkSession, cfg: JobConfig, timer: StepTimer) -> None:
     """The session's metastore client, created on a thread (``spark.metastore``); timed as
-    ``metastore`` (the embedded Derby's boot on a process's first run, ~0 s after)."""
+    ``metastore`` (the embedded Derby's boot on a process's first run, ~0 s after). Once
+    per run: the session's thread may have begun it already."""
+    if not timer.claim(METASTORE_STEP):
+        return
 
     def wake() -> None:
-        with run.timer.step(METASTORE_STEP):
-            wake_metastore(spark, run.cfg.catalog.predictions_database, run.cfg.model.name)
+        with timer.step(METASTORE_STEP):
+            wake_metastore(spark, cfg.catalog.predictions_database, cfg.model.name)
 
     in_background("metastore", wake)
 

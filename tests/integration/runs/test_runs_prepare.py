@@ -1,10 +1,13 @@
-"""A run settles its models before Spark starts (``runs.job.prepare_run``): a bad alias fails
-without a JVM, and the step that failed is logged as failed. No SparkSession in this file."""
+"""A run settles its models before it reads anything (``runs.job.prepare_run``): a bad alias or
+rule fails with its own exit code and message while the session is still starting beside it
+(``open_session_early``), never through it, and the step that failed is logged as failed. No
+SparkSession in this file: a session asked for is refused and recorded."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         built.append(repr(args))
+        time.sleep(0.5)  # a JVM takes seconds: the run must fail without waiting for it
         raise AssertionError("a SparkSession was requested")
 
     for name in ("build_session", "job_session"):
@@ -49,7 +53,15 @@ def sessions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return built
 
 
-def test_score_with_a_bad_alias_fails_before_any_session(
+def assert_failed_before_the_session(err: str, sessions: list[str]) -> None:
+    """The session was asked for beside the run (at most once) and its refusal, still to come
+    when the run failed, is nowhere in the output: the run's own error is the only one."""
+    assert len(sessions) <= 1
+    assert "a SparkSession was requested" not in err
+    assert "Traceback" not in err
+
+
+def test_score_with_a_bad_alias_fails_before_reading_anything(
     registered: Any, sessions: list[str], capsys: pytest.CaptureFixture[str], caplog: Any
 ) -> None:
     _, _, _, write = registered
@@ -59,14 +71,14 @@ def test_score_with_a_bad_alias_fails_before_any_session(
     err = capsys.readouterr().err
     assert code == 3  # RegistryError
     assert "alias 'nosuch' not found" in err
-    assert sessions == []  # the registry answered before a session was asked for
+    assert_failed_before_the_session(err, sessions)
     messages = [r.getMessage() for r in caplog.records]
     assert any(m.startswith("step resolve_model failed after ") for m in messages), messages
     assert not any(m.startswith("step resolve_model done") for m in messages)
     assert not any(m.startswith("step read") for m in messages)
 
 
-def test_backfill_with_a_bad_alias_fails_before_any_session(
+def test_backfill_with_a_bad_alias_fails_before_reading_anything(
     registered: Any, sessions: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, _, _, write = registered
@@ -74,11 +86,12 @@ def test_backfill_with_a_bad_alias_fails_before_any_session(
     last = RUN_DATE + dt.timedelta(days=1)
     code = main(["backfill", "--config", str(path), "--from", str(RUN_DATE), "--to", str(last)])
     assert code == 3
-    assert "alias 'nosuch' not found" in capsys.readouterr().err
-    assert sessions == []
+    err = capsys.readouterr().err
+    assert "alias 'nosuch' not found" in err
+    assert_failed_before_the_session(err, sessions)
 
 
-def test_a_rule_on_an_output_the_model_lacks_fails_before_any_session(
+def test_a_rule_on_an_output_the_model_lacks_fails_before_reading_anything(
     registered: Any,
     sessions: list[str],
     warehouse: Any,
@@ -97,7 +110,7 @@ def test_a_rule_on_an_output_the_model_lacks_fails_before_any_session(
     assert code == 2
     assert "rules[0].when: unknown column 'champion.prediction'" in err
     assert "'champion.score'" in err  # what the model does output
-    assert sessions == []
+    assert_failed_before_the_session(err, sessions)
 
 
 def test_prepare_run_pins_the_alias_without_spark(registered: Any) -> None:

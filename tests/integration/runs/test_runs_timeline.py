@@ -162,6 +162,9 @@ def test_score_v_prints_the_timeline_and_records_it(
     assert expected | {"read", "score_and_stage", "commit", CATALOG_STEP, RECORD_STEP} <= set(spans)
     assert spans["startup"].start_s == 0.0 and spans["startup"].end_s > 0
     assert spans["startup"].end_s <= spans["resolve_model"].start_s
+    # the session is asked for at the run's first step, beside the aliases' resolution
+    assert spans[SESSION_STEP].start_s < spans["resolve_model"].end_s
+    assert spans[SESSION_STEP].lane == "spark-session"
     assert spans[CATALOG_STEP].lane == "sql-catalog"  # beside the MLflow record
     assert spans[RECORD_STEP].lane == timeline.MAIN_LANE
     assert spans[METASTORE_STEP].lane == "metastore"
