@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from batch_serving.cli import main
+from batch_serving.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["score", *sys.argv[1:]]))
+    run(["score", *sys.argv[1:]])

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sys
 
-from batch_serving.cli import main
+from batch_serving.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main(["stream", *sys.argv[1:]]))
+    run(["stream", *sys.argv[1:]])
