@@ -74,7 +74,7 @@ def demo(config_path: Path, run_date: dt.date, rows: int, days: int) -> Demo:
     ensure_warehouse(cfg, dates, rows)
     ensure_models(cfg, train_rows=min(rows, 50_000))
     preload_gx_for(cfg)
-    result = run_score(job_session(cfg, "demo"), cfg, run_date)
+    result = run_score(job_session(cfg, "demo", batch=True), cfg, run_date)
     return publish_and_query(cfg, run_date, result)
 
 

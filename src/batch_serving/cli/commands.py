@@ -41,7 +41,7 @@ def score_command(args: argparse.Namespace) -> int:
             tracking_uri=args.tracking_uri,
         )
         timer = _startup_timed()
-        session = open_session_early(cfg, timer, lambda: job_session(cfg))  # JVM beside it all
+        session = open_session_early(cfg, timer, lambda: job_session(cfg, batch=True))
         prepared = prepare_run(cfg, run_date, timer)  # aliases pinned, rules checked
         spark = start_session(prepared, session)  # the models downloaded meanwhile
         result = run_prepared(spark, prepared, wait=args.wait)
@@ -153,7 +153,7 @@ def backfill_command(args: argparse.Namespace) -> int:
         tracking_uri=args.tracking_uri,
     )
     timer = _startup_timed()
-    session = open_session_early(cfg, timer, lambda: job_session(cfg, "backfill"))
+    session = open_session_early(cfg, timer, lambda: job_session(cfg, "backfill", batch=True))
     prepared = prepare_run(cfg, first, timer)  # a bad alias fails here, before any read
     spark = start_session(prepared, session)
     days = [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]

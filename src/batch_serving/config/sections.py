@@ -328,6 +328,14 @@ class SparkConfig(Frozen):
     """Spark application name; `null` means the command's own, e.g. `batch-serving-<job>`."""
     conf: dict[str, SparkConfValue] = Field(default_factory=dict)
     """Spark settings for the session, e.g. `{spark.sql.shuffle.partitions: 4}`."""
+    jit: Literal["auto", "quick", "full"] = "auto"
+    """The just-in-time compiler of a driver JVM the command starts itself (not under
+    spark-submit, not for `remote`): `quick` stops at its first tier
+    (`-XX:TieredStopAtLevel=1`), sparing the seconds of CPU the optimizing tier costs a short
+    run; `full` is the JVM's default; `auto` is `quick` for `score` and `backfill` with engine
+    `arrow_direct` or `auto` (Python tasks read, score and write; the JVM schedules them) and
+    `full` for every other command. A Spark ML model is scored by the JVM: for a large local
+    run of one, set `full`."""
 
     @field_validator("conf", mode="before")
     @classmethod

@@ -127,7 +127,7 @@ def test_the_session_starts_while_the_models_download(
     session, fetch = spans[SESSION_STEP], spans[FETCH_STEP]
     assert session.lane == "spark-session" and fetch.lane == timeline.MAIN_LANE
     assert session.start_s < fetch.end_s and fetch.start_s < session.end_s  # they overlap
-    assert session.end_s - session.start_s >= 1.0
+    assert session.end_s - session.start_s >= 0.998  # each end rounded to the millisecond
     assert len(downloads) == 1  # fetched beside the JVM, not again by the load_model step
     assert result.committed.rows == 120
 
