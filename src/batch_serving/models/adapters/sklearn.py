@@ -39,15 +39,17 @@ class SklearnAdapter(Adapter):
             import mlflow.sklearn
 
             return mlflow.sklearn.load_model(str(model_dir))
-        import skops.io
+        from batch_serving.models.adapters.skops_import import import_skops_io
+
+        skops_io = import_skops_io()  # before any skops.io submodule: see skops_import
         from skops.io.exceptions import UntrustedTypesFoundException
 
         data_path = model_dir / flavor_conf.get("pickled_model", "model.pkl")
         trusted = [*(flavor_conf.get("skops_trusted_types") or []), *self.trusted_types]
         try:
-            return skops.io.load(data_path, trusted=trusted)
+            return skops_io.load(data_path, trusted=trusted)
         except UntrustedTypesFoundException:
-            untrusted = sorted(set(skops.io.get_untrusted_types(file=data_path)) - set(trusted))
+            untrusted = sorted(set(skops_io.get_untrusted_types(file=data_path)) - set(trusted))
             raise ModelLoadError(
                 f"{label}: skops refuses untrusted types {untrusted}; if you trust this model, "
                 f"log it with skops_trusted_types={untrusted} or list them under "
