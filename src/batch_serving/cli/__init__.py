@@ -49,14 +49,21 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     the exit handlers (temporary directories, logging) and flushed output, then the process
     ends without the interpreter's teardown. A job's process holds hundreds of imported
     modules and idle threads of Py4J and MLflow that the interpreter would join and collect one
-    by one: 1.4 s measured after a 200k-row run, longer than most of its steps. Every thread
-    that does a run's work has been waited for when ``main`` returns."""
+    by one: 1.4 s measured after a 200k-row run, longer than most of its steps. A run's
+    threads have been waited for when ``main`` returns, but for work that must not be cut off
+    although nobody needs its result (the metastore's boot): waited for here."""
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse: --help, --version, a usage error
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
         if isinstance(exc.code, str):
             print(exc.code, file=sys.stderr)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = 130
+    context = sys.modules.get("batch_serving.runs.context")  # loaded only if a run started
+    if context is not None:
+        context.finish_uncut(timeout=120.0)
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):  # a closed pipe: nothing more to say

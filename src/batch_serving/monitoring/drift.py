@@ -76,13 +76,8 @@ class ColumnDrift:
 
 
 def with_missing(spec: ColumnSpec, counts: ColumnCounts) -> np.ndarray:
-    """Value bins, then the missing bin (nulls + NaN). Bins counted on a sample of the values
-    are scaled to the exact number of values (rows less nulls and NaN), so the missing share
-    stays exact; counts of every value are returned as they are."""
-    binned = int(counts.counts.sum())
-    present = counts.rows - counts.nulls - counts.nans
-    bins = counts.counts if binned in (0, present) else counts.counts * (present / binned)
-    return np.append(bins, counts.nulls + counts.nans)
+    """Value bins, then the missing bin (nulls + NaN)."""
+    return np.append(counts.counts, counts.nulls + counts.nans)
 
 
 def column_drift(spec: ColumnSpec, current: ColumnCounts, reference: ColumnCounts) -> ColumnDrift:

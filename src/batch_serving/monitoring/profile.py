@@ -11,11 +11,15 @@ Bins of a numeric column with interior edges ``e1 < ... < ek``: ``(-inf, e1)``, 
 categorical column counts its top-k categories in order, then one ``other`` bin (anything else).
 
 Numeric bins may be counted on a sample (``ProfileSpec.sample`` < 1): each batch of more than
-``SAMPLE_FLOOR`` values contributes a uniform random draw (with replacement, seeded, so a rerun
-counts the same) of ``max(SAMPLE_FLOOR, ceil(n * sample))`` of its values; a smaller batch
-counts all. Binning is most of what a profile costs, and bin shares from a sample of ``m``
-values are within ``sqrt(ln(2 / a) / (2 m))`` of the exact ones at every edge with probability
-``1 - a`` (Dvoretzky-Kiefer-Wolfowitz), while rows, nulls, NaN, min, max and sum stay exact.
+``SAMPLE_FLOOR`` values draws ``max(SAMPLE_FLOOR, ceil(n * sample))`` of its values uniformly
+at random (with replacement, seeded, so a rerun counts the same) and adds the draw's bin counts
+scaled to the batch's own number of values (a smaller batch counts all), so every batch weighs
+by its size whatever was drawn from it. Binning is most of what a profile costs. With ``N``
+values in all and ``k`` edges, every cumulative bin share is within
+``sqrt(ln(2k / a) / (2 * sample * N))`` of the exact one with probability ``1 - a``
+(Hoeffding's inequality over the draws, each batch drawing at least its share, and a union
+over the edges), while rows, nulls, NaN, min, max and sum stay exact; sampled bin counts are
+then estimates, not integers.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ class ColumnCounts:
 
     @classmethod
     def empty(cls, spec: ColumnSpec) -> ColumnCounts:
-        return cls(np.zeros(spec.bins, dtype=np.int64))
+        return cls(np.zeros(spec.bins, dtype=np.float64))  # sampled bins are estimates
 
     def merge(self, other: ColumnCounts) -> ColumnCounts:
         return ColumnCounts(
@@ -210,10 +214,19 @@ def _bins(
     spec: ColumnSpec, x: np.ndarray, missing: int, positions: np.ndarray | None
 ) -> np.ndarray:
     """Counts per bin from "how many are below each edge": vectorized comparisons are ~50x
-    faster than searchsorted over unsorted values; NaN compares False everywhere."""
+    faster than searchsorted over unsorted values; NaN compares False everywhere. From a
+    sample (``positions``), the sample's counts scaled to the batch's values: every batch then
+    weighs by its own values however many were drawn from it (a small batch counts all)."""
     if positions is not None:
-        x = x[positions]
-        missing = len(x) - int(np.count_nonzero(x == x)) if missing else 0
+        drawn = x[positions]
+        absent = len(drawn) - int(np.count_nonzero(drawn == drawn)) if missing else 0
+        if absent < len(drawn):  # else no value drawn: count the batch's own values
+            counts = _below_each_edge(spec, drawn, absent)
+            return counts * ((len(x) - missing) / (len(drawn) - absent))
+    return _below_each_edge(spec, x, missing).astype(np.float64)
+
+
+def _below_each_edge(spec: ColumnSpec, x: np.ndarray, missing: int) -> np.ndarray:
     below = [np.count_nonzero(x < e) for e in spec.edges]
     return np.diff(np.concatenate([[0], below, [len(x) - missing]])).astype(np.int64)
 
@@ -254,7 +267,7 @@ class Profile:
                 "role": c.role,
                 "edges": list(c.edges),
                 "categories": list(c.categories),
-                "counts": [int(v) for v in got.counts],
+                "counts": [int(v) if float(v).is_integer() else float(v) for v in got.counts],
                 "rows": got.rows,
                 "nulls": got.nulls,
                 "nans": got.nans,
@@ -283,7 +296,7 @@ class Profile:
             )
             specs.append(spec)
             counts[name] = ColumnCounts(
-                np.asarray(c["counts"], dtype=np.int64),
+                np.asarray(c["counts"], dtype=np.float64),
                 int(c["rows"]),
                 int(c["nulls"]),
                 int(c["nans"]),

@@ -8,10 +8,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from batch_serving.config import JobConfig
 from batch_serving.runs.timeline import Span, current_lane, since_start
@@ -71,14 +71,35 @@ class StepTimer:
 T = TypeVar("T")
 
 
-def in_background(name: str, work: Callable[[], T]) -> Future[T]:
+_UNCUT: list[Future[Any]] = []  # background work the process's exit must wait for
+
+
+def in_background(name: str, work: Callable[[], T], uncut: bool = False) -> Future[T]:
     """``work`` on a thread of its own while the run goes on (the caller waits on the
-    future where the result is needed); the thread ends with it."""
+    future where the result is needed); the thread ends with it. ``uncut``: work that must
+    not be cut off by the process's exit even if nobody waits for it (the metastore's boot
+    writes Derby's files): ``finish_uncut`` waits for it."""
     pool = ThreadPoolExecutor(1, thread_name_prefix=name)
     try:
-        return pool.submit(work)
+        future = pool.submit(work)
     finally:
         pool.shutdown(wait=False)
+    if uncut:
+        with _UNCUT_LOCK:
+            _UNCUT.append(future)
+    return future
+
+
+_UNCUT_LOCK = threading.Lock()
+
+
+def finish_uncut(timeout: float) -> None:
+    """Wait (up to ``timeout`` seconds in all) for every ``uncut`` background work: called by
+    the process entry point before it ends the process without the interpreter's teardown."""
+    with _UNCUT_LOCK:
+        pending = list(_UNCUT)
+        _UNCUT.clear()
+    wait(pending, timeout=timeout)
 
 
 def new_run_id(now: dt.datetime) -> str:

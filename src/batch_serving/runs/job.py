@@ -179,12 +179,12 @@ def _wake_metastore(spark: SparkSession, cfg: JobConfig, timer: StepTimer) -> No
         with timer.step(METASTORE_STEP):
             wake_metastore(spark, cfg.catalog.predictions_database, cfg.model.name)
 
-    in_background("metastore", wake)
+    in_background("metastore", wake, uncut=True)  # Derby's files: never cut off by the exit
 
 
 def _start_report(run: RunContext) -> Future[Path | None]:
     """The run's report, built in a thread while the SQL catalog registers the partition
-    (``after_commit`` waits for it before the MLflow record, which logs it). Timed as the
+    and the MLflow record is created (the record waits for it only to log it). Timed as the
     post-commit step ``report``, in ``_after_commit.json``."""
 
     def build() -> Path | None:

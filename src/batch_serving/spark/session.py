@@ -144,7 +144,11 @@ def quick_jit(cfg: JobConfig, batch: bool) -> bool:
     job at 200k rows, whole process: 0.76x wall with the quick tier only)."""
     if cfg.spark.jit != "auto":
         return cfg.spark.jit == "quick"
-    return batch and cfg.engine in ("arrow_direct", "auto")
+    if not batch or cfg.engine not in ("arrow_direct", "auto") or cfg.spark.remote is not None:
+        return False
+    from batch_serving.spark.engines import choose_engine
+
+    return choose_engine(cfg) == "arrow_direct"  # auto may pick dataframe: keep_last, a URL
 
 
 def local_conf(

@@ -63,3 +63,26 @@ def test_python_dash_m_uses_it(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0 and json.loads(done.stdout)["title"] == "JobConfig"
+
+
+UNCUT = """
+import pathlib, sys, time
+from batch_serving.cli import run
+from batch_serving.runs.context import in_background
+done = pathlib.Path(sys.argv[1])
+in_background("metastore", lambda: (time.sleep(1.0), done.write_text("finished")), uncut=True)
+in_background("other", lambda: time.sleep(30))  # nobody's business: not waited for
+run(["schema"])
+"""
+
+
+def test_uncut_background_work_finishes_before_the_process_ends(tmp_path: Path) -> None:
+    """The metastore's boot writes Derby's files: the exit waits for it, not for the rest."""
+    done = tmp_path / "done.txt"
+    start = time.perf_counter()
+    ended = subprocess.run(
+        [sys.executable, "-c", UNCUT, str(done)], capture_output=True, text=True, timeout=60
+    )
+    assert ended.returncode == 0, ended.stderr
+    assert done.read_text() == "finished"
+    assert time.perf_counter() - start < 25

@@ -63,17 +63,18 @@ def test_sampled_bins_within_the_bound_and_the_rest_exact() -> None:
     assert sampled.counts["c"].counts.tolist() == exact.counts["c"].counts.tolist()
     assert exact.counts["x"].nans == 700 and exact.counts["x"].nulls == 500
     for name in ("x", "n"):
-        binned = int(sampled.counts[name].counts.sum())
-        # five 65,536-row batches and a remainder: 8,192 draws each, missing ones not binned
-        assert 0.12 * ROWS < binned < 0.14 * ROWS, name
-        shares = sampled.counts[name].counts / binned
-        truth = exact.counts[name].counts / exact.counts[name].counts.sum()
-        bound = math.sqrt(math.log(2 / 1e-6) / (2 * binned))  # DKW, probability 1 - 1e-6
+        exact_bins, sampled_bins = exact.counts[name].counts, sampled.counts[name].counts
+        present = exact_bins.sum()
+        assert sampled_bins.sum() == pytest.approx(present)  # scaled to the values, batch by batch
+        assert sampled_bins.tolist() != exact_bins.tolist()  # estimates: a sample was drawn
+        shares, truth = sampled_bins / present, exact_bins / present
+        edges = len(_spec(1.0).by_name()[name].edges)
+        # Hoeffding over the draws (each batch draws at least its eighth) and a union over
+        # the edges, probability 1 - 1e-6: the bound docs/monitoring.md states
+        bound = math.sqrt(math.log(2 * edges / 1e-6) / (2 * 0.125 * present))
         assert np.max(np.abs(np.cumsum(shares) - np.cumsum(truth))) < bound, name
-        # scaled to the exact count of values, the missing bin exact
-        scaled = with_missing(_spec(1.0).columns[0], sampled.counts[name])
-        assert scaled.sum() == pytest.approx(exact.counts[name].rows)
-        assert scaled[-1] == exact.counts[name].nulls + exact.counts[name].nans
+        missing = with_missing(_spec(1.0).columns[0], sampled.counts[name])
+        assert missing[-1] == exact.counts[name].nulls + exact.counts[name].nans
     # drift of the sampled profile against the exact one: noise far below any threshold
     for column in compare(sampled, [exact]):
         assert column.psi < 2e-3, column.name
@@ -113,8 +114,34 @@ def test_scores_shorter_than_the_batch_get_their_own_draw() -> None:
     partial: ProfilePartial = spec.partial()
     partial.add(spec, batch, scores)
     assert partial.columns["x"].rows == 60_000 and partial.columns["score"].rows == 50_000
-    binned = [int(partial.columns[name].counts.sum()) for name in ("x", "score")]
-    assert binned == [8_192, 8_192]
+    binned = [partial.columns[name].counts.sum() for name in ("x", "score")]
+    assert binned == [pytest.approx(60_000), pytest.approx(50_000)]
+
+
+def test_batches_weigh_by_their_rows_not_by_their_draws() -> None:
+    """A big batch (sampled) and a small one (counted whole) of different values: each weighs
+    by its rows, so the share above the edge is the exact one."""
+    spec = ProfileSpec((ColumnSpec("x", "numeric", "feature", (5.0,)),), 0.125)
+    partial = spec.partial()
+    for value, rows in ((0.0, 65_536), (10.0, 8_192)):
+        batch = pa.record_batch({"x": np.full(rows, value)})
+        partial.add(spec, batch, batch)
+    counts = partial.columns["x"].counts
+    assert counts.tolist() == [65_536, 8_192]  # all one value per batch: the scaling is exact
+    assert counts[1] / counts.sum() == pytest.approx(8_192 / 73_728)
+
+
+def test_a_draw_without_values_counts_the_batch() -> None:
+    """100,000 rows, 10 of them numbers: whether the draw of 12,500 finds some of them or none
+    (then the batch's own are counted), the ten are counted as ten."""
+    spec = ProfileSpec((ColumnSpec("x", "numeric", "feature", (0.5,)),), 0.125)
+    x = np.full(100_000, np.nan)
+    x[:10] = 1.0
+    partial = spec.partial()
+    batch = pa.record_batch({"x": x})
+    partial.add(spec, batch, batch)
+    assert partial.columns["x"].counts.tolist() == [0, 10]
+    assert partial.columns["x"].nans == 99_990
 
 
 def test_the_stored_profile_says_how_it_was_binned() -> None:

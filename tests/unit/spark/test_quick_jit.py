@@ -26,6 +26,17 @@ def test_which_runs_get_the_quick_tier(  # type: ignore[no-untyped-def]
     assert quick_jit(cfg, batch) is quick
 
 
+def test_auto_follows_the_engine_auto_will_pick(job_config) -> None:  # type: ignore[no-untyped-def]
+    """``engine: auto`` picks ``dataframe`` for keep_last and for a URL Spark must read: the
+    JVM reads the rows then, so its compiler stays full."""
+    keep_last = job_config("m", validation={"duplicate_ids": "keep_last"})
+    assert quick_jit(keep_last, batch=True) is False
+    remote_input = job_config("m", input={"path": "hdfs://nn/features"})
+    assert quick_jit(remote_input, batch=True) is False
+    connect = job_config("m", engine="arrow_direct", spark={"remote": "sc://127.0.0.1:15002"})
+    assert quick_jit(connect, batch=True) is False  # no JVM of ours (and no arrow_direct)
+
+
 def test_the_option_joins_ours_and_the_jobs_own_come_last(job_config) -> None:  # type: ignore[no-untyped-def]
     own = "-XX:TieredStopAtLevel=4"
     cfg = job_config("m", spark={"conf": {JAVA_OPTIONS: own}})

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,8 +38,16 @@ def known_names(version: str) -> list[str] | None:
     return list(data["names"]) if data.get("sklearn") == version else None
 
 
+_IMPORTING = threading.Lock()  # one patched import at a time (models load on threads too)
+
+
 def import_skops_io() -> ModuleType:
     """``skops.io``, its default trusted types built from the kept names when they match."""
+    with _IMPORTING:
+        return _import_skops_io()
+
+
+def _import_skops_io() -> ModuleType:
     if "skops.io" in sys.modules:
         return sys.modules["skops.io"]
     import sklearn.utils
