@@ -146,6 +146,10 @@ def quick_jit(cfg: JobConfig, batch: bool) -> bool:
         return cfg.spark.jit == "quick"
     if not batch or cfg.engine not in ("arrow_direct", "auto") or cfg.spark.remote is not None:
         return False
+    if cfg.input.table is not None and cfg.input.path is None:
+        # its location is known only once the session resolves it: arrow_direct unless
+        # keep_last needs Spark's window (a table on a URL pyarrow cannot read is rare)
+        return cfg.validation.duplicate_ids != "keep_last"
     from batch_serving.spark.engines import choose_engine
 
     return choose_engine(cfg) == "arrow_direct"  # auto may pick dataframe: keep_last, a URL

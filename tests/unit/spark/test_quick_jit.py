@@ -33,6 +33,10 @@ def test_auto_follows_the_engine_auto_will_pick(job_config) -> None:  # type: ig
     assert quick_jit(keep_last, batch=True) is False
     remote_input = job_config("m", input={"path": "hdfs://nn/features"})
     assert quick_jit(remote_input, batch=True) is False
+    table = job_config(
+        "m", input={"table": "features.customers", "path": None}, catalog={"enabled": True}
+    )
+    assert quick_jit(table, batch=True) is True  # not resolved yet: no error, arrow_direct
     connect = job_config("m", engine="arrow_direct", spark={"remote": "sc://127.0.0.1:15002"})
     assert quick_jit(connect, batch=True) is False  # no JVM of ours (and no arrow_direct)
 
