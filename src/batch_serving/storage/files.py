@@ -70,15 +70,15 @@ def read_footer(path: AnyPath) -> pq.FileMetaData:
         raise StorageError(f"cannot read Parquet file {path}: {exc}") from None
 
 
-def checked_data_files(partition: AnyPath) -> list[Location]:
-    """``data_files`` after checking each one is Parquet (footers only): what an engine that
-    lets Spark read the partition hands it, so both engines see the same files and fail alike."""
+def checked_data_files(partition: AnyPath) -> tuple[list[Location], int]:
+    """``data_files`` after checking each one is Parquet (footers only), and their rows from
+    the same footers: what an engine that lets Spark read the partition hands it, so both
+    engines see the same files and fail alike."""
     files = data_files(partition)
-    for f in files:
-        read_footer(f)
+    rows = sum(read_footer(f).num_rows for f in files)
     if not files:
         raise InputNotFoundError(f"input partition {partition} contains no data files")
-    return files
+    return files, rows
 
 
 def inspect_input(partition: AnyPath) -> ParquetInput:

@@ -28,7 +28,7 @@ from batch_serving.spark.engines.base import CoreModels, InputData, Staging
 from batch_serving.spark.reader import read_partition
 from batch_serving.spark.task_counts import TaskTotals, task_totals
 from batch_serving.storage import Location, location
-from batch_serving.storage.files import checked_data_files, count_rows, is_local, read_footer
+from batch_serving.storage.files import checked_data_files, count_rows, is_local
 from batch_serving.tables.inputs import missing_partition, partition_exists, partition_path
 
 
@@ -51,10 +51,10 @@ class DataFrameEngine(CoreModels):
             # files arrow_direct would read, and a non-Parquet one fails both engines alike
             if not partition_exists(cfg, run_date):
                 raise missing_partition(cfg, run_date)
-            files = tuple(checked_data_files(location(where)))
+            found, rows = checked_data_files(location(where))  # rows: no Spark job
+            files = tuple(found)
             paths = [str(f) for f in files]
             df = errors.reading(lambda: spark.read.parquet(*paths), where)
-            rows = sum(read_footer(f).num_rows for f in files)  # the footers: no Spark job
         else:
             df = errors.reading(lambda: read_partition(spark, cfg, run_date), where)
             rows = errors.reading(df.count, where)
