@@ -72,6 +72,7 @@ T = TypeVar("T")
 
 
 _UNCUT: list[Future[Any]] = []  # background work the process's exit must wait for
+_UNCUT_LOCK = threading.Lock()
 
 
 def in_background(name: str, work: Callable[[], T], uncut: bool = False) -> Future[T]:
@@ -88,9 +89,6 @@ def in_background(name: str, work: Callable[[], T], uncut: bool = False) -> Futu
         with _UNCUT_LOCK:
             _UNCUT.append(future)
     return future
-
-
-_UNCUT_LOCK = threading.Lock()
 
 
 def finish_uncut(timeout: float) -> None:

@@ -109,22 +109,10 @@ def open_session_early(
     return in_background("spark-session", build)
 
 
-def start_session(
-    prepared: PreparedRun, session: Future[SparkSession] | Callable[[], SparkSession]
-) -> SparkSession:
+def start_session(prepared: PreparedRun, session: Future[SparkSession]) -> SparkSession:
     """The run's session, while this thread downloads and loads the pinned models: ``session``
-    is one ``open_session_early`` is building, or a call that builds one (then started on a
-    thread now, after ``prepare_run``). Timed as ``fetch_models`` (and ``spark_session``)."""
-    timer = prepared.run.timer
-    if not isinstance(session, Future):
-        opener = session
-
-        def build() -> SparkSession:
-            with timer.step(SESSION_STEP):
-                return opener()
-
-        session = in_background("spark-session", build)
-    with timer.step(FETCH_STEP):
+    is the one ``open_session_early`` is building. Timed as ``fetch_models``."""
+    with prepared.run.timer.step(FETCH_STEP):
         fetch_models(prepared.run.cfg, prepared.resolved)
     return session.result()
 

@@ -24,6 +24,7 @@ from batch_serving.runs.job import (
     FETCH_STEP,
     METASTORE_STEP,
     SESSION_STEP,
+    open_session_early,
     prepare_run,
     run_prepared,
     start_session,
@@ -120,7 +121,8 @@ def test_the_session_starts_while_the_models_download(
         time.sleep(1.0)
         return spark
 
-    assert start_session(prepared, slow_session) is spark
+    session = open_session_early(prepared.run.cfg, prepared.run.timer, slow_session)
+    assert start_session(prepared, session) is spark
     result = run_prepared(spark, prepared)
 
     spans = {s.name: s for s in result.after.timeline}
